@@ -1,0 +1,53 @@
+# nlb: native VRRP daemon and L4 load balancer.
+# `make demo` shows a VRRP failover in a namespace lab; `make test` runs every test tier.
+
+GO        ?= go
+BIN       ?= bin/nlb
+FUZZTIME  ?= 10s
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+export CGO_ENABLED ?= 0
+
+.PHONY: all build deps demo test lint unit fuzz bench bench-failover bench-proxy clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nlb
+
+deps:
+	@bash .ci/deps
+
+## demo: three VRRP nodes on a bridge in network namespaces; kill the master; print the timeline.
+demo: build
+	@$(GO) run ./internal/demo --nlb $(BIN)
+
+## test: formatting, vet, then unit, fuzz-seed and (as root) privileged tests.
+test: deps lint unit
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (seeds also run in `make test`).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+## bench: every benchmark against its peers.
+bench: bench-failover bench-proxy
+
+bench-failover: deps build
+	$(GO) run ./bench/failover --nlb $(BIN)
+
+bench-proxy: deps build
+	$(GO) run ./bench/proxy --nlb $(BIN)
+
+clean:
+	rm -rf bin
