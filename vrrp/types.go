@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"context"
 	"net/netip"
 	"time"
 )
@@ -128,4 +129,35 @@ type PacketInfo struct {
 	TTL int
 	// IfIndex is the index of the receiving interface; 0 if unknown.
 	IfIndex int
+}
+
+// Conn sends and receives advertisements. It is the seam between the pure
+// protocol code and the raw protocol-112 socket; package socket implements
+// it on Linux and tests use in-memory fakes.
+type Conn interface {
+	// ReadFrom reads one VRRP message (the IP payload, without the IP
+	// header) into b and reports what the IP layer knew about it. It blocks
+	// until a packet arrives or the Conn is closed.
+	ReadFrom(b []byte) (n int, info PacketInfo, err error)
+	// WriteTo sends one VRRP message to dst: the multicast group or a
+	// unicast peer. The Conn sets TTL / hop limit 255 and the source
+	// address the instance was configured with.
+	WriteTo(b []byte, dst netip.Addr) error
+	// Close unblocks ReadFrom and releases the socket.
+	Close() error
+}
+
+// Effects are the operating-system side effects of a state change. Each
+// func may be nil in tests that do not care. They are called from the
+// instance's goroutine only, one at a time.
+type Effects struct {
+	// AddVIPs configures the virtual addresses on the interface.
+	AddVIPs func(ctx context.Context) error
+	// RemoveVIPs removes the virtual addresses from the interface. It
+	// must succeed when they are already absent.
+	RemoveVIPs func(ctx context.Context) error
+	// Announce sends one gratuitous ARP (IPv4) or unsolicited Neighbor
+	// Advertisement (IPv6) for every virtual address (RFC 3768 §6.4.2,
+	// RFC 5798 §6.4.2).
+	Announce func(ctx context.Context) error
 }
