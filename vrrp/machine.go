@@ -240,7 +240,7 @@ func NewMachine(cfg MachineConfig) (*Machine, error) {
 	}
 	return &Machine{
 		cfg:                 cfg,
-		primary:             cfg.Primary.Unmap(),
+		primary:             cfg.Primary.Unmap().WithZone(""),
 		state:               Initialize,
 		priority:            cfg.Priority,
 		masterAdverInterval: cfg.AdvertInterval,
@@ -336,12 +336,13 @@ func (m *Machine) Startup(now time.Time) []Action {
 // that meet after a partition settle on one.
 //
 // Adverts from our own Primary (a looped-back copy) and anything received
-// in Initialize are ignored.
+// in Initialize are ignored. IPv6 zones and IPv4-mapped forms of src are
+// ignored for comparisons.
 func (m *Machine) Receive(now time.Time, src netip.Addr, ad *Advertisement) []Action {
 	if ad == nil {
 		return nil
 	}
-	src = src.Unmap()
+	src = src.Unmap().WithZone("")
 	if src == m.primary {
 		return nil
 	}
