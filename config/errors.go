@@ -1,0 +1,94 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+)
+
+// FieldError is one problem with one field. Path names the field the way
+// Kubernetes field paths do ("spec.network.controlPlaneLoadBalancing.keepalived.vrrpInstances[1].authPass"),
+// relative to the document the user gave (see the package doc).
+type FieldError struct {
+	// Path is the field path; empty for a problem with the whole document.
+	Path string
+	// Message says what is wrong, without the path.
+	Message string
+}
+
+// Error returns "path: message".
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Message
+	}
+	return e.Path + ": " + e.Message
+}
+
+// ValidationError lists every problem found in a configuration. Load and
+// Validate return it; errors.As with a *FieldError target finds the first
+// problem.
+type ValidationError struct {
+	// Problems are in document order: decoding problems first, then
+	// field rules, then cross-field rules.
+	Problems []*FieldError
+}
+
+// Error returns one "config: path: message" line per problem.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString("config: ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the problems, for errors.Is and errors.As.
+func (e *ValidationError) Unwrap() []error {
+	errs := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		errs[i] = p
+	}
+	return errs
+}
+
+// Paths returns the path of every problem, in order; handy in tests and
+// for tools that highlight fields.
+func (e *ValidationError) Paths() []string {
+	paths := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		paths[i] = p.Path
+	}
+	return paths
+}
+
+// problems collects FieldErrors.
+type problems struct {
+	list []*FieldError
+}
+
+func (p *problems) add(path, msg string) {
+	p.list = append(p.list, &FieldError{Path: path, Message: msg})
+}
+
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: p.list}
+}
+
+// child returns path.name, or name at the root.
+func child(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// index returns path[i].
+func index(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
