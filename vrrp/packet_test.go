@@ -18,23 +18,23 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// addrComparer lets cmp compare netip.Addr, whose fields are unexported.
-var addrComparer = cmp.Comparer(func(x, y netip.Addr) bool { return x == y })
+// pkAddrCmp lets cmp compare netip.Addr, whose fields are unexported.
+var pkAddrCmp = cmp.Comparer(func(x, y netip.Addr) bool { return x == y })
 
 // Addresses shared by the tests; all from the documentation ranges.
 var (
-	src4   = netip.MustParseAddr("192.0.2.1")
-	peer4  = netip.MustParseAddr("192.0.2.2")
-	group4 = MulticastGroup(false)
-	src6   = netip.MustParseAddr("fe80::1")
-	group6 = MulticastGroup(true)
-	vip4   = netip.MustParseAddr("192.0.2.100")
-	vip4b  = netip.MustParseAddr("192.0.2.101")
-	vip6   = netip.MustParseAddr("2001:db8::100")
-	vip6ll = netip.MustParseAddr("fe80::51")
+	pkSrc4   = netip.MustParseAddr("192.0.2.1")
+	pkPeer4  = netip.MustParseAddr("192.0.2.2")
+	pkGroup4 = MulticastGroup(false)
+	pkSrc6   = netip.MustParseAddr("fe80::1")
+	pkGroup6 = MulticastGroup(true)
+	pkVIP4   = netip.MustParseAddr("192.0.2.100")
+	pkVIP4b  = netip.MustParseAddr("192.0.2.101")
+	pkVIP6   = netip.MustParseAddr("2001:db8::100")
+	pkVIP6LL = netip.MustParseAddr("fe80::51")
 )
 
-func mustHex(t testing.TB, s string) []byte {
+func pkHex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
 	if err != nil {
@@ -43,7 +43,7 @@ func mustHex(t testing.TB, s string) []byte {
 	return b
 }
 
-func password(s string) [8]byte {
+func pkPassword(s string) [8]byte {
 	var p [8]byte
 	copy(p[:], s)
 	return p
@@ -68,49 +68,49 @@ func TestMarshalParseRoundTrip(t *testing.T) {
 		{
 			name: "v2 PASS",
 			a: Advertisement{Version: Version2, VRID: 51, Priority: 150, Interval: time.Second,
-				AuthType: AuthPassword, AuthData: password("nlbpass1"), Addresses: []netip.Addr{vip4, vip4b}},
-			src: src4, dst: group4, wantLen: 8 + 8 + 8,
+				AuthType: AuthPassword, AuthData: pkPassword("nlbpass1"), Addresses: []netip.Addr{pkVIP4, pkVIP4b}},
+			src: pkSrc4, dst: pkGroup4, wantLen: 8 + 8 + 8,
 		},
 		{
 			name:    "v2 no auth, zero src and dst",
-			a:       Advertisement{Version: Version2, VRID: 1, Priority: 255, Interval: 255 * time.Second, Addresses: []netip.Addr{vip4}},
+			a:       Advertisement{Version: Version2, VRID: 1, Priority: 255, Interval: 255 * time.Second, Addresses: []netip.Addr{pkVIP4}},
 			wantLen: 20,
 		},
 		{
 			name: "v2 release, 255 addresses",
 			a:    Advertisement{Version: Version2, VRID: 255, Priority: 0, Interval: time.Second, Addresses: many},
-			src:  src4, dst: group4, wantLen: 8 + 4*255 + 8,
+			src:  pkSrc4, dst: pkGroup4, wantLen: 8 + 4*255 + 8,
 		},
 		{
 			name: "v2 unknown auth type kept",
 			a: Advertisement{Version: Version2, VRID: 9, Priority: 100, Interval: 3 * time.Second,
-				AuthType: 7, AuthData: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, Addresses: []netip.Addr{vip4}},
-			src: src4, dst: group4, wantLen: 20,
+				AuthType: 7, AuthData: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, Addresses: []netip.Addr{pkVIP4}},
+			src: pkSrc4, dst: pkGroup4, wantLen: 20,
 		},
 		{
 			name: "v3 IPv4 pseudo-header",
-			a:    Advertisement{Version: Version3, VRID: 51, Priority: 100, Interval: 500 * time.Millisecond, Addresses: []netip.Addr{vip4, vip4b}},
-			src:  src4, dst: group4, form: ChecksumPseudoHeader, wantLen: 16,
+			a:    Advertisement{Version: Version3, VRID: 51, Priority: 100, Interval: 500 * time.Millisecond, Addresses: []netip.Addr{pkVIP4, pkVIP4b}},
+			src:  pkSrc4, dst: pkGroup4, form: ChecksumPseudoHeader, wantLen: 16,
 		},
 		{
 			name: "v3 IPv4 message only",
-			a:    Advertisement{Version: Version3, VRID: 51, Priority: 100, Interval: 40950 * time.Millisecond, Addresses: []netip.Addr{vip4}},
-			src:  src4, dst: group4, form: ChecksumMessageOnly, wantLen: 12,
+			a:    Advertisement{Version: Version3, VRID: 51, Priority: 100, Interval: 40950 * time.Millisecond, Addresses: []netip.Addr{pkVIP4}},
+			src:  pkSrc4, dst: pkGroup4, form: ChecksumMessageOnly, wantLen: 12,
 		},
 		{
 			name: "v3 IPv4 unicast, mapped source",
 			a:    Advertisement{Version: Version3, VRID: 2, Priority: 1, Interval: 10 * time.Millisecond, Addresses: many},
-			src:  netip.AddrFrom16(src4.As16()), dst: peer4, wantLen: 8 + 4*255,
+			src:  netip.AddrFrom16(pkSrc4.As16()), dst: pkPeer4, wantLen: 8 + 4*255,
 		},
 		{
 			name: "v3 IPv6",
-			a:    Advertisement{Version: Version3, VRID: 51, Priority: 254, Interval: time.Second, Addresses: []netip.Addr{vip6ll, vip6}},
-			src:  src6, dst: group6, wantLen: 8 + 32,
+			a:    Advertisement{Version: Version3, VRID: 51, Priority: 254, Interval: time.Second, Addresses: []netip.Addr{pkVIP6LL, pkVIP6}},
+			src:  pkSrc6, dst: pkGroup6, wantLen: 8 + 32,
 		},
 		{
 			name: "v3 IPv6 form ignored, 255 addresses",
 			a:    Advertisement{Version: Version3, VRID: 51, Priority: 254, Interval: time.Second, Addresses: many6},
-			src:  src6, dst: group6, form: ChecksumMessageOnly, wantLen: 8 + 16*255,
+			src:  pkSrc6, dst: pkGroup6, form: ChecksumMessageOnly, wantLen: 8 + 16*255,
 		},
 	}
 	for _, tt := range tests {
@@ -140,7 +140,7 @@ func TestMarshalParseRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseAdvertisement: %v", err)
 			}
-			if diff := cmp.Diff(&tt.a, got, addrComparer); diff != "" {
+			if diff := cmp.Diff(&tt.a, got, pkAddrCmp); diff != "" {
 				t.Errorf("round trip (-want +got):\n%s", diff)
 			}
 
@@ -159,12 +159,12 @@ func TestMarshalParseRoundTrip(t *testing.T) {
 
 func TestAppendMarshalNoAlloc(t *testing.T) {
 	for _, a := range []Advertisement{
-		{Version: Version2, VRID: 51, Priority: 100, Interval: time.Second, AuthType: AuthPassword, AuthData: password("x"), Addresses: []netip.Addr{vip4, vip4b}},
-		{Version: Version3, VRID: 51, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{vip6ll, vip6}},
+		{Version: Version2, VRID: 51, Priority: 100, Interval: time.Second, AuthType: AuthPassword, AuthData: pkPassword("x"), Addresses: []netip.Addr{pkVIP4, pkVIP4b}},
+		{Version: Version3, VRID: 51, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{pkVIP6LL, pkVIP6}},
 	} {
-		src, dst := src4, group4
+		src, dst := pkSrc4, pkGroup4
 		if a.Addresses[0].Is6() {
-			src, dst = src6, group6
+			src, dst = pkSrc6, pkGroup6
 		}
 		buf := make([]byte, 0, 64)
 		allocs := testing.AllocsPerRun(100, func() {
@@ -181,18 +181,18 @@ func TestAppendMarshalNoAlloc(t *testing.T) {
 
 func TestMarshalErrors(t *testing.T) {
 	v2 := func(mod func(*Advertisement)) *Advertisement {
-		a := &Advertisement{Version: Version2, VRID: 1, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{vip4}}
+		a := &Advertisement{Version: Version2, VRID: 1, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{pkVIP4}}
 		mod(a)
 		return a
 	}
 	v3 := func(mod func(*Advertisement)) *Advertisement {
-		a := &Advertisement{Version: Version3, VRID: 1, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{vip4}}
+		a := &Advertisement{Version: Version3, VRID: 1, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{pkVIP4}}
 		mod(a)
 		return a
 	}
 	tooMany := make([]netip.Addr, 256)
 	for i := range tooMany {
-		tooMany[i] = vip4
+		tooMany[i] = pkVIP4
 	}
 	tests := []struct {
 		name     string
@@ -200,35 +200,35 @@ func TestMarshalErrors(t *testing.T) {
 		src, dst netip.Addr
 		form     ChecksumForm
 	}{
-		{name: "nil advertisement", a: nil, src: src4, dst: group4},
-		{name: "version 0", a: v2(func(a *Advertisement) { a.Version = 0 }), src: src4, dst: group4},
-		{name: "version 1", a: v2(func(a *Advertisement) { a.Version = 1 }), src: src4, dst: group4},
-		{name: "version 4", a: v3(func(a *Advertisement) { a.Version = 4 }), src: src4, dst: group4},
-		{name: "VRID 0 v2", a: v2(func(a *Advertisement) { a.VRID = 0 }), src: src4, dst: group4},
-		{name: "VRID 0 v3", a: v3(func(a *Advertisement) { a.VRID = 0 }), src: src4, dst: group4},
-		{name: "no addresses", a: v2(func(a *Advertisement) { a.Addresses = nil }), src: src4, dst: group4},
-		{name: "no addresses v3", a: v3(func(a *Advertisement) { a.Addresses = []netip.Addr{} }), src: src4, dst: group4},
-		{name: "256 addresses", a: v2(func(a *Advertisement) { a.Addresses = tooMany }), src: src4, dst: group4},
-		{name: "v2 IPv6 address", a: v2(func(a *Advertisement) { a.Addresses = []netip.Addr{vip4, vip6} }), src: src4, dst: group4},
-		{name: "v2 zero address", a: v2(func(a *Advertisement) { a.Addresses = []netip.Addr{{}} }), src: src4, dst: group4},
-		{name: "v2 over IPv6", a: v2(func(*Advertisement) {}), src: src6, dst: group6},
-		{name: "v2 IPv6 destination", a: v2(func(*Advertisement) {}), src: src4, dst: group6},
-		{name: "v2 interval 0", a: v2(func(a *Advertisement) { a.Interval = 0 }), src: src4, dst: group4},
-		{name: "v2 interval 1.5s", a: v2(func(a *Advertisement) { a.Interval = 1500 * time.Millisecond }), src: src4, dst: group4},
-		{name: "v2 interval 256s", a: v2(func(a *Advertisement) { a.Interval = 256 * time.Second }), src: src4, dst: group4},
-		{name: "v2 interval negative", a: v2(func(a *Advertisement) { a.Interval = -time.Second }), src: src4, dst: group4},
-		{name: "v3 IPv6 address over IPv4", a: v3(func(a *Advertisement) { a.Addresses = []netip.Addr{vip6} }), src: src4, dst: group4},
-		{name: "v3 IPv4 address over IPv6", a: v3(func(a *Advertisement) { a.Addresses = []netip.Addr{vip6ll, vip4} }), src: src6, dst: group6},
-		{name: "v3 mixed src and dst", a: v3(func(*Advertisement) {}), src: src4, dst: group6},
-		{name: "v3 no source", a: v3(func(*Advertisement) {}), dst: group4},
-		{name: "v3 no destination", a: v3(func(*Advertisement) {}), src: src4},
-		{name: "v3 unknown form", a: v3(func(*Advertisement) {}), src: src4, dst: group4, form: 9},
-		{name: "v3 interval 0", a: v3(func(a *Advertisement) { a.Interval = 0 }), src: src4, dst: group4},
-		{name: "v3 interval 5ms", a: v3(func(a *Advertisement) { a.Interval = 5 * time.Millisecond }), src: src4, dst: group4},
-		{name: "v3 interval 15ms", a: v3(func(a *Advertisement) { a.Interval = 15 * time.Millisecond }), src: src4, dst: group4},
-		{name: "v3 interval 40.96s", a: v3(func(a *Advertisement) { a.Interval = 40960 * time.Millisecond }), src: src4, dst: group4},
-		{name: "v3 auth type", a: v3(func(a *Advertisement) { a.AuthType = AuthPassword }), src: src4, dst: group4},
-		{name: "v3 auth data", a: v3(func(a *Advertisement) { a.AuthData = password("secret") }), src: src4, dst: group4},
+		{name: "nil advertisement", a: nil, src: pkSrc4, dst: pkGroup4},
+		{name: "version 0", a: v2(func(a *Advertisement) { a.Version = 0 }), src: pkSrc4, dst: pkGroup4},
+		{name: "version 1", a: v2(func(a *Advertisement) { a.Version = 1 }), src: pkSrc4, dst: pkGroup4},
+		{name: "version 4", a: v3(func(a *Advertisement) { a.Version = 4 }), src: pkSrc4, dst: pkGroup4},
+		{name: "VRID 0 v2", a: v2(func(a *Advertisement) { a.VRID = 0 }), src: pkSrc4, dst: pkGroup4},
+		{name: "VRID 0 v3", a: v3(func(a *Advertisement) { a.VRID = 0 }), src: pkSrc4, dst: pkGroup4},
+		{name: "no addresses", a: v2(func(a *Advertisement) { a.Addresses = nil }), src: pkSrc4, dst: pkGroup4},
+		{name: "no addresses v3", a: v3(func(a *Advertisement) { a.Addresses = []netip.Addr{} }), src: pkSrc4, dst: pkGroup4},
+		{name: "256 addresses", a: v2(func(a *Advertisement) { a.Addresses = tooMany }), src: pkSrc4, dst: pkGroup4},
+		{name: "v2 IPv6 address", a: v2(func(a *Advertisement) { a.Addresses = []netip.Addr{pkVIP4, pkVIP6} }), src: pkSrc4, dst: pkGroup4},
+		{name: "v2 zero address", a: v2(func(a *Advertisement) { a.Addresses = []netip.Addr{{}} }), src: pkSrc4, dst: pkGroup4},
+		{name: "v2 over IPv6", a: v2(func(*Advertisement) {}), src: pkSrc6, dst: pkGroup6},
+		{name: "v2 IPv6 destination", a: v2(func(*Advertisement) {}), src: pkSrc4, dst: pkGroup6},
+		{name: "v2 interval 0", a: v2(func(a *Advertisement) { a.Interval = 0 }), src: pkSrc4, dst: pkGroup4},
+		{name: "v2 interval 1.5s", a: v2(func(a *Advertisement) { a.Interval = 1500 * time.Millisecond }), src: pkSrc4, dst: pkGroup4},
+		{name: "v2 interval 256s", a: v2(func(a *Advertisement) { a.Interval = 256 * time.Second }), src: pkSrc4, dst: pkGroup4},
+		{name: "v2 interval negative", a: v2(func(a *Advertisement) { a.Interval = -time.Second }), src: pkSrc4, dst: pkGroup4},
+		{name: "v3 IPv6 address over IPv4", a: v3(func(a *Advertisement) { a.Addresses = []netip.Addr{pkVIP6} }), src: pkSrc4, dst: pkGroup4},
+		{name: "v3 IPv4 address over IPv6", a: v3(func(a *Advertisement) { a.Addresses = []netip.Addr{pkVIP6LL, pkVIP4} }), src: pkSrc6, dst: pkGroup6},
+		{name: "v3 mixed src and dst", a: v3(func(*Advertisement) {}), src: pkSrc4, dst: pkGroup6},
+		{name: "v3 no source", a: v3(func(*Advertisement) {}), dst: pkGroup4},
+		{name: "v3 no destination", a: v3(func(*Advertisement) {}), src: pkSrc4},
+		{name: "v3 unknown form", a: v3(func(*Advertisement) {}), src: pkSrc4, dst: pkGroup4, form: 9},
+		{name: "v3 interval 0", a: v3(func(a *Advertisement) { a.Interval = 0 }), src: pkSrc4, dst: pkGroup4},
+		{name: "v3 interval 5ms", a: v3(func(a *Advertisement) { a.Interval = 5 * time.Millisecond }), src: pkSrc4, dst: pkGroup4},
+		{name: "v3 interval 15ms", a: v3(func(a *Advertisement) { a.Interval = 15 * time.Millisecond }), src: pkSrc4, dst: pkGroup4},
+		{name: "v3 interval 40.96s", a: v3(func(a *Advertisement) { a.Interval = 40960 * time.Millisecond }), src: pkSrc4, dst: pkGroup4},
+		{name: "v3 auth type", a: v3(func(a *Advertisement) { a.AuthType = AuthPassword }), src: pkSrc4, dst: pkGroup4},
+		{name: "v3 auth data", a: v3(func(a *Advertisement) { a.AuthData = pkPassword("secret") }), src: pkSrc4, dst: pkGroup4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,15 +252,15 @@ func TestMarshalErrors(t *testing.T) {
 }
 
 // withChecksum returns b with its checksum recomputed for version v.
-func withChecksum(b []byte, src, dst netip.Addr, form ChecksumForm) []byte {
+func pkWithChecksum(b []byte, src, dst netip.Addr, form ChecksumForm) []byte {
 	b = bytes.Clone(b)
 	binary.BigEndian.PutUint16(b[6:], checksum(Version(b[0]>>4), b, src, dst, form))
 	return b
 }
 
 func TestParseErrors(t *testing.T) {
-	v2 := mustHex(t, "2133960201011d7dc0000264c00002656e6c627061737331") // keepalived v2 PASS
-	v3 := mustHex(t, "3133960300324ecdc0000264c0000265c0000266")         // keepalived v3 IPv4
+	v2 := pkHex(t, "2133960201011d7dc0000264c00002656e6c627061737331") // keepalived v2 PASS
+	v3 := pkHex(t, "3133960300324ecdc0000264c0000265c0000266")         // keepalived v3 IPv4
 	set := func(b []byte, i int, v byte) []byte {
 		b = bytes.Clone(b)
 		b[i] = v
@@ -273,31 +273,31 @@ func TestParseErrors(t *testing.T) {
 		want     DropReason
 		eof      bool
 	}{
-		{name: "empty", b: nil, src: src4, dst: group4, want: DropShort, eof: true},
-		{name: "7 bytes", b: v2[:7], src: src4, dst: group4, want: DropShort, eof: true},
-		{name: "v2 without auth data", b: v2[:16], src: src4, dst: group4, want: DropShort, eof: true},
-		{name: "v2 truncated address", b: v2[:10], src: src4, dst: group4, want: DropShort, eof: true},
-		{name: "v3 truncated address", b: v3[:19], src: src4, dst: group4, want: DropShort, eof: true},
-		{name: "v3 IPv4 bytes from IPv6 source", b: v3, src: src6, dst: group6, want: DropShort, eof: true},
-		{name: "version 0", b: withChecksum(set(v2, 0, 0x01), src4, group4, 0), src: src4, dst: group4, want: DropVersion},
-		{name: "version 1", b: withChecksum(set(v2, 0, 0x11), src4, group4, 0), src: src4, dst: group4, want: DropVersion},
-		{name: "version 4", b: withChecksum(set(v2, 0, 0x41), src4, group4, 0), src: src4, dst: group4, want: DropVersion},
-		{name: "v2 over IPv6", b: v2, src: src6, dst: group6, want: DropVersion},
-		{name: "type 0", b: withChecksum(set(v2, 0, 0x20), src4, group4, 0), src: src4, dst: group4, want: DropType},
-		{name: "type 2", b: withChecksum(set(v3, 0, 0x32), src4, group4, 0), src: src4, dst: group4, want: DropType},
-		{name: "v2 count 0", b: withChecksum(set(v2, 3, 0), src4, group4, 0), src: src4, dst: group4, want: DropNoAddresses},
-		{name: "v3 count 0", b: withChecksum(set(v3, 3, 0), src4, group4, 0), src: src4, dst: group4, want: DropNoAddresses},
-		{name: "v2 bad checksum", b: set(v2, 7, v2[7]^1), src: src4, dst: group4, want: DropChecksum},
-		{name: "v2 corrupted password", b: set(v2, 23, 0), src: src4, dst: group4, want: DropChecksum},
-		{name: "v3 bad checksum", b: set(v3, 6, v3[6]^0x80), src: src4, dst: group4, want: DropChecksum},
-		{name: "v3 wrong source", b: v3, src: peer4, dst: group4, want: DropChecksum},
-		{name: "v3 wrong destination", b: v3, src: src4, dst: peer4, want: DropChecksum},
-		{name: "v3 no source", b: v3, dst: group4, want: DropMalformed},
-		{name: "v3 no destination", b: v3, src: src4, want: DropMalformed},
-		{name: "v3 mixed families", b: v3, src: src4, dst: group6, want: DropMalformed},
-		{name: "v2 interval 0", b: withChecksum(set(v2, 5, 0), src4, group4, 0), src: src4, dst: group4, want: DropMalformed},
-		{name: "v3 interval 0", b: withChecksum(set(set(v3, 4, 0), 5, 0), src4, group4, 0), src: src4, dst: group4, want: DropMalformed},
-		{name: "v3 interval 0, reserved bits set", b: withChecksum(set(set(v3, 4, 0xf0), 5, 0), src4, group4, 0), src: src4, dst: group4, want: DropMalformed},
+		{name: "empty", b: nil, src: pkSrc4, dst: pkGroup4, want: DropShort, eof: true},
+		{name: "7 bytes", b: v2[:7], src: pkSrc4, dst: pkGroup4, want: DropShort, eof: true},
+		{name: "v2 without auth data", b: v2[:16], src: pkSrc4, dst: pkGroup4, want: DropShort, eof: true},
+		{name: "v2 truncated address", b: v2[:10], src: pkSrc4, dst: pkGroup4, want: DropShort, eof: true},
+		{name: "v3 truncated address", b: v3[:19], src: pkSrc4, dst: pkGroup4, want: DropShort, eof: true},
+		{name: "v3 IPv4 bytes from IPv6 source", b: v3, src: pkSrc6, dst: pkGroup6, want: DropShort, eof: true},
+		{name: "version 0", b: pkWithChecksum(set(v2, 0, 0x01), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropVersion},
+		{name: "version 1", b: pkWithChecksum(set(v2, 0, 0x11), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropVersion},
+		{name: "version 4", b: pkWithChecksum(set(v2, 0, 0x41), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropVersion},
+		{name: "v2 over IPv6", b: v2, src: pkSrc6, dst: pkGroup6, want: DropVersion},
+		{name: "type 0", b: pkWithChecksum(set(v2, 0, 0x20), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropType},
+		{name: "type 2", b: pkWithChecksum(set(v3, 0, 0x32), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropType},
+		{name: "v2 count 0", b: pkWithChecksum(set(v2, 3, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropNoAddresses},
+		{name: "v3 count 0", b: pkWithChecksum(set(v3, 3, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropNoAddresses},
+		{name: "v2 bad checksum", b: set(v2, 7, v2[7]^1), src: pkSrc4, dst: pkGroup4, want: DropChecksum},
+		{name: "v2 corrupted password", b: set(v2, 23, 0), src: pkSrc4, dst: pkGroup4, want: DropChecksum},
+		{name: "v3 bad checksum", b: set(v3, 6, v3[6]^0x80), src: pkSrc4, dst: pkGroup4, want: DropChecksum},
+		{name: "v3 wrong source", b: v3, src: pkPeer4, dst: pkGroup4, want: DropChecksum},
+		{name: "v3 wrong destination", b: v3, src: pkSrc4, dst: pkPeer4, want: DropChecksum},
+		{name: "v3 no source", b: v3, dst: pkGroup4, want: DropMalformed},
+		{name: "v3 no destination", b: v3, src: pkSrc4, want: DropMalformed},
+		{name: "v3 mixed families", b: v3, src: pkSrc4, dst: pkGroup6, want: DropMalformed},
+		{name: "v2 interval 0", b: pkWithChecksum(set(v2, 5, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropMalformed},
+		{name: "v3 interval 0", b: pkWithChecksum(set(set(v3, 4, 0), 5, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropMalformed},
+		{name: "v3 interval 0, reserved bits set", b: pkWithChecksum(set(set(v3, 4, 0xf0), 5, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,8 +323,8 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseTolerates(t *testing.T) {
-	v3 := mustHex(t, "3133960300324ecdc0000264c0000265c0000266") // keepalived v3 IPv4
-	want, err := ParseAdvertisement(v3, src4, group4)
+	v3 := pkHex(t, "3133960300324ecdc0000264c0000265c0000266") // keepalived v3 IPv4
+	want, err := ParseAdvertisement(v3, pkSrc4, pkGroup4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,16 +332,16 @@ func TestParseTolerates(t *testing.T) {
 	t.Run("Ethernet padding", func(t *testing.T) {
 		// A 20-byte IPv4 header plus 20 bytes of VRRP pad to 46 bytes.
 		padded := append(bytes.Clone(v3), 0, 0, 0, 0, 0, 0)
-		got, err := ParseAdvertisement(padded, src4, group4)
+		got, err := ParseAdvertisement(padded, pkSrc4, pkGroup4)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got, addrComparer); diff != "" {
+		if diff := cmp.Diff(want, got, pkAddrCmp); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 		// Non-zero padding is not covered by the checksum either.
 		padded = append(bytes.Clone(v3), 0xff, 0x12, 0x34)
-		if _, err := ParseAdvertisement(padded, src4, group4); err != nil {
+		if _, err := ParseAdvertisement(padded, pkSrc4, pkGroup4); err != nil {
 			t.Errorf("non-zero padding: %v", err)
 		}
 	})
@@ -350,36 +350,36 @@ func TestParseTolerates(t *testing.T) {
 		// RFC 5798 §5.2.5: the reserved bits are ignored on reception.
 		b := bytes.Clone(v3)
 		b[4] |= 0xa0
-		b = withChecksum(b, src4, group4, ChecksumPseudoHeader)
-		got, err := ParseAdvertisement(b, src4, group4)
+		b = pkWithChecksum(b, pkSrc4, pkGroup4, ChecksumPseudoHeader)
+		got, err := ParseAdvertisement(b, pkSrc4, pkGroup4)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got, addrComparer); diff != "" {
+		if diff := cmp.Diff(want, got, pkAddrCmp); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
 
 	t.Run("message-only form", func(t *testing.T) {
-		b := withChecksum(v3, src4, group4, ChecksumMessageOnly)
+		b := pkWithChecksum(v3, pkSrc4, pkGroup4, ChecksumMessageOnly)
 		if bytes.Equal(b, v3) {
 			t.Fatal("both checksum forms are equal for this vector; pick another")
 		}
-		got, err := ParseAdvertisement(b, src4, group4)
+		got, err := ParseAdvertisement(b, pkSrc4, pkGroup4)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got, addrComparer); diff != "" {
+		if diff := cmp.Diff(want, got, pkAddrCmp); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 		// Over IPv6 the message-only form is not accepted.
-		b6, err := (&Advertisement{Version: Version3, VRID: 1, Priority: 1, Interval: time.Second, Addresses: []netip.Addr{vip6ll}}).Marshal(src6, group6, 0)
+		b6, err := (&Advertisement{Version: Version3, VRID: 1, Priority: 1, Interval: time.Second, Addresses: []netip.Addr{pkVIP6LL}}).Marshal(pkSrc6, pkGroup6, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b6 = withChecksum(b6, src6, group6, ChecksumPseudoHeader) // unchanged
+		b6 = pkWithChecksum(b6, pkSrc6, pkGroup6, ChecksumPseudoHeader) // unchanged
 		binary.BigEndian.PutUint16(b6[6:], fold(sum(0, append(bytes.Clone(b6[:6]), b6[8:]...))))
-		if _, err := ParseAdvertisement(b6, src6, group6); err == nil {
+		if _, err := ParseAdvertisement(b6, pkSrc6, pkGroup6); err == nil {
 			t.Error("IPv6 message-only checksum accepted")
 		}
 	})
@@ -387,12 +387,12 @@ func TestParseTolerates(t *testing.T) {
 	t.Run("v2 ignores a pseudo-header", func(t *testing.T) {
 		// RFC 3768 §5.3.8: VRRPv2 never includes a pseudo-header, so a v2
 		// message checksummed with one must fail.
-		v2 := mustHex(t, "2133960201011d7dc0000264c00002656e6c627061737331")
+		v2 := pkHex(t, "2133960201011d7dc0000264c00002656e6c627061737331")
 		b := bytes.Clone(v2)
-		s := pseudoHeaderSum(src4, group4, len(b))
+		s := pseudoHeaderSum(pkSrc4, pkGroup4, len(b))
 		binary.BigEndian.PutUint16(b[6:], 0)
 		binary.BigEndian.PutUint16(b[6:], fold(sum(s, b)))
-		if _, err := ParseAdvertisement(b, src4, group4); err == nil {
+		if _, err := ParseAdvertisement(b, pkSrc4, pkGroup4); err == nil {
 			t.Error("v2 with pseudo-header checksum accepted")
 		}
 	})
@@ -415,7 +415,7 @@ func TestGoldenVectors(t *testing.T) {
 			// a tcpdump capture with the 8 bytes of auth data.
 			name:    "gopacket v2",
 			payload: "210164010001ba52c0a800010000000000000000",
-			src:     pppSrc, dst: group4,
+			src:     pppSrc, dst: pkGroup4,
 			want: &Advertisement{Version: Version2, VRID: 1, Priority: 100, Interval: time.Second,
 				Addresses: []netip.Addr{netip.MustParseAddr("192.168.0.1")}},
 		},
@@ -424,14 +424,14 @@ func TestGoldenVectors(t *testing.T) {
 			// that RFC 3768 §5.1 requires, so a receiver must drop it.
 			name:    "PcapPlusPlus v2 without auth data",
 			payload: "21016403000138fac0a80001c0a80002c0a80003",
-			src:     pppSrc, dst: group4,
+			src:     pppSrc, dst: pkGroup4,
 			wantErr: DropShort,
 		},
 		{
 			// seladb/PcapPlusPlus VRRP-V3-IPv4.dat: IPv4 pseudo-header form.
 			name:    "PcapPlusPlus v3 IPv4",
 			payload: "310164020001484dc0a80001c0a80002",
-			src:     pppSrc, dst: group4,
+			src:     pppSrc, dst: pkGroup4,
 			want: &Advertisement{Version: Version3, VRID: 1, Priority: 100, Interval: 10 * time.Millisecond,
 				Addresses: []netip.Addr{netip.MustParseAddr("192.168.0.1"), netip.MustParseAddr("192.168.0.2")}},
 		},
@@ -440,7 +440,7 @@ func TestGoldenVectors(t *testing.T) {
 			name: "PcapPlusPlus v3 IPv6",
 			payload: "3101640300011071" + "fe800000000000000000000000000254" +
 				"20010db8000000000000000000000001" + "20010db8000000000000000000000002",
-			src: netip.MustParseAddr("fe80::1"), dst: group6,
+			src: netip.MustParseAddr("fe80::1"), dst: pkGroup6,
 			want: &Advertisement{Version: Version3, VRID: 1, Priority: 100, Interval: 10 * time.Millisecond,
 				Addresses: []netip.Addr{netip.MustParseAddr("fe80::254"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")}},
 		},
@@ -448,7 +448,7 @@ func TestGoldenVectors(t *testing.T) {
 			// Trisia/govrrp vrrp_packet_test.go: IPv4 pseudo-header form.
 			name:    "Trisia govrrp v3 IPv4",
 			payload: "31f0640100640608c0a800e6",
-			src:     netip.MustParseAddr("192.168.0.220"), dst: group4,
+			src:     netip.MustParseAddr("192.168.0.220"), dst: pkGroup4,
 			want: &Advertisement{Version: Version3, VRID: 240, Priority: 100, Interval: time.Second,
 				Addresses: []netip.Addr{netip.MustParseAddr("192.168.0.230")}},
 		},
@@ -457,14 +457,14 @@ func TestGoldenVectors(t *testing.T) {
 			// gives its checksum as 0xa81b.
 			name:    "Trisia govrrp v3 IPv4 message only",
 			payload: "31f064010064a81bc0a800e6",
-			src:     netip.MustParseAddr("192.168.0.220"), dst: group4, form: ChecksumMessageOnly,
+			src:     netip.MustParseAddr("192.168.0.220"), dst: pkGroup4, form: ChecksumMessageOnly,
 			want: &Advertisement{Version: Version3, VRID: 240, Priority: 100, Interval: time.Second,
 				Addresses: []netip.Addr{netip.MustParseAddr("192.168.0.230")}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := mustHex(t, tt.payload)
+			b := pkHex(t, tt.payload)
 			got, reason, err := parse(b, tt.src, tt.dst)
 			if tt.wantErr != "" {
 				if want, got := tt.wantErr, reason; want != got {
@@ -475,7 +475,7 @@ func TestGoldenVectors(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got, addrComparer); diff != "" {
+			if diff := cmp.Diff(tt.want, got, pkAddrCmp); diff != "" {
 				t.Errorf("parse (-want +got):\n%s", diff)
 			}
 			enc, err := tt.want.Marshal(tt.src, tt.dst, tt.form)
@@ -534,7 +534,7 @@ func readGolden(t testing.TB) []goldenPacket {
 					t.Fatalf("%s: %v", file, err)
 				}
 			case "payload":
-				p.payload = mustHex(t, val)
+				p.payload = pkHex(t, val)
 			default:
 				t.Fatalf("%s: unknown key %q", file, key)
 			}
@@ -561,7 +561,7 @@ func TestGoldenKeepalived(t *testing.T) {
 	}
 	want := map[string]Advertisement{
 		"keepalived-v2-pass.txt": {Version: Version2, VRID: 51, Interval: time.Second, AuthType: AuthPassword,
-			AuthData: password("nlbpass1"), Addresses: v4("192.0.2.100", "192.0.2.101")},
+			AuthData: pkPassword("nlbpass1"), Addresses: v4("192.0.2.100", "192.0.2.101")},
 		"keepalived-v2-unicast.txt":        {Version: Version2, VRID: 51, Interval: time.Second, Addresses: v4("192.0.2.100")},
 		"keepalived-v3-ipv4.txt":           {Version: Version3, VRID: 51, Interval: 500 * time.Millisecond, Addresses: v4("192.0.2.100", "192.0.2.101", "192.0.2.102")},
 		"keepalived-v3-ipv4-unicast.txt":   {Version: Version3, VRID: 51, Interval: time.Second, Addresses: v4("192.0.2.100")},
@@ -586,7 +586,7 @@ func TestGoldenKeepalived(t *testing.T) {
 				t.Errorf("priority %d, want 150 or 0", got.Priority)
 			}
 			w.Priority = got.Priority
-			if diff := cmp.Diff(&w, got, addrComparer); diff != "" {
+			if diff := cmp.Diff(&w, got, pkAddrCmp); diff != "" {
 				t.Errorf("parse (-want +got):\n%s", diff)
 			}
 			enc, err := got.Marshal(p.src, p.dst, ChecksumPseudoHeader)
