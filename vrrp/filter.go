@@ -118,8 +118,10 @@ type Filter struct {
 // a [*DropError] saying why the packet must be discarded.
 //
 // Check does not compare the advertised addresses with the instance's
-// virtual addresses: RFC 3768 §7.1 makes that a MAY and keepalived only
-// logs a mismatch.
+// virtual addresses (keepalived only logs a mismatch), and accepts a VRRPv3
+// IPv6 advertisement whose first address is not link-local, as keepalived
+// sends them (RFC 9568 erratum 8300 is not enforced; see the comment in the
+// code).
 func (f *Filter) Check(info PacketInfo, b []byte) (*Advertisement, error) {
 	if len(b) < headerLen {
 		// RFC 3768 §7.1: the packet MUST be complete.
@@ -182,6 +184,18 @@ func (f *Filter) Check(info PacketInfo, b []byte) (*Advertisement, error) {
 	}
 	// VRRPv3: a Max Adver Int that differs from the configured one is not
 	// dropped (RFC 5798 §7.1 SHOULD log; the Backup adopts it, §6.4.2).
+
+	// RFC 5798 §5.2.9 and RFC 9568 erratum 8300 make an IPv6 advertisement
+	// whose first address is not link-local invalid. This is deliberately
+	// not enforced: keepalived 2.2.7 sends the virtual addresses as
+	// configured, and a configuration with only global IPv6 addresses puts
+	// a global address first (it logs "the first IPv6 VIP address should be
+	// link local" and sends anyway; testdata/golden/keepalived-v3-ipv6.txt).
+	// Interoperating with it wins.
+
+	// The address count and list are not compared with the instance's
+	// virtual addresses: RFC 3768 §7.1 makes that a MAY (MUST drop only for
+	// a v2 non-owner mismatch) and keepalived only logs and counts it.
 
 	if f.Unicast && !f.isPeer(info.Src) {
 		// keepalived checks the unicast source against unicast_peer last.
