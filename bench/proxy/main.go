@@ -1,0 +1,504 @@
+// Command proxy is `make bench-proxy`: it measures nlb's TCP proxy against
+// HAProxy and against no proxy at all (direct), on loopback, with the same
+// backend and load generator, and prints JSON lines, a Markdown table and an
+// SVG plot. See bench/README.md for the method.
+//
+// The same binary is also the backend and the load generator: run with
+// "__backend" or "__loadgen" as first argument, it plays that role, so that
+// generator, backend and proxy are separate processes.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "bench-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the bench's command line.
+type config struct {
+	nlb            string
+	haproxy        string
+	impls          []string
+	runs           int
+	warmup         time.Duration
+	duration       time.Duration
+	connWorkers    int
+	rrConns        int
+	idleConns      int
+	idleRequested  int
+	haproxyThreads int
+	results        string
+	self           string // this executable, re-run as backend and load generator
+	tmp            string
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "__backend":
+			return runBackend(ctx, stdin, stdout)
+		case "__loadgen":
+			return runLoadgen(ctx, args[1:], stdin, stdout)
+		}
+	}
+	var cfg config
+	var impls string
+	fs := flag.NewFlagSet("bench-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.nlb, "nlb", "bin/nlb", "nlb binary (run as `nlb proxy --listen --backend --admin`)")
+	fs.StringVar(&cfg.haproxy, "haproxy", "haproxy", "HAProxy binary")
+	fs.StringVar(&impls, "impls", "direct,haproxy,nlb", "implementations to measure")
+	fs.IntVar(&cfg.runs, "runs", 3, "runs per implementation, interleaved; medians are reported")
+	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time at the start of each test")
+	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time of each test")
+	fs.IntVar(&cfg.connWorkers, "conn-workers", 32, "concurrent workers in the new-connection test")
+	fs.IntVar(&cfg.rrConns, "rr-conns", 16, "kept-alive connections in the latency test")
+	fs.IntVar(&cfg.idleConns, "idle-conns", 10000, "idle connections in the memory test")
+	fs.IntVar(&cfg.haproxyThreads, "haproxy-threads", 2, "HAProxy nbthread (nlb's Go runtime uses every core)")
+	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.impls = strings.Split(impls, ",")
+	for _, i := range cfg.impls {
+		if i != implDirect && i != implHAProxy && i != implNLB {
+			return fmt.Errorf("unknown implementation %q", i)
+		}
+	}
+	if cfg.runs < 1 || cfg.runs > 20 || cfg.duration <= 0 || cfg.idleConns < 1 {
+		return errors.New("need 1 ≤ runs ≤ 20, duration > 0, idle-conns ≥ 1")
+	}
+	var err error
+	if cfg.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if cfg.tmp, err = os.MkdirTemp("", "bench-proxy-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfg.tmp)
+	cfg.idleRequested = cfg.idleConns
+	if lim := raiseNoFile(&cfg, stderr); cfg.idleConns > idleFit(lim) {
+		cfg.idleConns = idleFit(lim)
+		fmt.Fprintf(stderr, "bench: RLIMIT_NOFILE %d allows %d idle connections (2 fds each in a proxy), not %d\n", lim, cfg.idleConns, cfg.idleRequested)
+	}
+	env := environment(ctx, &cfg)
+
+	r := make(results)
+	failures := make(map[string]string)
+	notes := make(notes)
+	var busy []float64
+	started := time.Now()
+	for round := range cfg.runs {
+		for k := range cfg.impls {
+			impl := cfg.impls[(k+round)%len(cfg.impls)] // rotate the order each round
+			if _, failed := failures[impl]; failed {
+				continue
+			}
+			b := backgroundBusy()
+			busy = append(busy, b)
+			fmt.Fprintf(stderr, "bench: run %d/%d %s (machine %.0f%% busy before)\n", round+1, cfg.runs, impl, 100*b)
+			if err := session(ctx, &cfg, impl, r, notes, stderr); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				fmt.Fprintf(stderr, "bench: %s: %v\n", impl, err)
+				failures[impl] = err.Error()
+			}
+		}
+	}
+	finishIdleMemory(r)
+	elapsed := time.Since(started).Round(time.Second)
+
+	var jl, table bytes.Buffer
+	if err := writeJSONLines(&jl, r, []string{implDirect, implHAProxy, implNLB}); err != nil {
+		return err
+	}
+	if err := writeTable(&table, r); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n%s", jl.Bytes(), table.Bytes())
+	extra := reportNotes(failures, notes, busy)
+	fmt.Fprint(stdout, extra)
+	if cfg.results == "" {
+		return nil
+	}
+	if err := os.MkdirAll(cfg.results, 0o755); err != nil {
+		return err
+	}
+	md := renderMarkdown(&cfg, env, elapsed, table.String(), extra)
+	svg := renderSVG(r, env)
+	for name, b := range map[string][]byte{"proxy.jsonl": jl.Bytes(), "proxy.md": []byte(md), "proxy.svg": []byte(svg)} {
+		if err := os.WriteFile(filepath.Join(cfg.results, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "bench: wrote %s/proxy.{jsonl,md,svg} in %v\n", cfg.results, elapsed)
+	return nil
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE so that the load generator, the backend
+// and the proxies (inheriting it) can hold the idle connections: a Go
+// splice proxy that keeps its pipes needs 6 fds per connection. Calling
+// Setrlimit also makes os/exec pass the raised soft limit to children.
+// Without CAP_SYS_RESOURCE the hard limit cannot be raised; the soft limit
+// is then set to it. It returns the resulting soft limit.
+func raiseNoFile(cfg *config, stderr io.Writer) uint64 {
+	want := uint64(max(8*cfg.idleConns+4096, 1<<16))
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		fmt.Fprintln(stderr, "bench: getrlimit:", err)
+		return 1024
+	}
+	if lim.Cur >= want {
+		return lim.Cur
+	}
+	nl := syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nl); err != nil {
+		nl = syscall.Rlimit{Cur: lim.Max, Max: lim.Max}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nl); err != nil {
+			return lim.Cur
+		}
+	}
+	return nl.Cur
+}
+
+// idleFit is the number of idle connections a proxy with 2 fds per
+// connection can hold within an fd limit, with room for listeners, the
+// splice pipes of the bulk test and the runtime, in hundreds.
+func idleFit(limit uint64) int {
+	const reserve = 1200
+	if limit < 2*reserve {
+		return 100
+	}
+	return int((limit-reserve)/2) / 100 * 100
+}
+
+// session measures one implementation once: a fresh backend and proxy, the
+// idle-memory test first (on the fresh proxy), then latency, new
+// connections and bulk throughput.
+func session(ctx context.Context, cfg *config, impl string, r results, notes notes, stderr io.Writer) error {
+	be, err := startChild(ctx, "backend", cfg.self, "__backend")
+	if err != nil {
+		return err
+	}
+	defer be.stop()
+	baddr, err := be.readLine(ctx, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	p, err := startProxy(ctx, cfg, impl, baddr)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+
+	if err := idleMemory(ctx, cfg, p, r, notes, stderr); err != nil {
+		return fmt.Errorf("idle memory: %w", err)
+	}
+	lc := loadConfig{addr: p.addr, warmup: cfg.warmup, duration: cfg.duration, pid: p.pid()}
+
+	lc.test, lc.conns = "rr", cfg.rrConns
+	lr, err := loadgen(ctx, cfg, lc)
+	if err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	r.add(impl, mLatencyP50, lr.P50us)
+	r.add(impl, mLatencyP99, lr.P99us)
+	r.add(impl, mRRRate, lr.Rate)
+	fmt.Fprintf(stderr, "  latency p50 %.1f us p99 %.1f us (%.0f req/s, %d errors)\n", lr.P50us, lr.P99us, lr.Rate, lr.Errors)
+
+	lc.test, lc.workers = "conn", cfg.connWorkers
+	lr, err = loadgen(ctx, cfg, lc)
+	if err != nil {
+		return fmt.Errorf("new connections: %w", err)
+	}
+	r.add(impl, mConnRate, lr.Rate)
+	addCPU(r, impl, mCPUConn, lr.CPU)
+	fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU)
+
+	for _, b := range []struct {
+		streams     int
+		metric, cpu string
+	}{{1, mThroughput1, mCPU1}, {8, mThroughput8, mCPU8}} {
+		lc.test, lc.streams = "bulk", b.streams
+		lr, err = loadgen(ctx, cfg, lc)
+		if err != nil {
+			return fmt.Errorf("bulk %d: %w", b.streams, err)
+		}
+		r.add(impl, b.metric, lr.Gbps)
+		addCPU(r, impl, b.cpu, lr.CPU)
+		fmt.Fprintf(stderr, "  bulk %d stream(s) %.2f Gbit/s (%d errors, proxy %.2f cores)\n", b.streams, lr.Gbps, lr.Errors, lr.CPU)
+	}
+	return nil
+}
+
+func addCPU(r results, impl, metric string, cores float64) {
+	if cores >= 0 {
+		r.add(impl, metric, cores)
+	}
+}
+
+// loadgen runs the load generator process for one test and returns its
+// result line.
+func loadgen(ctx context.Context, cfg *config, lc loadConfig) (loadResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, lc.warmup+lc.duration+30*time.Second)
+	defer cancel()
+	c, err := startChild(ctx, "loadgen", cfg.self, append([]string{"__loadgen"}, lc.args()...)...)
+	if err != nil {
+		return loadResult{}, err
+	}
+	defer c.stop()
+	line, err := c.readLine(ctx, lc.warmup+lc.duration+25*time.Second)
+	if err != nil {
+		return loadResult{}, err
+	}
+	var lr loadResult
+	if err := json.Unmarshal([]byte(line), &lr); err != nil {
+		return loadResult{}, fmt.Errorf("loadgen output %q: %w", line, err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the previous test's sockets close
+	return lr, nil
+}
+
+// idleMemory measures the memory of idle proxied connections, retrying
+// (up to idleAttempts) when other socket activity on the machine disturbed
+// the system-wide figures.
+func idleMemory(ctx context.Context, cfg *config, p *proxy, r results, notes notes, stderr io.Writer) error {
+	const idleAttempts = 3
+	// Sockets each path adds: client and backend, plus two in a proxy.
+	perConn := int64(2)
+	if p.proc != nil {
+		perConn = 4
+	}
+	for attempt := 1; ; attempt++ {
+		m, err := idleOnce(ctx, cfg, p, stderr)
+		if err != nil {
+			return err
+		}
+		want := perConn * int64(m.conns)
+		off := m.dInUse - want
+		clean := max(off, -off) <= max(50, want/100)
+		if !clean && attempt < idleAttempts {
+			fmt.Fprintf(stderr, "  idle: %+d TCP sockets system-wide, expected %+d: other activity, measuring again\n", m.dInUse, want)
+			continue
+		}
+		if !clean {
+			notes.add(p.impl, fmt.Sprintf("idle memory disturbed by other socket activity on the machine (%+d TCP sockets, expected %+d)", m.dInUse, want))
+		}
+		if m.conns < cfg.idleConns*99/100 {
+			notes.add(p.impl, fmt.Sprintf("held only %d of %d idle connections (%d failed); memory is per held connection", m.conns, cfg.idleConns, m.failed))
+		}
+		r.add(p.impl, mIdleKernel, m.kernel)
+		if p.proc != nil {
+			r.add(p.impl, mIdleRSS, m.rss)
+			r.add(p.impl, mIdleFDs, m.fds)
+		}
+		return nil
+	}
+}
+
+// idleResult is one idle-memory measurement, per connection.
+type idleResult struct {
+	conns, failed  int
+	rss, kernel    float64 // KiB
+	fds, pipes     float64
+	dInUse, dPages int64 // system-wide changes of TCP sockets and socket buffer pages
+}
+
+// idleOnce opens cfg.idleConns connections through p, each after one
+// 64-byte exchange, and measures per connection: the proxy's RSS growth,
+// the kernel memory growth of the whole path (memSnapshot.kernelKiB) and
+// the proxy's fds. It then closes them and waits (bounded) until the proxy
+// has too.
+func idleOnce(ctx context.Context, cfg *config, p *proxy, stderr io.Writer) (idleResult, error) {
+	var m idleResult
+	time.Sleep(500 * time.Millisecond) // settle after start or the previous attempt
+	before, err := readMemSnapshot(p.pid())
+	if err != nil {
+		return m, err
+	}
+	lc := loadConfig{test: "idle", addr: p.addr, conns: cfg.idleConns}
+	c, err := startChild(ctx, "loadgen", cfg.self, append([]string{"__loadgen"}, lc.args()...)...)
+	if err != nil {
+		return m, err
+	}
+	defer c.stop()
+	line, err := c.readLine(ctx, 2*time.Minute)
+	if err != nil {
+		return m, err
+	}
+	var lr loadResult
+	if err := json.Unmarshal([]byte(line), &lr); err != nil {
+		return m, fmt.Errorf("loadgen output %q: %w", line, err)
+	}
+	if lr.Conns < cfg.idleConns/2 {
+		return m, fmt.Errorf("only %d of %d idle connections opened (%d failed)", lr.Conns, cfg.idleConns, lr.Errors)
+	}
+	time.Sleep(time.Second) // let deferred frees (RCU, GC) settle
+	after, err := readMemSnapshot(p.pid())
+	if err != nil {
+		return m, err
+	}
+	c.stop()
+	n := float64(lr.Conns)
+	m = idleResult{
+		conns:  lr.Conns,
+		failed: int(lr.Errors),
+		rss:    float64(after.RSSKiB-before.RSSKiB) / n,
+		kernel: float64(after.kernelKiB()-before.kernelKiB()) / n,
+		fds:    float64(after.FDs-before.FDs) / n,
+		pipes:  float64(after.Pipes-before.Pipes) / n,
+		dInUse: after.TCP.InUse - before.TCP.InUse,
+		dPages: after.TCP.MemPages - before.TCP.MemPages,
+	}
+	fmt.Fprintf(stderr, "  idle: %d conns, per conn: proxy RSS %.1f KiB, kernel %.1f KiB, proxy fds %.2f (pipes %.2f); system-wide %+d TCP sockets, %+d skb pages\n",
+		m.conns, m.rss, m.kernel, m.fds, m.pipes, m.dInUse, m.dPages)
+	if p.proc != nil {
+		for i := 0; i < 100; i++ {
+			fdsNow, _, err := countFDs(p.pid())
+			if err != nil || fdsNow <= before.FDs+16 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return m, nil
+}
+
+// finishIdleMemory derives the goal metric: per idle connection, the
+// proxy's RSS plus the kernel memory the path needs beyond what the same
+// connection costs without a proxy (the client's and the backend's
+// sockets, the median of the direct runs). Direct is 0 by definition.
+func finishIdleMemory(r results) {
+	base, ok := r.median(implDirect, mIdleKernel)
+	if !ok {
+		return
+	}
+	r.add(implDirect, mIdleMem, 0)
+	for _, impl := range []string{implHAProxy, implNLB} {
+		rss, kern := r[impl][mIdleRSS], r[impl][mIdleKernel]
+		for i := range min(len(rss), len(kern)) {
+			r.add(impl, mIdleMem, rss[i]+kern[i]-base)
+		}
+	}
+}
+
+// env describes the machine and the versions, for the report.
+type env struct {
+	date, kernel, cpu, goVersion, haproxy, nlb, commit string
+	cores                                              int
+}
+
+func environment(ctx context.Context, cfg *config) env {
+	e := env{date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), goVersion: runtime.Version(), cores: runtime.NumCPU()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		e.kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				e.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	first := func(name string, args ...string) string {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if err != nil {
+			return "unavailable (" + err.Error() + ")"
+		}
+		l, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return l
+	}
+	e.haproxy = first(cfg.haproxy, "-v")
+	e.nlb = first(cfg.nlb, "version")
+	e.commit = first("git", "describe", "--always", "--dirty")
+	return e
+}
+
+func renderMarkdown(cfg *config, e env, elapsed time.Duration, table, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Proxy benchmark: nlb vs HAProxy vs direct (loopback)\n\n")
+	fmt.Fprintf(&b, "%s, commit %s, %d × %s cores, Linux %s, %s; %s; %s.\n\n", e.date, e.commit, e.cores, e.cpu, e.kernel, e.goVersion, e.haproxy, e.nlb)
+	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v` (via `make bench-proxy`), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, elapsed)
+	fmt.Fprintf(&b, "Medians of %d interleaved runs; HAProxy nbthread %d; %d idle connections", cfg.runs, cfg.haproxyThreads, cfg.idleConns)
+	if cfg.idleConns < cfg.idleRequested {
+		fmt.Fprintf(&b, " (not %d: RLIMIT_NOFILE's hard limit allows no more)", cfg.idleRequested)
+	}
+	b.WriteString("; method in bench/README.md.\n\n")
+	b.WriteString(table)
+	b.WriteString(extra)
+	b.WriteString("\n![throughput, latency, connections and memory](proxy.svg)\n")
+	return b.String()
+}
+
+// notes are remarks per implementation for the report.
+type notes map[string][]string
+
+func (n notes) add(impl, s string) { n[impl] = append(n[impl], s) }
+
+// reportNotes renders failures, notes and the machine's background load
+// as Markdown lines.
+func reportNotes(failures map[string]string, n notes, busy []float64) string {
+	var b strings.Builder
+	for _, impl := range []string{implDirect, implHAProxy, implNLB} {
+		if f, ok := failures[impl]; ok {
+			fmt.Fprintf(&b, "\n- %s failed: `%s`", impl, strings.ReplaceAll(f, "\n", " "))
+		}
+		for _, s := range n[impl] {
+			fmt.Fprintf(&b, "\n- %s: %s", impl, s)
+		}
+	}
+	if len(busy) > 0 {
+		fmt.Fprintf(&b, "\n- Background CPU load measured for 0.5 s before each run: median %.0f%%, max %.0f%% of the machine.", 100*median(busy), 100*slices.Max(busy))
+	}
+	if b.Len() > 0 {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// backgroundBusy returns the fraction of CPU time the machine spent busy
+// over 0.5 s, from /proc/stat; it is called while no bench process runs.
+func backgroundBusy() float64 {
+	read := func() (idle, total float64, ok bool) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0, false
+		}
+		return parseProcStatCPU(b)
+	}
+	i0, t0, ok0 := read()
+	time.Sleep(500 * time.Millisecond)
+	i1, t1, ok1 := read()
+	if !ok0 || !ok1 || t1 <= t0 {
+		return math.NaN()
+	}
+	return 1 - (i1-i0)/(t1-t0)
+}
