@@ -122,8 +122,10 @@ func TestIPv4Multicast(t *testing.T) {
 	c1 := listen(t, h1, false, h1.IfName, Config{Source: src})
 	rx1 := receiver(t, c1)
 	rx2 := receiver(t, listen(t, h2, false, h2.IfName, Config{Source: h2.Addr4}))
-	// A unicast-mode socket has not joined the group and, with
-	// IP_MULTICAST_ALL off, does not see multicast advertisements.
+	// On h3 one socket joins the group, so the interface accepts it; a
+	// second, unicast-mode socket has not joined and, with
+	// IP_MULTICAST_ALL off, must not see the multicast advertisements.
+	rx3m := receiver(t, listen(t, h3, false, h3.IfName, Config{Source: h3.Addr4}))
 	rx3 := receiver(t, listen(t, h3, false, h3.IfName, Config{Source: h3.Addr4, Unicast: true, Peers: []netip.Addr{h1.Addr4}}))
 
 	msg := advert(7, l.VIP4(1).Addr())
@@ -135,6 +137,7 @@ func TestIPv4Multicast(t *testing.T) {
 		t.Errorf("payload %x, want %x (IPv4 header not stripped?)", p.b, msg)
 	}
 	checkInfo(t, p, vrrp.PacketInfo{Src: src, Dst: vrrp.MulticastGroup(false), TTL: vrrp.TTL, IfIndex: h2.Index})
+	expect(t, rx3m, "h3, multicast socket")
 	expectNone(t, rx1, "h1, own multicast (loopback off)")
 	expectNone(t, rx3, "h3, unicast mode")
 }
