@@ -140,9 +140,11 @@ func (p *hubPort) Close() error {
 
 // fxLog records effect calls; AddVIPs fails addFails times first.
 type fxLog struct {
-	mu       sync.Mutex
-	calls    []fxCall
-	addFails int
+	mu          sync.Mutex
+	calls       []fxCall
+	addFails    int
+	removeFails int
+	announceErr error
 }
 
 type fxCall struct {
@@ -168,8 +170,22 @@ func (f *fxLog) effects() Effects {
 			}
 			return nil
 		},
-		RemoveVIPs: func(context.Context) error { f.record("remove"); return nil },
-		Announce:   func(context.Context) error { f.record("announce"); return nil },
+		RemoveVIPs: func(context.Context) error {
+			f.record("remove")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.removeFails > 0 {
+				f.removeFails--
+				return errors.New("netlink: no such device")
+			}
+			return nil
+		},
+		Announce: func(context.Context) error {
+			f.record("announce")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.announceErr
+		},
 	}
 }
 
@@ -842,4 +858,84 @@ func TestRateLimiter(t *testing.T) {
 	if ok, n := r.allow("ttl", t0.Add(dropLogEvery)); !ok || n != 5 {
 		t.Fatalf("after the period: %v %d, want true 5", ok, n)
 	}
+}
+
+// failingConn fails every write.
+type failingConn struct{ *hubPort }
+
+func (failingConn) WriteTo([]byte, netip.Addr) error { return errors.New("sendmsg: no buffer space") }
+
+// TestInstanceEffectErrors: failures are counted and never stop the loop; a
+// failed RemoveVIPs is retried on the next advert.
+func TestInstanceEffectErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub()
+		met, _ := NewMetrics(nil)
+		master := startNode(t, h, instCfg("m", 200, addrB), nil)
+
+		n := &node{port: h.port(addrA), fx: &fxLog{removeFails: 2}, done: make(chan error, 1)}
+		inst, err := NewInstance(instCfg("b", 100, addrA), n.port, n.fx.effects(), nil, met)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.inst = inst
+		n.run()
+		sleep(5 * time.Second)
+		wantState(t, n, Backup)
+		// Stale removal at start failed, first retry (at the first advert)
+		// failed, the second succeeded; no more after that.
+		if got := len(n.fx.times("remove")); got != 3 {
+			t.Errorf("RemoveVIPs called %d times, want 3", got)
+		}
+		if got := testutil.ToFloat64(met.effectErrors.WithLabelValues("b", effectRemoveVIPs)); got != 2 {
+			t.Errorf("remove errors %v", got)
+		}
+		stopAll(t, master, n)
+
+		// Sends and announcements that fail.
+		o := &node{port: h.port(addrC), fx: &fxLog{announceErr: errors.New("arp: EPERM")}, done: make(chan error, 1)}
+		inst, err = NewInstance(instCfg("o", 255, addrC), failingConn{o.port}, o.fx.effects(), nil, met)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.inst = inst
+		o.run()
+		sleep(2500 * ms)
+		st := wantState(t, o, Master)
+		if !st.VIPsConfigured {
+			t.Error("VIPs not configured")
+		}
+		if err := o.stop(); err != nil {
+			t.Fatal(err)
+		}
+		// Adverts at 0, 1, 2 s and the release at 2.5 s.
+		if got := testutil.ToFloat64(met.effectErrors.WithLabelValues("o", effectSend)); got != 4 {
+			t.Errorf("send errors %v, want 4", got)
+		}
+		if got := testutil.ToFloat64(met.effectErrors.WithLabelValues("o", effectAnnounce)); got != 5 {
+			t.Errorf("announce errors %v, want 5", got)
+		}
+	})
+}
+
+// TestInstanceNilEffects: Effects funcs may be nil.
+func TestInstanceNilEffects(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub()
+		inst, err := NewInstance(instCfg("o", 255, addrA), h.port(addrA), Effects{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- inst.Run(ctx) }()
+		sleep(6 * time.Second)
+		if st := inst.Status(); st.State != Master || !st.VIPsConfigured {
+			t.Errorf("status %+v", st)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
