@@ -340,8 +340,9 @@ func (i *Instance) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { i.readLoop(pkts, readErr, done) })
 
-	i.applyPriority(ctx, time.Now())
-	i.exec(ctx, time.Now(), i.m.Startup(time.Now()))
+	now := time.Now()
+	i.applyPriority(ctx, now)
+	i.exec(ctx, now, i.m.Startup(now))
 	i.syncStatus()
 
 	timer := time.NewTimer(time.Hour)
@@ -385,7 +386,8 @@ loop:
 	timer.Stop()
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	i.exec(sctx, time.Now(), i.m.Shutdown(time.Now()))
+	now = time.Now()
+	i.exec(sctx, now, i.m.Shutdown(now))
 	if i.removePending || i.vipsUp {
 		i.removeVIPs(sctx)
 	}
