@@ -1,0 +1,20 @@
+//go:build !linux
+
+package vip
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+)
+
+// Add is implemented on Linux only.
+func (m *Manager) Add() error { return errUnimplemented() }
+
+// Remove is implemented on Linux only.
+func (m *Manager) Remove() error { return errUnimplemented() }
+
+// Present is implemented on Linux only.
+func (m *Manager) Present() ([]netip.Prefix, error) { return nil, errUnimplemented() }
+
+func errUnimplemented() error { return fmt.Errorf("vip: not implemented on %s", runtime.GOOS) }
