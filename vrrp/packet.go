@@ -203,8 +203,8 @@ func messageLen(v Version, ipv4 bool, n int) int {
 // ParseAdvertisement returns an error wrapping [io.ErrUnexpectedEOF] if b
 // is shorter than its Count IP Addrs requires (for VRRPv2 including the 8
 // bytes of Authentication Data), and an error if the version is not 2 or
-// 3, the type is not ADVERTISEMENT, the count or interval is 0, or the
-// checksum is wrong. It does not apply an instance's receive rules (TTL,
+// 3, the type is not ADVERTISEMENT, the checksum is wrong, or the VRID,
+// count or interval is 0. It does not apply an instance's receive rules (TTL,
 // VRID, authentication): that is [Filter.Check]'s job.
 func ParseAdvertisement(b []byte, src, dst netip.Addr) (*Advertisement, error) {
 	a, _, err := parse(b, src, dst)
@@ -267,6 +267,10 @@ func parse(b []byte, src, dst netip.Addr) (*Advertisement, DropReason, error) {
 		return nil, DropChecksum, fmt.Errorf("bad checksum %#04x from %v to %v", binary.BigEndian.Uint16(b[checksumOffset:]), src, dst)
 	}
 
+	if b[1] == 0 {
+		// RFC 3768 §5.3.3, RFC 5798 §5.2.3: the VRID is in the range 1-255.
+		return nil, DropVRID, errors.New("VRID 0")
+	}
 	a := &Advertisement{
 		Version:   v,
 		VRID:      b[1],

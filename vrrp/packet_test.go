@@ -295,6 +295,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "v3 no source", b: v3, dst: pkGroup4, want: DropMalformed},
 		{name: "v3 no destination", b: v3, src: pkSrc4, want: DropMalformed},
 		{name: "v3 mixed families", b: v3, src: pkSrc4, dst: pkGroup6, want: DropMalformed},
+		{name: "v2 VRID 0", b: pkWithChecksum(set(v2, 1, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropVRID},
+		{name: "v3 VRID 0", b: pkWithChecksum(set(v3, 1, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropVRID},
 		{name: "v2 interval 0", b: pkWithChecksum(set(v2, 5, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropMalformed},
 		{name: "v3 interval 0", b: pkWithChecksum(set(set(v3, 4, 0), 5, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropMalformed},
 		{name: "v3 interval 0, reserved bits set", b: pkWithChecksum(set(set(v3, 4, 0xf0), 5, 0), pkSrc4, pkGroup4, 0), src: pkSrc4, dst: pkGroup4, want: DropMalformed},
