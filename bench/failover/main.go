@@ -1,0 +1,262 @@
+// Command failover measures VRRP failover of nlb and keepalived side by side,
+// in one run, in the same namespace lab: two nodes (priority 150 master,
+// priority 100 backup) and a bystander that probes the VIP with ARP every
+// 2 ms and timestamps every advertisement it hears.
+//
+// For every repetition, VRRP version/interval and stop mode (SIGKILL, or
+// SIGTERM with its priority-0 release), each implementation is measured in
+// turn (alternating which goes first):
+//
+//   - failover_ms: from the signal to the first ARP reply for the VIP from
+//     the backup's MAC address;
+//   - overhead_ms: from the old master's last advertisement to that same
+//     moment, minus the RFC time the backup must wait: Master_Down_Interval
+//     after a kill, Skew_Time after a priority-0 release. It is what the
+//     implementation adds on top of the protocol: timer slack, state
+//     change, address configuration.
+//
+// It prints one JSON object per line, then a Markdown table of medians.
+// Run it as root through `make bench-failover`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/observe"
+	"github.com/nlb-dev/nlb/internal/vrrplab"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-failover:", err)
+		os.Exit(1)
+	}
+}
+
+// setup is one row of the benchmark: a VRRP version and interval.
+type setup struct {
+	version  int
+	interval time.Duration
+}
+
+// result is one measurement, printed as one JSON line.
+type result struct {
+	Impl       string  `json:"impl"`
+	VRRP       int     `json:"vrrp"`
+	AdvertMS   int64   `json:"advert_ms"`
+	Stop       string  `json:"stop"`
+	FailoverMS float64 `json:"failover_ms"`
+	OverheadMS float64 `json:"overhead_ms"`
+}
+
+const (
+	masterPrio = 150
+	backupPrio = 100
+)
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nlbPath := fs.String("nlb", "bin/nlb", "nlb binary")
+	reps := fs.Int("reps", 5, "repetitions of every combination")
+	impls := fs.String("impls", "nlb,keepalived", "implementations to measure")
+	out := fs.String("out", "bench/results", "directory for failover.jsonl and failover.md (empty: none)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it builds network namespaces and runs VRRP daemons")
+	}
+	abs, err := filepath.Abs(*nlbPath)
+	if err != nil {
+		return err
+	}
+	setups := []setup{{2, time.Second}, {3, 100 * time.Millisecond}}
+	stops := []string{"kill", "term"}
+	implList := strings.Split(*impls, ",")
+
+	lab, err := netlab.New("failover", netlab.Options{Hosts: 3})
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	a, b, by := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2]
+	octx, cancelObs := context.WithCancel(ctx)
+	defer cancelObs()
+	vip := lab.VIP4(0)
+	obs, err := observe.Listen(octx, observe.Config{Netns: by.NS, Interface: by.IfName, VIP: vip.Addr()})
+	if err != nil {
+		return err
+	}
+
+	var results []result
+	var jsonl strings.Builder
+	enc := json.NewEncoder(io.MultiWriter(stdout, &jsonl))
+	for rep := 0; rep < *reps; rep++ {
+		for _, s := range setups {
+			for _, stop := range stops {
+				order := slices.Clone(implList)
+				if rep%2 == 1 {
+					slices.Reverse(order)
+				}
+				for _, impl := range order {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					p := vrrplab.Params{Version: s.version, Interval: s.interval, VRID: 51, VIP: vip, AuthPass: "bench"}
+					r, err := measure(ctx, vrrplab.Impl(impl), abs, obs, a, b, p, stop)
+					if err != nil {
+						return fmt.Errorf("%s v%d %s rep %d: %w", impl, s.version, stop, rep, err)
+					}
+					results = append(results, r)
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	cancelObs()
+	obs.Wait()
+	table := markdown(results, implList)
+	fmt.Fprint(stdout, "\n", table)
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, "failover.jsonl"), []byte(jsonl.String()), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, "failover.md"), []byte(table), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measure runs one failover: start master a and backup b, wait until a
+// answers ARP for the VIP and b has settled, signal a, and wait for b to
+// answer.
+func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observe.Observer,
+	a, b *netlab.Host, p vrrplab.Params, stop string) (result, error) {
+	r := result{Impl: string(impl), VRRP: p.Version, AdvertMS: p.Interval.Milliseconds(), Stop: stop}
+	for _, h := range []*netlab.Host{a, b} {
+		if err := vrrplab.RemoveVIP(h, p.VIP); err != nil {
+			return r, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "nlb-failover-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	dirA, dirB := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	_ = os.Mkdir(dirA, 0o700)
+	_ = os.Mkdir(dirB, 0o700)
+
+	start := obs.Len()
+	master, err := vrrplab.Start(impl, nlbPath, a, p, masterPrio, dirA)
+	if err != nil {
+		return r, err
+	}
+	defer master.Stop()
+	// The master comes up first and takes over after Master_Down_Interval.
+	wctx, cancel := context.WithTimeout(ctx, p.MasterDown(masterPrio)+10*time.Second)
+	_, _, err = obs.WaitFor(wctx, start, isARPFrom(a))
+	cancel()
+	if err != nil {
+		return r, fmt.Errorf("master never answered ARP: %w\n%s", err, master.Log())
+	}
+	backup, err := vrrplab.Start(impl, nlbPath, b, p, backupPrio, dirB)
+	if err != nil {
+		return r, err
+	}
+	defer backup.Stop()
+	// Let the backup hear several advertisements so it is settled in
+	// Backup with a running down timer.
+	if err := sleep(ctx, 3*p.Interval+500*time.Millisecond); err != nil {
+		return r, err
+	}
+	if has, _ := b.HasAddr(p.VIP); has {
+		return r, fmt.Errorf("backup holds the VIP before the failover\n%s", backup.Log())
+	}
+
+	mark := obs.Len()
+	t0 := time.Now()
+	sig := master.Kill
+	wait := p.MasterDown(backupPrio)
+	if stop == "term" {
+		sig = master.Term
+		wait = p.Skew(backupPrio)
+	}
+	if err := sig(); err != nil {
+		return r, err
+	}
+	wctx, cancel = context.WithTimeout(ctx, p.MasterDown(backupPrio)+10*time.Second)
+	ev, _, err := obs.WaitFor(wctx, mark, isARPFrom(b))
+	cancel()
+	if err != nil {
+		return r, fmt.Errorf("backup never answered ARP: %w\nbackup log:\n%s", err, backup.Log())
+	}
+	last, ok := lastAdvertFrom(obs.Events(), a.Addr4, ev.Time)
+	if !ok {
+		return r, errors.New("no advertisement from the master was seen")
+	}
+	r.FailoverMS = ms(ev.Time.Sub(t0))
+	r.OverheadMS = ms(ev.Time.Sub(last) - wait)
+	if stop == "term" {
+		if err := master.Wait(5 * time.Second); err != nil {
+			return r, fmt.Errorf("master did not exit cleanly after SIGTERM: %w\n%s", err, master.Log())
+		}
+	}
+	return r, nil
+}
+
+func isARPFrom(h *netlab.Host) func(observe.Event) bool {
+	return func(e observe.Event) bool {
+		return e.Kind == observe.ARPReply && e.MAC.String() == h.MAC.String()
+	}
+}
+
+// lastAdvertFrom is the time of src's last advertisement before t.
+func lastAdvertFrom(evs []observe.Event, src netip.Addr, t time.Time) (time.Time, bool) {
+	for i := len(evs) - 1; i >= 0; i-- {
+		e := evs[i]
+		if e.Kind == observe.Advert && e.Src == src && !e.Time.After(t) {
+			return e.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func ms(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}

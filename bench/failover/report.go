@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// median returns the median of xs (the mean of the middle two for an even
+// count); 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// rowKey identifies a row of the table: one setup and stop mode.
+type rowKey struct {
+	vrrp     int
+	advertMS int64
+	stop     string
+}
+
+// markdown renders the medians per implementation, with the goals of
+// issue 2: nlb's median failover no slower than keepalived's in every row,
+// and nlb's median overhead under 20 ms.
+func markdown(rs []result, impls []string) string {
+	var keys []rowKey
+	fail := map[rowKey]map[string][]float64{}
+	over := map[rowKey]map[string][]float64{}
+	for _, r := range rs {
+		k := rowKey{r.VRRP, r.AdvertMS, r.Stop}
+		if fail[k] == nil {
+			keys = append(keys, k)
+			fail[k], over[k] = map[string][]float64{}, map[string][]float64{}
+		}
+		fail[k][r.Impl] = append(fail[k][r.Impl], r.FailoverMS)
+		over[k][r.Impl] = append(over[k][r.Impl], r.OverheadMS)
+	}
+	var b strings.Builder
+	b.WriteString("| VRRP | advert | stop | runs |")
+	for _, im := range impls {
+		fmt.Fprintf(&b, " %s failover ms | %s overhead ms |", im, im)
+	}
+	b.WriteString(" nlb/keepalived failover | goals met |\n|---|---|---|---|")
+	for range impls {
+		b.WriteString("---|---|")
+	}
+	b.WriteString("---|---|\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| v%d | %d ms | %s | %d |", k.vrrp, k.advertMS, k.stop, len(fail[k][impls[0]]))
+		for _, im := range impls {
+			fmt.Fprintf(&b, " %.1f | %.1f |", median(fail[k][im]), median(over[k][im]))
+		}
+		nf, kf := median(fail[k]["nlb"]), median(fail[k]["keepalived"])
+		ratio, met := "n/a", "n/a"
+		if len(fail[k]["nlb"]) > 0 && len(fail[k]["keepalived"]) > 0 && kf > 0 {
+			ratio = fmt.Sprintf("%.3f", nf/kf)
+			ok := nf <= kf && median(over[k]["nlb"]) < 20
+			met = map[bool]string{true: "yes", false: "NO"}[ok]
+		}
+		fmt.Fprintf(&b, " %s | %s |\n", ratio, met)
+	}
+	b.WriteString("\nfailover: signal to the VIP answering ARP on the new master. overhead: the old master's last advertisement to that moment, minus Master_Down_Interval (kill) or Skew_Time (term). Goals: nlb failover <= keepalived, nlb overhead < 20 ms.\n")
+	return b.String()
+}

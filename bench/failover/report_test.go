@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestMarkdownGoals(t *testing.T) {
+	rs := []result{
+		{Impl: "nlb", VRRP: 2, AdvertMS: 1000, Stop: "kill", FailoverMS: 3000, OverheadMS: 5},
+		{Impl: "keepalived", VRRP: 2, AdvertMS: 1000, Stop: "kill", FailoverMS: 3500, OverheadMS: 30},
+		{Impl: "nlb", VRRP: 3, AdvertMS: 100, Stop: "term", FailoverMS: 90, OverheadMS: 25},
+		{Impl: "keepalived", VRRP: 3, AdvertMS: 100, Stop: "term", FailoverMS: 80, OverheadMS: 20},
+	}
+	md := markdown(rs, []string{"nlb", "keepalived"})
+	lines := strings.Split(md, "\n")
+	if !strings.Contains(lines[2], "| v2 | 1000 ms | kill | 1 | 3000.0 | 5.0 | 3500.0 | 30.0 | 0.857 | yes |") {
+		t.Errorf("v2 row = %q", lines[2])
+	}
+	// Slower than keepalived and over 20 ms overhead: the goal is not met.
+	if !strings.Contains(lines[3], "| 1.125 | NO |") {
+		t.Errorf("v3 row = %q", lines[3])
+	}
+}
