@@ -3,10 +3,205 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nlb-dev/nlb/lb"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// runProxy is replaced by the lb work (issue 3).
-func runProxy(context.Context, []string, io.Writer, io.Writer) error {
-	return errors.New("proxy: not built yet")
+const proxyUsage = `Usage: nlb proxy [flags]
+
+Run the L4 TCP load balancer: accept on --listen, splice each connection to
+a healthy --backend (round robin or least connections), retry the next
+backend when a dial is refused or times out, drain backends that go away.
+
+Everything beyond listen addresses and backends lives in --config, a YAML
+file (unknown fields are errors):
+
+  listen: [":6444"]              # also --listen; default :6444
+  backends: ["10.0.0.1:6443"]    # also --backend
+  balance: round-robin           # or least-connections
+  connectTimeout: 250ms          # per dial, then the next backend
+  idleTimeout: 0s                # 0: never close idle connections
+  maxConnections: 10000          # beyond: new clients are closed and counted
+  drainPeriod: 2m10s             # keep connections of a removed/unhealthy backend
+  drainStagger: 10s              # then close them spread over this window
+  shutdownTimeout: 30s           # graceful shutdown on SIGINT/SIGTERM
+  keepAlive: {idle: 15s, interval: 5s, count: 3}
+  userTimeout: 30s               # TCP_USER_TIMEOUT; 0 leaves the kernel default
+  healthCheck:
+    type: tcp                    # tcp, tls, https (GET path, 200 = healthy) or none
+    interval: 500ms
+    timeout: 250ms
+    rise: 2                      # successes to become healthy
+    fall: 3                      # failures to become unhealthy
+    path: /readyz
+    caFile: ""                   # tls/https: CA bundle (default system roots)
+    certFile: ""                 # tls/https: client certificate and key,
+    keyFile: ""                  #   e.g. for kube-apiserver without anonymous auth
+    serverName: ""
+    insecureSkipVerify: false
+  admin: 127.0.0.1:9901          # also --admin
+
+Flags given on the command line replace the file's values. SIGHUP re-reads
+the file (flags still apply) and swaps backends and settings without
+dropping connections; listen addresses need a restart.
+
+When every backend is unhealthy the proxy fails open to all of them (as
+k0s does) and says so in the log, /status and nlb_proxy_fail_open.
+
+Admin server (--admin): /metrics (Prometheus), /healthz (process up),
+/readyz (listening with a healthy backend), /status (JSON: listeners,
+backends with health, active connections and bytes, fail_open).
+
+Metrics (prefix nlb_proxy_): active_connections, connections_total,
+bytes_total{direction}, limit_reached_total, max_connections,
+no_backend_total, idle_timeouts_total, drained_connections_total,
+fail_open, backend_active_connections{backend},
+backend_connections_total{backend}, backend_bytes_total{backend,direction},
+dial_failures_total{backend}, backend_healthy{backend},
+backend_suspect{backend}, backend_draining{backend},
+health_checks_total{backend,result}. Direction "in" is client to backend.
+
+Flags:
+`
+
+// stringsFlag is a repeatable string flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var listen, backends stringsFlag
+	fs.Var(&listen, "listen", "`address` to accept on, host:port (repeatable; default :6444)")
+	fs.Var(&backends, "backend", "backend `address`, host:port (repeatable)")
+	configFile := fs.String("config", "", "YAML configuration `file` for everything else")
+	admin := fs.String("admin", "", "admin server `address`, e.g. 127.0.0.1:9901 (empty: none)")
+	logFormat := fs.String("log-format", "json", "log format: json or text")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	check := fs.Bool("check", false, "check the configuration and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, proxyUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("proxy: unexpected arguments %q", fs.Args())
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("proxy: --log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch *logFormat {
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	default:
+		return fmt.Errorf("proxy: --log-format must be json or text, got %q", *logFormat)
+	}
+
+	load := func() (lb.Config, error) {
+		var cfg lb.Config
+		if *configFile != "" {
+			var err error
+			if cfg, err = lb.LoadFile(*configFile); err != nil {
+				return cfg, err
+			}
+		}
+		if len(listen) > 0 {
+			cfg.Listen = listen
+		}
+		if len(backends) > 0 {
+			cfg.Backends = backends
+		}
+		if *admin != "" {
+			cfg.Admin = *admin
+		}
+		cfg.SetDefaults()
+		return cfg, cfg.Validate()
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if *check {
+		_, err := fmt.Fprintln(stdout, "configuration ok")
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p, err := lb.New(cfg, lb.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	if err := p.Listen(ctx); err != nil {
+		return err
+	}
+
+	var adminSrv *http.Server
+	if cfg.Admin != "" {
+		ln, err := net.Listen("tcp", cfg.Admin)
+		if err != nil {
+			p.Shutdown(context.Background())
+			return fmt.Errorf("proxy: admin: %w", err)
+		}
+		adminSrv = &http.Server{Handler: p.AdminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("admin server listening", "addr", ln.Addr().String())
+		go func() {
+			if err := adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server", "err", err)
+			}
+		}()
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	serveCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for {
+			select {
+			case <-serveCtx.Done():
+				return
+			case <-hup:
+				next, err := load()
+				if err == nil {
+					err = p.Reload(next)
+				}
+				if err != nil {
+					log.Error("reload failed: keeping the running configuration", "err", err)
+				}
+			}
+		}
+	}()
+
+	err = p.Serve(serveCtx)
+	if adminSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		adminSrv.Shutdown(sctx)
+		cancel()
+	}
+	return err
 }

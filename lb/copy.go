@@ -1,0 +1,200 @@
+package lb
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// The data path.
+//
+// Go splices TCP to TCP when io.Copy reaches (*net.TCPConn).ReadFrom with a
+// bare *net.TCPConn source, or an *io.LimitedReader around one. But
+// poll.Splice holds a 1 MiB pipe for as long as one io.Copy runs, so the
+// usual io.Copy(dst, src) pins two pipes per connection for its whole life,
+// and two goroutines sit parked per connection even when it is idle.
+//
+// Here each direction of a connection loops:
+//
+//  1. wait: park in Go's netpoller until the source is readable, holding no
+//     buffer and no pipe, then ask the kernel how many bytes are queued
+//     (SIOCINQ), telling EOF apart with a one-byte MSG_PEEK;
+//  2. burst: io.Copy(dst, &io.LimitedReader{R: src, N: queued}) between the
+//     bare connections: Go splices exactly the queued bytes through a pipe
+//     from its pool and returns the pipe at once. Bytes are counted from
+//     io.Copy's result.
+//
+// A direction that sees no data for parkAfter stops its goroutine and parks
+// its socket in the proxy's own epoll set (see parker); the socket turning
+// readable starts a new goroutine. An idle proxied connection therefore
+// holds two sockets, a small struct and two epoll entries: no goroutine, no
+// pipe, no buffer.
+
+// parkAfter is how long a direction waits in Go's netpoller before it gives
+// up its goroutine.
+const parkAfter = time.Second
+
+// proxyConn is one proxied connection: two bare TCP connections, the
+// backend it went to, and its two directions.
+type proxyConn struct {
+	p              *Proxy
+	client, server *net.TCPConn
+	b              *backend
+	up, down       direction    // client → backend, backend → client
+	pending        atomic.Int32 // directions not yet finished
+	lastActive     atomic.Int64 // UnixNano of the last burst
+	closed         atomic.Bool
+}
+
+// direction copies one way. Its fields other than tok belong to whichever
+// goroutine runs it; tok is guarded by the parker's lock.
+type direction struct {
+	pc         *proxyConn
+	dst, src   *net.TCPConn
+	in         bool // client → backend
+	w          waiter
+	lr         io.LimitedReader
+	deadline   int64  // UnixNano of src's read deadline, 0 when unset
+	registered bool   // src was added to the parker's epoll set
+	tok        uint32 // parker token while parked
+}
+
+func (p *Proxy) newProxyConn(client, server *net.TCPConn, b *backend) (*proxyConn, error) {
+	pc := &proxyConn{p: p, client: client, server: server, b: b}
+	pc.up = direction{pc: pc, dst: server, src: client, in: true}
+	pc.down = direction{pc: pc, dst: client, src: server}
+	pc.up.lr.R, pc.down.lr.R = client, server
+	if err := errors.Join(pc.up.w.init(client), pc.down.w.init(server)); err != nil {
+		return nil, err
+	}
+	pc.pending.Store(2)
+	pc.touch(time.Now().UnixNano())
+	return pc, nil
+}
+
+func (c *proxyConn) touch(now int64) { c.lastActive.Store(now) }
+
+// run moves bytes until EOF, an error, or it parks.
+func (d *direction) run() {
+	p := d.pc.p
+	for {
+		n, err := d.wait(p)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Quiet for parkAfter: give up the goroutine.
+			if p.parker == nil {
+				continue
+			}
+			if perr := p.parker.park(d); perr == nil {
+				return
+			} else if d.pc.closed.Load() {
+				d.finish(perr)
+				return
+			}
+			continue
+		}
+		if err != nil {
+			d.finish(err)
+			return
+		}
+		if n == 0 {
+			d.finish(nil) // EOF
+			return
+		}
+		d.lr.N = int64(n)
+		m, err := p.copyFn(d.dst, &d.lr)
+		if m > 0 {
+			d.count(m)
+		}
+		// A read deadline that expires inside the copy only ends that
+		// copy; nothing is lost (Go's splice empties its pipe first).
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			d.finish(err)
+			return
+		}
+	}
+}
+
+// wait refreshes the read deadline that bounds the netpoller wait (lazily,
+// at most about twice per parkAfter) and waits for data.
+func (d *direction) wait(p *Proxy) (int, error) {
+	if p.parker != nil {
+		now := time.Now().UnixNano()
+		if d.deadline-now < int64(p.parkAfter/2) {
+			d.deadline = now + int64(p.parkAfter)
+			d.src.SetReadDeadline(time.Unix(0, d.deadline))
+		}
+	}
+	return d.w.wait()
+}
+
+func (d *direction) count(n int64) {
+	pc, p := d.pc, d.pc.p
+	pc.touch(time.Now().UnixNano())
+	if d.in {
+		pc.b.bytesIn.Add(uint64(n))
+		p.bytesIn.Add(uint64(n))
+	} else {
+		pc.b.bytesOut.Add(uint64(n))
+		p.bytesOut.Add(uint64(n))
+	}
+}
+
+// finish ends d: EOF passes the half-close on, an error aborts the whole
+// connection so that both peers see it fail.
+func (d *direction) finish(err error) {
+	pc := d.pc
+	if err != nil {
+		if !pc.closed.Load() {
+			pc.p.log.Debug("connection failed", "backend", pc.b.addr, "client_to_backend", d.in, "err", err)
+		}
+		pc.shut(true)
+	} else {
+		d.dst.CloseWrite()
+	}
+	pc.done()
+}
+
+// done counts one finished direction; the last one releases the connection.
+func (c *proxyConn) done() {
+	if c.pending.Add(-1) == 0 {
+		c.p.release(c)
+	}
+}
+
+// shut closes both sides, with RST when rst is set (so that a peer sees
+// the other side fail rather than a clean end of stream) and FIN otherwise
+// (drain, idle timeout, shutdown). Parked directions are finished here, as
+// their sockets will never turn readable again. It reports whether this
+// call closed the connection.
+func (c *proxyConn) shut(rst bool) bool {
+	if !c.closed.CompareAndSwap(false, true) {
+		return false
+	}
+	if rst {
+		c.client.SetLinger(0)
+		c.server.SetLinger(0)
+	}
+	if pk := c.p.parker; pk != nil {
+		for _, d := range []*direction{&c.up, &c.down} {
+			if pk.unpark(d) {
+				defer c.done()
+			}
+		}
+	}
+	c.client.Close()
+	c.server.Close()
+	return true
+}
+
+// close closes the connection gracefully (FIN) and reports whether this
+// call closed it.
+func (c *proxyConn) close() bool { return c.shut(false) }
+
+// ioCopy is the production copy of one burst: io.Copy from a LimitedReader
+// over one bare connection to the other bare connection, which Go splices.
+func ioCopy(dst *net.TCPConn, lr *io.LimitedReader) (int64, error) {
+	return io.Copy(dst, lr)
+}

@@ -1,0 +1,231 @@
+//go:build linux
+
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// waiter parks until a socket has bytes to read (or EOF, or an error)
+// without holding any buffer or pipe. Its callback is built once per
+// direction so that waiting does not allocate.
+type waiter struct {
+	rc    syscall.RawConn
+	avail int   // bytes queued, 0 meaning EOF
+	err   error // socket error seen by the probe
+	fn    func(fd uintptr) bool
+}
+
+func (w *waiter) init(c *net.TCPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	w.rc = rc
+	w.fn = w.probe
+	return nil
+}
+
+// probe runs inside RawConn.Read: returning false parks the goroutine in
+// Go's netpoller until the socket is readable, then probe runs again.
+func (w *waiter) probe(fd uintptr) bool {
+	for {
+		// SIOCINQ (FIONREAD) is the number of bytes in the receive queue.
+		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if err != nil {
+			w.err = err
+			return true
+		}
+		if n > 0 {
+			w.avail = n
+			return true
+		}
+		// Zero queued bytes: either nothing yet or EOF. A one-byte peek
+		// tells them apart without consuming anything.
+		var b [1]byte
+		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e == unix.EAGAIN:
+			return false
+		case e != 0:
+			w.err = e
+			return true
+		case r == 0:
+			w.avail = 0
+			return true
+		}
+		// A byte arrived between the ioctl and the peek: count again.
+	}
+}
+
+// wait blocks until data, EOF, an error or the read deadline; it returns
+// the number of bytes ready, 0 for EOF.
+func (w *waiter) wait() (int, error) {
+	w.avail, w.err = 0, nil
+	if err := w.rc.Read(w.fn); err != nil {
+		return 0, err
+	}
+	if w.err != nil {
+		return 0, fmt.Errorf("lb: read: %w", w.err)
+	}
+	return w.avail, nil
+}
+
+// parker holds idle directions with no goroutine: their sockets sit in an
+// epoll set of its own (level-triggered, one-shot, keyed by a token rather
+// than the fd so that a reused fd number cannot be confused), and one
+// goroutine waits on it and starts a direction again when its socket turns
+// readable. Go's netpoller keeps its own registration of the same sockets
+// for the active phases.
+type parker struct {
+	epfd, evfd int
+	mu         sync.Mutex
+	next       uint32
+	parked     map[uint32]*direction
+}
+
+// newParker creates the epoll set. It is called from Serve.
+func newParker() (*parker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("lb: epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("lb: eventfd: %w", err)
+	}
+	// Token 0 is the stop signal.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("lb: epoll_ctl: %w", err)
+	}
+	return &parker{epfd: epfd, evfd: evfd, parked: map[uint32]*direction{}}, nil
+}
+
+// park hands d to the parker. On success d's goroutine must return: d is
+// resumed with `go d.run()` when its socket is readable, or finished by
+// unpark when its connection is closed.
+func (pk *parker) park(d *direction) error {
+	pk.mu.Lock()
+	pk.next++
+	if pk.next == 0 {
+		pk.next = 1
+	}
+	tok := pk.next
+	pk.parked[tok] = d
+	d.tok = tok
+	wasRegistered := d.registered
+	d.registered = true // written under mu: the goroutine woken later reads it
+	pk.mu.Unlock()
+
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(tok)}
+	var cerr error
+	err := d.w.rc.Control(func(fd uintptr) {
+		op := unix.EPOLL_CTL_MOD
+		if !wasRegistered {
+			op = unix.EPOLL_CTL_ADD
+		}
+		cerr = unix.EpollCtl(pk.epfd, op, int(fd), &ev)
+		switch {
+		case cerr == unix.ENOENT:
+			cerr = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		case cerr == unix.EEXIST:
+			cerr = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		}
+	})
+	if err = errors.Join(err, cerr); err != nil {
+		pk.mu.Lock()
+		defer pk.mu.Unlock()
+		if pk.parked[tok] != d {
+			// unpark took d meanwhile (its connection was closed): d
+			// belongs to the closer now.
+			return nil
+		}
+		delete(pk.parked, tok)
+		d.tok = 0
+		return err
+	}
+	return nil
+}
+
+// unpark takes d back if it is parked and reports whether it was.
+func (pk *parker) unpark(d *direction) bool {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if d.tok == 0 || pk.parked[d.tok] != d {
+		return false
+	}
+	delete(pk.parked, d.tok)
+	d.tok = 0
+	return true
+}
+
+// run waits for parked sockets to turn readable until stop is called.
+func (pk *parker) run() {
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(pk.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		for _, ev := range events[:n] {
+			tok := uint32(ev.Fd)
+			if tok == 0 {
+				return
+			}
+			pk.mu.Lock()
+			d := pk.parked[tok]
+			if d != nil {
+				delete(pk.parked, tok)
+				d.tok = 0
+			}
+			pk.mu.Unlock()
+			if d != nil {
+				go d.run()
+			}
+		}
+	}
+}
+
+// stop ends run; close releases the descriptors after run returned.
+func (pk *parker) stop() {
+	var one = [8]byte{1}
+	unix.Write(pk.evfd, one[:])
+}
+
+func (pk *parker) close() {
+	unix.Close(pk.epfd)
+	unix.Close(pk.evfd)
+}
+
+// setUserTimeout sets TCP_USER_TIMEOUT: sent data unacknowledged for d
+// makes the kernel drop the connection, which finds peers that vanished
+// while we were sending (keepalive only covers idle connections).
+func setUserTimeout(c *net.TCPConn, d time.Duration) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	})
+	return errors.Join(err, serr)
+}

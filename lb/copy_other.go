@@ -1,0 +1,27 @@
+//go:build !linux
+
+package lb
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
+
+var errNotLinux = errors.New("lb: the proxy data path needs Linux")
+
+type waiter struct{ rc syscall.RawConn }
+
+func (w *waiter) init(*net.TCPConn) error { return errNotLinux }
+func (w *waiter) wait() (int, error)      { return 0, errNotLinux }
+
+type parker struct{}
+
+func newParker() (*parker, error)                      { return nil, errNotLinux }
+func (pk *parker) park(*direction) error               { return errNotLinux }
+func (pk *parker) unpark(*direction) bool              { return false }
+func (pk *parker) run()                                {}
+func (pk *parker) stop()                               {}
+func (pk *parker) close()                              {}
+func setUserTimeout(*net.TCPConn, time.Duration) error { return nil }

@@ -1,0 +1,735 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are the proxy's dependencies. Every field may be left zero.
+type Options struct {
+	// Logger receives the proxy's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the proxy's metrics; nil skips registration.
+	Registerer prometheus.Registerer
+	// Dial connects to a backend. It must honour ctx's deadline (the
+	// connect timeout). Nil uses a net.Dialer.
+	Dial func(ctx context.Context, addr string) (*net.TCPConn, error)
+	// Listen binds one listen address. Nil uses net.ListenConfig with
+	// MPTCP off.
+	Listen func(ctx context.Context, addr string) (*net.TCPListener, error)
+	// Check runs one active health check against addr; nil builds one
+	// from Config.HealthCheck. It lets tests script health results.
+	Check func(ctx context.Context, addr string) error
+}
+
+// Proxy is a TCP load balancer. Create it with [New], bind with
+// [Proxy.Listen], run with [Proxy.Serve]; [Proxy.Reload] and
+// [Proxy.SetBackends] change it while it runs.
+type Proxy struct {
+	log    *slog.Logger
+	dial   func(ctx context.Context, addr string) (*net.TCPConn, error)
+	listen func(ctx context.Context, addr string) (*net.TCPListener, error)
+	check  func(ctx context.Context, addr string) error // from Options; nil = from config
+
+	// copyFn performs one burst of the copy. Tests replace it to see the
+	// exact types handed to io.Copy.
+	copyFn func(dst *net.TCPConn, lr *io.LimitedReader) (int64, error)
+	// parker holds idle directions without goroutines (nil: they wait in
+	// Go's netpoller); parkAfter is the quiet time before a direction
+	// parks. Both are set by Serve.
+	parker    *parker
+	parkAfter time.Duration
+
+	cfg      atomic.Pointer[Config]
+	bal      atomic.Pointer[balancer]
+	backends atomic.Pointer[backendSet]
+	failOpen atomic.Bool
+	closing  atomic.Bool
+
+	active     atomic.Int64
+	accepted   atomic.Uint64
+	limitHits  atomic.Uint64
+	noBackend  atomic.Uint64
+	idleClosed atomic.Uint64
+	drained    atomic.Uint64
+	bytesIn    atomic.Uint64
+	bytesOut   atomic.Uint64
+	// lastLimitLog rate-limits the connection-limit warning (UnixNano).
+	lastLimitLog atomic.Int64
+	limitSince   atomic.Uint64 // rejections since the last warning
+
+	reconf sync.Mutex // serialises SetBackends, Reload and checker starts
+
+	mu        sync.Mutex
+	conns     map[*proxyConn]struct{}
+	retired   []*backend // removed backends that still hold connections
+	listeners []*net.TCPListener
+	running   bool // Serve has started: background work may run
+	stopped   bool // Shutdown has stopped background work
+
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup // checkers, drains, reaper
+	connWG   sync.WaitGroup // connections, from accept to release
+	acceptWG sync.WaitGroup // accept loops
+	done     chan struct{}  // closed by Shutdown
+	doneOnce sync.Once
+}
+
+// New checks cfg (after filling defaults) and builds a Proxy. It does no
+// I/O.
+func New(cfg Config, opts Options) (*Proxy, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	bal, err := newBalancer(cfg.Balance, rand.IntN)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		log:       opts.Logger,
+		dial:      opts.Dial,
+		listen:    opts.Listen,
+		check:     opts.Check,
+		copyFn:    ioCopy,
+		parkAfter: parkAfter,
+		conns:     map[*proxyConn]struct{}{},
+		done:      make(chan struct{}),
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.dial == nil {
+		p.dial = p.defaultDial
+	}
+	if p.listen == nil {
+		p.listen = defaultListen
+	}
+	p.bgCtx, p.bgCancel = context.WithCancel(context.Background())
+	p.cfg.Store(&cfg)
+	p.bal.Store(bal)
+	p.backends.Store(&backendSet{})
+	p.setBackendsLocked(cfg.Backends)
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(collector{p}); err != nil {
+			return nil, fmt.Errorf("lb: register metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func defaultListen(ctx context.Context, addr string) (*net.TCPListener, error) {
+	var lc net.ListenConfig
+	// Plain TCP: MPTCP sockets would not splice the same way.
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("lb: listener for %s is %T, not TCP", addr, ln)
+	}
+	return tl, nil
+}
+
+func (p *Proxy) defaultDial(ctx context.Context, addr string) (*net.TCPConn, error) {
+	var d net.Dialer
+	d.KeepAlive = -1 // set below with the full config
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("lb: connection to %s is %T, not TCP", addr, c)
+	}
+	return tc, nil
+}
+
+// Listen binds every configured listen address. On error nothing stays
+// bound.
+func (p *Proxy) Listen(ctx context.Context) error {
+	cfg := p.cfg.Load()
+	var lns []*net.TCPListener
+	for _, a := range cfg.Listen {
+		ln, err := p.listen(ctx, a)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("lb: listen %s: %w", a, err)
+		}
+		lns = append(lns, ln)
+	}
+	p.mu.Lock()
+	p.listeners = append(p.listeners, lns...)
+	p.mu.Unlock()
+	return nil
+}
+
+// Addrs returns the bound listen addresses.
+func (p *Proxy) Addrs() []net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]net.Addr, len(p.listeners))
+	for i, l := range p.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Serve accepts on the bound listeners and runs health checks until ctx is
+// done or Shutdown is called. When ctx ends it shuts down gracefully,
+// waiting up to Config.ShutdownTimeout for connections to finish.
+func (p *Proxy) Serve(ctx context.Context) error {
+	p.mu.Lock()
+	if len(p.listeners) == 0 {
+		p.mu.Unlock()
+		return errors.New("lb: Serve called before Listen")
+	}
+	if p.running {
+		p.mu.Unlock()
+		return errors.New("lb: Serve called twice")
+	}
+	p.running = true
+	lns := slices.Clone(p.listeners)
+	p.mu.Unlock()
+
+	pk, err := newParker()
+	if err != nil {
+		p.log.Warn("idle connections will keep their goroutines", "err", err)
+	} else {
+		p.parker = pk
+		p.goBG(pk.run)
+	}
+
+	p.reconf.Lock()
+	for _, b := range p.backends.Load().list {
+		p.startChecks(b)
+	}
+	p.reconf.Unlock()
+	p.goBG(p.reaper)
+
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		p.log.Info("proxy listening", "addr", ln.Addr().String())
+		p.acceptWG.Add(1)
+		go func() { errc <- p.acceptLoop(ln) }()
+	}
+	select {
+	case <-ctx.Done():
+	case <-p.done:
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(p.cfg.Load().ShutdownTimeout))
+	defer cancel()
+	return errors.Join(err, p.Shutdown(sctx))
+}
+
+func (p *Proxy) acceptLoop(ln *net.TCPListener) error {
+	defer p.acceptWG.Done()
+	var backoff time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if p.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Typically EMFILE/ENFILE: back off like net/http does.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else {
+				backoff = min(2*backoff, time.Second)
+			}
+			p.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in_seconds", backoff.Seconds())
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		p.accepted.Add(1)
+		limit := int64(p.cfg.Load().MaxConnections)
+		if p.active.Add(1) > limit {
+			p.active.Add(-1)
+			c.Close()
+			p.limitReached(limit)
+			continue
+		}
+		p.connWG.Add(1)
+		go p.handle(c)
+	}
+}
+
+// limitReached counts a rejected client and logs at most every 10 s.
+func (p *Proxy) limitReached(limit int64) {
+	p.limitHits.Add(1)
+	n := p.limitSince.Add(1)
+	now := time.Now().UnixNano()
+	last := p.lastLimitLog.Load()
+	if now-last < int64(10*time.Second) || !p.lastLimitLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.limitSince.Add(-n)
+	p.log.Warn("connection limit reached: closing new clients", "max_connections", limit, "rejected", n)
+}
+
+func (p *Proxy) tune(c *net.TCPConn, cfg *Config) {
+	ka := net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     time.Duration(cfg.KeepAlive.Idle),
+		Interval: time.Duration(cfg.KeepAlive.Interval),
+		Count:    cfg.KeepAlive.Count,
+	}
+	if err := c.SetKeepAliveConfig(ka); err != nil {
+		p.log.Debug("set keepalive", "err", err)
+	}
+	if cfg.UserTimeout > 0 {
+		if err := setUserTimeout(c, time.Duration(cfg.UserTimeout)); err != nil {
+			p.log.Debug("set TCP_USER_TIMEOUT", "err", err)
+		}
+	}
+}
+
+// handle dials a backend for client and starts the two directions; the
+// accepting goroutine becomes the client → backend one.
+func (p *Proxy) handle(client *net.TCPConn) {
+	cfg := p.cfg.Load()
+	p.tune(client, cfg)
+	server, b, err := p.dialBackend(cfg)
+	if err != nil {
+		p.noBackend.Add(1)
+		p.log.Warn("no backend reachable: closing client", "client", client.RemoteAddr().String(), "err", err)
+		client.SetLinger(0)
+		client.Close()
+		p.active.Add(-1)
+		p.connWG.Done()
+		return
+	}
+	p.tune(server, cfg)
+	pc, err := p.newProxyConn(client, server, b)
+	if err != nil {
+		p.log.Error("proxy connection", "err", err)
+		client.Close()
+		server.Close()
+		p.active.Add(-1)
+		p.connWG.Done()
+		return
+	}
+	b.active.Add(1)
+	b.total.Add(1)
+	p.mu.Lock()
+	p.conns[pc] = struct{}{}
+	p.mu.Unlock()
+	if p.closing.Load() {
+		// Shutdown may have walked p.conns before we registered.
+		pc.close()
+	}
+	go pc.down.run()
+	pc.up.run()
+}
+
+// release forgets a connection whose two directions have finished.
+func (p *Proxy) release(pc *proxyConn) {
+	pc.close()
+	p.mu.Lock()
+	delete(p.conns, pc)
+	p.mu.Unlock()
+	if pc.b.active.Add(-1) == 0 && pc.b.removed.Load() {
+		p.forgetRetired(pc.b)
+	}
+	p.active.Add(-1)
+	p.connWG.Done()
+}
+
+// dialBackend connects to a backend for a new client. Eligible backends
+// (healthy, not suspect) are tried first in balancer order; when none is
+// eligible the proxy fails open to every known backend. A failed dial marks
+// its backend suspect and moves on, and as a last resort the ineligible
+// backends are tried too, so a client is refused only when no backend
+// answers at all.
+func (p *Proxy) dialBackend(cfg *Config) (*net.TCPConn, *backend, error) {
+	list := p.backends.Load().list
+	n := len(list)
+	if n == 0 {
+		return nil, nil, errors.New("lb: no backends configured")
+	}
+	bal := p.bal.Load()
+	now := time.Now()
+	expiry := p.suspectExpiry(cfg)
+	var eligBuf, triedBuf [16]bool
+	eligible, tried := eligBuf[:0], triedBuf[:0]
+	if n > len(eligBuf) {
+		eligible, tried = make([]bool, 0, n), make([]bool, 0, n)
+	}
+	eligible, tried = eligible[:n], tried[:n]
+	any := false
+	for i, b := range list {
+		eligible[i] = b.eligible(now, expiry)
+		any = any || eligible[i]
+	}
+	p.setFailOpen(!any, n)
+	load := func(i int) int64 { return list[i].active.Load() }
+	var errs []error
+	for pass := 0; pass < 2; pass++ {
+		skip := func(i int) bool { return tried[i] || (pass == 0 && any && !eligible[i]) }
+		for i := bal.first(n, skip, load); i >= 0; i = bal.retry(i, n, skip, load) {
+			tried[i] = true
+			c, err := p.dialOne(list[i], cfg)
+			if err == nil {
+				return c, list[i], nil
+			}
+			errs = append(errs, err)
+		}
+	}
+	return nil, nil, errors.Join(errs...)
+}
+
+func (p *Proxy) dialOne(b *backend, cfg *Config) (*net.TCPConn, error) {
+	ctx, cancel := context.WithTimeout(p.bgCtx, time.Duration(cfg.ConnectTimeout))
+	defer cancel()
+	c, err := p.dial(ctx, b.addr)
+	if err == nil {
+		b.suspectSince.Store(0)
+		return c, nil
+	}
+	b.dialFailures.Add(1)
+	if b.suspectSince.Swap(time.Now().UnixNano()) == 0 {
+		p.log.Warn("backend suspect: dial failed", "backend", b.addr, "err", err)
+	}
+	return nil, fmt.Errorf("lb: dial %s: %w", b.addr, err)
+}
+
+// suspectExpiry is how long a dial failure keeps a backend out: until a
+// check passes, or one check interval when there are no active checks.
+func (p *Proxy) suspectExpiry(cfg *Config) time.Duration {
+	if cfg.HealthCheck.Type == CheckNone && p.check == nil {
+		return time.Duration(cfg.HealthCheck.Interval)
+	}
+	return 0
+}
+
+// setFailOpen records whether the proxy is failing open and logs changes.
+func (p *Proxy) setFailOpen(on bool, known int) {
+	if p.failOpen.Swap(on) == on {
+		return
+	}
+	if on {
+		p.log.Warn("no healthy backend: failing open to every known backend", "backends", known)
+		return
+	}
+	p.log.Info("healthy backend available: fail-open ended")
+	// Drains that were skipped while failing open can run now.
+	for _, b := range p.backends.Load().list {
+		if !b.healthy.Load() && !b.draining.Load() && b.active.Load() > 0 {
+			p.startDrain(b, "unhealthy")
+		}
+	}
+}
+
+// refreshFailOpen recomputes the fail-open state from the backend set.
+func (p *Proxy) refreshFailOpen() {
+	list := p.backends.Load().list
+	if len(list) == 0 {
+		return
+	}
+	now, expiry := time.Now(), p.suspectExpiry(p.cfg.Load())
+	for _, b := range list {
+		if b.eligible(now, expiry) {
+			p.setFailOpen(false, len(list))
+			return
+		}
+	}
+	p.setFailOpen(true, len(list))
+}
+
+// SetBackends replaces the backend set atomically. Backends that stay keep
+// their state and connections; new ones start presumed healthy; removed
+// ones get no new connections and are drained.
+func (p *Proxy) SetBackends(addrs []string) {
+	p.reconf.Lock()
+	defer p.reconf.Unlock()
+	p.setBackendsLocked(addrs)
+	p.refreshFailOpen()
+}
+
+func (p *Proxy) setBackendsLocked(addrs []string) {
+	cfg := p.cfg.Load()
+	old := map[string]*backend{}
+	for _, b := range p.backends.Load().list {
+		old[b.addr] = b
+	}
+	p.mu.Lock()
+	for _, b := range p.retired {
+		if _, ok := old[b.addr]; !ok {
+			old[b.addr] = b
+		}
+	}
+	p.mu.Unlock()
+	next := &backendSet{}
+	keep := map[*backend]bool{}
+	for _, a := range addrs {
+		b, ok := old[a]
+		if ok && keep[b] {
+			continue // duplicate address
+		}
+		if ok && b.removed.Load() {
+			// Re-added while draining: take it back.
+			b.removed.Store(false)
+			p.cancelDrain(b)
+			p.forgetRetired(b)
+			p.startChecks(b)
+			p.log.Info("backend re-added", "backend", a)
+		}
+		if !ok {
+			b = newBackend(a, cfg.HealthCheck.Rise, cfg.HealthCheck.Fall)
+			p.startChecks(b)
+			p.log.Info("backend added", "backend", a)
+		}
+		keep[b] = true
+		next.list = append(next.list, b)
+	}
+	for _, b := range p.backends.Load().list {
+		if keep[b] {
+			continue
+		}
+		b.removed.Store(true)
+		p.stopChecks(b)
+		p.log.Info("backend removed", "backend", b.addr, "active", b.active.Load())
+		if b.active.Load() > 0 {
+			p.mu.Lock()
+			p.retired = append(p.retired, b)
+			p.mu.Unlock()
+			p.startDrain(b, "removed")
+		}
+	}
+	p.backends.Store(next)
+}
+
+func (p *Proxy) forgetRetired(b *backend) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.retired = slices.DeleteFunc(p.retired, func(x *backend) bool { return x == b })
+}
+
+// Reload applies a new configuration: backends, balancing, timeouts,
+// limits and health checks change at once, without touching established
+// connections. Listen addresses cannot change while running; a change is
+// logged and ignored.
+func (p *Proxy) Reload(cfg Config) error {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p.reconf.Lock()
+	defer p.reconf.Unlock()
+	old := p.cfg.Load()
+	if !slices.Equal(old.Listen, cfg.Listen) {
+		p.log.Warn("listen addresses changed: restart to apply", "old", old.Listen, "new", cfg.Listen)
+		cfg.Listen = old.Listen
+	}
+	if cfg.Balance != old.Balance {
+		bal, err := newBalancer(cfg.Balance, rand.IntN)
+		if err != nil {
+			return err
+		}
+		p.bal.Store(bal)
+	}
+	p.cfg.Store(&cfg)
+	if cfg.HealthCheck != old.HealthCheck {
+		for _, b := range p.backends.Load().list {
+			p.stopChecks(b)
+			b.mu.Lock()
+			b.th.rise, b.th.fall = cfg.HealthCheck.Rise, cfg.HealthCheck.Fall
+			b.mu.Unlock()
+			p.startChecks(b)
+		}
+	}
+	p.setBackendsLocked(cfg.Backends)
+	p.refreshFailOpen()
+	p.log.Info("configuration reloaded", "backends", len(cfg.Backends))
+	return nil
+}
+
+// startDrain stops counting on b's connections: after DrainPeriod they are
+// closed, spread over DrainStagger.
+func (p *Proxy) startDrain(b *backend, why string) {
+	gen := b.drainGen.Add(1)
+	b.draining.Store(true)
+	cfg := p.cfg.Load()
+	p.log.Info("draining backend", "backend", b.addr, "reason", why, "active", b.active.Load(),
+		"drain_seconds", time.Duration(cfg.DrainPeriod).Seconds())
+	p.goBG(func() { p.drain(b, gen, time.Duration(cfg.DrainPeriod), time.Duration(cfg.DrainStagger)) })
+}
+
+func (p *Proxy) cancelDrain(b *backend) {
+	b.drainGen.Add(1)
+	b.draining.Store(false)
+}
+
+func (p *Proxy) drain(b *backend, gen uint64, period, stagger time.Duration) {
+	if !p.sleep(period) || b.drainGen.Load() != gen {
+		return
+	}
+	if !b.removed.Load() && p.failOpen.Load() {
+		p.log.Warn("not closing connections of unhealthy backend: failing open", "backend", b.addr)
+		b.draining.Store(false)
+		return
+	}
+	conns := p.connsOf(b)
+	p.log.Info("drain period over: closing connections", "backend", b.addr, "connections", len(conns),
+		"stagger_seconds", stagger.Seconds())
+	var step time.Duration
+	if len(conns) > 1 {
+		step = stagger / time.Duration(len(conns)-1)
+	}
+	for i, c := range conns {
+		if b.drainGen.Load() != gen {
+			return
+		}
+		if c.close() {
+			p.drained.Add(1)
+		}
+		if i < len(conns)-1 && !p.sleep(step) {
+			return
+		}
+	}
+	if b.drainGen.Load() == gen {
+		b.draining.Store(false)
+	}
+}
+
+// goBG runs fn in the background while the proxy serves; it does nothing
+// before Serve or after Shutdown.
+func (p *Proxy) goBG(fn func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running || p.stopped {
+		return
+	}
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		fn()
+	}()
+}
+
+// sleep waits d or until the proxy stops; it reports whether d elapsed.
+func (p *Proxy) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return p.bgCtx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.bgCtx.Done():
+		return false
+	}
+}
+
+func (p *Proxy) connsOf(b *backend) []*proxyConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*proxyConn
+	for c := range p.conns {
+		if c.b == b {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// reaper closes connections idle longer than Config.IdleTimeout.
+func (p *Proxy) reaper() {
+	for {
+		idle := time.Duration(p.cfg.Load().IdleTimeout)
+		tick := time.Second
+		if idle > 0 {
+			tick = min(max(idle/4, 10*time.Millisecond), time.Second)
+		}
+		if !p.sleep(tick) {
+			return
+		}
+		if idle <= 0 {
+			continue
+		}
+		cutoff := time.Now().Add(-idle).UnixNano()
+		var stale []*proxyConn
+		p.mu.Lock()
+		for c := range p.conns {
+			if c.lastActive.Load() < cutoff {
+				stale = append(stale, c)
+			}
+		}
+		p.mu.Unlock()
+		for _, c := range stale {
+			if c.close() {
+				p.idleClosed.Add(1)
+				p.log.Debug("idle timeout", "backend", c.b.addr, "client", c.client.RemoteAddr().String())
+			}
+		}
+	}
+}
+
+// Shutdown stops accepting, waits for proxied connections to finish until
+// ctx is done, then closes the rest and stops health checks. It returns
+// ctx's error when connections had to be closed.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.closing.Store(true)
+	p.doneOnce.Do(func() { close(p.done) })
+	p.mu.Lock()
+	for _, l := range p.listeners {
+		l.Close()
+	}
+	p.mu.Unlock()
+	p.acceptWG.Wait() // no connWG.Add after this
+	finished := make(chan struct{})
+	go func() {
+		p.connWG.Wait()
+		close(finished)
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		err = ctx.Err()
+		p.mu.Lock()
+		left := len(p.conns)
+		for c := range p.conns {
+			c.close()
+		}
+		p.mu.Unlock()
+		p.log.Warn("shutdown deadline: closed remaining connections", "connections", left)
+		<-finished
+	}
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.bgCancel()
+	if p.parker != nil {
+		p.parker.stop()
+	}
+	p.bg.Wait()
+	if p.parker != nil {
+		p.parker.close()
+	}
+	if err != nil {
+		return fmt.Errorf("lb: shutdown: %w", err)
+	}
+	return nil
+}
