@@ -130,7 +130,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 		}
 	}
-	finishIdleMemory(r)
 	elapsed := time.Since(started).Round(time.Second)
 
 	var jl, table bytes.Buffer
@@ -284,127 +283,78 @@ func loadgen(ctx context.Context, cfg *config, lc loadConfig) (loadResult, error
 	return lr, nil
 }
 
-// idleMemory measures the memory of idle proxied connections, retrying
-// (up to idleAttempts) when other socket activity on the machine disturbed
-// the system-wide figures.
+// idleMemory opens cfg.idleConns connections through p, each after one
+// 64-byte exchange, and records per connection the proxy's memory: its
+// RSS growth plus the kernel memory its new fds hold (fdUsage.kernelBytes).
+// As a cross-check it also records the system-wide kernel memory growth of
+// the whole path (memSnapshot.kernelKiB), which other activity on the
+// machine disturbs. It then closes the connections and waits (bounded)
+// until the proxy has too.
 func idleMemory(ctx context.Context, cfg *config, p *proxy, r results, notes notes, stderr io.Writer) error {
-	const idleAttempts = 3
-	// Sockets each path adds: client and backend, plus two in a proxy.
-	perConn := int64(2)
-	if p.proc != nil {
-		perConn = 4
+	sizes := defaultSlabSizes()
+	if b, err := os.ReadFile("/proc/slabinfo"); err == nil {
+		sizes = parseSlabinfo(b, sizes)
 	}
-	for attempt := 1; ; attempt++ {
-		m, err := idleOnce(ctx, cfg, p, stderr)
-		if err != nil {
-			return err
-		}
-		want := perConn * int64(m.conns)
-		off := m.dInUse - want
-		clean := max(off, -off) <= max(50, want/100)
-		if !clean && attempt < idleAttempts {
-			fmt.Fprintf(stderr, "  idle: %+d TCP sockets system-wide, expected %+d: other activity, measuring again\n", m.dInUse, want)
-			continue
-		}
-		if !clean {
-			notes.add(p.impl, fmt.Sprintf("idle memory disturbed by other socket activity on the machine (%+d TCP sockets, expected %+d)", m.dInUse, want))
-		}
-		if m.conns < cfg.idleConns*99/100 {
-			notes.add(p.impl, fmt.Sprintf("held only %d of %d idle connections (%d failed); memory is per held connection", m.conns, cfg.idleConns, m.failed))
-		}
-		r.add(p.impl, mIdleKernel, m.kernel)
-		if p.proc != nil {
-			r.add(p.impl, mIdleRSS, m.rss)
-			r.add(p.impl, mIdleFDs, m.fds)
-		}
-		return nil
-	}
-}
-
-// idleResult is one idle-memory measurement, per connection.
-type idleResult struct {
-	conns, failed  int
-	rss, kernel    float64 // KiB
-	fds, pipes     float64
-	dInUse, dPages int64 // system-wide changes of TCP sockets and socket buffer pages
-}
-
-// idleOnce opens cfg.idleConns connections through p, each after one
-// 64-byte exchange, and measures per connection: the proxy's RSS growth,
-// the kernel memory growth of the whole path (memSnapshot.kernelKiB) and
-// the proxy's fds. It then closes them and waits (bounded) until the proxy
-// has too.
-func idleOnce(ctx context.Context, cfg *config, p *proxy, stderr io.Writer) (idleResult, error) {
-	var m idleResult
-	time.Sleep(500 * time.Millisecond) // settle after start or the previous attempt
+	time.Sleep(500 * time.Millisecond) // settle after start
 	before, err := readMemSnapshot(p.pid())
 	if err != nil {
-		return m, err
+		return err
 	}
 	lc := loadConfig{test: "idle", addr: p.addr, conns: cfg.idleConns}
 	c, err := startChild(ctx, "loadgen", cfg.self, append([]string{"__loadgen"}, lc.args()...)...)
 	if err != nil {
-		return m, err
+		return err
 	}
 	defer c.stop()
 	line, err := c.readLine(ctx, 2*time.Minute)
 	if err != nil {
-		return m, err
+		return err
 	}
 	var lr loadResult
 	if err := json.Unmarshal([]byte(line), &lr); err != nil {
-		return m, fmt.Errorf("loadgen output %q: %w", line, err)
+		return fmt.Errorf("loadgen output %q: %w", line, err)
 	}
 	if lr.Conns < cfg.idleConns/2 {
-		return m, fmt.Errorf("only %d of %d idle connections opened (%d failed)", lr.Conns, cfg.idleConns, lr.Errors)
+		return fmt.Errorf("only %d of %d idle connections opened (%d failed)", lr.Conns, cfg.idleConns, lr.Errors)
+	}
+	if lr.Conns < cfg.idleConns*99/100 {
+		notes.add(p.impl, fmt.Sprintf("held only %d of %d idle connections (%d failed); memory is per held connection", lr.Conns, cfg.idleConns, lr.Errors))
 	}
 	time.Sleep(time.Second) // let deferred frees (RCU, GC) settle
 	after, err := readMemSnapshot(p.pid())
 	if err != nil {
-		return m, err
+		return err
 	}
 	c.stop()
-	n := float64(lr.Conns)
-	m = idleResult{
-		conns:  lr.Conns,
-		failed: int(lr.Errors),
-		rss:    float64(after.RSSKiB-before.RSSKiB) / n,
-		kernel: float64(after.kernelKiB()-before.kernelKiB()) / n,
-		fds:    float64(after.FDs-before.FDs) / n,
-		pipes:  float64(after.Pipes-before.Pipes) / n,
-		dInUse: after.TCP.InUse - before.TCP.InUse,
-		dPages: after.TCP.MemPages - before.TCP.MemPages,
-	}
-	fmt.Fprintf(stderr, "  idle: %d conns, per conn: proxy RSS %.1f KiB, kernel %.1f KiB, proxy fds %.2f (pipes %.2f); system-wide %+d TCP sockets, %+d skb pages\n",
-		m.conns, m.rss, m.kernel, m.fds, m.pipes, m.dInUse, m.dPages)
-	if p.proc != nil {
-		for i := 0; i < 100; i++ {
-			fdsNow, _, err := countFDs(p.pid())
-			if err != nil || fdsNow <= before.FDs+16 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	return m, nil
-}
 
-// finishIdleMemory derives the goal metric: per idle connection, the
-// proxy's RSS plus the kernel memory the path needs beyond what the same
-// connection costs without a proxy (the client's and the backend's
-// sockets, the median of the direct runs). Direct is 0 by definition.
-func finishIdleMemory(r results) {
-	base, ok := r.median(implDirect, mIdleKernel)
-	if !ok {
-		return
+	n := float64(lr.Conns)
+	system := float64(after.kernelKiB()-before.kernelKiB()) / n
+	r.add(p.impl, mIdleSystem, system)
+	dInUse := after.TCP.InUse - before.TCP.InUse
+	if p.proc == nil {
+		r.add(p.impl, mIdleMem, 0) // no proxy, nothing to count
+		fmt.Fprintf(stderr, "  idle: %d conns; system-wide kernel %.1f KiB per conn, %+d TCP sockets, %+d skb pages\n",
+			lr.Conns, system, dInUse, after.TCP.MemPages-before.TCP.MemPages)
+		return nil
 	}
-	r.add(implDirect, mIdleMem, 0)
-	for _, impl := range []string{implHAProxy, implNLB} {
-		rss, kern := r[impl][mIdleRSS], r[impl][mIdleKernel]
-		for i := range min(len(rss), len(kern)) {
-			r.add(impl, mIdleMem, rss[i]+kern[i]-base)
+	rss := float64(after.RSSKiB-before.RSSKiB) / n
+	kernel := float64(after.FDs.kernelBytes(sizes)-before.FDs.kernelBytes(sizes)) / 1024 / n
+	r.add(p.impl, mIdleMem, rss+kernel)
+	r.add(p.impl, mIdleRSS, rss)
+	r.add(p.impl, mIdleKernel, kernel)
+	r.add(p.impl, mIdleFDs, float64(after.FDs.FDs-before.FDs.FDs)/n)
+	fmt.Fprintf(stderr, "  idle: %d conns, per conn: RSS %.1f KiB + kernel %.1f KiB; fds %.2f, sockets %.2f, pipes %.2f, epoll %.2f; system-wide kernel %.1f KiB, %+d TCP sockets, %+d skb pages\n",
+		lr.Conns, rss, kernel, float64(after.FDs.FDs-before.FDs.FDs)/n, float64(after.FDs.Sockets-before.FDs.Sockets)/n,
+		float64(len(after.FDs.Pipes)-len(before.FDs.Pipes))/n, float64(after.FDs.EpollWatch-before.FDs.EpollWatch)/n,
+		system, dInUse, after.TCP.MemPages-before.TCP.MemPages)
+	for i := 0; i < 100; i++ {
+		fds, err := countFDs(p.pid())
+		if err != nil || fds <= before.FDs.FDs+16 {
+			break
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	return nil
 }
 
 // env describes the machine and the versions, for the report.

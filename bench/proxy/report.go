@@ -27,7 +27,8 @@ const (
 	mRRRate      = "rr_rate"
 	mIdleMem     = "idle_conn_memory"
 	mIdleRSS     = "idle_conn_rss"
-	mIdleKernel  = "idle_conn_kernel_path"
+	mIdleKernel  = "idle_conn_kernel"
+	mIdleSystem  = "idle_conn_kernel_system"
 	mIdleFDs     = "idle_conn_fds"
 	mCPU1        = "proxy_cpu_1stream"
 	mCPU8        = "proxy_cpu_8streams"
@@ -53,9 +54,10 @@ func metricDefs() []metricDef {
 		{mLatencyP99, "us", "request/response latency p99", 1},
 		{mIdleMem, "KiB", "memory per idle proxied connection", 1},
 		{mRRRate, "req/s", "kept-alive request/response rate", 0},
-		{mIdleRSS, "KiB", "  of which proxy RSS per idle conn", 1},
-		{mIdleKernel, "KiB", "kernel memory per idle conn, whole path", 1},
-		{mIdleFDs, "fds", "proxy fds per idle conn", 2},
+		{mIdleRSS, "KiB", "idle conn: proxy RSS", 1},
+		{mIdleKernel, "KiB", "idle conn: proxy's kernel objects", 1},
+		{mIdleSystem, "KiB", "idle conn: system-wide kernel growth, whole path", 1},
+		{mIdleFDs, "fds", "idle conn: proxy fds", 2},
 		{mCPU1, "cores", "proxy CPU, 1 stream", 2},
 		{mCPU8, "cores", "proxy CPU, 8 streams", 2},
 		{mCPUConn, "cores", "proxy CPU, new connections", 2},

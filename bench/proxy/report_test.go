@@ -200,22 +200,6 @@ func TestNiceCeil(t *testing.T) {
 	}
 }
 
-func TestFinishIdleMemory(t *testing.T) {
-	r := make(results)
-	for _, v := range []float64{8, 7.9, 8.1} {
-		r.add(implDirect, mIdleKernel, v)
-	}
-	r.add(implHAProxy, mIdleRSS, 3.3)
-	r.add(implHAProxy, mIdleKernel, 15.9)
-	finishIdleMemory(r)
-	if got, _ := r.median(implHAProxy, mIdleMem); math.Abs(got-11.2) > 1e-9 {
-		t.Errorf("haproxy idle memory = %v, want 3.3 + 15.9 - 8 = 11.2", got)
-	}
-	if got, ok := r.median(implDirect, mIdleMem); !ok || got != 0 {
-		t.Errorf("direct idle memory = %v, %v; want 0 by definition", got, ok)
-	}
-}
-
 func TestIdleFit(t *testing.T) {
 	for limit, want := range map[uint64]int{20000: 9400, 1 << 20: 523600, 1024: 100} {
 		if got := idleFit(limit); got != want {

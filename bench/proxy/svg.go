@@ -5,6 +5,7 @@ import (
 	"html"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -59,6 +60,13 @@ func fmtShort(v float64) string {
 	}
 }
 
+func fmtTick(v float64) string {
+	if v >= 10000 {
+		return strconv.FormatFloat(v/1000, 'f', -1, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
 // renderSVG draws the throughput, latency, connection-rate and memory
 // medians as four bar charts.
 func renderSVG(r results, e env) string {
@@ -66,7 +74,7 @@ func renderSVG(r results, e env) string {
 		{title: "Bulk throughput, Gbit/s (higher is better)", groups: []panelGroup{{"1 stream", mThroughput1}, {"8 streams", mThroughput8}}},
 		{title: "Request/response latency, kept-alive, µs (lower is better)", groups: []panelGroup{{"p50", mLatencyP50}, {"p99", mLatencyP99}}},
 		{title: "New connections per second (higher is better)", groups: []panelGroup{{"connect, 64 B req/resp, close", mConnRate}}},
-		{title: "Memory per idle proxied connection, KiB (lower is better)", groups: []panelGroup{{"proxy RSS + kernel beyond direct", mIdleMem}}, goal: 16},
+		{title: "Memory per idle proxied connection, KiB (lower is better)", groups: []panelGroup{{"proxy RSS + kernel objects of its fds", mIdleMem}}, goal: 16},
 	}
 	const (
 		w, h       = 1000, 700
@@ -105,7 +113,7 @@ func renderSVG(r results, e env) string {
 		for t := 0; t <= 4; t++ {
 			v := top * float64(t) / 4
 			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#ddd"/>`, x0, x0+plotW, y(v), y(v))
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#555">%s</text>`+"\n", x0-4, y(v)+4, fmtShort(v))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#555">%s</text>`+"\n", x0-4, y(v)+4, fmtTick(v))
 		}
 		gw := plotW / float64(len(p.groups))
 		bw := min(gw/float64(len(impls)+1), 70)
