@@ -2,11 +2,404 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nlb-dev/nlb/config"
+	"github.com/nlb-dev/nlb/vrrp"
+	"github.com/nlb-dev/nlb/vrrp/announce"
+	"github.com/nlb-dev/nlb/vrrp/socket"
+	"github.com/nlb-dev/nlb/vrrp/vip"
 )
 
-// runVRRP is replaced by the VRRP work (issue 2).
-func runVRRP(context.Context, []string, io.Writer, io.Writer) error {
-	return errors.New("vrrp: not built yet")
+const vrrpUsage = `Usage: nlb vrrp --config FILE [--check] [flags]
+
+Runs the VRRP instances of a k0s configuration: a whole ClusterConfig, or just
+its spec.network.controlPlaneLoadBalancing section. Every node starts as
+Backup; the VIPs are added on the node that becomes Master, followed by
+gratuitous ARPs / unsolicited neighbour advertisements. SIGTERM or SIGINT
+releases the VIPs with a priority-0 advertisement and exits.
+
+Flags:
+`
+
+func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vrrp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, vrrpUsage); fs.PrintDefaults() }
+	var (
+		path  = fs.String("config", "", "configuration `file` (k0s ClusterConfig or controlPlaneLoadBalancing section, YAML)")
+		check = fs.Bool("check", false, "validate the configuration, print what would run, and exit")
+		admin = fs.String("admin", "", "serve /metrics, /healthz and /status on this `address` (e.g. 127.0.0.1:9647); empty: off")
+		logf  logFlags
+	)
+	logf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("vrrp: unexpected arguments %q", fs.Args())
+	}
+	if *path == "" {
+		fs.Usage()
+		return errors.New("vrrp: --config is required")
+	}
+	cfg, err := config.LoadFile(*path)
+	if err != nil {
+		return fmt.Errorf("vrrp: %w", err)
+	}
+	if *check {
+		return printCheck(stdout, *path, cfg)
+	}
+	log, err := logf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration", "warning", w)
+	}
+	if err := cfg.ResolveInterfaces(config.NewLinuxResolver()); err != nil {
+		return fmt.Errorf("vrrp: %w", err)
+	}
+	insts := cfg.VRRPInstances()
+	if len(insts) == 0 {
+		return errors.New("vrrp: the configuration has no vrrpInstances")
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := registerProcessCollectors(reg); err != nil {
+		return err
+	}
+	metrics, err := vrrp.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("vrrp: metrics: %w", err)
+	}
+
+	runners := make([]*vrrpRunner, 0, len(insts))
+	defer func() {
+		for _, r := range runners {
+			r.close()
+		}
+	}()
+	for _, in := range insts {
+		r, err := newVRRPRunner(in, log, metrics)
+		if err != nil {
+			return err
+		}
+		runners = append(runners, r)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if *admin != "" {
+		stop, err := serveAdmin(ctx, *admin, reg, log, vrrpStatusHandler(runners))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	log.Info("starting", "version", version, "instances", len(runners))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.inst.Run(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("vrrp: instance %s: %w", r.cfg.Name, err))
+				mu.Unlock()
+				// One instance failing stops them all: a half-running
+				// daemon is worse than a restart by the supervisor.
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// vrrpRunner is one configured instance with its OS resources.
+type vrrpRunner struct {
+	cfg  config.Instance
+	inst *vrrp.Instance
+	conn *socket.Conn
+	ann  *announce.Announcer
+}
+
+func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) (*vrrpRunner, error) {
+	fail := func(err error) (*vrrpRunner, error) {
+		return nil, fmt.Errorf("vrrp: instance %s on %s: %w", in.Name, in.Interface, err)
+	}
+	r := &vrrpRunner{cfg: in}
+	src := in.UnicastSource
+	if !src.IsValid() {
+		var err error
+		if src, err = primaryAddress(in.Interface, in.IPv6, in.VIPs); err != nil {
+			return fail(err)
+		}
+	}
+	unicast := len(in.UnicastPeers) > 0
+	sc := socket.Config{Source: src, Unicast: unicast, Peers: in.UnicastPeers}
+	var err error
+	if in.IPv6 {
+		r.conn, err = socket.ListenIPv6(in.Interface, sc)
+	} else {
+		r.conn, err = socket.ListenIPv4(in.Interface, sc)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if r.ann, err = announce.Dial(in.Interface); err != nil {
+		r.close()
+		return fail(err)
+	}
+	addrs := make([]netip.Addr, len(in.VIPs))
+	for i, p := range in.VIPs {
+		addrs[i] = p.Addr()
+	}
+	mgr := vip.New(in.Interface, in.VIPs, vip.Options{})
+	if err := mgr.Validate(); err != nil {
+		r.close()
+		return fail(err)
+	}
+	dests := in.UnicastPeers
+	if !unicast {
+		dests = []netip.Addr{vrrp.MulticastGroup(in.IPv6)}
+	}
+	garp := vrrp.GARPConfig{
+		MasterDelay:         in.GARP.MasterDelay,
+		MasterRepeat:        in.GARP.MasterRepeat,
+		Interval:            in.GARP.Interval,
+		MasterRefresh:       in.GARP.MasterRefresh,
+		MasterRefreshRepeat: in.GARP.MasterRefreshRepeat,
+	}
+	if garp.MasterDelay == 0 {
+		// config: 0 means no second burst; vrrp: 0 means the default.
+		garp.MasterDelay = -1
+	}
+	if garp.Interval == 0 {
+		garp.Interval = -1 // back to back, as keepalived's vrrp_garp_interval 0
+	}
+	icfg := vrrp.InstanceConfig{
+		Name: in.Name,
+		Machine: vrrp.MachineConfig{
+			Version:        in.Version,
+			VRID:           in.VRID,
+			Priority:       in.Priority,
+			AdvertInterval: in.Interval,
+			Preempt:        in.Preempt,
+			PreemptDelay:   in.PreemptDelay,
+			Primary:        src,
+		},
+		Filter: vrrp.Filter{
+			Version:  in.Version,
+			VRID:     in.VRID,
+			Interval: in.Interval,
+			AuthType: in.AuthType,
+			AuthData: in.AuthData,
+			Unicast:  unicast,
+			Peers:    in.UnicastPeers,
+		},
+		Addresses:    addrs,
+		Destinations: dests,
+		Source:       src,
+		ChecksumForm: in.ChecksumForm,
+		GARP:         garp,
+	}
+	fx := vrrp.Effects{
+		AddVIPs:    func(context.Context) error { return mgr.Add() },
+		RemoveVIPs: func(context.Context) error { return mgr.Remove() },
+		Announce:   func(context.Context) error { return r.ann.Announce(addrs) },
+	}
+	ilog := log.With("instance", in.Name, "vrid", in.VRID, "iface", in.Interface)
+	if r.inst, err = vrrp.NewInstance(icfg, r.conn, fx, ilog, metrics); err != nil {
+		r.close()
+		return fail(err)
+	}
+	ilog.Info("configured", "version", int(in.Version), "priority", in.Priority, "interval", in.Interval.String(),
+		"source", src.String(), "unicast", unicast, "vips", fmt.Sprint(in.VIPs))
+	return r, nil
+}
+
+func (r *vrrpRunner) close() {
+	if r.conn != nil {
+		_ = r.conn.Close()
+	}
+	if r.ann != nil {
+		_ = r.ann.Close()
+	}
+}
+
+// primaryAddress picks the advertisement source on ifName: the first IPv4
+// address that is not a VIP (RFC 3768 §5.2.1 "primary IP address"), or for
+// IPv6 the link-local address (RFC 5798 §5.1.2.1).
+func primaryAddress(ifName string, ipv6 bool, vips []netip.Prefix) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(ifName)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		isVIP := false
+		for _, v := range vips {
+			if v.Addr() == ip {
+				isVIP = true
+			}
+		}
+		switch {
+		case isVIP:
+		case !ipv6 && ip.Is4() && !ip.IsLinkLocalUnicast():
+			return ip, nil
+		case ipv6 && ip.Is6() && ip.IsLinkLocalUnicast():
+			return ip.WithZone(""), nil
+		}
+	}
+	if ipv6 {
+		return netip.Addr{}, errors.New("no IPv6 link-local address (VRRPv3 advertisements must come from one, RFC 5798 §5.1.2.1)")
+	}
+	return netip.Addr{}, errors.New("no IPv4 address to send advertisements from (RFC 3768 §5.2.1); add one or set unicastSourceIP")
+}
+
+// printCheck reports a valid configuration the way `nlb vrrp` would run it.
+func printCheck(w io.Writer, path string, cfg *config.Config) error {
+	insts := cfg.VRRPInstances()
+	fmt.Fprintf(w, "%s: valid, %d VRRP instance(s)\n", path, len(insts))
+	for _, in := range insts {
+		iface := in.Interface
+		if iface == "" {
+			iface = "(default-route interface)"
+		}
+		mode := "multicast"
+		if len(in.UnicastPeers) > 0 {
+			mode = fmt.Sprintf("unicast %s -> %v", in.UnicastSource, in.UnicastPeers)
+		}
+		fmt.Fprintf(w, "  %s: VRRPv%d vrid %d priority %d interval %s on %s, %s, VIPs %v\n",
+			in.Name, in.Version, in.VRID, in.Priority, in.Interval, iface, mode, in.VIPs)
+	}
+	for _, warn := range cfg.Warnings() {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+	return nil
+}
+
+// vrrpStatus is the JSON shape of /status for `nlb vrrp`.
+type vrrpStatus struct {
+	Instances []instanceStatus `json:"instances"`
+}
+
+type instanceStatus struct {
+	Name           string   `json:"name"`
+	VRID           uint8    `json:"vrid"`
+	Interface      string   `json:"interface"`
+	State          string   `json:"state"`
+	Priority       uint8    `json:"priority"`
+	Master         string   `json:"master,omitempty"`
+	VIPs           []string `json:"vips"`
+	VIPsConfigured bool     `json:"vips_configured"`
+	Transitions    uint64   `json:"transitions"`
+	LastTransition string   `json:"last_transition,omitempty"`
+	LastReason     string   `json:"last_reason,omitempty"`
+	MasterDownMS   float64  `json:"master_down_interval_ms"`
+}
+
+func vrrpStatusHandler(runners []*vrrpRunner) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		var st vrrpStatus
+		for _, r := range runners {
+			s := r.inst.Status()
+			is := instanceStatus{
+				Name: s.Name, VRID: s.VRID, Interface: r.cfg.Interface, State: s.State.String(),
+				Priority: s.Priority, VIPsConfigured: s.VIPsConfigured, Transitions: s.Transitions,
+				LastReason: s.LastReason, MasterDownMS: float64(s.MasterDownInterval) / float64(time.Millisecond),
+			}
+			if s.Master.IsValid() {
+				is.Master = s.Master.String()
+			}
+			if !s.LastTransition.IsZero() {
+				is.LastTransition = s.LastTransition.UTC().Format(time.RFC3339Nano)
+			}
+			for _, v := range r.cfg.VIPs {
+				is.VIPs = append(is.VIPs, v.String())
+			}
+			st.Instances = append(st.Instances, is)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+	}
+}
+
+// registerProcessCollectors adds the Go runtime and process metrics.
+func registerProcessCollectors(reg *prometheus.Registry) error {
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// serveAdmin serves /metrics, /healthz and /status on addr until ctx ends
+// or stop is called.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, status http.Handler) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin: listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.Handle("/status", status)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin server stopped", "err", err)
+		}
+	}()
+	log.Info("admin listening", "addr", ln.Addr().String())
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	go func() { <-ctx.Done(); stop() }()
+	return stop, nil
 }
