@@ -51,6 +51,7 @@ type config struct {
 	idleConns      int
 	idleRequested  int
 	haproxyThreads int
+	haproxyTune    string
 	results        string
 	self           string // this executable, re-run as backend and load generator
 	tmp            string
@@ -79,6 +80,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.rrConns, "rr-conns", 16, "kept-alive connections in the latency test")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 10000, "idle connections in the memory test")
 	fs.IntVar(&cfg.haproxyThreads, "haproxy-threads", 2, "HAProxy nbthread (nlb's Go runtime uses every core)")
+	fs.StringVar(&cfg.haproxyTune, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (for tuning experiments)")
 	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -177,7 +177,13 @@ func (p *proxy) stop() {
 
 // haproxyConfig renders the HAProxy configuration. See bench/README.md for
 // why each line is there.
-func haproxyConfig(listen, backend string, threads, maxconn int) string {
+func haproxyConfig(listen, backend string, threads, maxconn int, extra string) string {
+	var ex strings.Builder
+	for l := range strings.SplitSeq(extra, ";") {
+		if l = strings.TrimSpace(l); l != "" {
+			ex.WriteString("    " + l + "\n")
+		}
+	}
 	return fmt.Sprintf(`global
     nbthread %[3]d
     maxconn %[4]d
@@ -185,7 +191,7 @@ func haproxyConfig(listen, backend string, threads, maxconn int) string {
     # the default, maxconn/4, would make HAProxy demand more fds than
     # RLIMIT_NOFILE may allow.
     maxpipes 256
-    # no logging, no stats socket: nothing the other implementations do either
+%[5]s    # no logging, no stats socket: nothing the other implementations do either
 
 defaults
     mode tcp
@@ -201,7 +207,7 @@ frontend bench
 
 backend bench
     server s1 %[2]s
-`, listen, backend, threads, maxconn)
+`, listen, backend, threads, maxconn, ex.String())
 }
 
 // startProxy starts impl in front of backend and waits until it accepts.
@@ -220,7 +226,7 @@ func startProxy(ctx context.Context, cfg *config, impl, backend string) (*proxy,
 	case implHAProxy:
 		file := filepath.Join(cfg.tmp, "haproxy.cfg")
 		maxconn := cfg.idleConns + 100
-		if err := os.WriteFile(file, []byte(haproxyConfig(listen, backend, cfg.haproxyThreads, maxconn)), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(haproxyConfig(listen, backend, cfg.haproxyThreads, maxconn, cfg.haproxyTune)), 0o644); err != nil {
 			return nil, err
 		}
 		p.proc, err = startChild(ctx, "haproxy", cfg.haproxy, "-f", file, "-db")
