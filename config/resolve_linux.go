@@ -36,12 +36,16 @@ func (LinuxResolver) DefaultRouteInterface() (string, error) {
 				continue
 			}
 		}
-		if r.LinkIndex == 0 {
+		idx := r.LinkIndex
+		if idx == 0 && len(r.MultiPath) > 0 { // ECMP default route: first next hop
+			idx = r.MultiPath[0].LinkIndex
+		}
+		if idx == 0 {
 			continue
 		}
-		link, err := netlink.LinkByIndex(r.LinkIndex)
+		link, err := netlink.LinkByIndex(idx)
 		if err != nil {
-			return "", fmt.Errorf("link %d of the default route: %w", r.LinkIndex, err)
+			return "", fmt.Errorf("link %d of the default route: %w", idx, err)
 		}
 		return link.Attrs().Name, nil
 	}
