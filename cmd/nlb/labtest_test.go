@@ -1,0 +1,559 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nlb-dev/nlb/internal/keepalived"
+	"github.com/nlb-dev/nlb/internal/netlab"
+)
+
+// Helpers of the privileged end-to-end tests: nlb and keepalived nodes on
+// the hosts of a netlab lab, their /status and /metrics, and bounded waits.
+
+const (
+	// adminAddr is where every nlb node serves /status and /metrics,
+	// inside its own namespace (each namespace has its own loopback).
+	adminAddr = "127.0.0.1:9647"
+	// poll is the interval of every bounded wait.
+	poll = 20 * time.Millisecond
+	// fastInterval is the VRRPv3 advertisement interval of the tests where
+	// timing does not matter.
+	fastInterval = 100 * time.Millisecond
+	// exitWait bounds the wait for a signalled process to exit.
+	exitWait = 10 * time.Second
+	// logTail is how much of a daemon's log a failed test prints.
+	logTail = 24 << 10
+)
+
+// vrrpOpts is one vrrpInstances[] entry of an nlb node's configuration.
+type vrrpOpts struct {
+	Name     string
+	VIPs     []netip.Prefix
+	VRID     int
+	Priority int
+	// Version is 2 or 3; 0 leaves the default (2 for IPv4, 3 for IPv6).
+	Version int
+	// Interval is advertInterval for VRRPv3 (sub-second) and
+	// advertIntervalSeconds for VRRPv2; 0 leaves the default (1s).
+	Interval time.Duration
+	// AuthPass defaults to "secret".
+	AuthPass string
+	// Preempt nil leaves the default (true).
+	Preempt       *bool
+	UnicastSource netip.Addr
+	UnicastPeers  []netip.Addr
+	ChecksumAsV2  bool
+}
+
+// fast returns o as VRRPv3 at 100ms intervals.
+func (o vrrpOpts) fast() vrrpOpts {
+	o.Version, o.Interval = 3, fastInterval
+	return o
+}
+
+// renderNLB renders a k0s ClusterConfig holding insts on interface ifName.
+func renderNLB(ifName string, insts ...vrrpOpts) []byte {
+	var b bytes.Buffer
+	b.WriteString(`apiVersion: k0s.k0sproject.io/v1beta1
+kind: ClusterConfig
+spec:
+  network:
+    controlPlaneLoadBalancing:
+      enabled: true
+      type: Keepalived
+      keepalived:
+        vrrpInstances:
+`)
+	for _, o := range insts {
+		vips := make([]string, len(o.VIPs))
+		for i, v := range o.VIPs {
+			vips[i] = strconv.Quote(v.String())
+		}
+		fmt.Fprintf(&b, "        - virtualIPs: [%s]\n", strings.Join(vips, ", "))
+		w := func(format string, args ...any) { fmt.Fprintf(&b, "          "+format+"\n", args...) }
+		if o.Name != "" {
+			w("name: %s", o.Name)
+		}
+		w("interface: %s", ifName)
+		w("virtualRouterID: %d", o.VRID)
+		pass := o.AuthPass
+		if pass == "" {
+			pass = "secret"
+		}
+		w("authPass: %q", pass)
+		if o.Priority != 0 {
+			w("priority: %d", o.Priority)
+		}
+		if o.Version != 0 {
+			w("vrrpVersion: %d", o.Version)
+		}
+		if o.Interval != 0 {
+			if o.Version == 3 || (o.Version == 0 && len(o.VIPs) > 0 && o.VIPs[0].Addr().Is6()) {
+				w("advertInterval: %s", o.Interval)
+			} else {
+				w("advertIntervalSeconds: %d", int(o.Interval/time.Second))
+			}
+		}
+		if o.Preempt != nil {
+			w("preempt: %t", *o.Preempt)
+		}
+		if o.UnicastSource.IsValid() {
+			w("unicastSourceIP: %q", o.UnicastSource.String())
+			peers := make([]string, len(o.UnicastPeers))
+			for i, p := range o.UnicastPeers {
+				peers[i] = strconv.Quote(p.String())
+			}
+			w("unicastPeers: [%s]", strings.Join(peers, ", "))
+		}
+		if o.ChecksumAsV2 {
+			w("v3ChecksumAsV2: true")
+		}
+		// One GARP burst: less noise in captures and logs.
+		w("garp: {masterDelay: 0s}")
+	}
+	return b.Bytes()
+}
+
+// syncBuffer collects a child's output for concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tail(s string) string {
+	if len(s) > logTail {
+		return "...\n" + s[len(s)-logTail:]
+	}
+	return s
+}
+
+// node is an nlb process running `nlb vrrp` on a lab host.
+type node struct {
+	t      testing.TB
+	h      *netlab.Host
+	name   string
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	done   chan struct{}
+	err    error // cmd.Wait's result, valid once done is closed
+	client *http.Client
+}
+
+// startNLB writes conf to a temporary file and starts `nlb vrrp` on h.
+// The process is killed when the test ends and its log printed if the
+// test failed.
+func startNLB(t testing.TB, h *netlab.Host, conf []byte) *node {
+	t.Helper()
+	bin := nlbBinary(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "k0s.yaml")
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, h: h, name: "nlb@" + h.Name, log: &syncBuffer{}, done: make(chan struct{})}
+	n.cmd = h.Exec(context.Background(), bin, "vrrp", "--config", path, "--admin", adminAddr,
+		"--log-format", "text", "--log-level", "debug")
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatalf("%s: start: %v", n.name, err)
+	}
+	go func() { n.err = n.cmd.Wait(); close(n.done) }()
+	n.client = &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var c net.Conn
+				err := h.Run(func() error {
+					var d net.Dialer
+					var err error
+					c, err = d.DialContext(ctx, network, addr)
+					return err
+				})
+				return c, err
+			},
+		},
+	}
+	t.Cleanup(func() {
+		if !n.exited() {
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+		if t.Failed() {
+			t.Logf("%s (%s) config:\n%s\nlog:\n%s", n.name, h.NS, conf, tail(n.log.String()))
+		}
+	})
+	return n
+}
+
+func (n *node) exited() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig to the nlb process (`ip netns exec` execs it).
+func (n *node) signal(sig syscall.Signal) {
+	n.t.Helper()
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		n.t.Fatalf("%s: %v: %v", n.name, sig, err)
+	}
+}
+
+// wait waits, bounded, for the process to exit and returns cmd.Wait's
+// result.
+func (n *node) wait() error {
+	n.t.Helper()
+	select {
+	case <-n.done:
+		return n.err
+	case <-time.After(exitWait):
+		n.t.Fatalf("%s: did not exit within %v", n.name, exitWait)
+		return nil
+	}
+}
+
+// labStatus is the JSON contract of /status.
+type labStatus struct {
+	Instances []instStatus `json:"instances"`
+}
+
+type instStatus struct {
+	Name           string   `json:"name"`
+	VRID           int      `json:"vrid"`
+	Interface      string   `json:"interface"`
+	State          string   `json:"state"`
+	Priority       int      `json:"priority"`
+	Master         string   `json:"master"`
+	VIPs           []string `json:"vips"`
+	VIPsConfigured bool     `json:"vips_configured"`
+	Transitions    uint64   `json:"transitions"`
+	LastReason     string   `json:"last_reason"`
+}
+
+func (n *node) get(path string) ([]byte, error) {
+	if n.exited() {
+		return nil, fmt.Errorf("%s exited: %v", n.name, n.err)
+	}
+	resp, err := n.client.Get("http://" + adminAddr + path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", n.name, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s: %s", n.name, path, resp.Status)
+	}
+	return b, nil
+}
+
+func (n *node) status() (labStatus, error) {
+	var st labStatus
+	b, err := n.get("/status")
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s: /status: %w: %s", n.name, err, b)
+	}
+	return st, nil
+}
+
+// inst returns the status of the instance with the given VRID.
+func (n *node) inst(vrid int) (instStatus, error) {
+	st, err := n.status()
+	if err != nil {
+		return instStatus{}, err
+	}
+	for _, in := range st.Instances {
+		if in.VRID == vrid {
+			return in, nil
+		}
+	}
+	return instStatus{}, fmt.Errorf("%s: /status has no instance with VRID %d: %+v", n.name, vrid, st)
+}
+
+// metric is one sample of the Prometheus text exposition.
+type metric struct {
+	labels map[string]string
+	value  float64
+}
+
+func (n *node) metrics(name string) ([]metric, error) {
+	b, err := n.get("/metrics")
+	if err != nil {
+		return nil, err
+	}
+	var out []metric
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		m := metric{labels: map[string]string{}}
+		if strings.HasPrefix(rest, "{") {
+			end := strings.LastIndex(rest, "}")
+			if end < 0 {
+				return nil, fmt.Errorf("%s: bad metric line %q", n.name, line)
+			}
+			for kv := range strings.SplitSeq(rest[1:end], ",") {
+				k, v, ok := strings.Cut(kv, "=")
+				if ok {
+					m.labels[k] = strings.Trim(v, `"`)
+				}
+			}
+			rest = rest[end+1:]
+		} else if !strings.HasPrefix(rest, " ") {
+			continue // a longer name with this prefix
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if m.value, err = strconv.ParseFloat(f[0], 64); err != nil {
+			return nil, fmt.Errorf("%s: bad metric line %q: %w", n.name, line, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// metricSum adds up the samples of name whose labels include want.
+func (n *node) metricSum(name string, want map[string]string) (float64, error) {
+	ms, err := n.metrics(name)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+next:
+	for _, m := range ms {
+		for k, v := range want {
+			if m.labels[k] != v {
+				continue next
+			}
+		}
+		sum += m.value
+	}
+	return sum, nil
+}
+
+// dropped is nlb_vrrp_packets_dropped_total for one VRID and reason.
+func (n *node) dropped(vrid int, reason string) (float64, error) {
+	return n.metricSum("nlb_vrrp_packets_dropped_total", map[string]string{"vrid": strconv.Itoa(vrid), "reason": reason})
+}
+
+// eventually polls cond until it returns nil, failing the test with cond's
+// last error after timeout.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(poll)
+	}
+}
+
+// consistently polls cond for d and fails the test the first time it
+// returns an error.
+func consistently(t testing.TB, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if err := cond(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(poll)
+	}
+}
+
+// cluster is a set of nlb nodes running one VRRP instance.
+type cluster struct {
+	nodes []*node
+	vrid  int
+	vip   netip.Prefix
+}
+
+// exactlyMaster reports nil when want is the only Master, every other node
+// is Backup and sees want's address as master, and the VIP is configured on
+// want and on no other node. A nil want means "any one node".
+func (c cluster) exactlyMaster(want *node, wantMasterAddr netip.Addr) error {
+	var masters, holders []string
+	var states []string
+	var master *node
+	for _, n := range c.nodes {
+		in, err := n.inst(c.vrid)
+		if err != nil {
+			return err
+		}
+		states = append(states, fmt.Sprintf("%s=%s(master %s)", n.name, in.State, in.Master))
+		switch in.State {
+		case "Master":
+			masters = append(masters, n.name)
+			master = n
+		case "Backup":
+		default:
+			return fmt.Errorf("%s in state %s: %v", n.name, in.State, states)
+		}
+		has, err := n.h.HasAddr(c.vip)
+		if err != nil {
+			return err
+		}
+		if has {
+			holders = append(holders, n.name)
+		}
+	}
+	if len(masters) != 1 {
+		return fmt.Errorf("masters %v, want exactly one; %v", masters, states)
+	}
+	if want != nil && master != want {
+		return fmt.Errorf("master is %s, want %s; %v", master.name, want.name, states)
+	}
+	if len(holders) != 1 || holders[0] != master.name {
+		return fmt.Errorf("VIP %s held by %v, want only %s", c.vip, holders, master.name)
+	}
+	if wantMasterAddr.IsValid() {
+		for _, n := range c.nodes {
+			if n == master {
+				continue
+			}
+			in, err := n.inst(c.vrid)
+			if err != nil {
+				return err
+			}
+			if in.Master != wantMasterAddr.String() {
+				return fmt.Errorf("%s sees master %q, want %s", n.name, in.Master, wantMasterAddr)
+			}
+		}
+	}
+	return nil
+}
+
+// state returns n's state for VRID vrid, "" and the error if unreachable.
+func (n *node) state(vrid int) (string, error) {
+	in, err := n.inst(vrid)
+	return in.State, err
+}
+
+func wantState(n *node, vrid int, want string) func() error {
+	return func() error {
+		got, err := n.state(vrid)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("%s is %s, want %s", n.name, got, want)
+		}
+		return nil
+	}
+}
+
+func hasVIP(h *netlab.Host, vip netip.Prefix, want bool) func() error {
+	return func() error {
+		has, err := h.HasAddr(vip)
+		if err != nil {
+			return err
+		}
+		if has != want {
+			return fmt.Errorf("%s holds %s: %t, want %t", h.Name, vip, has, want)
+		}
+		return nil
+	}
+}
+
+func all(conds ...func() error) func() error {
+	return func() error {
+		var errs []error
+		for _, c := range conds {
+			if err := c(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// kaNode is a keepalived daemon on a lab host.
+type kaNode struct {
+	h *netlab.Host
+	p *keepalived.Process
+}
+
+func startKeepalived(t testing.TB, h *netlab.Host, inst keepalived.Instance) *kaNode {
+	t.Helper()
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Fatalf("keepalived is required: %v", err)
+	}
+	conf, err := keepalived.Render([]keepalived.Instance{inst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := keepalived.Start(h.NS, t.TempDir(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("keepalived@%s config:\n%s\nlog:\n%s", h.Name, conf, tail(p.Log()))
+		}
+	})
+	return &kaNode{h: h, p: p}
+}
+
+// logHas reports nil once keepalived's log contains s.
+func (k *kaNode) logHas(s string) func() error {
+	return func() error {
+		if !strings.Contains(k.p.Log(), s) {
+			return fmt.Errorf("keepalived@%s log has no %q yet", k.h.Name, s)
+		}
+		return nil
+	}
+}
+
+func boolPtr(b bool) *bool { return &b }
