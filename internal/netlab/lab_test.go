@@ -209,9 +209,21 @@ func TestRunRestoresNamespace(t *testing.T) {
 	}
 }
 
-func TestNewPartialFailureCleansUp(t *testing.T) {
+func TestNewRejectsBadOptions(t *testing.T) {
 	Require(t)
-	if _, err := New("bad", Options{Hosts: MaxHosts + 1}); err == nil {
-		t.Fatal("New accepted too many hosts")
+	for _, o := range []Options{{Hosts: MaxHosts + 1}, {Hosts: -1}, {Segments: MaxSegments + 1}} {
+		if _, err := New("bad", o); err == nil {
+			t.Errorf("New accepted %+v", o)
+		}
+	}
+}
+
+func TestBuildNLB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := BuildNLB(t)
+	if out, err := exec.Command(bin, "--help").CombinedOutput(); len(out) == 0 {
+		t.Errorf("%s --help: %v, no output", bin, err)
 	}
 }
