@@ -78,13 +78,15 @@ type Proxy struct {
 	running   bool // Serve has started: background work may run
 	stopped   bool // Shutdown has stopped background work
 
-	bgCtx    context.Context
-	bgCancel context.CancelFunc
-	bg       sync.WaitGroup // checkers, drains, reaper
-	connWG   sync.WaitGroup // connections, from accept to release
-	acceptWG sync.WaitGroup // accept loops
-	done     chan struct{}  // closed by Shutdown
-	doneOnce sync.Once
+	bgCtx     context.Context
+	bgCancel  context.CancelFunc
+	bg        sync.WaitGroup // checkers, drains, reaper
+	connWG    sync.WaitGroup // connections, from accept to release
+	acceptWG  sync.WaitGroup // accept loops
+	done      chan struct{}  // closed when Shutdown starts
+	doneOnce  sync.Once
+	stoppedCh chan struct{} // closed when Shutdown has finished
+	stopOnce  sync.Once
 }
 
 // New checks cfg (after filling defaults) and builds a Proxy. It does no
@@ -107,6 +109,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		parkAfter: parkAfter,
 		conns:     map[*proxyConn]struct{}{},
 		done:      make(chan struct{}),
+		stoppedCh: make(chan struct{}),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -177,8 +180,16 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		lns = append(lns, ln)
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.listeners = append(p.listeners, lns...)
-	p.mu.Unlock()
+	if p.parker == nil && !p.running {
+		pk, err := newParker()
+		if err != nil {
+			p.log.Warn("idle connections will keep their goroutines", "err", err)
+		} else {
+			p.parker = pk
+		}
+	}
 	return nil
 }
 
@@ -210,12 +221,8 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	lns := slices.Clone(p.listeners)
 	p.mu.Unlock()
 
-	pk, err := newParker()
-	if err != nil {
-		p.log.Warn("idle connections will keep their goroutines", "err", err)
-	} else {
-		p.parker = pk
-		p.goBG(pk.run)
+	if p.parker != nil {
+		p.goBG(p.parker.run)
 	}
 
 	p.reconf.Lock()
@@ -231,9 +238,13 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		p.acceptWG.Add(1)
 		go func() { errc <- p.acceptLoop(ln) }()
 	}
+	var err error
 	select {
 	case <-ctx.Done():
 	case <-p.done:
+		// Shutdown was called directly; wait for it to finish.
+		<-p.stoppedCh
+		return nil
 	case err = <-errc:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(p.cfg.Load().ShutdownTimeout))
@@ -717,17 +728,21 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		p.log.Warn("shutdown deadline: closed remaining connections", "connections", left)
 		<-finished
 	}
-	p.mu.Lock()
-	p.stopped = true
-	p.mu.Unlock()
-	p.bgCancel()
-	if p.parker != nil {
-		p.parker.stop()
-	}
-	p.bg.Wait()
-	if p.parker != nil {
-		p.parker.close()
-	}
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		p.stopped = true
+		p.mu.Unlock()
+		p.bgCancel()
+		if p.parker != nil {
+			p.parker.stop()
+		}
+		p.bg.Wait()
+		if p.parker != nil {
+			p.parker.close()
+		}
+		close(p.stoppedCh)
+	})
+	<-p.stoppedCh
 	if err != nil {
 		return fmt.Errorf("lb: shutdown: %w", err)
 	}

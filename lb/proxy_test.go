@@ -1,0 +1,799 @@
+package lb
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// testLogger writes the proxy's log into the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// waitFor polls cond for up to 10 s: bounded, never a timing assertion.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// echoServer echoes every connection and passes half-closes back.
+func echoServer(t *testing.T) string {
+	return serve(t, "127.0.0.1:0", func(c *net.TCPConn) {
+		io.Copy(c, c)
+		c.CloseWrite()
+	})
+}
+
+func serve(t *testing.T, addr string, fn func(*net.TCPConn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				fn(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// closedAddr returns a loopback address nobody listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+type testProxy struct {
+	*Proxy
+	addr string
+	reg  *prometheus.Registry
+}
+
+func startProxy(t *testing.T, cfg Config, opts Options, tweak ...func(*Proxy)) *testProxy {
+	t.Helper()
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"127.0.0.1:0"}
+	}
+	if cfg.HealthCheck.Type == "" {
+		cfg.HealthCheck.Type = CheckNone
+	}
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	p, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range tweak {
+		f(p)
+	}
+	if err := p.Listen(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx) }()
+	t.Cleanup(func() {
+		sctx, c := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		p.Shutdown(sctx)
+		c()
+		cancel()
+		<-served
+	})
+	return &testProxy{Proxy: p, addr: p.Addrs()[0].String(), reg: reg}
+}
+
+func dial(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+// roundTrip sends msg and expects it echoed.
+func roundTrip(c net.Conn, msg string) error {
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	return nil
+}
+
+func backendStatus(p *Proxy, addr string) BackendStatus {
+	for _, b := range p.Status().Backends {
+		if b.Address == addr {
+			return b
+		}
+	}
+	return BackendStatus{}
+}
+
+// Both parking modes: directions parking after 2 ms exercise the epoll
+// parker on every pause; 1 h keeps them in Go's netpoller.
+var parkModes = []struct {
+	name  string
+	after time.Duration
+}{{"park-2ms", 2 * time.Millisecond}, {"park-1h", time.Hour}}
+
+func TestProxyLargeTransferBothWaysWithHalfClose(t *testing.T) {
+	for _, m := range parkModes {
+		t.Run(m.name, func(t *testing.T) {
+			p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{},
+				func(p *Proxy) { p.parkAfter = m.after })
+			c := dial(t, p.addr)
+			data := make([]byte, 24<<20+12345)
+			rand.Read(data)
+			go func() {
+				// Write in uneven pieces with pauses, then half-close.
+				for off := 0; off < len(data); {
+					n := min(len(data)-off, 1<<20+off%7919)
+					if _, err := c.Write(data[off : off+n]); err != nil {
+						return
+					}
+					off += n
+					if off%(4<<20) < n {
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+				c.CloseWrite()
+			}()
+			got, err := io.ReadAll(c) // ends only when the backend's half-close comes through
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sha256.Sum256(got) != sha256.Sum256(data) {
+				t.Fatalf("echo of %d bytes differs (got %d bytes)", len(data), len(got))
+			}
+			waitFor(t, "connection released", func() bool { return p.Status().Active == 0 })
+			st := p.Status().Backends[0]
+			if st.BytesIn != uint64(len(data)) || st.BytesOut != uint64(len(data)) || st.Total != 1 {
+				t.Errorf("status %+v, want %d bytes each way", st, len(data))
+			}
+		})
+	}
+}
+
+func TestHalfCloseRequestThenResponse(t *testing.T) {
+	// The backend reads the whole request until EOF, then answers: the
+	// client's half-close must reach it while the other direction stays
+	// open.
+	backend := serve(t, "127.0.0.1:0", func(c *net.TCPConn) {
+		req, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "got %d bytes", len(req))
+		c.CloseWrite()
+	})
+	p := startProxy(t, Config{Backends: []string{backend}}, Options{})
+	c := dial(t, p.addr)
+	c.Write(bytes.Repeat([]byte("x"), 100000))
+	c.CloseWrite()
+	resp, err := io.ReadAll(c)
+	if err != nil || string(resp) != "got 100000 bytes" {
+		t.Fatalf("response %q, %v", resp, err)
+	}
+}
+
+func TestSplicePathTaken(t *testing.T) {
+	// 1. The copy sees exactly the bare connections: io.Copy gets a
+	// *net.TCPConn destination and an *io.LimitedReader over a
+	// *net.TCPConn, the form Go's spliceFrom unwraps.
+	var seen atomic.Int32
+	var bad atomic.Value
+	check := func(dst *net.TCPConn, lr *io.LimitedReader) (int64, error) {
+		if _, ok := lr.R.(*net.TCPConn); !ok {
+			bad.Store(fmt.Sprintf("reader is %T", lr.R))
+		}
+		seen.Add(1)
+		return io.Copy(dst, lr)
+	}
+	sink := serve(t, "127.0.0.1:0", func(c *net.TCPConn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprint(c, n)
+	})
+	p := startProxy(t, Config{Backends: []string{sink}}, Options{}, func(p *Proxy) { p.copyFn = check })
+
+	// 2. No payload byte passes through read(2)/write(2) in the proxy:
+	// the process's rchar (bytes read by read-family syscalls) grows by
+	// what the test's own sink reads, not twice that as a userspace copy
+	// would. splice(2) is not counted in rchar.
+	rchar := func() int64 {
+		b, err := os.ReadFile("/proc/self/io")
+		if err != nil {
+			return -1
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+				var n int64
+				fmt.Sscan(v, &n)
+				return n
+			}
+		}
+		return -1
+	}
+	const size = 64 << 20
+	before := rchar()
+	c := dial(t, p.addr)
+	buf := make([]byte, 1<<20)
+	for i := 0; i < size/len(buf); i++ {
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.CloseWrite()
+	resp, _ := io.ReadAll(c)
+	after := rchar()
+	if string(resp) != fmt.Sprint(size) {
+		t.Fatalf("sink got %q bytes, want %d", resp, size)
+	}
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+	if seen.Load() == 0 {
+		t.Fatal("copy function never called")
+	}
+	if before < 0 {
+		t.Skip("no /proc/self/io")
+	}
+	if d := after - before; d > size*3/2 {
+		t.Errorf("rchar grew by %d for %d proxied bytes: the proxy copied through userspace", d, size)
+	} else {
+		t.Logf("rchar grew by %d for %d bytes (the sink's reads): spliced", d, size)
+	}
+}
+
+func TestIPv6Listener(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback")
+	}
+	ln.Close()
+	p := startProxy(t, Config{Listen: []string{"[::1]:0", "127.0.0.1:0"}, Backends: []string{echoServer(t)}}, Options{})
+	for _, a := range p.Addrs() {
+		if err := roundTrip(dial(t, a.String()), "hello "+a.String()); err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(p.Status().Listeners); got != 2 {
+		t.Errorf("%d listeners in status, want 2", got)
+	}
+}
+
+func TestBackendDeathMidStream(t *testing.T) {
+	killed := make(chan struct{})
+	backend := serve(t, "127.0.0.1:0", func(c *net.TCPConn) {
+		c.Write(make([]byte, 1000))
+		<-killed
+		c.SetLinger(0) // RST, as a crashed process's kernel would send
+		c.Close()
+	})
+	p := startProxy(t, Config{Backends: []string{backend}}, Options{})
+	c := dial(t, p.addr)
+	if _, err := io.ReadFull(c, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	close(killed)
+	_, err := io.ReadAll(c)
+	if err == nil {
+		t.Fatal("client saw a clean EOF after the backend reset; want the reset passed on")
+	}
+	waitFor(t, "connection released", func() bool { return p.Status().Active == 0 })
+}
+
+func TestRetryRefusedBackend(t *testing.T) {
+	dead, live := closedAddr(t), echoServer(t)
+	p := startProxy(t, Config{Backends: []string{dead, live}}, Options{})
+	for i := range 10 {
+		if err := roundTrip(dial(t, p.addr), fmt.Sprint("hi ", i)); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+	st := backendStatus(p.Proxy, dead)
+	if !st.Suspect || st.DialFailures == 0 {
+		t.Errorf("refused backend %+v: want suspect with dial failures", st)
+	}
+	if got := backendStatus(p.Proxy, live).Total; got != 10 {
+		t.Errorf("live backend took %d connections, want 10", got)
+	}
+}
+
+func TestRetryBlackholedBackend(t *testing.T) {
+	live := echoServer(t)
+	const hole = "203.0.113.1:6443" // never dialled: the Dial seam blackholes it
+	var holeDials atomic.Int32
+	d := func(ctx context.Context, addr string) (*net.TCPConn, error) {
+		if addr == hole {
+			holeDials.Add(1)
+			<-ctx.Done() // no SYN-ACK ever: wait for the connect timeout
+			return nil, ctx.Err()
+		}
+		var nd net.Dialer
+		c, err := nd.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
+	}
+	p := startProxy(t, Config{Backends: []string{hole, live}, ConnectTimeout: Duration(20 * time.Millisecond)}, Options{Dial: d})
+	for i := range 6 {
+		if err := roundTrip(dial(t, p.addr), "x"); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+	if holeDials.Load() != 1 {
+		// After the first timeout the backend is suspect and skipped.
+		t.Errorf("blackholed backend dialled %d times, want 1", holeDials.Load())
+	}
+	if st := backendStatus(p.Proxy, hole); !st.Suspect {
+		t.Errorf("blackholed backend not suspect: %+v", st)
+	}
+}
+
+func TestNoBackendReachable(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{closedAddr(t), closedAddr(t)}}, Options{})
+	c := dial(t, p.addr)
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read succeeded with every backend refusing")
+	}
+	if p.noBackend.Load() != 1 {
+		t.Errorf("no_backend_total %d, want 1", p.noBackend.Load())
+	}
+}
+
+// scriptedChecks lets tests set each backend's health check result.
+type scriptedChecks struct {
+	mu   sync.Mutex
+	fail map[string]bool
+	runs map[string]int
+}
+
+func newScripted() *scriptedChecks {
+	return &scriptedChecks{fail: map[string]bool{}, runs: map[string]int{}}
+}
+
+func (s *scriptedChecks) set(addr string, fail bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail[addr] = fail
+}
+
+func (s *scriptedChecks) check(_ context.Context, addr string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runs[addr]++
+	if s.fail[addr] {
+		return errors.New("scripted failure")
+	}
+	return nil
+}
+
+func fastChecks() HealthCheck {
+	return HealthCheck{Type: CheckTCP, Interval: Duration(5 * time.Millisecond), Timeout: Duration(time.Second), Rise: 2, Fall: 3}
+}
+
+func TestHealthTransitionsAndFailOpen(t *testing.T) {
+	a, b := echoServer(t), echoServer(t)
+	s := newScripted()
+	p := startProxy(t, Config{Backends: []string{a, b}, HealthCheck: fastChecks()}, Options{Check: s.check})
+
+	s.set(a, true)
+	waitFor(t, "a unhealthy", func() bool { return !backendStatus(p.Proxy, a).Healthy })
+	if p.Status().FailOpen {
+		t.Error("fail-open with b healthy")
+	}
+	for range 6 {
+		if err := roundTrip(dial(t, p.addr), "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := backendStatus(p.Proxy, a).Total; n != 0 {
+		t.Errorf("unhealthy backend got %d new connections", n)
+	}
+
+	// Every backend unhealthy: fail open to all.
+	s.set(b, true)
+	waitFor(t, "fail-open", func() bool { return p.Status().FailOpen })
+	for range 4 {
+		if err := roundTrip(dial(t, p.addr), "y"); err != nil {
+			t.Fatalf("fail-open: %v", err)
+		}
+	}
+	if backendStatus(p.Proxy, a).Total == 0 {
+		t.Error("fail-open did not use backend a")
+	}
+	resp := httptest.NewRecorder()
+	p.AdminHandler(p.reg).ServeHTTP(resp, httptest.NewRequest("GET", "/readyz", nil))
+	if resp.Code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while failing open: %d", resp.Code)
+	}
+
+	// Rise: two successes bring a back; fail-open ends.
+	s.set(a, false)
+	waitFor(t, "a healthy, fail-open over", func() bool {
+		return backendStatus(p.Proxy, a).Healthy && !p.Status().FailOpen
+	})
+}
+
+func TestRealHealthChecks(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	for _, typ := range []string{CheckTCP, CheckTLS, CheckHTTPS} {
+		hc := HealthCheck{Type: typ, InsecureSkipVerify: true}
+		if typ == CheckTCP {
+			hc.InsecureSkipVerify = false
+		}
+		hc.Path = "/readyz"
+		check, err := newChecker(hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := check(ctx, addr); err != nil {
+			t.Errorf("%s check of a healthy server: %v", typ, err)
+		}
+		if err := check(ctx, closedAddr(t)); err == nil {
+			t.Errorf("%s check of a closed port passed", typ)
+		}
+		cancel()
+	}
+	// Path mismatch and certificate verification failures fail.
+	check, _ := newChecker(HealthCheck{Type: CheckHTTPS, Path: "/other", InsecureSkipVerify: true})
+	if err := check(context.Background(), addr); err == nil {
+		t.Error("404 passed")
+	}
+	check, _ = newChecker(HealthCheck{Type: CheckTLS, Path: "/"})
+	if err := check(context.Background(), addr); err == nil {
+		t.Error("untrusted certificate passed")
+	}
+}
+
+func TestDrainUnhealthyAndRemoved(t *testing.T) {
+	a, b := echoServer(t), echoServer(t)
+	s := newScripted()
+	cfg := Config{Backends: []string{a, b}, HealthCheck: fastChecks(), Balance: RoundRobin,
+		DrainPeriod: Duration(30 * time.Millisecond), DrainStagger: Duration(20 * time.Millisecond)}
+	p := startProxy(t, cfg, Options{Check: s.check})
+	var onA []*net.TCPConn
+	for range 6 {
+		c := dial(t, p.addr)
+		if err := roundTrip(c, "z"); err != nil {
+			t.Fatal(err)
+		}
+		onA = append(onA, c)
+	}
+	// Round robin put three on each; the ones on a are closed after
+	// the drain, the ones on b stay.
+	s.set(a, true)
+	waitFor(t, "a drained", func() bool { return backendStatus(p.Proxy, a).Active == 0 })
+	closed := 0
+	for _, c := range onA {
+		if roundTrip(c, "still there?") != nil {
+			closed++
+		}
+	}
+	if closed != 3 || p.drained.Load() != 3 {
+		t.Errorf("%d connections closed, %d drained; want 3", closed, p.drained.Load())
+	}
+
+	// Removal drains too, and the backend stays visible until then.
+	c := dial(t, p.addr)
+	if err := roundTrip(c, "w"); err != nil {
+		t.Fatal(err)
+	}
+	p.SetBackends([]string{a})
+	if st := backendStatus(p.Proxy, b); !st.Removed || st.Active == 0 {
+		t.Errorf("removed backend b: %+v", st)
+	}
+	waitFor(t, "b drained and forgotten", func() bool { return backendStatus(p.Proxy, b).Address == "" })
+	if roundTrip(c, "gone") == nil {
+		t.Error("connection to the removed backend survived its drain")
+	}
+}
+
+func TestConnectionLimit(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}, MaxConnections: 2}, Options{})
+	c1, c2 := dial(t, p.addr), dial(t, p.addr)
+	for _, c := range []net.Conn{c1, c2} {
+		if err := roundTrip(c, "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c3 := dial(t, p.addr)
+	if roundTrip(c3, "b") == nil {
+		t.Fatal("third connection proxied beyond the limit of 2")
+	}
+	if p.limitHits.Load() != 1 {
+		t.Errorf("limit_reached_total %d, want 1", p.limitHits.Load())
+	}
+	c1.Close()
+	waitFor(t, "slot freed", func() bool { return p.Status().Active == 1 })
+	if err := roundTrip(dial(t, p.addr), "c"); err != nil {
+		t.Fatalf("after a slot freed: %v", err)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}, IdleTimeout: Duration(50 * time.Millisecond)}, Options{},
+		func(p *Proxy) { p.parkAfter = 2 * time.Millisecond })
+	c := dial(t, p.addr)
+	if err := roundTrip(c, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("idle close: %v", err)
+	}
+	waitFor(t, "idle timeout counted", func() bool { return p.idleClosed.Load() == 1 })
+	waitFor(t, "released", func() bool { return p.Status().Active == 0 })
+}
+
+func TestParkedConnectionsWakeAndClose(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}, DrainPeriod: Duration(time.Millisecond), DrainStagger: Duration(time.Millisecond)}, Options{},
+		func(p *Proxy) { p.parkAfter = 2 * time.Millisecond })
+	if p.parker == nil {
+		t.Skip("no parker on this platform")
+	}
+	parked := func() int {
+		p.parker.mu.Lock()
+		defer p.parker.mu.Unlock()
+		return len(p.parker.parked)
+	}
+	var cs []*net.TCPConn
+	for range 20 {
+		c := dial(t, p.addr)
+		if err := roundTrip(c, "a"); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	waitFor(t, "both directions of 20 connections parked", func() bool { return parked() == 40 })
+	for i, c := range cs {
+		if err := roundTrip(c, fmt.Sprint("wake ", i)); err != nil {
+			t.Fatalf("parked connection %d: %v", i, err)
+		}
+	}
+	// Closing from the proxy side finishes parked directions.
+	waitFor(t, "parked again", func() bool { return parked() == 40 })
+	p.SetBackends([]string{echoServer(t)})
+	waitFor(t, "removed backend drained", func() bool { return p.Status().Active == 0 && parked() == 0 })
+}
+
+func TestReloadUnderLoad(t *testing.T) {
+	backends := []string{echoServer(t), echoServer(t), echoServer(t)}
+	p := startProxy(t, Config{Backends: backends[:2]}, Options{},
+		func(p *Proxy) { p.parkAfter = 2 * time.Millisecond })
+	long := dial(t, p.addr)
+	if err := roundTrip(long, "long"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var failures, ok atomic.Int32
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := net.Dial("tcp", p.addr)
+				if err == nil {
+					err = roundTrip(c, fmt.Sprintf("%d-%d", w, i))
+					c.Close()
+				}
+				if err != nil {
+					failures.Add(1)
+					t.Log(err)
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	cfgs := []Config{
+		{Backends: backends[1:], Balance: LeastConnections},
+		{Backends: backends[:1]},
+		{Backends: backends, IdleTimeout: Duration(time.Hour)},
+	}
+	for i := range 30 {
+		cfg := cfgs[i%len(cfgs)]
+		cfg.Listen = []string{"127.0.0.1:0"}
+		cfg.HealthCheck.Type = CheckNone
+		cfg.DrainPeriod = Duration(time.Hour)
+		if err := p.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failures.Load() > 0 || ok.Load() == 0 {
+		t.Errorf("%d client failures, %d successes during reloads", failures.Load(), ok.Load())
+	}
+	if err := roundTrip(long, "still here"); err != nil {
+		t.Errorf("long-lived connection across reloads: %v", err)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{})
+	c := dial(t, p.addr)
+	if err := roundTrip(c, "a"); err != nil {
+		t.Fatal(err)
+	}
+	// Graceful: Shutdown waits while the connection is open and returns
+	// once the client finishes.
+	done := make(chan error, 1)
+	go func() { done <- p.Shutdown(context.Background()) }()
+	waitFor(t, "listener closed", func() bool {
+		c, err := net.Dial("tcp", p.addr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if err := roundTrip(c, "still served"); err != nil {
+		t.Fatalf("open connection during graceful shutdown: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a connection open", err)
+	default:
+	}
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Deadline: the remaining connections are closed.
+	p2 := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{})
+	c2 := dial(t, p2.addr)
+	if err := roundTrip(c2, "b"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := p2.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown at the deadline: %v", err)
+	}
+	if _, err := io.ReadAll(c2); err != nil {
+		t.Errorf("closed at shutdown: %v", err)
+	}
+}
+
+func TestAdminStatusAndMetrics(t *testing.T) {
+	be := echoServer(t)
+	p := startProxy(t, Config{Backends: []string{be}}, Options{})
+	c := dial(t, p.addr)
+	if err := roundTrip(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	h := p.AdminHandler(p.reg)
+	get := func(path string) *httptest.ResponseRecorder {
+		r := httptest.NewRecorder()
+		h.ServeHTTP(r, httptest.NewRequest("GET", path, nil))
+		return r
+	}
+	var st struct {
+		Listeners []string `json:"listeners"`
+		Backends  []struct {
+			Address  string `json:"address"`
+			Healthy  bool   `json:"healthy"`
+			Suspect  bool   `json:"suspect"`
+			Active   int64  `json:"active"`
+			Total    uint64 `json:"total"`
+			BytesIn  uint64 `json:"bytes_in"`
+			BytesOut uint64 `json:"bytes_out"`
+		} `json:"backends"`
+		FailOpen *bool `json:"fail_open"`
+	}
+	if err := json.Unmarshal(get("/status").Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Listeners) != 1 || len(st.Backends) != 1 || st.FailOpen == nil || *st.FailOpen {
+		t.Fatalf("status %+v", st)
+	}
+	if b := st.Backends[0]; b.Address != be || !b.Healthy || b.Active != 1 || b.Total != 1 || b.BytesIn != 5 || b.BytesOut != 5 {
+		t.Errorf("backend status %+v", b)
+	}
+	if r := get("/healthz"); r.Code != 200 {
+		t.Errorf("/healthz %d", r.Code)
+	}
+	if r := get("/readyz"); r.Code != 200 {
+		t.Errorf("/readyz %d", r.Code)
+	}
+	m := get("/metrics").Body.String()
+	for _, want := range []string{
+		"nlb_proxy_active_connections 1",
+		"nlb_proxy_connections_total 1",
+		`nlb_proxy_bytes_total{direction="in"} 5`,
+		fmt.Sprintf(`nlb_proxy_backend_healthy{backend=%q} 1`, be),
+		fmt.Sprintf(`nlb_proxy_dial_failures_total{backend=%q} 0`, be),
+		"nlb_proxy_limit_reached_total 0",
+		"nlb_proxy_fail_open 0",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
