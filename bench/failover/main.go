@@ -1,7 +1,7 @@
 // Command failover measures VRRP failover of nlb and keepalived side by side,
 // in one run, in the same namespace lab: two nodes (priority 150 master,
 // priority 100 backup) and a bystander that probes the VIP with ARP every
-// 2 ms and timestamps every advertisement it hears.
+// 0.5 ms and timestamps every advertisement it hears.
 //
 // For every repetition, VRRP version/interval and stop mode (SIGKILL, or
 // SIGTERM with its priority-0 release), each implementation is measured in
@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	octx, cancelObs := context.WithCancel(ctx)
 	defer cancelObs()
 	vip := lab.VIP4(0)
-	obs, err := observe.Listen(octx, observe.Config{Netns: by.NS, Interface: by.IfName, VIP: vip.Addr()})
+	obs, err := observe.Listen(octx, observe.Config{Netns: by.NS, Interface: by.IfName, VIP: vip.Addr(), ProbeInterval: 500 * time.Microsecond})
 	if err != nil {
 		return err
 	}

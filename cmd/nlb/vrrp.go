@@ -230,12 +230,12 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 		RemoveVIPs: func(context.Context) error { return mgr.Remove() },
 		Announce:   func(context.Context) error { return r.ann.Announce(addrs) },
 	}
-	ilog := log.With("instance", in.Name, "vrid", in.VRID, "iface", in.Interface)
+	ilog := log.With("iface", in.Interface) // the instance adds its name and VRID
 	if r.inst, err = vrrp.NewInstance(icfg, r.conn, fx, ilog, metrics); err != nil {
 		r.close()
 		return fail(err)
 	}
-	ilog.Info("configured", "version", int(in.Version), "priority", in.Priority, "interval", in.Interval.String(),
+	ilog.Info("configured", "instance", in.Name, "vrid", in.VRID, "version", int(in.Version), "priority", in.Priority, "interval", in.Interval.String(),
 		"source", src.String(), "unicast", unicast, "vips", fmt.Sprint(in.VIPs))
 	return r, nil
 }

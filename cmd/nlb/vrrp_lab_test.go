@@ -50,6 +50,12 @@ func startCluster(t *testing.T, hosts []*netlab.Host, vip netip.Prefix, opt func
 // every node) the one with the highest primary address (RFC 3768 §6.4.3).
 // The others are Backup and know the master; only the master holds the VIP
 // and a bystander's ARP request for the VIP is answered with its MAC.
+//
+// The address tie-break only decides between Masters: a Backup that hears
+// an equal-priority advert stays Backup (§6.4.2), so with equal priorities
+// whoever times out first wins a normal start. The equal case therefore
+// starts every node cut off the LAN, waits until all three are Master, and
+// connects them: then the highest address must win.
 func TestLabElection(t *testing.T) {
 	netlab.Require(t)
 	for _, tc := range []struct {
@@ -64,9 +70,27 @@ func TestLabElection(t *testing.T) {
 			t.Parallel()
 			lab := netlab.NewT(t, "", netlab.Options{Hosts: 4})
 			vip := lab.VIP4(0)
+			equal := tc.prios[0] == tc.prios[1]
+			if equal {
+				for _, h := range lab.Hosts[:3] {
+					if err := h.Isolate(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			c := startCluster(t, lab.Hosts[:3], vip, func(i int, _ *netlab.Host) vrrpOpts {
 				return vrrpOpts{Priority: tc.prios[i]}.fast()
 			})
+			if equal {
+				for _, n := range c.nodes {
+					eventually(t, fastWait, "isolated nodes Master", all(wantState(n, vrid, "Master"), hasVIP(n.h, vip, true)))
+				}
+				for _, h := range lab.Hosts[:3] {
+					if err := h.Reconnect(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			master := c.nodes[tc.master]
 			eventually(t, fastWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 			// The result holds: no flapping over several intervals.
@@ -97,7 +121,7 @@ func TestLabElection(t *testing.T) {
 func TestLabFailover(t *testing.T) {
 	netlab.Require(t)
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
-		t.Run(strings.ToLower(sig.String()), func(t *testing.T) {
+		t.Run(map[syscall.Signal]string{syscall.SIGKILL: "sigkill", syscall.SIGTERM: "sigterm"}[sig], func(t *testing.T) {
 			t.Parallel()
 			lab := netlab.NewT(t, "", netlab.Options{Hosts: 3})
 			vip := lab.VIP4(0)
