@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -130,7 +129,7 @@ func idleMemChild(t *testing.T) {
 	}
 	p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Backends: []string{backend},
 		MaxConnections: 1 << 20, HealthCheck: HealthCheck{Type: CheckNone}},
-		Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), Listen: func(context.Context, string) (*net.TCPListener, error) { return ln, nil }})
+		Options{Listen: func(context.Context, string) (*net.TCPListener, error) { return ln, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
