@@ -365,6 +365,10 @@ type interopMode struct {
 	checksumAsV2 bool
 }
 
+// noChecksumAsV2 is what a keepalived without the v3_checksum_as_v2 option
+// (Debian's 2.2.7) logs for it.
+const noChecksumAsV2 = "Unknown keyword 'v3_checksum_as_v2'"
+
 // masterHold is how long a node must stay Backup to show that it does not
 // take over: more than its Master_Down_Interval (3 intervals plus a skew
 // below one interval), plus scheduling slack.
@@ -450,6 +454,11 @@ func TestInteropKeepalived(t *testing.T) {
 			kh, nh := lab.Hosts[0], lab.Hosts[1]
 			ka := startKeepalived(t, kh, m.keepalived(kh, nh, vip, 200))
 			eventually(t, m.wait(), "keepalived master", all(ka.logHas("Entering MASTER STATE"), hasVIP(kh, vip, true)))
+			if m.checksumAsV2 && strings.Contains(ka.p.Log(), noChecksumAsV2) {
+				// Still worth running: nlb configured for the RFC 9568 form
+				// must accept keepalived's pseudo-header form too.
+				t.Log("keepalived has no v3_checksum_as_v2: it sends the pseudo-header checksum form")
+			}
 
 			n := startNLB(t, nh, m.nlbConf(nh, kh, vip, 100))
 			backup := func() error {
@@ -486,6 +495,12 @@ func TestInteropKeepalived(t *testing.T) {
 
 			ka := startKeepalived(t, kh, m.keepalived(kh, nh, vip, 100))
 			eventually(t, m.wait(), "keepalived backup", ka.logHas("Entering BACKUP STATE"))
+			if m.checksumAsV2 && strings.Contains(ka.p.Log(), noChecksumAsV2) {
+				// It then checks the pseudo-header form only and rejects
+				// nlb's RFC 9568 adverts ("Invalid VRRPv3 checksum");
+				// TestLabTshark checks that form with tshark instead.
+				t.Skip("this keepalived has no v3_checksum_as_v2 (keepalived 2.2.8 added it)")
+			}
 			stays := func() error {
 				if strings.Contains(ka.p.Log(), "Entering MASTER STATE") {
 					return fmt.Errorf("keepalived became MASTER")
