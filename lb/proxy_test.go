@@ -748,6 +748,11 @@ func TestAdminStatusAndMetrics(t *testing.T) {
 	if err := roundTrip(c, "hello"); err != nil {
 		t.Fatal(err)
 	}
+	// The counters are bumped right after each burst: wait for them.
+	waitFor(t, "bytes counted", func() bool {
+		b := backendStatus(p.Proxy, be)
+		return b.BytesIn == 5 && b.BytesOut == 5
+	})
 	h := p.AdminHandler(p.reg)
 	get := func(path string) *httptest.ResponseRecorder {
 		r := httptest.NewRecorder()
