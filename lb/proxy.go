@@ -247,7 +247,10 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		return nil
 	case err = <-errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(p.cfg.Load().ShutdownTimeout))
+	timeout := time.Duration(p.cfg.Load().ShutdownTimeout)
+	p.log.Info("shutting down: no new connections, waiting for open ones",
+		"active", p.active.Load(), "timeout_seconds", timeout.Seconds())
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return errors.Join(err, p.Shutdown(sctx))
 }
