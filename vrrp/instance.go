@@ -124,7 +124,19 @@ type InstanceConfig struct {
 	ChecksumForm ChecksumForm
 	// GARP is the announcement schedule of a new Master.
 	GARP GARPConfig
+	// FineSleep, when set, sleeps for d with better than millisecond
+	// precision, blocking the calling goroutine. The runtime's timers may
+	// fire up to a millisecond late (the netpoller waits in whole
+	// milliseconds); with FineSleep the instance arms its timer
+	// FineSleepLead early and sleeps the rest with it, so that the
+	// Master_Down timer, and with it the takeover, is not late. cmd/nlb
+	// passes clock_nanosleep; nil keeps plain timers.
+	FineSleep func(d time.Duration)
 }
+
+// FineSleepLead is how much earlier than a deadline the instance wakes when
+// InstanceConfig.FineSleep is set, to sleep the rest precisely.
+const FineSleepLead = 2 * time.Millisecond
 
 // InstanceStatus is a snapshot of an instance, for status output and tests.
 type InstanceStatus struct {
@@ -347,11 +359,16 @@ func (i *Instance) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var runErr error
+	var (
+		runErr error
+		wake   time.Time
+	)
 loop:
 	for {
-		if wake := i.nextWake(); wake.IsZero() {
+		if wake = i.nextWake(); wake.IsZero() {
 			timer.Stop()
+		} else if i.cfg.FineSleep != nil {
+			timer.Reset(time.Until(wake) - FineSleepLead)
 		} else {
 			timer.Reset(time.Until(wake))
 		}
@@ -363,13 +380,23 @@ loop:
 			i.log.Error("vrrp read failed, shutting down", "err", err)
 			break loop
 		case p := <-pkts:
-			now := time.Now()
-			i.exec(ctx, now, i.m.Receive(now, p.src, p.ad))
-			if i.removePending && i.m.State() != Master {
-				i.removeVIPs(ctx)
-			}
+			i.receive(ctx, p)
 		case <-timer.C:
 			now := time.Now()
+			if rest := wake.Sub(now); rest > 0 && i.cfg.FineSleep != nil {
+				// Woken FineSleepLead early: sleep the rest precisely,
+				// unless an advertisement arrived meanwhile (it may
+				// reset the timer, RFC 3768 §6.4.2).
+				select {
+				case p := <-pkts:
+					i.receive(ctx, p)
+					i.syncStatus()
+					continue loop
+				default:
+				}
+				i.cfg.FineSleep(rest)
+				now = time.Now()
+			}
 			if dl := i.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				wasMaster := i.m.State() == Master
 				i.exec(ctx, now, i.m.Expire(now))
@@ -400,6 +427,15 @@ loop:
 	wg.Wait()
 	i.log.Info("vrrp instance stopped")
 	return runErr
+}
+
+// receive hands a valid advertisement to the Machine.
+func (i *Instance) receive(ctx context.Context, p received) {
+	now := time.Now()
+	i.exec(ctx, now, i.m.Receive(now, p.src, p.ad))
+	if i.removePending && i.m.State() != Master {
+		i.removeVIPs(ctx)
+	}
 }
 
 // applyPriority hands a pending SetPriority to the Machine.

@@ -939,3 +939,46 @@ func TestInstanceNilEffects(t *testing.T) {
 		}
 	})
 }
+
+// TestInstanceFineSleep: with FineSleep the runner wakes FineSleepLead before
+// a deadline and sleeps the rest with FineSleep; the takeover still happens
+// exactly at Master_Down_Interval.
+func TestInstanceFineSleep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu    sync.Mutex
+			naps  []time.Duration
+			bcfg  = instCfg("b", 100, addrA)
+		)
+		bcfg.FineSleep = func(d time.Duration) {
+			mu.Lock()
+			naps = append(naps, d)
+			mu.Unlock()
+			time.Sleep(d)
+		}
+		h := newHub()
+		a := startNode(t, h, instCfg("a", 200, addrB), nil)
+		b := startNode(t, h, bcfg, nil)
+		defer stopAll(t, a, b)
+		sleep(10 * time.Second)
+		wantState(t, a, Master)
+
+		h.mute(a.port, true)
+		lastHeard := h.last(addrB)
+		sleep(10 * time.Second)
+		st := wantState(t, b, Master)
+		if got := st.LastTransition.Sub(lastHeard); got != 3609375*time.Microsecond {
+			t.Errorf("takeover %v after the last advert, want 3.609375s", got)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(naps) == 0 {
+			t.Fatal("FineSleep was never called")
+		}
+		for _, d := range naps {
+			if d <= 0 || d > FineSleepLead {
+				t.Errorf("FineSleep(%v), want 0 < d <= %v", d, FineSleepLead)
+			}
+		}
+	})
+}

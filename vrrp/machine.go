@@ -81,7 +81,7 @@ func (k ActionKind) String() string {
 // the runner's view of the state is updated before any effect runs. The
 // sequences are exactly:
 //
-//	becoming Master:  StateChange, SendAdvert(priority), AddVIPs, Announce
+//	becoming Master:  StateChange, AddVIPs, SendAdvert(priority), Announce
 //	Master -> Backup: StateChange, RemoveVIPs            (preempted by a better advert)
 //	Master -> Backup: StateChange, SendAdvert(0), RemoveVIPs   (SetPriority(0))
 //	Initialize -> Backup: StateChange
@@ -539,12 +539,16 @@ func (m *Machine) becomeMaster(now time.Time, reason string) []Action {
 	m.clearDown()
 	m.preemptAt = time.Time{}
 	// RFC 3768 §6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARP, set
-	// the Adver_Timer to Advertisement_Interval, transition to Master.
+	// the Adver_Timer to Advertisement_Interval, transition to Master. The
+	// addresses are configured first, so that the advertisement and the
+	// announcements never point clients at an address that does not answer
+	// yet (RFC 9568 §8.1.2 delays announcements until then), and the VIP
+	// answers as early as possible.
 	m.deadline = now.Add(m.cfg.AdvertInterval)
 	return []Action{
 		{Kind: ActionStateChange, From: from, To: Master, Reason: reason},
-		{Kind: ActionSendAdvert, Priority: m.priority},
 		{Kind: ActionAddVIPs},
+		{Kind: ActionSendAdvert, Priority: m.priority},
 		{Kind: ActionAnnounce},
 	}
 }

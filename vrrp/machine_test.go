@@ -61,7 +61,7 @@ func wantActions(t *testing.T, got []Action, want ...string) {
 
 // becomeMasterActions is the ordering contract for a new Master.
 func becomeMasterActions(prio uint8) []string {
-	return []string{"StateChange(Backup->Master)", Action{Kind: ActionSendAdvert, Priority: prio}.String(), "AddVIPs", "Announce"}
+	return []string{"StateChange(Backup->Master)", "AddVIPs", Action{Kind: ActionSendAdvert, Priority: prio}.String(), "Announce"}
 }
 
 func TestStateString(t *testing.T) {
@@ -204,7 +204,7 @@ func TestStartup(t *testing.T) {
 	t.Run("owner", func(t *testing.T) {
 		m := mustMachine(t, v2cfg(255, addrA))
 		as := m.Startup(t0)
-		wantActions(t, as, "StateChange(Initialize->Master)", "SendAdvert(255)", "AddVIPs", "Announce")
+		wantActions(t, as, "StateChange(Initialize->Master)", "AddVIPs", "SendAdvert(255)", "Announce")
 		if m.State() != Master || !m.NextDeadline().Equal(t0.Add(time.Second)) || m.MasterAddr() != addrA {
 			t.Errorf("state %v deadline %v master %v", m.State(), m.NextDeadline(), m.MasterAddr())
 		}
@@ -625,7 +625,7 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("Expire after shutdown = %v", as)
 	}
 	// Restartable.
-	wantActions(t, m.Startup(t0.Add(2*time.Second)), "StateChange(Initialize->Master)", "SendAdvert(255)", "AddVIPs", "Announce")
+	wantActions(t, m.Startup(t0.Add(2*time.Second)), "StateChange(Initialize->Master)", "AddVIPs", "SendAdvert(255)", "Announce")
 
 	b := mustMachine(t, v2cfg(100, addrA))
 	b.Startup(t0)
