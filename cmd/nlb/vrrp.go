@@ -224,6 +224,7 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 		Source:       src,
 		ChecksumForm: in.ChecksumForm,
 		GARP:         garp,
+		FineSleep:    fineSleeper(),
 	}
 	fx := vrrp.Effects{
 		AddVIPs:    func(context.Context) error { return mgr.Add() },
