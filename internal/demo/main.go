@@ -122,10 +122,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	master := d.index(ev.MAC.String())
-	fmt.Fprintf(out, "  +%s  %s answers ARP for the VIP: it is Master. With equal priorities the highest\n"+
-		"           primary address wins the tie (RFC 3768 §6.4.3); the others stay Backup.\n",
-		fmtDur(ev.Time.Sub(start)), d.name(master))
+	fmt.Fprintf(out, "  +%s  the VIP answers ARP for the first time (from %s).\n", fmtDur(ev.Time.Sub(start)), d.name(d.index(ev.MAC.String())))
+	master, err := d.settle(ctx, -1)
+	if err != nil {
+		return err
+	}
+	if claims := d.claims(mark, -1); len(claims) > 1 {
+		fmt.Fprintf(out, "  %s timed out together and each claimed Master; with equal priorities the\n"+
+			"  highest primary address wins (RFC 3768 §6.4.3).\n", strings.Join(claims, ", "))
+	} else {
+		fmt.Fprintf(out, "  All start as Backup (as k0s configures keepalived). %s started first, so its\n"+
+			"  Master_Down timer expired first; its advertisement reset the others' timers (RFC 3768 §6.4.2).\n", d.name(master))
+	}
+	fmt.Fprintf(out, "  Settled: %s holds the VIP; the others are Backup.\n", d.name(master))
 
 	// Act 2: crash.
 	fmt.Fprintf(out, "\n-- 2. SIGKILL the Master (%s): no goodbye, the Backups must notice the silence\n", d.name(master))
@@ -201,9 +210,11 @@ func (d *demo) failover(ctx context.Context, i int, how string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	next := d.index(ev.MAC.String())
+	next, err := d.settle(ctx, i)
+	if err != nil {
+		return 0, err
+	}
 	evs := d.obs.Events()
-	fmt.Fprintf(d.out, "  %-9s %s\n", "+0 ms", "signal sent to "+d.name(i))
 	var last time.Time
 	for _, e := range evs[:mark] {
 		if e.Kind == observe.Advert && e.Src == old.Addr4 {
@@ -214,21 +225,24 @@ func (d *demo) failover(ctx context.Context, i int, how string) (int, error) {
 		t   time.Time
 		msg string
 	}
-	var lines []line
+	lines := []line{{t0, "signal sent to " + d.name(i)}}
 	if !last.IsZero() {
 		lines = append(lines, line{last, fmt.Sprintf("last advertisement from %s before the signal", d.name(i))})
 	}
-	sawNew := false
+	seenAdv, seenARP := map[string]bool{}, map[string]bool{}
 	for _, e := range evs[mark:] {
 		switch {
 		case e.Kind == observe.Advert && e.Src == old.Addr4 && e.Priority == 0:
+			last = e.Time // Skew_Time runs from the release
 			lines = append(lines, line{e.Time, fmt.Sprintf("%s advertises priority 0: \"I am leaving\"", d.name(i))})
-		case e.Kind == observe.Advert && e.Src != old.Addr4 && !sawNew && !e.Time.After(ev.Time.Add(50*time.Millisecond)):
-			sawNew = true
-			lines = append(lines, line{e.Time, fmt.Sprintf("first advertisement from %s (priority %d): it is Master now", d.name(d.index(e.Src.String())), e.Priority)})
+		case e.Kind == observe.Advert && e.Src != old.Addr4 && !seenAdv[e.Src.String()]:
+			seenAdv[e.Src.String()] = true
+			lines = append(lines, line{e.Time, fmt.Sprintf("%s advertises (priority %d): it claims Master", d.name(d.index(e.Src.String())), e.Priority)})
+		case e.Kind == observe.ARPReply && notOld(e.MAC.String()) && !seenARP[e.MAC.String()]:
+			seenARP[e.MAC.String()] = true
+			lines = append(lines, line{e.Time, fmt.Sprintf("the VIP answers ARP from %s", d.name(d.index(e.MAC.String())))})
 		}
 	}
-	lines = append(lines, line{ev.Time, fmt.Sprintf("the VIP answers ARP from %s", d.name(next))})
 	for j := 1; j < len(lines); j++ { // insertion sort: a handful of lines
 		for k := j; k > 0 && lines[k].t.Before(lines[k-1].t); k-- {
 			lines[k], lines[k-1] = lines[k-1], lines[k]
@@ -237,10 +251,58 @@ func (d *demo) failover(ctx context.Context, i int, how string) (int, error) {
 	for _, l := range lines {
 		fmt.Fprintf(d.out, "  %-9s %s\n", fmtOffset(l.t.Sub(t0)), l.msg)
 	}
-	fmt.Fprintf(d.out, "  => the client reached the VIP again %s after the signal; RFC %s for priority %d is %s,\n"+
-		"     measured from %s's last advertisement the takeover took %s.\n",
-		fmtDur(ev.Time.Sub(t0)), rule, k0sPriority, wait, d.name(i), fmtDur(ev.Time.Sub(lastOr(last, t0))))
+	if len(seenAdv) > 1 {
+		fmt.Fprintf(d.out, "  Both Backups have priority %d, so their timers expired together and both claimed Master;\n"+
+			"  the one with the lower address heard the other and stepped back (RFC 3768 §6.4.3).\n", k0sPriority)
+	}
+	fmt.Fprintf(d.out, "  => the client reached the VIP again %s after the signal. RFC %s for\n"+
+		"     priority %d is %s; from %s's last advertisement%s the takeover took %s.\n"+
+		"     Settled: %s holds the VIP.\n",
+		fmtDur(ev.Time.Sub(t0)), rule, k0sPriority, wait, d.name(i), map[bool]string{true: " (priority 0)", false: ""}[how == "term"], fmtDur(ev.Time.Sub(lastOr(last, t0))), d.name(next))
 	return next, nil
+}
+
+// settle waits two advertisement intervals and returns the one node,
+// other than skip, that holds the VIP.
+func (d *demo) settle(ctx context.Context, skip int) (int, error) {
+	if err := sleep(ctx, 2*d.params.Interval+500*time.Millisecond); err != nil {
+		return 0, err
+	}
+	holder := -1
+	for i, h := range d.lab.Hosts[:3] {
+		if i == skip {
+			continue
+		}
+		has, err := h.HasAddr(d.params.VIP)
+		if err != nil {
+			return 0, err
+		}
+		if has {
+			if holder >= 0 {
+				return 0, fmt.Errorf("both %s and %s hold the VIP", d.name(holder), d.name(i))
+			}
+			holder = i
+		}
+	}
+	if holder < 0 {
+		return 0, errors.New("no node holds the VIP")
+	}
+	return holder, nil
+}
+
+// claims lists the nodes, other than skip, that advertised after event
+// index mark.
+func (d *demo) claims(mark, skip int) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, e := range d.obs.Events()[mark:] {
+		i := d.index(e.Src.String())
+		if e.Kind == observe.Advert && i != skip && !seen[e.Src.String()] {
+			seen[e.Src.String()] = true
+			names = append(names, d.name(i))
+		}
+	}
+	return names
 }
 
 func lastOr(t, def time.Time) time.Time {
