@@ -946,9 +946,9 @@ func TestInstanceNilEffects(t *testing.T) {
 func TestInstanceFineSleep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var (
-			mu    sync.Mutex
-			naps  []time.Duration
-			bcfg  = instCfg("b", 100, addrA)
+			mu   sync.Mutex
+			naps []time.Duration
+			bcfg = instCfg("b", 100, addrA)
 		)
 		bcfg.FineSleep = func(d time.Duration) {
 			mu.Lock()
