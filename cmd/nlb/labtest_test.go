@@ -436,7 +436,13 @@ func (c cluster) exactlyMaster(want *node, wantMasterAddr netip.Addr) error {
 		case "Master":
 			masters = append(masters, n.name)
 			master = n
+			if !in.VIPsConfigured {
+				return fmt.Errorf("%s is Master with vips_configured false", n.name)
+			}
 		case "Backup":
+			if in.VIPsConfigured {
+				return fmt.Errorf("%s is Backup with vips_configured true", n.name)
+			}
 		default:
 			return fmt.Errorf("%s in state %s: %v", n.name, in.State, states)
 		}
@@ -469,6 +475,26 @@ func (c cluster) exactlyMaster(want *node, wantMasterAddr netip.Addr) error {
 			if in.Master != wantMasterAddr.String() {
 				return fmt.Errorf("%s sees master %q, want %s", n.name, in.Master, wantMasterAddr)
 			}
+		}
+	}
+	return nil
+}
+
+// stateMetric checks that nlb_vrrp_state agrees with /status for every
+// node (0 Initialize, 1 Backup, 2 Master).
+func (c cluster) stateMetric() error {
+	codes := map[string]float64{"Initialize": 0, "Backup": 1, "Master": 2}
+	for _, n := range c.nodes {
+		in, err := n.inst(c.vrid)
+		if err != nil {
+			return err
+		}
+		v, err := n.metricSum("nlb_vrrp_state", map[string]string{"vrid": strconv.Itoa(c.vrid)})
+		if err != nil {
+			return err
+		}
+		if want, ok := codes[in.State]; !ok || v != want {
+			return fmt.Errorf("%s: nlb_vrrp_state %v, /status says %s", n.name, v, in.State)
 		}
 	}
 	return nil
