@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,23 +16,43 @@ import (
 // bare *net.TCPConn source, or an *io.LimitedReader around one. But
 // poll.Splice holds a 1 MiB pipe for as long as one io.Copy runs, so the
 // usual io.Copy(dst, src) pins two pipes per connection for its whole life,
-// and two goroutines sit parked per connection even when it is idle.
+// and two goroutines sit parked per connection even when it is idle. And
+// splicing a 64-byte request costs two splice calls and a pipe where one
+// read and one write would do (HAProxy's splice-auto makes the same call).
 //
-// Here each direction of a connection loops:
+// Here each direction of a connection runs in one of two modes:
 //
-//  1. wait: park in Go's netpoller until the source is readable, holding no
-//     buffer and no pipe, then ask the kernel how many bytes are queued
-//     (SIOCINQ), telling EOF apart with a one-byte MSG_PEEK;
-//  2. burst: io.Copy(dst, &io.LimitedReader{R: src, N: queued}) between the
-//     bare connections: Go splices exactly the queued bytes through a pipe
-//     from its pool and returns the pipe at once. Bytes are counted from
-//     io.Copy's result.
+//   - messages (the start, and kube-apiserver's usual traffic): park in
+//     Go's netpoller until the source is readable, holding no buffer and no
+//     pipe; then read(2) once into a 16 KiB buffer taken from the proxy's
+//     pool inside the readiness callback and write(2) it to the other side,
+//     and give the buffer back. Three system calls per message (read, write,
+//     and the read that finds the socket empty), as in HAProxy.
+//   - bulk: a read that fills the whole buffer means a transfer is under
+//     way; the direction then runs io.Copy(dst, &io.LimitedReader{R: src})
+//     between the bare connections, which Go splices, until the source goes
+//     quiet for parkAfter (the read deadline ends the copy; Go's splice
+//     empties its pipe first, so nothing is lost) or hits EOF. The pipe
+//     from Go's pool is held only during the transfer.
+//
+// Bytes are counted from the read, write and io.Copy results.
 //
 // A direction that sees no data for parkAfter stops its goroutine and parks
 // its socket in the proxy's own epoll set (see parker); the socket turning
 // readable starts a new goroutine. An idle proxied connection therefore
 // holds two sockets, a small struct and two epoll entries: no goroutine, no
 // pipe, no buffer.
+
+// bufSize is the message-mode buffer. A read that fills it switches the
+// direction to splicing.
+const bufSize = 16 << 10
+
+// buffer is one message-mode buffer of the proxy's pool.
+type buffer = [bufSize]byte
+
+// spliceAll is the LimitedReader budget of a bulk copy: in effect no
+// limit, the copy ends on EOF, error or the read deadline.
+const spliceAll = 1 << 62
 
 // parkAfter is how long a direction waits in Go's netpoller before it gives
 // up its goroutine.
@@ -55,6 +76,7 @@ type direction struct {
 	pc         *proxyConn
 	dst, src   *net.TCPConn
 	in         bool // client → backend
+	bulk       bool // splicing: the last read filled the buffer
 	w          waiter
 	lr         io.LimitedReader
 	deadline   int64  // UnixNano of src's read deadline, 0 when unset
@@ -67,7 +89,7 @@ func (p *Proxy) newProxyConn(client, server *net.TCPConn, b *backend) (*proxyCon
 	pc.up = direction{pc: pc, dst: server, src: client, in: true}
 	pc.down = direction{pc: pc, dst: client, src: server}
 	pc.up.lr.R, pc.down.lr.R = client, server
-	if err := errors.Join(pc.up.w.init(client), pc.down.w.init(server)); err != nil {
+	if err := errors.Join(pc.up.w.init(client, &p.bufs), pc.down.w.init(server, &p.bufs)); err != nil {
 		return nil, err
 	}
 	pc.pending.Store(2)
@@ -81,8 +103,19 @@ func (c *proxyConn) touch(now int64) { c.lastActive.Store(now) }
 func (d *direction) run() {
 	p := d.pc.p
 	for {
-		n, err := d.wait(p)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		var n int64
+		var err error
+		if d.bulk {
+			n, err = d.splice(p)
+		} else {
+			n, err = d.message(p)
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if n > 0 {
+				continue // a long transfer outlived the deadline: go on
+			}
+			d.bulk = false
 			// Quiet for parkAfter: give up the goroutine.
 			if p.parker == nil {
 				continue
@@ -93,41 +126,66 @@ func (d *direction) run() {
 				d.finish(perr)
 				return
 			}
-			continue
-		}
-		if err != nil {
-			d.finish(err)
+		case errors.Is(err, io.EOF):
+			d.finish(nil)
 			return
-		}
-		if n == 0 {
-			d.finish(nil) // EOF
-			return
-		}
-		d.lr.N = int64(n)
-		m, err := p.copyFn(d.dst, &d.lr)
-		if m > 0 {
-			d.count(m)
-		}
-		// A read deadline that expires inside the copy only ends that
-		// copy; nothing is lost (Go's splice empties its pipe first).
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		case err != nil:
 			d.finish(err)
 			return
 		}
 	}
 }
 
-// wait refreshes the read deadline that bounds the netpoller wait (lazily,
-// at most about twice per parkAfter) and waits for data.
-func (d *direction) wait(p *Proxy) (int, error) {
-	if p.parker != nil {
-		now := time.Now().UnixNano()
-		if d.deadline-now < int64(p.parkAfter/2) {
-			d.deadline = now + int64(p.parkAfter)
-			d.src.SetReadDeadline(time.Unix(0, d.deadline))
-		}
+// message waits for the source to be readable, reads once into a pooled
+// buffer and writes what it read. A full buffer switches d to bulk. It
+// returns io.EOF at the end of the source's stream.
+func (d *direction) message(p *Proxy) (int64, error) {
+	d.refreshDeadline(p)
+	n, err := d.w.wait()
+	if err != nil {
+		return 0, err
 	}
-	return d.w.wait()
+	if n == 0 {
+		return 0, io.EOF
+	}
+	buf := d.w.take()
+	m, err := d.dst.Write(buf[:n])
+	p.bufs.Put(buf)
+	if m > 0 {
+		d.count(int64(m))
+	}
+	if err != nil {
+		return int64(m), fmt.Errorf("lb: write: %w", err)
+	}
+	d.bulk = n == bufSize
+	return int64(m), nil
+}
+
+// splice copies with io.Copy between the bare connections until EOF, an
+// error or the read deadline. It returns io.EOF at the end of the source's
+// stream.
+func (d *direction) splice(p *Proxy) (int64, error) {
+	d.refreshDeadline(p)
+	d.lr.N = spliceAll
+	m, err := p.copyFn(d.dst, &d.lr)
+	if m > 0 {
+		d.count(m)
+	}
+	if err == nil && d.lr.N > 0 {
+		return m, io.EOF // io.Copy ended without an error: EOF
+	}
+	return m, err
+}
+
+// refreshDeadline refreshes the read deadline that bounds a wait (lazily,
+// at most about twice per parkAfter); it is what makes a quiet direction
+// park, and a quiet bulk copy give its pipe back.
+func (d *direction) refreshDeadline(p *Proxy) {
+	now := time.Now().UnixNano()
+	if d.deadline-now < int64(p.parkAfter/2) {
+		d.deadline = now + int64(p.parkAfter)
+		d.src.SetReadDeadline(time.Unix(0, d.deadline))
+	}
 }
 
 func (d *direction) count(n int64) {

@@ -9,77 +9,87 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// waiter parks until a socket has bytes to read (or EOF, or an error)
-// without holding any buffer or pipe. Its callback is built once per
-// direction so that waiting does not allocate.
+// waiter parks until a socket is readable without holding any buffer or
+// pipe, then reads once into a buffer from the proxy's pool. Its callback
+// is built once per direction so that waiting does not allocate.
 type waiter struct {
-	rc    syscall.RawConn
-	avail int   // bytes queued, 0 meaning EOF
-	err   error // socket error seen by the probe
-	fn    func(fd uintptr) bool
+	rc   syscall.RawConn
+	pool *sync.Pool // of *buffer
+	buf  *buffer    // holds the bytes read, nil while waiting
+	n    int        // bytes read, 0 meaning EOF
+	err  error      // socket error seen by the read
+	fn   func(fd uintptr) bool
 }
 
-func (w *waiter) init(c *net.TCPConn) error {
+func (w *waiter) init(c *net.TCPConn, pool *sync.Pool) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
-	w.rc = rc
-	w.fn = w.probe
+	w.rc, w.pool = rc, pool
+	w.fn = w.read
 	return nil
 }
 
-// probe runs inside RawConn.Read: returning false parks the goroutine in
-// Go's netpoller until the socket is readable, then probe runs again.
-func (w *waiter) probe(fd uintptr) bool {
+// read runs inside RawConn.Read: returning false parks the goroutine in
+// Go's netpoller until the socket is readable, then read runs again. The
+// buffer is taken only for the read and given back when the socket turns
+// out empty, so a waiting direction holds none.
+func (w *waiter) read(fd uintptr) bool {
+	if w.buf == nil {
+		w.buf = w.pool.Get().(*buffer)
+	}
 	for {
-		// SIOCINQ (FIONREAD) is the number of bytes in the receive queue.
-		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
+		n, err := unix.Read(int(fd), w.buf[:])
+		switch err {
+		case nil:
+			w.n = n
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			w.pool.Put(w.buf)
+			w.buf = nil
+			return false
+		default:
 			w.err = err
 			return true
 		}
-		if n > 0 {
-			w.avail = n
-			return true
-		}
-		// Zero queued bytes: either nothing yet or EOF. A one-byte peek
-		// tells them apart without consuming anything.
-		var b [1]byte
-		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == unix.EINTR:
-			continue
-		case e == unix.EAGAIN:
-			return false
-		case e != 0:
-			w.err = e
-			return true
-		case r == 0:
-			w.avail = 0
-			return true
-		}
-		// A byte arrived between the ioctl and the peek: count again.
 	}
 }
 
 // wait blocks until data, EOF, an error or the read deadline; it returns
-// the number of bytes ready, 0 for EOF.
+// the number of bytes read into the buffer (see take), 0 for EOF.
 func (w *waiter) wait() (int, error) {
-	w.avail, w.err = 0, nil
-	if err := w.rc.Read(w.fn); err != nil {
+	w.n, w.err = 0, nil
+	err := w.rc.Read(w.fn)
+	if err == nil && w.err != nil {
+		err = fmt.Errorf("lb: read: %w", w.err)
+	}
+	if err != nil || w.n == 0 {
+		w.release()
 		return 0, err
 	}
-	if w.err != nil {
-		return 0, fmt.Errorf("lb: read: %w", w.err)
+	return w.n, nil
+}
+
+// take hands over the buffer filled by wait; the caller puts it back in
+// the pool.
+func (w *waiter) take() *buffer {
+	b := w.buf
+	w.buf = nil
+	return b
+}
+
+func (w *waiter) release() {
+	if w.buf != nil {
+		w.pool.Put(w.buf)
+		w.buf = nil
 	}
-	return w.avail, nil
 }
 
 // parker holds idle directions with no goroutine: their sockets sit in an

@@ -5,6 +5,7 @@ package lb
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -13,8 +14,9 @@ var errNotLinux = errors.New("lb: the proxy data path needs Linux")
 
 type waiter struct{ rc syscall.RawConn }
 
-func (w *waiter) init(*net.TCPConn) error { return errNotLinux }
-func (w *waiter) wait() (int, error)      { return 0, errNotLinux }
+func (w *waiter) init(*net.TCPConn, *sync.Pool) error { return errNotLinux }
+func (w *waiter) wait() (int, error)                  { return 0, errNotLinux }
+func (w *waiter) take() *buffer                       { return nil }
 
 type parker struct{}
 

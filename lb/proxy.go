@@ -50,6 +50,8 @@ type Proxy struct {
 	// parks. Both are set by Serve.
 	parker    *parker
 	parkAfter time.Duration
+	// bufs holds *buffer for the message mode of the data path.
+	bufs sync.Pool
 
 	cfg      atomic.Pointer[Config]
 	bal      atomic.Pointer[balancer]
@@ -106,6 +108,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		listen:    opts.Listen,
 		check:     opts.Check,
 		copyFn:    ioCopy,
+		bufs:      sync.Pool{New: func() any { return new(buffer) }},
 		parkAfter: parkAfter,
 		conns:     map[*proxyConn]struct{}{},
 		done:      make(chan struct{}),

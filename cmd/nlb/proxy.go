@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +84,18 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
+// printVisibleDefaults prints fs's flags except hidden ones (no usage).
+func printVisibleDefaults(fs *flag.FlagSet, w io.Writer) {
+	vis := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	vis.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Usage != "" {
+			vis.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	vis.PrintDefaults()
+}
+
 func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -94,9 +107,11 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	check := fs.Bool("check", false, "check the configuration and exit")
+	// Hidden: a CPU profile of the whole run, for performance work.
+	cpuProfile := fs.String("cpuprofile", "", "")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, proxyUsage)
-		fs.PrintDefaults()
+		printVisibleDefaults(fs, stderr)
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -147,6 +162,21 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *check {
 		_, err := fmt.Fprintln(stdout, "configuration ok")
 		return err
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("proxy: --cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("proxy: --cpuprofile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 
 	reg := prometheus.NewRegistry()
