@@ -20,10 +20,22 @@ func (w *waiter) take() *buffer                       { return nil }
 
 type parker struct{}
 
-func newParker() (*parker, error)                      { return nil, errNotLinux }
-func (pk *parker) park(*direction) error               { return errNotLinux }
-func (pk *parker) unpark(*direction) bool              { return false }
-func (pk *parker) run()                                {}
-func (pk *parker) stop()                               {}
-func (pk *parker) close()                              {}
-func setUserTimeout(*net.TCPConn, time.Duration) error { return nil }
+func newParker() (*parker, error)         { return nil, errNotLinux }
+func (pk *parker) park(*direction) error  { return errNotLinux }
+func (pk *parker) unpark(*direction) bool { return false }
+func (pk *parker) run()                   {}
+func (pk *parker) stop()                  {}
+func (pk *parker) close()                 {}
+
+func setSockopts(c syscall.Conn, cfg *Config) error {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return errNotLinux // listeners: tune each accepted connection
+	}
+	return tc.SetKeepAliveConfig(net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     time.Duration(cfg.KeepAlive.Idle),
+		Interval: time.Duration(cfg.KeepAlive.Interval),
+		Count:    cfg.KeepAlive.Count,
+	})
+}

@@ -41,6 +41,11 @@ type Proxy struct {
 	dial   func(ctx context.Context, addr string) (*net.TCPConn, error)
 	listen func(ctx context.Context, addr string) (*net.TCPListener, error)
 	check  func(ctx context.Context, addr string) error // from Options; nil = from config
+	// ownListen: listeners come from defaultListen, which turns off Go's
+	// keepalive on accept, so accepted connections keep the options set on
+	// the listener. tuneAccepted: they must be tuned one by one.
+	ownListen    bool
+	tuneAccepted atomic.Bool
 
 	// copyFn performs one burst of the copy. Tests replace it to see the
 	// exact types handed to io.Copy.
@@ -122,7 +127,9 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	}
 	if p.listen == nil {
 		p.listen = defaultListen
+		p.ownListen = true
 	}
+	p.tuneAccepted.Store(true)
 	p.bgCtx, p.bgCancel = context.WithCancel(context.Background())
 	p.cfg.Store(&cfg)
 	p.bal.Store(bal)
@@ -140,6 +147,9 @@ func defaultListen(ctx context.Context, addr string) (*net.TCPListener, error) {
 	var lc net.ListenConfig
 	// Plain TCP: MPTCP sockets would not splice the same way.
 	lc.SetMultipathTCP(false)
+	// No keepalive set by Go on accept: accepted connections inherit the
+	// proxy's options from the listening socket (tuneListeners).
+	lc.KeepAlive = -1
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -183,8 +193,13 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		lns = append(lns, ln)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.listeners = append(p.listeners, lns...)
+	p.mu.Unlock()
+	p.reconf.Lock()
+	p.tuneListeners(p.cfg.Load())
+	p.reconf.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.parker == nil && !p.running {
 		pk, err := newParker()
 		if err != nil {
@@ -304,28 +319,41 @@ func (p *Proxy) limitReached(limit int64) {
 	p.log.Warn("connection limit reached: closing new clients", "max_connections", limit, "rejected", n)
 }
 
+// tune sets keepalive and TCP_USER_TIMEOUT on one connection.
 func (p *Proxy) tune(c *net.TCPConn, cfg *Config) {
-	ka := net.KeepAliveConfig{
-		Enable:   true,
-		Idle:     time.Duration(cfg.KeepAlive.Idle),
-		Interval: time.Duration(cfg.KeepAlive.Interval),
-		Count:    cfg.KeepAlive.Count,
+	if err := setSockopts(c, cfg); err != nil {
+		p.log.Debug("socket options", "err", err)
 	}
-	if err := c.SetKeepAliveConfig(ka); err != nil {
-		p.log.Debug("set keepalive", "err", err)
-	}
-	if cfg.UserTimeout > 0 {
-		if err := setUserTimeout(c, time.Duration(cfg.UserTimeout)); err != nil {
-			p.log.Debug("set TCP_USER_TIMEOUT", "err", err)
+}
+
+// tuneListeners sets the connection options on the listening sockets, for
+// accepted connections to inherit. Where that is not possible (a listener
+// from Options.Listen, which may have Go's own keepalive on accept, or an
+// error) every accepted connection is tuned instead.
+func (p *Proxy) tuneListeners(cfg *Config) {
+	p.mu.Lock()
+	lns := slices.Clone(p.listeners)
+	p.mu.Unlock()
+	ok := p.ownListen
+	for _, ln := range lns {
+		if !ok {
+			break
+		}
+		if err := setSockopts(ln, cfg); err != nil {
+			p.log.Debug("listener socket options: tuning each connection instead", "err", err)
+			ok = false
 		}
 	}
+	p.tuneAccepted.Store(!ok)
 }
 
 // handle dials a backend for client and starts the two directions; the
 // accepting goroutine becomes the client → backend one.
 func (p *Proxy) handle(client *net.TCPConn) {
 	cfg := p.cfg.Load()
-	p.tune(client, cfg)
+	if p.tuneAccepted.Load() {
+		p.tune(client, cfg)
+	}
 	server, b, err := p.dialBackend(cfg)
 	if err != nil {
 		p.noBackend.Add(1)
@@ -566,6 +594,9 @@ func (p *Proxy) Reload(cfg Config) error {
 		p.bal.Store(bal)
 	}
 	p.cfg.Store(&cfg)
+	if cfg.KeepAlive != old.KeepAlive || cfg.UserTimeout != old.UserTimeout {
+		p.tuneListeners(&cfg)
+	}
 	if cfg.HealthCheck != old.HealthCheck {
 		for _, b := range p.backends.Load().list {
 			p.stopChecks(b)
