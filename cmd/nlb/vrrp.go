@@ -143,6 +143,7 @@ type vrrpRunner struct {
 	inst *vrrp.Instance
 	conn *socket.Conn
 	ann  *announce.Announcer
+	vips *vip.Manager
 }
 
 func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) (*vrrpRunner, error) {
@@ -177,6 +178,7 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 		addrs[i] = p.Addr()
 	}
 	mgr := vip.New(in.Interface, in.VIPs, vip.Options{})
+	r.vips = mgr
 	if err := mgr.Validate(); err != nil {
 		r.close()
 		return fail(err)
@@ -247,6 +249,9 @@ func (r *vrrpRunner) close() {
 	}
 	if r.ann != nil {
 		_ = r.ann.Close()
+	}
+	if r.vips != nil {
+		_ = r.vips.Close()
 	}
 }
 

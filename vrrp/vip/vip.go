@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 )
 
 // Options tune how the virtual addresses are configured.
@@ -20,11 +21,16 @@ type Manager struct {
 	ifName string
 	vips   []netip.Prefix
 	opts   Options
+
+	mu sync.Mutex
+	os osState // the netlink socket and the link, kept between calls
 }
 
 // New returns a Manager for the virtual addresses vips on the interface
-// named ifName. It does no I/O; the interface is looked up on every call,
-// so it may come and go.
+// named ifName. It does no I/O: the first Add or Remove opens a netlink
+// socket and looks the interface up, and later calls reuse both, so that a
+// takeover costs one netlink request per address. If the interface goes
+// away and comes back, it is looked up again. Close releases the socket.
 func New(ifName string, vips []netip.Prefix, opts Options) *Manager {
 	return &Manager{ifName: ifName, vips: slices.Clone(vips), opts: opts}
 }

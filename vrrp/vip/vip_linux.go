@@ -12,23 +12,79 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// osState is the Linux side of a Manager: a netlink handle and the link,
+// guarded by Manager.mu.
+type osState struct {
+	h    *netlink.Handle
+	link netlink.Link
+}
+
+// handle returns the netlink handle and the link, opening and looking them
+// up on first use or after forget.
+func (m *Manager) handle() (*netlink.Handle, netlink.Link, error) {
+	if m.os.h == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, nil, fmt.Errorf("vip: netlink: %w", err)
+		}
+		m.os.h = h
+	}
+	if m.os.link == nil {
+		link, err := m.os.h.LinkByName(m.ifName)
+		if err != nil {
+			return m.os.h, nil, err
+		}
+		m.os.link = link
+	}
+	return m.os.h, m.os.link, nil
+}
+
+// stale reports whether err means the cached link is gone (the interface
+// was removed, or recreated with another index): look it up again.
+func stale(err error) bool {
+	return errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)
+}
+
+// Close releases the netlink socket. The Manager may be used again after
+// it; the next call opens a new socket.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.os.h != nil {
+		m.os.h.Close()
+	}
+	m.os = osState{}
+	return nil
+}
+
 // Add configures every virtual address on the interface; addresses already
 // present are updated in place (flags, lifetimes), so Add is idempotent.
 func (m *Manager) Add() error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	link, err := netlink.LinkByName(m.ifName)
-	if err != nil {
-		return fmt.Errorf("vip: interface %s: %w", m.ifName, err)
-	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var errs []error
 	for _, p := range m.vips {
-		if err := netlink.AddrReplace(link, m.addr(p)); err != nil {
+		err := m.addOne(p)
+		if err != nil && stale(err) {
+			m.os.link = nil // the interface changed under us: once more
+			err = m.addOne(p)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("vip: add %v to %s: %w", p, m.ifName, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (m *Manager) addOne(p netip.Prefix) error {
+	h, link, err := m.handle()
+	if err != nil {
+		return err
+	}
+	return h.AddrReplace(link, m.addr(p))
 }
 
 // addr is the netlink form of virtual address p.
@@ -66,7 +122,18 @@ func forever() int {
 // absent interface are not errors, so Remove is idempotent and also
 // removes stale addresses left by an earlier run.
 func (m *Manager) Remove() error {
-	link, err := netlink.LinkByName(m.ifName)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err := m.remove()
+	if err != nil && stale(err) {
+		m.os.link = nil
+		err = m.remove()
+	}
+	return err
+}
+
+func (m *Manager) remove() error {
+	h, link, err := m.handle()
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -74,7 +141,7 @@ func (m *Manager) Remove() error {
 		}
 		return fmt.Errorf("vip: interface %s: %w", m.ifName, err)
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("vip: list addresses of %s: %w", m.ifName, err)
 	}
@@ -84,7 +151,7 @@ func (m *Manager) Remove() error {
 		if !ok || !m.isVIP(ip.Unmap()) {
 			continue
 		}
-		if err := netlink.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+		if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("vip: remove %v from %s: %w", a.IPNet, m.ifName, err))
 		}
 	}

@@ -173,3 +173,61 @@ func TestNoPrefixRoute(t *testing.T) {
 		t.Errorf("ARP for VIP with noprefixroute: %v, %v", mac, err)
 	}
 }
+
+// TestManagerRecreatedInterface: the Manager keeps its netlink socket and
+// the link between calls; when the interface is deleted and created again
+// (a new index), Add and Remove look it up again instead of failing, and
+// Close releases the socket without ending the Manager's use.
+func TestManagerRecreatedInterface(t *testing.T) {
+	l := netlab.NewT(t, "viprecreate", netlab.Options{Hosts: 1})
+	h := l.Hosts[0]
+	const ifName = "nlbvr0"
+	vip := l.VIP4(7)
+	m := New(ifName, []netip.Prefix{vip}, Options{})
+	defer m.Close()
+	mkLink := func() error {
+		la := netlink.NewLinkAttrs()
+		la.Name = ifName
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "nlbvr1"}); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(&netlink.Veth{LinkAttrs: la})
+	}
+	has := func() bool {
+		t.Helper()
+		ok, err := h.HasAddr(netip.PrefixFrom(vip.Addr(), vip.Bits()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	step := func(what string, fn func() error) {
+		t.Helper()
+		if err := h.Run(fn); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	step("create link", mkLink)
+	step("first Add", m.Add)
+	if !has() {
+		t.Fatal("VIP missing after Add")
+	}
+	step("delete and recreate link", func() error {
+		if err := netlink.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ifName}}); err != nil {
+			return err
+		}
+		return mkLink()
+	})
+	if has() {
+		t.Fatal("VIP survived the link's deletion")
+	}
+	step("Add after recreation", m.Add)
+	if !has() {
+		t.Fatal("VIP missing after Add on the recreated link")
+	}
+	step("Close", m.Close)
+	step("Remove after Close", m.Remove)
+	if has() {
+		t.Fatal("VIP still present after Remove")
+	}
+}

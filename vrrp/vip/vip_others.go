@@ -8,6 +8,12 @@ import (
 	"runtime"
 )
 
+// osState is empty off Linux.
+type osState struct{}
+
+// Close releases nothing off Linux.
+func (m *Manager) Close() error { return nil }
+
 // Add is implemented on Linux only.
 func (m *Manager) Add() error { return errUnimplemented() }
 
