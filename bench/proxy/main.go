@@ -52,6 +52,7 @@ type config struct {
 	idleRequested  int
 	haproxyThreads int
 	haproxyTune    string
+	haproxySplice  string
 	results        string
 	self           string // this executable, re-run as backend and load generator
 	tmp            string
@@ -80,6 +81,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.rrConns, "rr-conns", 16, "kept-alive connections in the latency test")
 	fs.IntVar(&cfg.idleConns, "idle-conns", 10000, "idle connections in the memory test")
 	fs.IntVar(&cfg.haproxyThreads, "haproxy-threads", 2, "HAProxy nbthread (nlb's Go runtime uses every core)")
+	fs.StringVar(&cfg.haproxySplice, "haproxy-splice", "always", "HAProxy splicing: always (splice-request and splice-response), auto (splice-auto) or off")
 	fs.StringVar(&cfg.haproxyTune, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (for tuning experiments)")
 	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
 	if err := fs.Parse(args); err != nil {
@@ -90,6 +92,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if i != implDirect && i != implHAProxy && i != implNLB {
 			return fmt.Errorf("unknown implementation %q", i)
 		}
+	}
+	if m := cfg.haproxySplice; m != "always" && m != "auto" && m != "off" {
+		return fmt.Errorf("--haproxy-splice %q: want always, auto or off", m)
 	}
 	if cfg.runs < 1 || cfg.runs > 20 || cfg.duration <= 0 || cfg.idleConns < 1 {
 		return errors.New("need 1 ≤ runs ≤ 20, duration > 0, idle-conns ≥ 1")
@@ -399,7 +404,7 @@ func renderMarkdown(cfg *config, e env, elapsed time.Duration, table, extra stri
 	fmt.Fprintf(&b, "# Proxy benchmark: nlb vs HAProxy vs direct (loopback)\n\n")
 	fmt.Fprintf(&b, "%s, commit %s, %d × %s cores, Linux %s, %s; %s; %s.\n\n", e.date, e.commit, e.cores, e.cpu, e.kernel, e.goVersion, e.haproxy, e.nlb)
 	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v` (via `make bench-proxy`), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, elapsed)
-	fmt.Fprintf(&b, "Medians of %d interleaved runs; HAProxy nbthread %d; %d idle connections", cfg.runs, cfg.haproxyThreads, cfg.idleConns)
+	fmt.Fprintf(&b, "Medians of %d interleaved runs; HAProxy nbthread %d, splice %s; %d idle connections", cfg.runs, cfg.haproxyThreads, cfg.haproxySplice, cfg.idleConns)
 	if cfg.idleConns < cfg.idleRequested {
 		fmt.Fprintf(&b, " (not %d: RLIMIT_NOFILE's hard limit allows no more)", cfg.idleRequested)
 	}

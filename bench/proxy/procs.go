@@ -177,7 +177,7 @@ func (p *proxy) stop() {
 
 // haproxyConfig renders the HAProxy configuration. See bench/README.md for
 // why each line is there.
-func haproxyConfig(listen, backend string, threads, maxconn int, extra string) string {
+func haproxyConfig(listen, backend string, threads, maxconn int, splice, extra string) string {
 	var ex strings.Builder
 	for l := range strings.SplitSeq(extra, ";") {
 		if l = strings.TrimSpace(l); l != "" {
@@ -198,8 +198,7 @@ defaults
     timeout connect 5s
     timeout client 1m
     timeout server 1m
-    option splice-auto
-
+%[6]s
 frontend bench
     bind %[1]s
     maxconn %[4]d
@@ -207,7 +206,19 @@ frontend bench
 
 backend bench
     server s1 %[2]s
-`, listen, backend, threads, maxconn, ex.String())
+`, listen, backend, threads, maxconn, ex.String(), spliceOptions(splice))
+}
+
+// spliceOptions renders --haproxy-splice as defaults lines.
+func spliceOptions(mode string) string {
+	switch mode {
+	case "auto":
+		return "    option splice-auto\n"
+	case "off":
+		return "    no option splice-auto\n"
+	default: // "always"
+		return "    option splice-request\n    option splice-response\n"
+	}
 }
 
 // startProxy starts impl in front of backend and waits until it accepts.
@@ -226,7 +237,7 @@ func startProxy(ctx context.Context, cfg *config, impl, backend string) (*proxy,
 	case implHAProxy:
 		file := filepath.Join(cfg.tmp, "haproxy.cfg")
 		maxconn := cfg.idleConns + 100
-		if err := os.WriteFile(file, []byte(haproxyConfig(listen, backend, cfg.haproxyThreads, maxconn, cfg.haproxyTune)), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(haproxyConfig(listen, backend, cfg.haproxyThreads, maxconn, cfg.haproxySplice, cfg.haproxyTune)), 0o644); err != nil {
 			return nil, err
 		}
 		p.proc, err = startChild(ctx, "haproxy", cfg.haproxy, "-f", file, "-db")

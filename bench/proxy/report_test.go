@@ -209,8 +209,8 @@ func TestIdleFit(t *testing.T) {
 }
 
 func TestHAProxyConfig(t *testing.T) {
-	c := haproxyConfig("127.0.0.1:1", "127.0.0.1:2", 2, 10100, "tune.pipesize 1048576; ")
-	for _, want := range []string{"nbthread 2", "maxconn 10100", "mode tcp", "option splice-auto", "bind 127.0.0.1:1", "server s1 127.0.0.1:2", "\n    tune.pipesize 1048576\n"} {
+	c := haproxyConfig("127.0.0.1:1", "127.0.0.1:2", 2, 10100, "always", "tune.pipesize 1048576; ")
+	for _, want := range []string{"nbthread 2", "maxconn 10100", "mode tcp", "option splice-request\n    option splice-response\n", "bind 127.0.0.1:1", "server s1 127.0.0.1:2", "\n    tune.pipesize 1048576\n"} {
 		if !strings.Contains(c, want) {
 			t.Errorf("config lacks %q:\n%s", want, c)
 		}
