@@ -197,9 +197,10 @@ type Instance struct {
 	m             *Machine
 	sendBuf       []byte
 	vipsUp        bool
-	addPending    bool // Master without VIPs: retry AddVIPs on Adver_Timer
-	announceAfter bool // start announcing once AddVIPs succeeds
-	removePending bool // RemoveVIPs failed: retry on the next advert
+	addPending    bool      // Master without VIPs: retry AddVIPs on Adver_Timer
+	lastStep      time.Time // the latest time handed to the Machine
+	announceAfter bool      // start announcing once AddVIPs succeeds
+	removePending bool      // RemoveVIPs failed: retry on the next advert
 	garpQueue     []time.Time
 	nextRefresh   time.Time
 	sendLimit     rateLimiter
@@ -315,6 +316,7 @@ func (i *Instance) SetPriority(p uint8) {
 type received struct {
 	src netip.Addr
 	ad  *Advertisement
+	at  time.Time // when ReadFrom returned: timers run from the arrival
 }
 
 // Run runs the instance until ctx is cancelled or the Conn fails.
@@ -397,6 +399,7 @@ loop:
 				i.cfg.FineSleep(rest)
 				now = time.Now()
 			}
+			i.lastStep = now
 			if dl := i.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				wasMaster := i.m.State() == Master
 				i.exec(ctx, now, i.m.Expire(now))
@@ -429,9 +432,17 @@ loop:
 	return runErr
 }
 
-// receive hands a valid advertisement to the Machine.
+// receive hands a valid advertisement to the Machine, with the time it
+// arrived rather than the time this goroutine got to it, so that the
+// Master_Down timer it resets runs from the advertisement itself, as it
+// would in a single-threaded daemon. Time never goes backwards for the
+// Machine: an arrival older than the last step is taken as that step.
 func (i *Instance) receive(ctx context.Context, p received) {
-	now := time.Now()
+	now := p.at
+	if now.IsZero() || now.Before(i.lastStep) {
+		now = i.lastStep
+	}
+	i.lastStep = now
 	i.exec(ctx, now, i.m.Receive(now, p.src, p.ad))
 	if i.removePending && i.m.State() != Master {
 		i.removeVIPs(ctx)
@@ -458,6 +469,7 @@ func (i *Instance) readLoop(out chan<- received, errc chan<- error, done <-chan 
 	limit := rateLimiter{every: dropLogEvery}
 	for {
 		n, info, err := i.conn.ReadFrom(buf)
+		at := time.Now()
 		if err != nil {
 			select {
 			case <-done:
@@ -480,7 +492,7 @@ func (i *Instance) readLoop(out chan<- received, errc chan<- error, done <-chan 
 		}
 		i.met.advertReceived(i.name, i.vrid)
 		select {
-		case out <- received{src: info.Src, ad: ad}:
+		case out <- received{src: info.Src, ad: ad, at: at}:
 		case <-done:
 			return
 		}
@@ -492,7 +504,9 @@ func (i *Instance) exec(ctx context.Context, now time.Time, as []Action) {
 	for _, a := range as {
 		switch a.Kind {
 		case ActionStateChange:
-			i.log.Info("vrrp state change", "from", a.From.String(), "to", a.To.String(),
+			// Logged after the batch's effects: on a takeover the VIP
+			// goes up before the log line is formatted and written.
+			defer i.log.Info("vrrp state change", "from", a.From.String(), "to", a.To.String(),
 				"reason", a.Reason, "priority", int(i.m.Priority()))
 			i.met.transition(i.name, i.vrid, a.From, a.To)
 			i.mu.Lock()

@@ -5,7 +5,8 @@
 //
 // For every repetition, VRRP version/interval and stop mode (SIGKILL, or
 // SIGTERM with its priority-0 release), each implementation is measured in
-// turn (alternating which goes first):
+// turn (alternating which goes first). The master is signalled 10 ms after
+// one of its advertisements, so a kill always lands at the same phase.
 //
 //   - failover_ms: from the signal to the first ARP reply for the VIP from
 //     the backup's MAC address;
@@ -69,6 +70,9 @@ type result struct {
 const (
 	masterPrio = 150
 	backupPrio = 100
+	// signalPhase is when, after one of the master's advertisements, the
+	// master is signalled.
+	signalPhase = 10 * time.Millisecond
 )
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -198,6 +202,21 @@ func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observ
 		return r, fmt.Errorf("backup holds the VIP before the failover\n%s", backup.Log())
 	}
 
+	// Signal at a fixed phase of the advertisement cycle, the same for
+	// every implementation: signalPhase after an advertisement from the
+	// master. A random phase would add up to one interval of noise to a
+	// kill's failover time.
+	wctx, cancel = context.WithTimeout(ctx, 3*p.Interval)
+	_, _, err = obs.WaitFor(wctx, obs.Len(), func(e observe.Event) bool {
+		return e.Kind == observe.Advert && e.Src == a.Addr4
+	})
+	cancel()
+	if err != nil {
+		return r, fmt.Errorf("no advertisement from the master: %w", err)
+	}
+	if err := sleep(ctx, signalPhase); err != nil {
+		return r, err
+	}
 	mark := obs.Len()
 	t0 := time.Now()
 	sig := master.Kill
