@@ -232,6 +232,7 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes not
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
+	noteErrors(notes, impl, "latency", lr)
 	r.add(impl, mLatencyP50, lr.P50us)
 	r.add(impl, mLatencyP99, lr.P99us)
 	r.add(impl, mRRRate, lr.Rate)
@@ -242,6 +243,7 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes not
 	if err != nil {
 		return fmt.Errorf("new connections: %w", err)
 	}
+	noteErrors(notes, impl, "new connections", lr)
 	r.add(impl, mConnRate, lr.Rate)
 	addCPU(r, impl, mCPUConn, lr.CPU)
 	fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU)
@@ -255,11 +257,19 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes not
 		if err != nil {
 			return fmt.Errorf("bulk %d: %w", b.streams, err)
 		}
+		noteErrors(notes, impl, fmt.Sprintf("bulk %d", b.streams), lr)
 		r.add(impl, b.metric, lr.Gbps)
 		addCPU(r, impl, b.cpu, lr.CPU)
 		fmt.Fprintf(stderr, "  bulk %d stream(s) %.2f Gbit/s (%d errors, proxy %.2f cores)\n", b.streams, lr.Gbps, lr.Errors, lr.CPU)
 	}
 	return nil
+}
+
+// noteErrors records failed operations of a test in the report.
+func noteErrors(n notes, impl, test string, lr loadResult) {
+	if lr.Errors > 0 {
+		n.add(impl, fmt.Sprintf("%s: %d failed operations in one run", test, lr.Errors))
+	}
 }
 
 func addCPU(r results, impl, metric string, cores float64) {
