@@ -55,8 +55,13 @@ type buffer = [bufSize]byte
 const spliceAll = 1 << 62
 
 // parkAfter is how long a direction waits in Go's netpoller before it gives
-// up its goroutine.
-const parkAfter = time.Second
+// up its goroutine. Waking a parked direction costs an epoll_ctl and a
+// goroutine start, at most 1/parkAfter times a second per direction; a
+// direction waiting in the netpoller costs its goroutine stack. A short
+// wait keeps that cost bounded when thousands of clients connect at once
+// (kube-apiserver restarts, reconnect storms): the stacks of a burst are
+// released within parkAfter, not held for seconds.
+const parkAfter = 250 * time.Millisecond
 
 // proxyConn is one proxied connection: two bare TCP connections, the
 // backend it went to, and its two directions.
@@ -209,9 +214,11 @@ func (d *direction) finish(err error) {
 			pc.p.log.Debug("connection failed", "backend", pc.b.addr, "client_to_backend", d.in, "err", err)
 		}
 		pc.shut(true)
-	} else {
+	} else if pc.pending.Load() > 1 {
 		d.dst.CloseWrite()
 	}
+	// else the other direction has finished: release closes both sockets,
+	// which sends the FIN without a shutdown(2) of its own.
 	pc.done()
 }
 

@@ -12,17 +12,23 @@
 //
 // # Data path
 //
-// Bytes move with io.Copy between the bare *net.TCPConn values returned by
-// accept and dial, so Go uses splice(2); nothing ever wraps a connection,
-// and byte counts come from io.Copy's results. Each copy is one burst of
-// exactly the bytes already queued on the source (an *io.LimitedReader
-// sized by SIOCINQ, which Go's splice code unwraps), so Go's 1 MiB splice
-// pipe is taken from its pool only while data flows. A direction quiet for
-// a second gives up its goroutine and parks its socket in an epoll set of
-// the proxy's own; an idle proxied connection holds two sockets and a few
-// hundred bytes of Go memory, no goroutine, no pipe and no buffer.
-// Half-closes are passed through; a reset on one side becomes a reset on
-// the other.
+// Each direction of a connection starts in message mode: it waits in Go's
+// netpoller holding nothing, then reads once into a 16 KiB buffer from a
+// pool and writes it on, as HAProxy does for small payloads: three system
+// calls per request or response. A read that fills the buffer means a bulk
+// transfer, and the direction switches to io.Copy between the bare
+// *net.TCPConn values returned by accept and dial (the source inside an
+// *io.LimitedReader), so Go uses splice(2); nothing ever wraps a
+// connection. The splice runs until the source goes quiet, so Go's 1 MiB
+// pipe is taken from its pool only while data flows. Byte counts come from
+// the reads, writes and io.Copy results. A direction quiet for 250 ms gives
+// up its goroutine and parks its socket in an epoll set of the proxy's own;
+// an idle proxied connection holds two sockets and a few hundred bytes of
+// Go memory, no goroutine, no pipe and no buffer. Half-closes are passed
+// through; a reset on one side becomes a reset on the other.
+//
+// Keepalive and TCP_USER_TIMEOUT are set once on each listening socket and
+// inherited by the connections it accepts.
 //
 // # Balancing and failures
 //

@@ -347,8 +347,7 @@ func (p *Proxy) tuneListeners(cfg *Config) {
 	p.tuneAccepted.Store(!ok)
 }
 
-// handle dials a backend for client and starts the two directions; the
-// accepting goroutine becomes the client → backend one.
+// handle dials a backend for client and starts the two directions.
 func (p *Proxy) handle(client *net.TCPConn) {
 	cfg := p.cfg.Load()
 	if p.tuneAccepted.Load() {
@@ -383,8 +382,12 @@ func (p *Proxy) handle(client *net.TCPConn) {
 		// Shutdown may have walked p.conns before we registered.
 		pc.close()
 	}
+	// Both directions start on fresh goroutines rather than on this one,
+	// whose stack grew while dialling: a burst of new connections then
+	// costs small stacks until the directions park, and this stack is
+	// freed now.
 	go pc.down.run()
-	pc.up.run()
+	go pc.up.run()
 }
 
 // release forgets a connection whose two directions have finished.
