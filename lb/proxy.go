@@ -87,10 +87,11 @@ type Proxy struct {
 
 	bgCtx     context.Context
 	bgCancel  context.CancelFunc
-	bg        sync.WaitGroup // checkers, drains, reaper
-	connWG    sync.WaitGroup // connections, from accept to release
-	acceptWG  sync.WaitGroup // accept loops
-	done      chan struct{}  // closed when Shutdown starts
+	bg        sync.WaitGroup    // checkers, drains, reaper
+	connWG    sync.WaitGroup    // connections, from accept to release
+	acceptWG  sync.WaitGroup    // accept loops
+	work      chan *net.TCPConn // accepted clients, to idle workers
+	done      chan struct{}     // closed when Shutdown starts
 	doneOnce  sync.Once
 	stoppedCh chan struct{} // closed when Shutdown has finished
 	stopOnce  sync.Once
@@ -116,6 +117,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		bufs:      sync.Pool{New: func() any { return new(buffer) }},
 		parkAfter: parkAfter,
 		conns:     map[*proxyConn]struct{}{},
+		work:      make(chan *net.TCPConn),
 		done:      make(chan struct{}),
 		stoppedCh: make(chan struct{}),
 	}
@@ -302,7 +304,39 @@ func (p *Proxy) acceptLoop(ln *net.TCPListener) error {
 			continue
 		}
 		p.connWG.Add(1)
-		go p.handle(c)
+		select {
+		case p.work <- c: // an idle worker takes it
+		default:
+			go p.worker(c)
+		}
+	}
+}
+
+// workerIdle is how long a dial worker waits for the next client before it
+// exits.
+const workerIdle = 5 * time.Second
+
+// worker handles new clients one after another (dial, then start the two
+// directions) until none comes for workerIdle. Reusing the goroutine saves
+// its creation and, above all, the growth of its stack while dialling, on
+// every new connection.
+func (p *Proxy) worker(c *net.TCPConn) {
+	var t *time.Timer
+	for {
+		p.handle(c)
+		if t == nil {
+			t = time.NewTimer(workerIdle)
+		} else {
+			t.Reset(workerIdle)
+		}
+		select {
+		case c = <-p.work:
+		case <-t.C:
+			return
+		case <-p.done:
+			t.Stop()
+			return
+		}
 	}
 }
 
@@ -384,8 +418,7 @@ func (p *Proxy) handle(client *net.TCPConn) {
 	}
 	// Both directions start on fresh goroutines rather than on this one,
 	// whose stack grew while dialling: a burst of new connections then
-	// costs small stacks until the directions park, and this stack is
-	// freed now.
+	// costs small stacks until the directions park.
 	go pc.down.run()
 	go pc.up.run()
 }
