@@ -41,7 +41,9 @@ func (w *waiter) init(c *net.TCPConn, pool *sync.Pool) error {
 // out empty, so a waiting direction holds none.
 func (w *waiter) read(fd uintptr) bool {
 	if w.buf == nil {
-		w.buf = w.pool.Get().(*buffer)
+		if w.buf, _ = w.pool.Get().(*buffer); w.buf == nil {
+			w.buf = new(buffer)
+		}
 	}
 	for {
 		n, err := unix.Read(int(fd), w.buf[:])
