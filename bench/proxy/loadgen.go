@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,9 @@ type loadResult struct {
 	Conns   int     `json:"conns,omitempty"`
 	Errors  int64   `json:"errors"`
 	CPU     float64 `json:"cpu"` // cores used by the proxy in the window, -1 without a proxy
+	// Foreign is the CPU (cores) that processes other than the generator,
+	// the backend and the proxy used in the window: how disturbed it was.
+	Foreign float64 `json:"foreign_cores"`
 }
 
 // loadConfig is the load generator's command line.
@@ -48,6 +52,7 @@ type loadConfig struct {
 	warmup   time.Duration
 	duration time.Duration
 	pid      int // proxy pid to sample CPU from, 0 for none
+	backend  int // backend pid, for the foreign-CPU figure
 }
 
 func (c *loadConfig) flags(fs *flag.FlagSet) {
@@ -59,12 +64,14 @@ func (c *loadConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "time before measuring")
 	fs.DurationVar(&c.duration, "duration", 3*time.Second, "measured time")
 	fs.IntVar(&c.pid, "pid", 0, "proxy pid for CPU sampling")
+	fs.IntVar(&c.backend, "backend-pid", 0, "backend pid")
 }
 
 func (c *loadConfig) args() []string {
 	return []string{"-test", c.test, "-addr", c.addr,
 		"-streams", fmt.Sprint(c.streams), "-workers", fmt.Sprint(c.workers), "-conns", fmt.Sprint(c.conns),
-		"-warmup", c.warmup.String(), "-duration", c.duration.String(), "-pid", fmt.Sprint(c.pid)}
+		"-warmup", c.warmup.String(), "-duration", c.duration.String(), "-pid", fmt.Sprint(c.pid),
+		"-backend-pid", fmt.Sprint(c.backend)}
 }
 
 // runLoadgen is the load generator process. For "idle" it prints a first
@@ -102,26 +109,63 @@ func runLoadgen(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 type window struct {
 	start, end time.Time
 	cpu        float64 // cores, -1 if unknown
+	foreign    float64 // cores used by other processes, -1 if unknown
 	done       chan struct{}
+}
+
+// cpuSample is the machine's busy CPU time and that of the bench's own
+// processes, in seconds.
+type cpuSample struct {
+	busy, ours float64
+	ok         bool
+}
+
+func sampleCPU(pids ...int) cpuSample {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	idle, total, ok := parseProcStatCPU(b)
+	if !ok {
+		return cpuSample{}
+	}
+	s := cpuSample{busy: (total - idle) / clockTicks, ok: true}
+	for _, pid := range pids {
+		if pid <= 0 {
+			continue
+		}
+		c, err := procCPUSeconds(pid)
+		if err != nil {
+			return cpuSample{}
+		}
+		s.ours += c
+	}
+	return s
 }
 
 // measureWindow starts the measured interval warmup from now, samples the
 // proxy's CPU time at both ends and closes done at the end.
 func measureWindow(ctx context.Context, c loadConfig) *window {
-	w := &window{start: time.Now().Add(c.warmup), cpu: -1, done: make(chan struct{})}
+	w := &window{start: time.Now().Add(c.warmup), cpu: -1, foreign: -1, done: make(chan struct{})}
 	w.end = w.start.Add(c.duration)
+	self := os.Getpid()
 	go func() {
 		defer close(w.done)
 		if !sleepUntil(ctx, w.start) {
 			return
 		}
 		c0, err0 := procCPUSeconds(c.pid)
+		s0 := sampleCPU(self, c.backend, c.pid)
 		if !sleepUntil(ctx, w.end) {
 			return
 		}
 		c1, err1 := procCPUSeconds(c.pid)
+		s1 := sampleCPU(self, c.backend, c.pid)
 		if c.pid > 0 && err0 == nil && err1 == nil {
 			w.cpu = (c1 - c0) / c.duration.Seconds()
+		}
+		if s0.ok && s1.ok {
+			w.foreign = max(0, (s1.busy-s0.busy)-(s1.ours-s0.ours)) / c.duration.Seconds()
 		}
 	}()
 	return w
@@ -202,11 +246,12 @@ func loadBulk(ctx context.Context, c loadConfig) (loadResult, error) {
 		return loadResult{}, ctx.Err()
 	}
 	return loadResult{
-		Test:   "bulk",
-		Gbps:   float64(b1-b0) * 8 / 1e9 / t1.Sub(t0).Seconds(),
-		Conns:  c.streams,
-		Errors: errs.Load(),
-		CPU:    w.cpu,
+		Test:    "bulk",
+		Gbps:    float64(b1-b0) * 8 / 1e9 / t1.Sub(t0).Seconds(),
+		Conns:   c.streams,
+		Errors:  errs.Load(),
+		CPU:     w.cpu,
+		Foreign: w.foreign,
 	}, nil
 }
 
@@ -242,11 +287,12 @@ func loadConn(ctx context.Context, c loadConfig) (loadResult, error) {
 		return loadResult{}, ctx.Err()
 	}
 	return loadResult{
-		Test:   "conn",
-		Rate:   float64(done.Load()) / c.duration.Seconds(),
-		Conns:  c.workers,
-		Errors: errs.Load(),
-		CPU:    w.cpu,
+		Test:    "conn",
+		Rate:    float64(done.Load()) / c.duration.Seconds(),
+		Conns:   c.workers,
+		Errors:  errs.Load(),
+		CPU:     w.cpu,
+		Foreign: w.foreign,
 	}, nil
 }
 
@@ -355,6 +401,7 @@ func loadRR(ctx context.Context, c loadConfig) (loadResult, error) {
 		Conns:   c.conns,
 		Errors:  errs.Load(),
 		CPU:     w.cpu,
+		Foreign: w.foreign,
 	}, nil
 }
 

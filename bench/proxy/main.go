@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	r := make(results)
 	failures := make(map[string]string)
-	notes := make(notes)
+	notes := &notes{}
 	var busy []float64
 	started := time.Now()
 	for round := range cfg.runs {
@@ -206,7 +206,7 @@ func idleFit(limit uint64) int {
 // session measures one implementation once: a fresh backend and proxy, the
 // idle-memory test first (on the fresh proxy), then latency, new
 // connections and bulk throughput.
-func session(ctx context.Context, cfg *config, impl string, r results, notes notes, stderr io.Writer) error {
+func session(ctx context.Context, cfg *config, impl string, r results, notes *notes, stderr io.Writer) error {
 	be, err := startChild(ctx, "backend", cfg.self, "__backend")
 	if err != nil {
 		return err
@@ -225,7 +225,7 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes not
 	if err := idleMemory(ctx, cfg, p, r, notes, stderr); err != nil {
 		return fmt.Errorf("idle memory: %w", err)
 	}
-	lc := loadConfig{addr: p.addr, warmup: cfg.warmup, duration: cfg.duration, pid: p.pid()}
+	lc := loadConfig{addr: p.addr, warmup: cfg.warmup, duration: cfg.duration, pid: p.pid(), backend: be.pid()}
 
 	lc.test, lc.conns = "rr", cfg.rrConns
 	lr, err := loadgen(ctx, cfg, lc)
@@ -236,7 +236,7 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes not
 	r.add(impl, mLatencyP50, lr.P50us)
 	r.add(impl, mLatencyP99, lr.P99us)
 	r.add(impl, mRRRate, lr.Rate)
-	fmt.Fprintf(stderr, "  latency p50 %.1f us p99 %.1f us (%.0f req/s, %d errors)\n", lr.P50us, lr.P99us, lr.Rate, lr.Errors)
+	fmt.Fprintf(stderr, "  latency p50 %.1f us p99 %.1f us (%.0f req/s, %d errors; others used %.2f cores)\n", lr.P50us, lr.P99us, lr.Rate, lr.Errors, lr.Foreign)
 
 	lc.test, lc.workers = "conn", cfg.connWorkers
 	lr, err = loadgen(ctx, cfg, lc)
@@ -246,7 +246,7 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes not
 	noteErrors(notes, impl, "new connections", lr)
 	r.add(impl, mConnRate, lr.Rate)
 	addCPU(r, impl, mCPUConn, lr.CPU)
-	fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU)
+	fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU, lr.Foreign)
 
 	for _, b := range []struct {
 		streams     int
@@ -260,13 +260,16 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes not
 		noteErrors(notes, impl, fmt.Sprintf("bulk %d", b.streams), lr)
 		r.add(impl, b.metric, lr.Gbps)
 		addCPU(r, impl, b.cpu, lr.CPU)
-		fmt.Fprintf(stderr, "  bulk %d stream(s) %.2f Gbit/s (%d errors, proxy %.2f cores)\n", b.streams, lr.Gbps, lr.Errors, lr.CPU)
+		fmt.Fprintf(stderr, "  bulk %d stream(s) %.2f Gbit/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", b.streams, lr.Gbps, lr.Errors, lr.CPU, lr.Foreign)
 	}
 	return nil
 }
 
 // noteErrors records failed operations of a test in the report.
-func noteErrors(n notes, impl, test string, lr loadResult) {
+func noteErrors(n *notes, impl, test string, lr loadResult) {
+	if lr.Foreign >= 0 {
+		n.foreign = append(n.foreign, lr.Foreign)
+	}
 	if lr.Errors > 0 {
 		n.add(impl, fmt.Sprintf("%s: %d failed operations in one run", test, lr.Errors))
 	}
@@ -307,7 +310,7 @@ func loadgen(ctx context.Context, cfg *config, lc loadConfig) (loadResult, error
 // the whole path (memSnapshot.kernelKiB), which other activity on the
 // machine disturbs. It then closes the connections and waits (bounded)
 // until the proxy has too.
-func idleMemory(ctx context.Context, cfg *config, p *proxy, r results, notes notes, stderr io.Writer) error {
+func idleMemory(ctx context.Context, cfg *config, p *proxy, r results, notes *notes, stderr io.Writer) error {
 	sizes := defaultSlabSizes()
 	if b, err := os.ReadFile("/proc/slabinfo"); err == nil {
 		sizes = parseSlabinfo(b, sizes)
@@ -425,25 +428,37 @@ func renderMarkdown(cfg *config, e env, elapsed time.Duration, table, extra stri
 	return b.String()
 }
 
-// notes are remarks per implementation for the report.
-type notes map[string][]string
+// notes are remarks per implementation for the report, and the foreign
+// CPU load seen in every measured window.
+type notes struct {
+	byImpl  map[string][]string
+	foreign []float64 // cores
+}
 
-func (n notes) add(impl, s string) { n[impl] = append(n[impl], s) }
+func (n *notes) add(impl, s string) {
+	if n.byImpl == nil {
+		n.byImpl = make(map[string][]string)
+	}
+	n.byImpl[impl] = append(n.byImpl[impl], s)
+}
 
 // reportNotes renders failures, notes and the machine's background load
 // as Markdown lines.
-func reportNotes(failures map[string]string, n notes, busy []float64) string {
+func reportNotes(failures map[string]string, n *notes, busy []float64) string {
 	var b strings.Builder
 	for _, impl := range []string{implDirect, implHAProxy, implNLB} {
 		if f, ok := failures[impl]; ok {
 			fmt.Fprintf(&b, "\n- %s failed: `%s`", impl, strings.ReplaceAll(f, "\n", " "))
 		}
-		for _, s := range n[impl] {
+		for _, s := range n.byImpl[impl] {
 			fmt.Fprintf(&b, "\n- %s: %s", impl, s)
 		}
 	}
 	if len(busy) > 0 {
 		fmt.Fprintf(&b, "\n- Background CPU load over 0.5 s before each run (after waiting up to 10 s for it to drop below 25%%): median %.0f%%, max %.0f%% of the machine.", 100*median(busy), 100*slices.Max(busy))
+	}
+	if len(n.foreign) > 0 {
+		fmt.Fprintf(&b, "\n- CPU used by other processes during the measured windows: median %.2f, max %.2f cores of %d (figures from disturbed windows are noisy).", median(n.foreign), slices.Max(n.foreign), runtime.NumCPU())
 	}
 	if b.Len() > 0 {
 		b.WriteString("\n")
