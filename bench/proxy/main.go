@@ -53,6 +53,7 @@ type config struct {
 	haproxyThreads int
 	haproxyTune    string
 	haproxySplice  string
+	nice           int
 	results        string
 	self           string // this executable, re-run as backend and load generator
 	tmp            string
@@ -83,6 +84,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.haproxyThreads, "haproxy-threads", 2, "HAProxy nbthread (nlb's Go runtime uses every core)")
 	fs.StringVar(&cfg.haproxySplice, "haproxy-splice", "always", "HAProxy splicing: always (splice-request and splice-response), auto (splice-auto) or off")
 	fs.StringVar(&cfg.haproxyTune, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (for tuning experiments)")
+	fs.IntVar(&cfg.nice, "nice", 0, "nice value for the bench and every child (e.g. -10 on a shared machine; needs root)")
 	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -113,6 +115,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "bench: RLIMIT_NOFILE %d allows %d idle connections (2 fds each in a proxy), not %d\n", lim, cfg.idleConns, cfg.idleRequested)
 	}
 	env := environment(ctx, &cfg)
+	if cfg.nice != 0 {
+		// Children inherit it: generator, backend and every proxy alike.
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, cfg.nice); err != nil {
+			return fmt.Errorf("--nice %d: %w", cfg.nice, err)
+		}
+	}
 
 	r := make(results)
 	failures := make(map[string]string)
@@ -416,8 +424,8 @@ func renderMarkdown(cfg *config, e env, elapsed time.Duration, table, extra stri
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Proxy benchmark: nlb vs HAProxy vs direct (loopback)\n\n")
 	fmt.Fprintf(&b, "%s, commit %s, %d × %s cores, Linux %s, %s; %s; %s.\n\n", e.date, e.commit, e.cores, e.cpu, e.kernel, e.goVersion, e.haproxy, e.nlb)
-	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v` (via `make bench-proxy`), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, elapsed)
-	fmt.Fprintf(&b, "Medians of %d interleaved runs; HAProxy nbthread %d, splice %s; %d idle connections", cfg.runs, cfg.haproxyThreads, cfg.haproxySplice, cfg.idleConns)
+	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v --nice %d` (`make bench-proxy` runs the defaults: 3 runs, 3s, nice 0), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, cfg.nice, elapsed)
+	fmt.Fprintf(&b, "Medians of %d interleaved runs; nice %d; HAProxy nbthread %d, splice %s; %d idle connections", cfg.runs, cfg.nice, cfg.haproxyThreads, cfg.haproxySplice, cfg.idleConns)
 	if cfg.idleConns < cfg.idleRequested {
 		fmt.Fprintf(&b, " (not %d: RLIMIT_NOFILE's hard limit allows no more)", cfg.idleRequested)
 	}
