@@ -73,6 +73,7 @@ type proxyConn struct {
 	pending        atomic.Int32 // directions not yet finished
 	lastActive     atomic.Int64 // UnixNano of the last burst
 	closed         atomic.Bool
+	tuneTimer      *time.Timer // sets socket options at tuneAfter
 }
 
 // direction copies one way. Its fields other than tok belong to whichever

@@ -170,3 +170,43 @@ func TestSwitchBetweenMessagesAndBulk(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketOptionsOnLiveConnections: a connection that outlives tuneAfter
+// has keepalive and TCP_USER_TIMEOUT on both of the proxy's sockets.
+func TestSocketOptionsOnLiveConnections(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}, UserTimeout: Duration(4321 * time.Millisecond)}, Options{})
+	c := dial(t, p.addr)
+	if err := roundTrip(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	var pc *proxyConn
+	p.mu.Lock()
+	for x := range p.conns {
+		pc = x
+	}
+	p.mu.Unlock()
+	if pc == nil {
+		t.Fatal("no proxied connection")
+	}
+	opts := func(tc *net.TCPConn) (ka, ut int) {
+		rc, err := tc.SyscallConn()
+		if err != nil {
+			return -1, -1
+		}
+		rc.Control(func(fd uintptr) {
+			ka, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+			ut, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		})
+		return ka, ut
+	}
+	if ka, ut := opts(pc.client); ka != 1 || ut != 4321 {
+		t.Errorf("client side: SO_KEEPALIVE %d, TCP_USER_TIMEOUT %d; want 1, 4321 (from the listener)", ka, ut)
+	}
+	waitFor(t, "backend side tuned", func() bool {
+		ka, ut := opts(pc.server)
+		return ka == 1 && ut == 4321
+	})
+	if err := roundTrip(c, "still works"); err != nil {
+		t.Fatal(err)
+	}
+}

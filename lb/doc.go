@@ -27,9 +27,6 @@
 // Go memory, no goroutine, no pipe and no buffer. Half-closes are passed
 // through; a reset on one side becomes a reset on the other.
 //
-// Keepalive and TCP_USER_TIMEOUT are set once on each listening socket and
-// inherited by the connections it accepts.
-//
 // # Balancing and failures
 //
 // Round robin (atomic counter) or least connections (power of two
@@ -46,7 +43,9 @@
 // storm (envoy#44419).
 //
 // TCP keepalive and TCP_USER_TIMEOUT are set on both sides so that dead
-// peers are found; an optional IdleTimeout closes quiet connections; past
+// peers are found: on the client side once, on the listening socket, whose
+// connections inherit them; on the backend side when a connection is
+// 250 ms old, as they act only after seconds; an optional IdleTimeout closes quiet connections; past
 // MaxConnections new clients are closed, logged and counted.
 //
 // Metrics are nlb_proxy_*; see `nlb proxy -h` for the list.

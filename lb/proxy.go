@@ -360,6 +360,25 @@ func (p *Proxy) tune(c *net.TCPConn, cfg *Config) {
 	}
 }
 
+// tuneAfter is the age at which a connection gets its keepalive and
+// TCP_USER_TIMEOUT options on the backend side (and on the client side
+// when the listener could not pass them on). Those options act only after
+// seconds (keepalive idle 15 s, user timeout 30 s by default), so a
+// connection that ends sooner never needs them, and most short ones (a
+// request and a response) save five setsockopt(2) calls per socket.
+const tuneAfter = 250 * time.Millisecond
+
+// tuneConn sets the options on a connection that lived tuneAfter.
+func (p *Proxy) tuneConn(pc *proxyConn, cfg *Config) {
+	if pc.closed.Load() {
+		return
+	}
+	if p.tuneAccepted.Load() {
+		p.tune(pc.client, cfg)
+	}
+	p.tune(pc.server, cfg)
+}
+
 // tuneListeners sets the connection options on the listening sockets, for
 // accepted connections to inherit. Where that is not possible (a listener
 // from Options.Listen, which may have Go's own keepalive on accept, or an
@@ -384,9 +403,6 @@ func (p *Proxy) tuneListeners(cfg *Config) {
 // handle dials a backend for client and starts the two directions.
 func (p *Proxy) handle(client *net.TCPConn) {
 	cfg := p.cfg.Load()
-	if p.tuneAccepted.Load() {
-		p.tune(client, cfg)
-	}
 	server, b, err := p.dialBackend(cfg)
 	if err != nil {
 		p.noBackend.Add(1)
@@ -397,7 +413,6 @@ func (p *Proxy) handle(client *net.TCPConn) {
 		p.connWG.Done()
 		return
 	}
-	p.tune(server, cfg)
 	pc, err := p.newProxyConn(client, server, b)
 	if err != nil {
 		p.log.Error("proxy connection", "err", err)
@@ -416,6 +431,7 @@ func (p *Proxy) handle(client *net.TCPConn) {
 		// Shutdown may have walked p.conns before we registered.
 		pc.close()
 	}
+	pc.tuneTimer = time.AfterFunc(tuneAfter, func() { p.tuneConn(pc, cfg) })
 	// Both directions start on fresh goroutines rather than on this one,
 	// whose stack grew while dialling: a burst of new connections then
 	// costs small stacks until the directions park.
@@ -425,6 +441,7 @@ func (p *Proxy) handle(client *net.TCPConn) {
 
 // release forgets a connection whose two directions have finished.
 func (p *Proxy) release(pc *proxyConn) {
+	pc.tuneTimer.Stop()
 	pc.close()
 	p.mu.Lock()
 	delete(p.conns, pc)
