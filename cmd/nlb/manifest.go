@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+)
+
+// Static pod roles. The worker pod takes the name k0s gives its Envoy pod,
+// so the mirror pod stays nllb-<node>; k0s has no controller pod, and the
+// controller one is named after k0s's component (cplb).
+const (
+	roleController = "controller"
+	roleWorker     = "worker"
+
+	// nonRootUID is the worker's default user and group: the distroless
+	// "nonroot" id, which owns nothing on a host.
+	nonRootUID = 65532
+
+	// workerCacheDir is where the worker's API server cache is mounted.
+	workerCacheDir = "/var/lib/nlb"
+
+	// systemNodeCritical is the PriorityClass of both pods.
+	systemNodeCritical = "system-node-critical"
+	// systemNodeCriticalValue is that class's value. It goes into
+	// spec.priority as well, as k0s does for its nllb pod (issue #7782):
+	// the kubelet reads a static pod's priority from its own spec (no
+	// admission runs there), and the Priority admission plugin accepts the
+	// mirror pod because the value matches the class.
+	systemNodeCriticalValue int32 = 2000001000
+)
+
+// manifestOptions are the settings of one rendered static pod.
+type manifestOptions struct {
+	role        string   // roleController or roleWorker
+	version     string   // nlb version, for the version label and the default image
+	image       string   // container image reference
+	pullPolicy  string   // container imagePullPolicy
+	namespace   string   // pod namespace
+	configDir   string   // host directory holding the configuration, mounted read-only at the same path
+	configFile  string   // configuration file name inside configDir
+	kubeconfig  string   // host kubeconfig file, mounted read-only at the same path; empty: none
+	cacheDir    string   // worker: host directory for the API server cache; empty: an emptyDir
+	mounts      []string // more host paths mounted read-only at the same path
+	adminPort   int      // admin server port on 127.0.0.1 (probe target)
+	uid         int64    // worker user and group id (non-zero)
+	gracePeriod int64    // terminationGracePeriodSeconds
+	extraArgs   []string // appended to the container arguments
+}
+
+// manifestUsage explains `nlb manifest`.
+const manifestUsage = `Usage: nlb manifest controller|worker [flags]
+
+Prints a static pod manifest (YAML) for the kubelet's manifest directory or
+k0s's static pod server.
+
+  worker      pod "nllb" (the name and labels k0s gives its Envoy pod) running
+              "nlb client": no capabilities, non-root (--user), read-only root
+              file system. Its only writable mount is the API server cache
+              (an emptyDir, or --cache-dir).
+  controller  pod "cplb" running "nlb controller" as root with only NET_ADMIN
+              (VIPs) and NET_RAW (VRRP and ARP/NDP sockets). Root, because a
+              container runtime grants added capabilities to uid 0 only:
+              Kubernetes cannot set ambient capabilities for another user.
+
+Both pods: hostNetwork, the node's DNS resolver, priorityClassName
+system-node-critical (and its value as priority, as k0s does), tolerate
+every taint, seccomp RuntimeDefault, read-only hostPath mounts of --config-dir
+(the directory, so that atomic renames of files in it are seen), --kubeconfig
+and --mount, and a liveness probe on http://127.0.0.1:<admin-port>/healthz.
+The mounted files must be readable by the pod's user: the worker's kubeconfig
+(with its credentials embedded, or their files added with --mount) must be
+readable by --user.
+
+Flags:
+`
+
+// runManifest implements `nlb manifest`.
+func runManifest(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != roleController && args[0] != roleWorker) {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fs := manifestFlags(roleWorker, &manifestOptions{})
+			fs.SetOutput(stderr)
+			fmt.Fprint(stderr, manifestUsage)
+			fs.PrintDefaults()
+			return flag.ErrHelp
+		}
+		fmt.Fprint(stderr, manifestUsage)
+		return errors.New("manifest: want a role: controller or worker")
+	}
+	o := &manifestOptions{role: args[0], version: version}
+	fs := manifestFlags(o.role, o)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, manifestUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("manifest: unexpected argument %q", fs.Arg(0))
+	}
+	out, err := renderManifest(o)
+	if err != nil {
+		return err
+	}
+	if _, err := stdout.Write(out); err != nil {
+		return fmt.Errorf("manifest: write: %w", err)
+	}
+	return nil
+}
+
+// manifestFlags binds the flags of role's manifest to o, with the role's
+// defaults.
+func manifestFlags(role string, o *manifestOptions) *flag.FlagSet {
+	configDir, configFile, kubeconfig, adminPort := "/run/nlb", "", "/run/nlb/kubeconfig", 9902
+	if role == roleController {
+		configDir, configFile, kubeconfig, adminPort = "/etc/k0s", "k0s.yaml", "", 9647
+	}
+	fs := flag.NewFlagSet("manifest "+role, flag.ContinueOnError)
+	fs.StringVar(&o.image, "image", "", "container `image` (default ghcr.io/nlb-dev/nlb:<nlb version>)")
+	fs.StringVar(&o.pullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy: Always, IfNotPresent or Never")
+	fs.StringVar(&o.namespace, "namespace", "kube-system", "pod `namespace`")
+	fs.StringVar(&o.configDir, "config-dir", configDir, "host `directory` with the configuration, mounted read-only at the same path")
+	fs.StringVar(&o.configFile, "config-file", configFile, "configuration file `name` in --config-dir, passed as --config (empty: none)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", kubeconfig, "host kubeconfig `file`, passed as --kubeconfig and mounted read-only at the same path unless in --config-dir (empty: none)")
+	fs.StringVar(&o.cacheDir, "cache-dir", "", "worker: host `directory` (created if missing, writable, must be writable by --user) for the API server cache kept across pod re-creations (empty: an emptyDir)")
+	fs.Func("mount", "more host `path`s to mount read-only at the same path, e.g. the certificates a kubeconfig names (repeatable)", func(v string) error {
+		o.mounts = append(o.mounts, v)
+		return nil
+	})
+	fs.IntVar(&o.adminPort, "admin-port", adminPort, "admin server `port` on 127.0.0.1 (/healthz liveness probe, /metrics)")
+	fs.Int64Var(&o.uid, "user", nonRootUID, "worker: user and group `id` (non-zero; must be able to read the mounted files)")
+	fs.Int64Var(&o.gracePeriod, "termination-grace-period", 30, "terminationGracePeriodSeconds")
+	fs.Func("arg", "extra container `argument` (repeatable)", func(v string) error {
+		o.extraArgs = append(o.extraArgs, v)
+		return nil
+	})
+	return fs
+}
+
+// renderManifest returns o's static pod as YAML, without the fields an
+// object read back from the API server would carry (creationTimestamp,
+// status).
+func renderManifest(o *manifestOptions) ([]byte, error) {
+	pod, err := buildPod(o)
+	if err != nil {
+		return nil, err
+	}
+	j, err := json.Marshal(pod)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: encode: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil, fmt.Errorf("manifest: encode: %w", err)
+	}
+	delete(m, "status")
+	if meta, ok := m["metadata"].(map[string]any); ok {
+		delete(meta, "creationTimestamp")
+	}
+	out, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: encode: %w", err)
+	}
+	return out, nil
+}
+
+// buildPod returns o's static pod.
+func buildPod(o *manifestOptions) (*corev1.Pod, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	controller := o.role == roleController
+	name, component, subcommand := "nllb", "nllb", "client"
+	if controller {
+		name, component, subcommand = "cplb", "cplb", "controller"
+	}
+	image := o.image
+	if image == "" {
+		image = "ghcr.io/nlb-dev/nlb:" + imageTag(o.version)
+	}
+	args := []string{subcommand}
+	if o.configFile != "" {
+		args = append(args, "--config", path.Join(o.configDir, o.configFile))
+	}
+	args = append(args, "--admin", "127.0.0.1:"+strconv.Itoa(o.adminPort))
+	mounts := []corev1.VolumeMount{{Name: "config", MountPath: o.configDir, ReadOnly: true}}
+	volumes := []corev1.Volume{hostPathVolume("config", o.configDir, corev1.HostPathDirectory)}
+	if o.kubeconfig != "" {
+		args = append(args, "--kubeconfig", o.kubeconfig)
+		if !strings.HasPrefix(o.kubeconfig, o.configDir+"/") {
+			mounts = append(mounts, corev1.VolumeMount{Name: "kubeconfig", MountPath: o.kubeconfig, ReadOnly: true})
+			volumes = append(volumes, hostPathVolume("kubeconfig", o.kubeconfig, corev1.HostPathFile))
+		}
+	}
+	if !controller {
+		// The only writable mount: 'nlb client' caches the API servers it
+		// discovered, to start from them after a restart.
+		args = append(args, "--cache-file", path.Join(workerCacheDir, "apiservers"))
+		mounts = append(mounts, corev1.VolumeMount{Name: "cache", MountPath: workerCacheDir})
+		cache := corev1.Volume{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+		if o.cacheDir != "" {
+			cache = hostPathVolume("cache", o.cacheDir, corev1.HostPathDirectoryOrCreate)
+		}
+		volumes = append(volumes, cache)
+	}
+	for i, m := range o.mounts {
+		name := "host-" + strconv.Itoa(i)
+		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: m, ReadOnly: true})
+		volumes = append(volumes, hostPathVolume(name, m, ""))
+	}
+	args = append(args, o.extraArgs...)
+
+	sc := &corev1.SecurityContext{
+		Privileged:               ptr(false),
+		AllowPrivilegeEscalation: ptr(false),
+		ReadOnlyRootFilesystem:   ptr(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+	podSC := &corev1.PodSecurityContext{
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	cpuMilli := int64(10)
+	if controller {
+		// Root with two capabilities: added capabilities reach only uid 0's
+		// effective set (no ambient capabilities in Kubernetes).
+		sc.Capabilities.Add = []corev1.Capability{"NET_ADMIN", "NET_RAW"}
+		sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot = ptr(int64(0)), ptr(int64(0)), ptr(false)
+		cpuMilli = 20
+	} else {
+		sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot = ptr(o.uid), ptr(o.uid), ptr(true)
+		podSC.RunAsNonRoot = ptr(true)
+	}
+
+	port := int32(o.adminPort)
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      name,
+			Namespace: o.namespace,
+			Labels: map[string]string{
+				"app.kubernetes.io/name":       "k0s",
+				"app.kubernetes.io/component":  component,
+				"app.kubernetes.io/managed-by": "k0s",
+				"app.kubernetes.io/version":    labelValue(o.version),
+				"app.kubernetes.io/part-of":    "nlb",
+			},
+		},
+		Spec: corev1.PodSpec{
+			HostNetwork: true,
+			// The node's resolver: cluster DNS needs the API server this
+			// pod may be the way to.
+			DNSPolicy:                     corev1.DNSDefault,
+			PriorityClassName:             systemNodeCritical,
+			Priority:                      ptr(systemNodeCriticalValue),
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			TerminationGracePeriodSeconds: ptr(o.gracePeriod),
+			AutomountServiceAccountToken:  ptr(false),
+			EnableServiceLinks:            ptr(false),
+			RestartPolicy:                 corev1.RestartPolicyAlways,
+			SecurityContext:               podSC,
+			Volumes:                       volumes,
+			Containers: []corev1.Container{{
+				Name:            name,
+				Image:           image,
+				ImagePullPolicy: corev1.PullPolicy(o.pullPolicy),
+				Args:            args,
+				Ports: []corev1.ContainerPort{{
+					Name: "admin", ContainerPort: port, HostPort: port, Protocol: corev1.ProtocolTCP,
+				}},
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
+					corev1.ResourceMemory: *resource.NewQuantity(32<<20, resource.BinarySI),
+				}},
+				VolumeMounts: mounts,
+				LivenessProbe: &corev1.Probe{
+					ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+						Host:   "127.0.0.1",
+						Path:   "/healthz",
+						Port:   intstr.FromInt32(port),
+						Scheme: corev1.URISchemeHTTP,
+					}},
+					PeriodSeconds:    10,
+					TimeoutSeconds:   3,
+					FailureThreshold: 3,
+					SuccessThreshold: 1,
+				},
+				SecurityContext:          sc,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			}},
+		},
+	}
+	return pod, nil
+}
+
+// validate checks the options that would make an invalid or unsafe pod.
+func (o *manifestOptions) validate() error {
+	var errs []error
+	if o.role != roleController && o.role != roleWorker {
+		errs = append(errs, fmt.Errorf("role %q: want controller or worker", o.role))
+	}
+	if !cleanAbs(o.configDir) {
+		errs = append(errs, fmt.Errorf("--config-dir %q: want a clean absolute path below /", o.configDir))
+	}
+	if strings.Contains(o.configFile, "/") || o.configFile == "." || o.configFile == ".." {
+		errs = append(errs, fmt.Errorf("--config-file %q: want a file name", o.configFile))
+	}
+	if o.role == roleWorker && o.kubeconfig == "" {
+		errs = append(errs, errors.New("--kubeconfig: 'nlb client' needs one"))
+	}
+	for _, p := range []struct{ flag, path string }{{"--kubeconfig", o.kubeconfig}, {"--cache-dir", o.cacheDir}} {
+		if p.path != "" && !cleanAbs(p.path) {
+			errs = append(errs, fmt.Errorf("%s %q: want a clean absolute path below /", p.flag, p.path))
+		}
+	}
+	if o.role == roleController && o.cacheDir != "" {
+		errs = append(errs, errors.New("--cache-dir: worker only"))
+	}
+	for _, m := range o.mounts {
+		if !cleanAbs(m) {
+			errs = append(errs, fmt.Errorf("--mount %q: want a clean absolute path below /", m))
+		}
+	}
+	if o.adminPort < 1 || o.adminPort > 65535 {
+		errs = append(errs, fmt.Errorf("--admin-port %d: want 1-65535", o.adminPort))
+	}
+	if o.role == roleWorker && o.uid <= 0 {
+		errs = append(errs, fmt.Errorf("--user %d: the worker runs as a non-root user", o.uid))
+	}
+	if o.gracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("--termination-grace-period %d: want >= 0", o.gracePeriod))
+	}
+	switch corev1.PullPolicy(o.pullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--image-pull-policy %q: want Always, IfNotPresent or Never", o.pullPolicy))
+	}
+	if o.namespace == "" {
+		errs = append(errs, errors.New("--namespace: empty"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	return nil
+}
+
+// cleanAbs reports whether p is a clean absolute path other than "/".
+func cleanAbs(p string) bool {
+	return path.IsAbs(p) && path.Clean(p) == p && p != "/"
+}
+
+// hostPathVolume is a hostPath volume of type t (empty: no check).
+func hostPathVolume(name, hostPath string, t corev1.HostPathType) corev1.Volume {
+	src := &corev1.HostPathVolumeSource{Path: hostPath}
+	if t != "" {
+		src.Type = ptr(t)
+	}
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: src}}
+}
+
+// labelValue makes v a valid label value: at most 63 characters of
+// [A-Za-z0-9._-], starting and ending alphanumeric ("v1.2.3+k0s.0" becomes
+// "v1.2.3-k0s.0").
+func labelValue(v string) string {
+	return sanitize(v, 63)
+}
+
+// imageTag makes v a valid image tag (at most 128 characters of
+// [A-Za-z0-9._-], not starting with '.' or '-'); "dev" when nothing is left.
+func imageTag(v string) string {
+	if t := sanitize(v, 128); t != "" {
+		return t
+	}
+	return "dev"
+}
+
+// sanitize replaces every character outside [A-Za-z0-9._-] with '-', cuts
+// the result to max bytes and trims non-alphanumerics from both ends.
+func sanitize(v string, max int) string {
+	b := []byte(v)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > max {
+		b = b[:max]
+	}
+	alnum := func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}
+	return strings.TrimFunc(string(b), alnum)
+}
+
+// ptr returns a pointer to v.
+func ptr[T any](v T) *T { return &v }
