@@ -35,9 +35,10 @@ type command struct {
 // global.
 func commands() map[string]command {
 	return map[string]command{
-		"vrrp":    {"run VRRP instances (keepalived replacement)", runVRRP},
-		"proxy":   {"run the L4 TCP load balancer", runProxy},
-		"version": {"print the version", runVersion},
+		"vrrp":     {"run VRRP instances (keepalived replacement)", runVRRP},
+		"proxy":    {"run the L4 TCP load balancer", runProxy},
+		"version":  {"print the version", runVersion},
+		"manifest": {"print the controller or worker static pod manifest", runManifest},
 	}
 }
 
