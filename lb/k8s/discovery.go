@@ -1,0 +1,378 @@
+package k8s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Defaults for the Config fields left empty.
+const (
+	// DefaultNamespace is the namespace of the API server service.
+	DefaultNamespace = "default"
+	// DefaultService is the service kube-apiserver keeps its own endpoints in.
+	DefaultService = "kubernetes"
+	// DefaultPortName is the name of the API port in that service.
+	DefaultPortName = "https"
+)
+
+// syncPoll is how often Run checks whether the first list has arrived. The
+// informer sends no event when the service has no slices at all, so the
+// first computation cannot wait for an event.
+const syncPoll = 100 * time.Millisecond
+
+// cacheRetry is how long Run waits before it writes a cache file again after
+// a failed write (k0s retries failed NLLB config writes every 60 s).
+const cacheRetry = time.Minute
+
+// Config configures a Discovery.
+type Config struct {
+	// Client reaches the cluster's API. Required.
+	Client kubernetes.Interface
+	// Namespace of the service; default "default".
+	Namespace string
+	// Service whose EndpointSlices are watched; default "kubernetes".
+	Service string
+	// PortName is the name of the slice port to use; default "https".
+	PortName string
+	// Port, if non-zero, replaces the discovered port, and slices need no
+	// port named PortName. k0s's CPLB ignores endpoint ports and dials
+	// spec.api.port; the NLLB sends konnectivity (8132) to the same hosts.
+	Port uint16
+	// CacheFile, if set, holds the last good list. Run reads it at start
+	// and writes it atomically (temporary file and rename, mode 0600) on
+	// every change.
+	CacheFile string
+	// Logger receives the changes and errors; nil discards them.
+	Logger *slog.Logger
+	// OnChange, if set, receives every new list: sorted, without
+	// duplicates, never empty. It is called from one goroutine at a time
+	// (Run's), so a slow OnChange delays later updates but loses none:
+	// changes made meanwhile are merged into the next call.
+	OnChange func(backends []netip.AddrPort)
+}
+
+// Discovery watches the API servers of a cluster. Create it with New and
+// start it with Run.
+type Discovery struct {
+	cfg      Config
+	log      *slog.Logger
+	selector labels.Selector
+	running  atomic.Bool
+
+	mu       sync.Mutex
+	backends []netip.AddrPort
+}
+
+// New checks cfg, fills in its defaults and returns a Discovery. It does no
+// I/O: nothing is read or contacted before Run.
+func New(cfg Config) (*Discovery, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("k8s: discovery: no client")
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = DefaultNamespace
+	}
+	if cfg.Service == "" {
+		cfg.Service = DefaultService
+	}
+	if cfg.PortName == "" {
+		cfg.PortName = DefaultPortName
+	}
+	if errs := validation.IsDNS1123Label(cfg.Namespace); len(errs) > 0 {
+		return nil, fmt.Errorf("k8s: discovery: namespace %q: %s", cfg.Namespace, errs[0])
+	}
+	sel, err := labels.ValidatedSelectorFromSet(labels.Set{discoveryv1.LabelServiceName: cfg.Service})
+	if err != nil {
+		return nil, fmt.Errorf("k8s: discovery: service %q: %w", cfg.Service, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Discovery{cfg: cfg, log: log, selector: sel}, nil
+}
+
+// Backends returns the last good list, sorted and never empty, or nil before
+// the first one (from the API or the cache file). The caller may keep and
+// modify the result.
+func (d *Discovery) Backends() []netip.AddrPort {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.backends)
+}
+
+// Run watches the service's EndpointSlices until ctx ends, calling OnChange
+// with every new list. If CacheFile holds a list, Run applies it first.
+//
+// Run never returns because of API errors: client-go's reflector retries
+// lists and watches with exponential backoff (up to 30 s), and Run logs each
+// failure. Once ctx ends, Run stops the watch, waits for every goroutine it
+// started and returns nil. It returns an error only when called a second
+// time.
+func (d *Discovery) Run(ctx context.Context) error {
+	if !d.running.CompareAndSwap(false, true) {
+		return errors.New("k8s: discovery: Run called twice")
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	d.log.Info("watching API server endpoints",
+		"namespace", d.cfg.Namespace, "service", d.cfg.Service, "port_name", d.cfg.PortName, "port", d.cfg.Port)
+
+	// written is the list the cache file holds, so that it is rewritten
+	// only when the list changes.
+	var written []netip.AddrPort
+	if d.cfg.CacheFile != "" {
+		b, err := LoadCache(d.cfg.CacheFile)
+		if err != nil {
+			d.log.Warn("no cached API server list", "file", d.cfg.CacheFile, "err", err)
+		} else {
+			written = b
+			d.log.Info("using the cached API server list until the API answers",
+				"file", d.cfg.CacheFile, "backends", addrStrings(b))
+			d.apply(b)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	inf := d.newInformer(ctx)
+	kick := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	// The handlers only wake the loop below, which reads the informer's
+	// store: bursts of events become one computation, and OnChange is
+	// called from this goroutine alone.
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+		DeleteFunc: func(any) { notify() },
+	}); err != nil {
+		return fmt.Errorf("k8s: discovery: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		inf.Run(ctx.Done())
+	}()
+	defer wg.Wait() // after cancel: deferred calls run last in, first out
+
+	poll := time.NewTicker(syncPoll)
+	defer poll.Stop()
+	pollC := poll.C
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	synced := false
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopped watching API server endpoints")
+			return nil
+		case <-kick:
+		case <-pollC:
+		case <-retryC:
+			retryC = nil
+		}
+		if !synced {
+			if !inf.HasSynced() {
+				continue
+			}
+			synced = true
+			poll.Stop()
+			pollC = nil
+		}
+		list := d.compute(inf.GetStore().List())
+		if len(list) == 0 {
+			if cur := d.Backends(); cur != nil {
+				d.log.Warn("refusing to apply an empty API server list", "keeping", addrStrings(cur))
+			} else {
+				d.log.Warn("refusing to apply an empty API server list", "keeping", "nothing yet")
+			}
+			continue
+		}
+		if !slices.Equal(list, d.Backends()) {
+			d.log.Info("API servers changed", "backends", addrStrings(list))
+			d.apply(list)
+		}
+		if d.cfg.CacheFile != "" && !slices.Equal(list, written) {
+			if err := writeCache(d.cfg.CacheFile, list); err != nil {
+				d.log.Error("cannot write the API server cache", "file", d.cfg.CacheFile, "err", err, "retry_in", cacheRetry)
+				if retryC == nil {
+					if retry == nil {
+						retry = time.NewTimer(cacheRetry)
+					} else {
+						retry.Reset(cacheRetry)
+					}
+					retryC = retry.C
+				}
+			} else {
+				written = list
+			}
+		}
+	}
+}
+
+// apply stores list and hands a copy to OnChange.
+func (d *Discovery) apply(list []netip.AddrPort) {
+	d.mu.Lock()
+	d.backends = slices.Clone(list)
+	d.mu.Unlock()
+	if d.cfg.OnChange != nil {
+		d.cfg.OnChange(slices.Clone(list))
+	}
+}
+
+// newInformer returns an informer for the service's EndpointSlices. Its list
+// and watch calls end with ctx, so that no request outlives Run.
+func (d *Discovery) newInformer(ctx context.Context) cache.SharedIndexInformer {
+	slicesAPI := d.cfg.Client.DiscoveryV1().EndpointSlices(d.cfg.Namespace)
+	sel := d.selector.String()
+	lw := &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = sel
+			return slicesAPI.List(ctx, o)
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return slicesAPI.Watch(ctx, o)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
+	// Neither call can fail before the informer starts.
+	_ = inf.SetTransform(trimSlice)
+	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		d.log.Warn("watching API server endpoints failed; retrying", "namespace", d.cfg.Namespace,
+			"service", d.cfg.Service, "err", err)
+	})
+	return inf
+}
+
+// trimSlice keeps only what compute reads, so the informer's cache holds
+// little: the slice's identity and labels, address type, ports, and each
+// endpoint's addresses and conditions.
+func trimSlice(obj any) (any, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil // e.g. cache.DeletedFinalStateUnknown
+	}
+	t := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            s.Name,
+			Namespace:       s.Namespace,
+			UID:             s.UID,
+			ResourceVersion: s.ResourceVersion,
+			Labels:          s.Labels,
+		},
+		AddressType: s.AddressType,
+		Ports:       s.Ports,
+		Endpoints:   make([]discoveryv1.Endpoint, len(s.Endpoints)),
+	}
+	for i, e := range s.Endpoints {
+		t.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: e.Conditions}
+	}
+	return t, nil
+}
+
+// compute merges the slices into a sorted list without duplicates. Slices
+// of other services (a watch that ignored the selector) are skipped.
+func (d *Discovery) compute(objs []any) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, obj := range objs {
+		s, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok || s.Namespace != d.cfg.Namespace || !d.selector.Matches(labels.Set(s.Labels)) {
+			continue
+		}
+		out = d.appendSlice(out, s)
+	}
+	slices.SortFunc(out, netip.AddrPort.Compare)
+	return slices.Compact(out)
+}
+
+// appendSlice appends the ready endpoints of s with their port.
+func (d *Discovery) appendSlice(out []netip.AddrPort, s *discoveryv1.EndpointSlice) []netip.AddrPort {
+	var is func(netip.Addr) bool
+	switch s.AddressType {
+	case discoveryv1.AddressTypeIPv4:
+		is = netip.Addr.Is4
+	case discoveryv1.AddressTypeIPv6:
+		is = netip.Addr.Is6
+	default: // FQDN, or a type this code does not know
+		return out
+	}
+	port := d.cfg.Port
+	if port == 0 {
+		var ok bool
+		if port, ok = slicePort(s.Ports, d.cfg.PortName); !ok {
+			d.log.Debug("endpoint slice has no such TCP port", "slice", s.Name, "port_name", d.cfg.PortName)
+			return out
+		}
+	}
+	for _, e := range s.Endpoints {
+		if !ready(e.Conditions) {
+			continue
+		}
+		for _, a := range e.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil || !is(ip) || ip.Zone() != "" || ip.IsUnspecified() {
+				d.log.Debug("ignoring endpoint address", "slice", s.Name, "address", a)
+				continue
+			}
+			out = append(out, netip.AddrPortFrom(ip, port))
+		}
+	}
+	return out
+}
+
+// slicePort returns the TCP port called name.
+func slicePort(ports []discoveryv1.EndpointPort, name string) (uint16, bool) {
+	for _, p := range ports {
+		if p.Name == nil || *p.Name != name || p.Port == nil {
+			continue
+		}
+		if p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		if *p.Port <= 0 || *p.Port > 65535 {
+			continue
+		}
+		return uint16(*p.Port), true
+	}
+	return 0, false
+}
+
+// ready reports whether an endpoint with conditions c may receive traffic:
+// ready is true or unset (the EndpointSlice API defines unset as ready) and
+// terminating is not true.
+func ready(c discoveryv1.EndpointConditions) bool {
+	if c.Ready != nil && !*c.Ready {
+		return false
+	}
+	return c.Terminating == nil || !*c.Terminating
+}

@@ -1,0 +1,41 @@
+// Package k8s finds the Kubernetes API servers that nlb balances, and reads
+// the kubeconfig files nlb uses to reach them. It is the only nlb package that
+// imports k8s.io.
+//
+// # Discovery
+//
+// [Discovery] watches the EndpointSlices (discovery.k8s.io/v1) of the service
+// default/kubernetes, which kube-apiserver itself maintains with one endpoint
+// per API server. k0s watches the deprecated Endpoints object of the same
+// service for its control-plane load balancer (cplb-reconciler) and for the
+// worker profiles that feed the node-local load balancer; EndpointSlices carry
+// the same addresses plus readiness, and both address families.
+//
+// All slices labelled kubernetes.io/service-name=<service> are merged. An
+// endpoint counts when conditions.ready is true or unset (the EndpointSlice API
+// says unset means ready) and conditions.terminating is not true; addresses of
+// FQDN slices are ignored. The port is the slice port named Config.PortName
+// ("https"), unless Config.Port overrides it: k0s's CPLB ignores the endpoint
+// ports and dials spec.api.port, and the NLLB sends konnectivity (8132) to
+// the same hosts.
+//
+// As in k0s, an empty list is never applied ("refusing to apply an empty API
+// server list"): the previous one stays. The last good list is kept in an
+// optional cache file, so that a restarted nlb can balance before any API
+// server answers.
+//
+// # Permissions
+//
+// Discovery lists and watches endpointslices in one namespace with a label
+// selector. RBAC cannot restrict list or watch by label, so the least
+// privilege is a namespaced Role in "default" granting get, list and watch on
+// endpointslices.discovery.k8s.io (not a ClusterRole); rbac.yaml in this
+// package's directory holds it with a RoleBinding.
+//
+// # Kubeconfig
+//
+// [LoadKubeconfig] reads a kubeconfig with client-go's clientcmd and exposes
+// what nlb needs: the current server, a rest.Config, the CA pool, the client
+// certificate, and a copy with only the server replaced (what k0s's NLLB does
+// to point the kubelet at the local load balancer).
+package k8s
