@@ -198,7 +198,6 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		"--initial-advertise-peer-urls=http://127.0.0.1:2380",
 		"--initial-cluster=nlb-e2e=http://127.0.0.1:2380",
 		"--initial-cluster-state=new",
-		"--listen-metrics-urls=",
 	})
 	if err := c.Etcd.Start(); err != nil {
 		return nil, err
