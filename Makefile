@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test lint unit fuzz bench bench-failover bench-proxy clean
+.PHONY: all build deps demo test lint unit test-armv7 image fuzz bench bench-failover bench-proxy clean
 
 all: build
 
@@ -22,8 +22,9 @@ deps:
 demo: build
 	@$(GO) run ./internal/demo --nlb $(BIN)
 
-## test: formatting, vet, then unit, fuzz-seed and (as root) privileged tests.
-test: deps lint unit
+## test: formatting, vet, then unit, fuzz-seed and (as root) privileged tests, then the
+## ARMv7 build and the vrrp and lb unit tests under qemu-user.
+test: deps lint unit test-armv7
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -32,6 +33,22 @@ lint:
 
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+## test-armv7: nlb builds for GOARCH=arm GOARM=7; the vrrp and lb unit tests run under
+## Debian's qemu-user-static (unprivileged: NLB_PRIVILEGED is unset for them).
+test-armv7:
+	@bash .ci/deps qemu-arm-static:qemu-user-static
+	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) build -o /dev/null ./cmd/nlb
+	env -u NLB_PRIVILEGED CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 10m -exec qemu-arm-static ./vrrp ./lb
+
+## image: multi-arch OCI image (linux/amd64, linux/arm64, linux/arm/v7) of a static nlb,
+## without a container engine: bin/image/oci-layout (OCI layout) and bin/image/nlb-oci.tar.
+IMAGE_REF       ?= ghcr.io/nlb-dev/nlb:$(VERSION)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64,linux/arm/v7
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+image:
+	$(GO) run ./internal/image --go $(GO) --version $(VERSION) --ref $(IMAGE_REF) \
+	  --platforms $(IMAGE_PLATFORMS) --source-date-epoch $(SOURCE_DATE_EPOCH) --out bin/image
 
 ## fuzz: run every fuzz target for FUZZTIME each (seeds also run in `make test`).
 fuzz:
