@@ -11,8 +11,9 @@ import (
 
 // TestCluster starts etcd and three API servers, checks that the
 // `kubernetes` EndpointSlice lists all three, that the worker identity can
-// read what it was granted (and nothing more), and that a SIGKILLed API
-// server leaves the slice once its lease expires.
+// read what it was granted (and nothing more), that a SIGKILLed API server
+// leaves the slice once its lease expires and returns when restarted, and
+// that a blackholed one (link down) leaves and returns likewise.
 func TestCluster(t *testing.T) {
 	c := StartT(t, Options{Name: "k8slab"})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -80,4 +81,30 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("restart of %s: endpoints %v after %v", victim.Name, got, time.Since(start).Round(100*time.Millisecond))
+
+	// A blackholed one (link down: it loses etcd too) can no longer renew
+	// its lease and leaves as well; with the link back it returns.
+	victim = c.Controllers[0]
+	start = time.Now()
+	if err := victim.Host.LinkDown(); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel = context.WithTimeout(ctx, 45*time.Second)
+	got, err = c.WaitAPIEndpoints(wctx, c.Controllers[1:]...)
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("link down of %s: endpoints %v after %v", victim.Name, got, time.Since(start).Round(100*time.Millisecond))
+	start = time.Now()
+	if err := victim.Host.LinkUp(); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel = context.WithTimeout(ctx, 45*time.Second)
+	got, err = c.WaitAPIEndpoints(wctx, c.Controllers...)
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("link up of %s: endpoints %v after %v", victim.Name, got, time.Since(start).Round(100*time.Millisecond))
 }
