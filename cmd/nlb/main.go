@@ -35,10 +35,12 @@ type command struct {
 // global.
 func commands() map[string]command {
 	return map[string]command{
-		"vrrp":     {"run VRRP instances (keepalived replacement)", runVRRP},
-		"proxy":    {"run the L4 TCP load balancer", runProxy},
-		"version":  {"print the version", runVersion},
-		"manifest": {"print the controller or worker static pod manifest", runManifest},
+		"vrrp":       {"run VRRP instances (keepalived replacement)", runVRRP},
+		"proxy":      {"run the L4 TCP load balancer", runProxy},
+		"client":     {"node-local load balancing on a worker (k0s NLLB replacement)", runClient},
+		"kubeconfig": {"point a kubeconfig at the local client listener", runKubeconfig},
+		"version":    {"print the version", runVersion},
+		"manifest":   {"print the controller or worker static pod manifest", runManifest},
 	}
 }
 

@@ -107,6 +107,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	check := fs.Bool("check", false, "check the configuration and exit")
+	disc := addProxyDiscoverFlags(fs) // --discover, --kubeconfig, --api-port, --cache-file (proxy_discover.go)
 	// Hidden: a CPU profile of the whole run, for performance work.
 	cpuProfile := fs.String("cpuprofile", "", "")
 	fs.Usage = func() {
@@ -152,6 +153,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *admin != "" {
 			cfg.Admin = *admin
 		}
+		if err := disc.fill(&cfg); err != nil {
+			return cfg, err
+		}
 		cfg.SetDefaults()
 		return cfg, cfg.Validate()
 	}
@@ -181,7 +185,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p, err := lb.New(cfg, lb.Options{Logger: log, Registerer: reg})
+	p, err := lb.New(cfg, disc.options(lb.Options{Logger: log, Registerer: reg}))
 	if err != nil {
 		return err
 	}
@@ -227,7 +231,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
+	stopDiscovery := disc.start(serveCtx, p, log)
 	err = p.Serve(serveCtx)
+	stopDiscovery()
 	if adminSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		adminSrv.Shutdown(sctx)

@@ -1,0 +1,971 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/nlb-dev/nlb/lb"
+	"github.com/nlb-dev/nlb/lb/k8s"
+)
+
+// testCA is a throwaway certificate authority.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a leaf certificate (and its PEM forms) for the names: IP
+// literals become IP SANs, the rest DNS SANs.
+func (ca *testCA) issue(t *testing.T, cn string, client bool, names ...string) (tls.Certificate, []byte, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if client {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair, certPEM, keyPEM
+}
+
+// writeKubeconfig writes a kubeconfig with embedded CA, client certificate
+// and key, pointing at server.
+func writeKubeconfig(t *testing.T, path, server string, caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	b64 := func(b []byte) string { return base64Std(b) }
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: k0s
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+- name: other
+  cluster:
+    server: https://203.0.113.9:6443
+    insecure-skip-tls-verify: true
+contexts:
+- name: k0s
+  context:
+    cluster: k0s
+    user: kubelet
+- name: other
+  context:
+    cluster: other
+    user: kubelet
+current-context: k0s
+users:
+- name: kubelet
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
+`, server, b64(caPEM), b64(certPEM), b64(keyPEM))
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeAPI is a TLS server standing in for kube-apiserver: /readyz and the
+// EndpointSlices of default/kubernetes (list and watch), with a switch that
+// blackholes it (connections are accepted by the kernel but never
+// answered) and one that closes it (connections are refused).
+type fakeAPI struct {
+	t        *testing.T
+	addr     netip.AddrPort
+	srv      *http.Server
+	ln       net.Listener
+	slices   *sliceSource
+	ready    atomic.Bool
+	frozen   atomic.Bool
+	requests atomic.Int64
+	clientCN atomic.Value // last client certificate CN seen on /readyz
+
+	mu    sync.Mutex
+	held  []net.Conn
+	close chan struct{}
+}
+
+// sliceSource is the shared EndpointSlice state of a fake cluster.
+type sliceSource struct {
+	mu      sync.Mutex
+	addrs   []string
+	port    int32
+	rv      int
+	changed chan struct{} // closed and replaced on every change
+}
+
+func newSliceSource(port int, addrs ...string) *sliceSource {
+	return &sliceSource{addrs: addrs, port: int32(port), rv: 1, changed: make(chan struct{})}
+}
+
+func (s *sliceSource) set(addrs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addrs, s.rv = addrs, s.rv+1
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *sliceSource) slice() (discoveryv1.EndpointSlice, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, proto, ready := "https", corev1.ProtocolTCP, true
+	port := s.port
+	es := discoveryv1.EndpointSlice{
+		TypeMeta: metav1.TypeMeta{Kind: "EndpointSlice", APIVersion: "discovery.k8s.io/v1"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "kubernetes", Namespace: "default", ResourceVersion: strconv.Itoa(s.rv),
+			Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Protocol: &proto, Port: &port}},
+	}
+	for _, a := range s.addrs {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{a}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+		})
+	}
+	return es, s.changed
+}
+
+// freezeListener holds accepted connections unanswered while frozen.
+type freezeListener struct {
+	net.Listener
+	f *fakeAPI
+}
+
+func (l freezeListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if !l.f.frozen.Load() {
+			return freezeConn{Conn: c, f: l.f}, nil
+		}
+		l.f.mu.Lock()
+		l.f.held = append(l.f.held, c)
+		l.f.mu.Unlock()
+	}
+}
+
+// freezeConn stops reading while frozen: established connections go
+// quiet as with a blackholed host.
+type freezeConn struct {
+	net.Conn
+	f *fakeAPI
+}
+
+func (c freezeConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	for c.f.frozen.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n, err
+}
+
+// startFakeAPI serves a fake API server on addr with a certificate from ca
+// naming names; clientCA, when set, is required for client certificates.
+func startFakeAPI(t *testing.T, addr netip.AddrPort, cert tls.Certificate, clientCA *x509.CertPool, src *sliceSource) (*fakeAPI, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	f := &fakeAPI{t: t, addr: netip.MustParseAddrPort(ln.Addr().String()), ln: ln, slices: src, close: make(chan struct{})}
+	f.ready.Store(true)
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != nil {
+		tc.ClientCAs, tc.ClientAuth = clientCA, tls.VerifyClientCertIfGiven
+	}
+	f.srv = &http.Server{Handler: http.HandlerFunc(f.serveHTTP), TLSConfig: tc, ErrorLog: nil, ReadHeaderTimeout: 5 * time.Second}
+	f.srv.SetKeepAlivesEnabled(true)
+	go f.srv.ServeTLS(freezeListener{Listener: ln, f: f}, "", "")
+	t.Cleanup(f.stop)
+	return f, nil
+}
+
+// stop closes the server: new connections are refused, existing ones
+// reset.
+func (f *fakeAPI) stop() {
+	f.mu.Lock()
+	select {
+	case <-f.close:
+	default:
+		close(f.close)
+	}
+	for _, c := range f.held {
+		c.Close()
+	}
+	f.held = nil
+	f.mu.Unlock()
+	f.frozen.Store(false)
+	f.srv.Close()
+}
+
+func (f *fakeAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	f.requests.Add(1)
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		f.clientCN.Store(r.TLS.PeerCertificates[0].Subject.CommonName)
+	}
+	switch {
+	case r.URL.Path == "/readyz":
+		if !f.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	case r.URL.Path == "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices":
+		es, changed := f.slices.slice()
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("watch") != "true" {
+			json.NewEncoder(w).Encode(discoveryv1.EndpointSliceList{
+				TypeMeta: metav1.TypeMeta{Kind: "EndpointSliceList", APIVersion: "discovery.k8s.io/v1"},
+				ListMeta: metav1.ListMeta{ResourceVersion: es.ResourceVersion},
+				Items:    []discoveryv1.EndpointSlice{es},
+			})
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-f.close:
+				return
+			case <-time.After(30 * time.Second):
+				return
+			case <-changed:
+				es, changed = f.slices.slice()
+				raw, _ := json.Marshal(es)
+				json.NewEncoder(w).Encode(metav1.WatchEvent{Type: "MODIFIED", Object: runtime.RawExtension{Raw: raw}})
+				w.(http.Flusher).Flush()
+			}
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// fakeCluster is three fake API servers on 127.0.0.2-4 sharing one port
+// (an EndpointSlice has one port for all endpoints) and a TCP server per
+// host on another shared port for konnectivity.
+type fakeCluster struct {
+	ca, otherCA *testCA
+	apis        []*fakeAPI
+	konn        []net.Listener
+	port        int
+	konnPort    int
+	src         *sliceSource
+	dir         string
+	kubeconfig  string
+	clientCert  tls.Certificate
+	hosts       []string
+}
+
+// listenSamePort binds one listener per host on a common free port.
+func listenSamePort(t *testing.T, hosts []string, bind func(port int) error) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if bind(port) == nil {
+			return port
+		}
+	}
+	t.Fatal("no common free port")
+	return 0
+}
+
+func newFakeCluster(t *testing.T) *fakeCluster {
+	t.Helper()
+	c := &fakeCluster{ca: newTestCA(t, "kubernetes-ca"), otherCA: newTestCA(t, "impostor-ca"),
+		hosts: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}, dir: t.TempDir()}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.ca.cert)
+	var certPEM, keyPEM []byte
+	c.clientCert, certPEM, keyPEM = c.ca.issue(t, "system:node:worker", true)
+	c.port = listenSamePort(t, c.hosts, func(port int) error {
+		c.src = newSliceSource(port, c.hosts...)
+		var apis []*fakeAPI
+		for _, h := range c.hosts {
+			cert, _, _ := c.ca.issue(t, "kube-apiserver", false, h, "kubernetes", "localhost", "127.0.0.1")
+			f, err := startFakeAPI(t, netip.AddrPortFrom(netip.MustParseAddr(h), uint16(port)), cert, pool, c.src)
+			if err != nil {
+				for _, a := range apis {
+					a.stop()
+				}
+				return err
+			}
+			apis = append(apis, f)
+		}
+		c.apis = apis
+		return nil
+	})
+	c.konnPort = listenSamePort(t, c.hosts, func(port int) error {
+		var lns []net.Listener
+		for _, h := range c.hosts {
+			ln, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(port)))
+			if err != nil {
+				for _, l := range lns {
+					l.Close()
+				}
+				return err
+			}
+			lns = append(lns, ln)
+		}
+		c.konn = lns
+		return nil
+	})
+	for _, ln := range c.konn {
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(conn, conn); conn.Close() }()
+			}
+		}()
+	}
+	c.kubeconfig = filepath.Join(c.dir, "kubelet.conf")
+	writeKubeconfig(t, c.kubeconfig, "https://"+net.JoinHostPort(c.hosts[0], strconv.Itoa(c.port)), c.ca.pem, certPEM, keyPEM)
+	return c
+}
+
+func (c *fakeCluster) upstream(i int) string {
+	return net.JoinHostPort(c.hosts[i], strconv.Itoa(c.port))
+}
+
+// startClient runs client mode in-process with fast settings and returns
+// it once both listeners are bound.
+func (c *fakeCluster) startClient(t *testing.T, readyz bool, cacheFile string) *nllbClient {
+	t.Helper()
+	o := clientOptions{
+		kubeconfig:   c.kubeconfig,
+		cacheFile:    cacheFile,
+		bind:         "127.0.0.1",
+		konnUpstream: c.konnPort,
+		readyz:       readyz,
+		checks: checkTimings{
+			interval: defaultClientCheckInterval, timeout: defaultClientCheckTimeout,
+			rise: defaultClientRise, fall: defaultClientFall,
+		},
+		drainPeriod:     defaultClientDrain,
+		shutdownTimeout: 2 * time.Second,
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cl, err := newNLLBClient(o, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := cl.listen(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cl.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("client: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("client did not stop")
+		}
+	})
+	return cl
+}
+
+// testWriter sends logs to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// clientset returns a client-go clientset that talks through cl's API
+// server listener, as a kubelet with a rewritten kubeconfig would.
+func (c *fakeCluster) clientset(t *testing.T, cl *nllbClient) kubernetes.Interface {
+	t.Helper()
+	self, err := cl.selfURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its connections are closed at the end of the test, before the
+	// client stops, so that the client's graceful shutdown finds none.
+	var conns connTracker
+	t.Cleanup(conns.closeAll)
+	rc := &rest.Config{Host: self, Timeout: 5 * time.Second, Dial: conns.dial}
+	rc.TLSClientConfig.CAData = c.ca.pem
+	rc.TLSClientConfig.ServerName = "kubernetes"
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// backendHealth returns address → healthy for the live (not removed)
+// backends of s.
+func backendHealth(s lb.Status) map[string]bool {
+	m := map[string]bool{}
+	for _, b := range s.Backends {
+		if !b.Removed {
+			m[b.Address] = b.Healthy
+		}
+	}
+	return m
+}
+
+func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestClientHealthCheckProvesAPIServer: the check passes only for a
+// certificate from the kubeconfig's CA that names the upstream or
+// "kubernetes", presents the kubeconfig's client certificate, and with
+// --readyz needs GET /readyz = 200.
+func TestClientHealthCheckProvesAPIServer(t *testing.T) {
+	ca, other := newTestCA(t, "kubernetes-ca"), newTestCA(t, "impostor-ca")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	_, certPEM, keyPEM := ca.issue(t, "system:node:worker", true)
+	src := newSliceSource(1, "127.0.0.2")
+	start := func(cert tls.Certificate) *fakeAPI {
+		f, err := startFakeAPI(t, netip.MustParseAddrPort("127.0.0.2:0"), cert, pool, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	good, _, _ := ca.issue(t, "kube-apiserver", false, "127.0.0.2", "localhost")
+	onlyService, _, _ := ca.issue(t, "kube-apiserver", false, "kubernetes")
+	wrongName, _, _ := ca.issue(t, "kubelet", false, "worker-1", "192.0.2.7")
+	impostor, _, _ := other.issue(t, "kube-apiserver", false, "127.0.0.2", "kubernetes")
+
+	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
+	writeKubeconfig(t, kcPath, "https://127.0.0.2:6443", ca.pem, certPEM, keyPEM)
+	kc, err := k8s.LoadKubeconfig(kcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, readyz := range []bool{false, true} {
+		chk, err := newAPICheck(kc, readyz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(f *fakeAPI) error {
+			ctx, cancel := context.WithTimeout(context.Background(), defaultClientCheckTimeout)
+			defer cancel()
+			return chk.check(ctx, f.addr.String())
+		}
+		for _, tc := range []struct {
+			name string
+			cert tls.Certificate
+			ok   bool
+		}{
+			{"same CA, upstream IP", good, true},
+			{"same CA, only the kubernetes name", onlyService, true},
+			{"same CA, another component's names", wrongName, false},
+			{"another CA", impostor, false},
+		} {
+			f := start(tc.cert)
+			err := run(f)
+			if (err == nil) != tc.ok {
+				t.Errorf("readyz=%v %s: check error %v, want ok=%v", readyz, tc.name, err, tc.ok)
+			}
+			if tc.ok && readyz {
+				if cn, _ := f.clientCN.Load().(string); cn != "system:node:worker" {
+					t.Errorf("readyz: client certificate CN %q, want the kubeconfig's system:node:worker", cn)
+				}
+				f.ready.Store(false)
+				if err := run(f); err == nil || !strings.Contains(err.Error(), "503") {
+					t.Errorf("readyz: unready API server: check error %v, want 503", err)
+				}
+			}
+			f.stop()
+		}
+	}
+
+	// Blackholed: the TCP connection is accepted, the handshake never
+	// answered: the check fails at its timeout.
+	f := start(good)
+	f.frozen.Store(true)
+	chk, _ := newAPICheck(kc, false)
+	ctx, cancel := context.WithTimeout(context.Background(), defaultClientCheckTimeout)
+	t0 := time.Now()
+	err = chk.check(ctx, f.addr.String())
+	cancel()
+	if err == nil || time.Since(t0) > defaultClientCheckTimeout+200*time.Millisecond {
+		t.Errorf("blackholed upstream: check error %v after %v", err, time.Since(t0))
+	}
+}
+
+// lister lists EndpointSlices through the client in a loop, counting
+// successes and failures, as a kubelet or client-go program would.
+type lister struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+}
+
+func (l *lister) run(ctx context.Context, cs kubernetes.Interface) {
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := cs.DiscoveryV1().EndpointSlices("default").List(rctx, metav1.ListOptions{})
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			l.failed.Add(1)
+			l.mu.Lock()
+			l.errs = append(l.errs, err.Error())
+			l.mu.Unlock()
+		} else {
+			l.ok.Add(1)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freshGET sends GET /readyz through addr on a new connection.
+func freshGET(caPEM []byte, url string) error {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "kubernetes", MinVersion: tls.VersionTLS12},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 3 * time.Second}
+	resp, err := c.Get(url + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return nil
+}
+
+// TestClientDiscoveryFailover runs client mode against three fake API
+// servers: the upstreams are discovered through the client itself (and
+// cached), konnectivity goes to the same hosts, a refused dial is retried on
+// the next upstream, dead and blackholed upstreams are out within 2 s, and
+// a client-go program keeps working throughout.
+func TestClientDiscoveryFailover(t *testing.T) {
+	c := newFakeCluster(t)
+	cacheFile := filepath.Join(c.dir, "state", "apiservers")
+	cl := c.startClient(t, true, cacheFile)
+
+	all := []string{c.upstream(0), c.upstream(1), c.upstream(2)}
+	waitFor(t, 10*time.Second, "three discovered upstreams", func() bool {
+		s := cl.status()
+		h := backendHealth(s.APIServer)
+		return len(s.Discovered) == 3 && len(h) == 3 && h[all[0]] && h[all[1]] && h[all[2]]
+	})
+	konn := backendHealth(cl.status().Konnectivity)
+	for _, h := range c.hosts {
+		if _, ok := konn[net.JoinHostPort(h, strconv.Itoa(c.konnPort))]; !ok {
+			t.Errorf("konnectivity upstreams %v lack %s:%d", konn, h, c.konnPort)
+		}
+	}
+	waitFor(t, 5*time.Second, "the cache file", func() bool {
+		b, err := k8s.LoadCache(cacheFile)
+		return err == nil && len(b) == 3
+	})
+	// Konnectivity passes bytes through.
+	kc, err := net.Dial("tcp", cl.konn.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	kc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(kc, buf); err != nil || string(buf) != "ping" {
+		t.Errorf("konnectivity echo: %q, %v", buf, err)
+	}
+	kc.Close()
+
+	cs := c.clientset(t, cl)
+	var l lister
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); l.run(ctx, cs) }()
+	defer func() { cancel(); wg.Wait() }()
+	waitFor(t, 5*time.Second, "the lister's first successes", func() bool { return l.ok.Load() > 5 })
+
+	// Refused: every new connection right after the kill still succeeds,
+	// the dial to the dead upstream being retried on another one.
+	self, _ := cl.selfURL()
+	c.apis[2].stop()
+	killed := time.Now()
+	var rwg sync.WaitGroup
+	var refusedFails atomic.Int64
+	for range 3 {
+		for range 10 {
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				if err := freshGET(c.ca.pem, self); err != nil {
+					refusedFails.Add(1)
+					t.Logf("request after kill: %v", err)
+				}
+			}()
+		}
+		rwg.Wait()
+	}
+	if n := refusedFails.Load(); n > 0 {
+		t.Errorf("%d of 30 new connections failed after an upstream was killed", n)
+	}
+	d := waitFor(t, 3*time.Second, "the killed upstream unhealthy", func() bool {
+		return !backendHealth(cl.status().APIServer)[all[2]]
+	})
+	t.Logf("killed upstream (connection refused) marked unhealthy %v after the kill (+%v)", time.Since(killed), d)
+	for _, b := range cl.status().APIServer.Backends {
+		if b.Address == all[2] {
+			t.Logf("killed upstream: %d dial failures retried elsewhere", b.DialFailures)
+		}
+	}
+
+	// Blackholed: accepted by the kernel, never answered. The victim is
+	// the live upstream carrying the most connections (the lister's
+	// HTTP/2 connection and discovery's watch), so that pinned
+	// connections are cut off and must be closed and re-established.
+	victim, most := 0, int64(-1)
+	for _, b := range cl.status().APIServer.Backends {
+		for i := range 2 {
+			if b.Address == all[i] && b.Active > most {
+				victim, most = i, b.Active
+			}
+		}
+	}
+	t.Logf("blackholing %s with %d active connections", all[victim], most)
+	okBefore := l.ok.Load()
+	c.apis[victim].frozen.Store(true)
+	frozen := time.Now()
+	waitFor(t, 2*time.Second, "the blackholed upstream unhealthy", func() bool {
+		return !backendHealth(cl.status().APIServer)[all[victim]]
+	})
+	detect := time.Since(frozen)
+	t.Logf("blackholed upstream marked unhealthy after %v", detect)
+	if detect > 2*time.Second {
+		t.Errorf("blackholed upstream detected after %v, want ≤ 2 s", detect)
+	}
+	// The lister recovers: successes resume within detection + drain +
+	// one request timeout.
+	waitFor(t, 10*time.Second, "the lister's successes after the blackhole", func() bool { return l.ok.Load() > okBefore+10 })
+	cancel()
+	wg.Wait()
+	t.Logf("lister: %d ok, %d failed %v", l.ok.Load(), l.failed.Load(), l.errs)
+	if n := l.failed.Load(); n > 2 {
+		t.Errorf("lister: %d failed requests, want at most the in-flight ones (≤ 2): %v", n, l.errs)
+	}
+
+	// A removal from the EndpointSlice applies live to both listeners.
+	c.src.set(c.hosts[1-victim], c.hosts[2])
+	waitFor(t, 5*time.Second, "the removal", func() bool {
+		s := cl.status()
+		return len(backendHealth(s.APIServer)) == 2 && len(backendHealth(s.Konnectivity)) == 2
+	})
+}
+
+// TestClientCacheBootstrap starts client mode while the kubeconfig's server
+// (the join controller) is down: it balances over the cached upstreams plus
+// that server at once, discovers through itself, and replaces the list.
+func TestClientCacheBootstrap(t *testing.T) {
+	c := newFakeCluster(t)
+	cacheFile := filepath.Join(c.dir, "apiservers")
+	cache := fmt.Sprintf(`{"backends": [%q, %q]}`, c.upstream(1), c.upstream(2))
+	if err := os.WriteFile(cacheFile, []byte(cache), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.apis[0].stop()
+	cl := c.startClient(t, false, cacheFile)
+	h := backendHealth(cl.api.Status())
+	for i := range 3 {
+		if _, ok := h[c.upstream(i)]; !ok {
+			t.Fatalf("bootstrap upstreams %v lack %s (cache ∪ kubeconfig server)", h, c.upstream(i))
+		}
+	}
+	self, _ := cl.selfURL()
+	for i := range 10 {
+		if err := freshGET(c.ca.pem, self); err != nil {
+			t.Fatalf("request %d with the join controller down: %v", i, err)
+		}
+	}
+	// Discovery through the client itself lists all three (the join
+	// controller is still in the slice, but unhealthy).
+	waitFor(t, 10*time.Second, "discovery", func() bool {
+		s := cl.status()
+		return len(s.Discovered) == 3
+	})
+	waitFor(t, 3*time.Second, "the join controller unhealthy", func() bool {
+		h := backendHealth(cl.status().APIServer)
+		return len(h) == 3 && !h[c.upstream(0)] && h[c.upstream(1)] && h[c.upstream(2)]
+	})
+	c.src.set(c.hosts[1], c.hosts[2])
+	waitFor(t, 5*time.Second, "the join controller removed", func() bool {
+		h := backendHealth(cl.status().APIServer)
+		_, ok := h[c.upstream(0)]
+		return len(h) == 2 && !ok
+	})
+	waitFor(t, 5*time.Second, "the cache file updated", func() bool {
+		b, err := k8s.LoadCache(cacheFile)
+		return err == nil && len(b) == 2
+	})
+}
+
+// TestClientAdmin checks the combined admin endpoints.
+func TestClientAdmin(t *testing.T) {
+	c := newFakeCluster(t)
+	cl := c.startClient(t, false, "")
+	waitFor(t, 10*time.Second, "discovery", func() bool { return len(cl.status().Discovered) == 3 })
+	srv := httptestServer(t, cl.adminHandler())
+	for path, want := range map[string]string{
+		"/healthz":             "ok",
+		"/readyz":              "",
+		"/status":              `"discovered"`,
+		"/apiserver/status":    c.upstream(0),
+		"/konnectivity/status": strconv.Itoa(c.konnPort),
+		"/metrics":             `listener="konnectivity"`,
+	} {
+		resp, err := http.Get(srv + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %s, body lacks %q:\n%.500s", path, resp.Status, want, body)
+		}
+	}
+}
+
+// httptestServer serves h on a loopback port and returns its URL.
+func httptestServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// TestClientFlags: --config takes the NLLB bind ports (Traefik as an alias),
+// flags override them, and --check reports the listeners.
+func TestClientFlags(t *testing.T) {
+	c := newFakeCluster(t)
+	cfgFile := filepath.Join(c.dir, "k0s.yaml")
+	os.WriteFile(cfgFile, []byte(`apiVersion: k0s.k0sproject.io/v1beta1
+kind: ClusterConfig
+metadata: {name: k0s}
+spec:
+  network:
+    nodeLocalLoadBalancing:
+      enabled: true
+      type: Traefik
+      traefik:
+        apiServerBindPort: 7444
+        konnectivityServerBindPort: 7133
+`), 0o600)
+	var out, errOut strings.Builder
+	err := runClient(context.Background(), []string{"--check", "--config", cfgFile, "--kubeconfig", c.kubeconfig,
+		"--bind", "127.0.0.1", "--cache-file", "", "--konnectivity-port", "7200"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "apiserver 127.0.0.1:7444, konnectivity 127.0.0.1:7200") {
+		t.Errorf("--check output %q", out.String())
+	}
+	if err := runClient(context.Background(), []string{"--check"}, &out, &errOut); err == nil {
+		t.Error("no --kubeconfig: no error")
+	}
+}
+
+// TestProxyDiscover: `nlb proxy --discover` takes its backends from the
+// EndpointSlices (through the kubeconfig's server) on --api-port, checks
+// them with GET /readyz and the kubeconfig's identity, and follows changes.
+func TestProxyDiscover(t *testing.T) {
+	c := newFakeCluster(t)
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminLn.Addr().String()
+	adminLn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var stderr syncBuffer
+	go func() {
+		done <- runProxy(ctx, []string{"--listen", "127.0.0.1:0", "--admin", admin, "--discover",
+			"--kubeconfig", c.kubeconfig, "--api-port", strconv.Itoa(c.port), "--log-format", "text"}, io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("proxy: %v", err)
+			}
+		case <-time.After(40 * time.Second):
+			t.Error("proxy did not stop")
+		}
+		if t.Failed() {
+			t.Log(stderr.String())
+		}
+	}()
+	status := func() lb.Status {
+		var s lb.Status
+		resp, err := http.Get("http://" + admin + "/status")
+		if err != nil {
+			return s
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(&s)
+		return s
+	}
+	waitFor(t, 10*time.Second, "three discovered healthy backends", func() bool {
+		h := backendHealth(status())
+		return len(h) == 3 && h[c.upstream(0)] && h[c.upstream(1)] && h[c.upstream(2)]
+	})
+	// New backends are presumed healthy until checked: wait for a
+	// /readyz with the kubeconfig's identity on each.
+	waitFor(t, 3*time.Second, "/readyz checks with the kubeconfig's client certificate", func() bool {
+		for _, f := range c.apis {
+			if cn, _ := f.clientCN.Load().(string); cn != "system:node:worker" {
+				return false
+			}
+		}
+		return true
+	})
+	c.apis[1].ready.Store(false)
+	waitFor(t, 3*time.Second, "an unready upstream unhealthy", func() bool {
+		return !backendHealth(status())[c.upstream(1)]
+	})
+	c.src.set(c.hosts[0], c.hosts[2])
+	waitFor(t, 5*time.Second, "the removal", func() bool {
+		h := backendHealth(status())
+		_, ok := h[c.upstream(1)]
+		return len(h) == 2 && !ok
+	})
+	if err := runProxy(context.Background(), []string{"--check", "--discover", "--listen", "127.0.0.1:0"}, io.Discard, io.Discard); err == nil {
+		t.Error("--discover without --kubeconfig: no error")
+	}
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nlb-dev/nlb/lb/k8s"
+)
+
+const kubeconfigUsage = `Usage: nlb kubeconfig --in FILE --out FILE [--server URL]
+
+Write a copy of the kubeconfig --in to --out in which only the server of the
+current context's cluster is replaced, by default with the local listener of
+'nlb client' (https://127.0.0.1:7443), as k0s does for the kubelet of a
+worker behind its node-local load balancer. Certificates, keys and tokens are
+kept as they are, TLS still verifies against the kubeconfig's CA (kube-apiserver
+certificates carry 127.0.0.1 and localhost among their names in k0s).
+
+The output is written atomically (temporary file and rename) with mode 0600.
+--out - writes to standard output.
+
+Flags:
+`
+
+// runKubeconfig implements `nlb kubeconfig`.
+func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kubeconfig", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := fs.String("in", "", "kubeconfig `file` to read (required)")
+	out := fs.String("out", "", "kubeconfig `file` to write, - for standard output (required)")
+	server := fs.String("server", "https://127.0.0.1:7443", "API server `URL` to write, or host:port to replace only those")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, kubeconfigUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("kubeconfig: unexpected arguments %q", fs.Args())
+	}
+	if *in == "" || *out == "" {
+		fs.Usage()
+		return errors.New("kubeconfig: --in and --out are required")
+	}
+	if err := checkServerURL(*server); err != nil {
+		return fmt.Errorf("kubeconfig: --server: %w", err)
+	}
+	kc, err := k8s.LoadKubeconfig(*in)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	data, err := kc.WithServer(*server)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	if *out == "-" {
+		_, err := stdout.Write(data)
+		return err
+	}
+	if err := writeFileAtomic(*out, data, 0o600); err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// checkServerURL accepts an absolute https URL with a host, or host:port
+// (which replaces only the host and port of the old URL).
+func checkServerURL(s string) error {
+	if !strings.Contains(s, "://") {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return err
+		}
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" || u.Hostname() == "" {
+		return fmt.Errorf("%q is not an https://host:port URL", s)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file next to path with the
+// given mode, syncs it and renames it over path, so that readers see either
+// the old or the new content.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
