@@ -55,7 +55,10 @@ blackholed API server stops getting connections within 1.5 s, and a refused
 or timed-out dial (250 ms) is retried on the next upstream at once. Only when
 no upstream is healthy does the balancer fail open to all of them (k0s's
 rule), never to dead hosts beside live ones. Konnectivity upstreams get a
-TCP connect check with the same timings.
+TCP connect check with the same timings. Connections to an upstream that
+fails its checks or leaves the list are closed after --drain-period (1 s),
+so that clients pinned to it (a kubelet's one HTTP/2 connection) reconnect
+through a healthy one instead of hanging until TCP gives up.
 
 --config takes a k0s ClusterConfig (or its spec or spec.network): the bind
 ports come from spec.network.nodeLocalLoadBalancing (envoyProxy or traefik
