@@ -809,13 +809,19 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	case <-finished:
 	case <-ctx.Done():
 		err = ctx.Err()
+		// Copy, then close outside the lock: closing a connection whose
+		// directions are parked releases it at once, and release takes
+		// p.mu.
 		p.mu.Lock()
-		left := len(p.conns)
+		left := make([]*proxyConn, 0, len(p.conns))
 		for c := range p.conns {
-			c.close()
+			left = append(left, c)
 		}
 		p.mu.Unlock()
-		p.log.Warn("shutdown deadline: closed remaining connections", "connections", left)
+		for _, c := range left {
+			c.close()
+		}
+		p.log.Warn("shutdown deadline: closed remaining connections", "connections", len(left))
 		<-finished
 	}
 	p.stopOnce.Do(func() {

@@ -803,3 +803,39 @@ func TestAdminStatusAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownDeadlineParked: at the shutdown deadline, connections whose
+// both directions are parked (an idle kubelet watch, say) are closed and
+// released, and Shutdown returns. Closing them used to re-enter the proxy's
+// lock and hang forever.
+func TestShutdownDeadlineParked(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{},
+		func(p *Proxy) { p.parkAfter = 2 * time.Millisecond })
+	if p.parker == nil {
+		t.Skip("no parker on this platform")
+	}
+	c := dial(t, p.addr)
+	if err := roundTrip(c, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both directions parked", func() bool {
+		p.parker.mu.Lock()
+		defer p.parker.mu.Unlock()
+		return len(p.parker.parked) == 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown at the deadline: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown hung with a parked connection open")
+	}
+	if _, err := io.ReadAll(c); err != nil {
+		t.Errorf("closed at shutdown: %v", err)
+	}
+}
