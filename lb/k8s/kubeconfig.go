@@ -21,8 +21,8 @@ type Kubeconfig struct {
 	// Path is the file it was read from.
 	Path string
 	// Config is the whole file. File references in it (certificate-authority,
-	// client-certificate, client-key, tokenFile) are absolute: clientcmd
-	// resolves them against the file's directory.
+	// client-certificate, client-key, tokenFile...) are absolute: relative
+	// ones are resolved against the file's directory, as kubectl does.
 	Config *clientcmdapi.Config
 	// Context is the name of the current context.
 	Context string
@@ -42,6 +42,10 @@ func LoadKubeconfig(path string) (*Kubeconfig, error) {
 	cfg, err := clientcmd.LoadFromFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("k8s: kubeconfig: %w", err)
+	}
+	// As kubectl does: relative file references are relative to the file.
+	if err := clientcmd.ResolveLocalPaths(cfg); err != nil {
+		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", path, err)
 	}
 	k := &Kubeconfig{Path: path, Config: cfg, Context: cfg.CurrentContext}
 	if k.Context == "" {

@@ -1,0 +1,412 @@
+package k8s
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// pki is a CA with a server and a client certificate, PEM encoded.
+type pki struct {
+	caPEM, serverPEM, clientPEM, clientKeyPEM []byte
+	server                                    *x509.Certificate
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey := key()
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "nlb test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, *ecdsa.PrivateKey) {
+		k := key()
+		der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: cn},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  ips,
+		}, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, k
+	}
+	p := &pki{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
+	serverDER, _ := issue(2, "kube-apiserver", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	if p.server, err = x509.ParseCertificate(serverDER); err != nil {
+		t.Fatal(err)
+	}
+	clientDER, clientKey := issue(3, "nlb", x509.ExtKeyUsageClientAuth, nil)
+	p.clientPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientDER})
+	keyDER, err := x509.MarshalECPrivateKey(clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.clientKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	return p
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// writeFile writes a file in dir and returns its path.
+func writeFile(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// embeddedKubeconfig has two clusters, users and contexts, with data
+// embedded; the current context is "nlb".
+func embeddedKubeconfig(p *pki) string {
+	return `apiVersion: v1
+kind: Config
+current-context: nlb
+clusters:
+- name: k0s
+  cluster:
+    server: https://192.0.2.10:6443
+    certificate-authority-data: ` + b64(p.caPEM) + `
+    tls-server-name: kubernetes.default.svc
+- name: other
+  cluster:
+    server: https://198.51.100.1:6443
+    insecure-skip-tls-verify: true
+contexts:
+- name: nlb
+  context:
+    cluster: k0s
+    user: nlb
+    namespace: kube-system
+- name: other
+  context:
+    cluster: other
+    user: token
+users:
+- name: nlb
+  user:
+    client-certificate-data: ` + b64(p.clientPEM) + `
+    client-key-data: ` + b64(p.clientKeyPEM) + `
+- name: token
+  user:
+    token: abc123
+preferences: {}
+`
+}
+
+func TestKubeconfigEmbedded(t *testing.T) {
+	p := newPKI(t)
+	path := writeFile(t, t.TempDir(), "kubeconfig", []byte(embeddedKubeconfig(p)))
+	k, err := LoadKubeconfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Context != "nlb" || k.ClusterName != "k0s" || k.Path != path {
+		t.Errorf("context %q, cluster %q, path %q", k.Context, k.ClusterName, k.Path)
+	}
+	if s, err := k.Server(); err != nil || s != "https://192.0.2.10:6443" {
+		t.Errorf("Server() = %q, %v", s, err)
+	}
+	checkCA(t, k, p)
+	checkClientCert(t, k, p)
+
+	rc, err := k.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Host != "https://192.0.2.10:6443" || !bytes.Equal(rc.CAData, p.caPEM) ||
+		!bytes.Equal(rc.CertData, p.clientPEM) || !bytes.Equal(rc.KeyData, p.clientKeyPEM) ||
+		rc.ServerName != "kubernetes.default.svc" || rc.BearerToken != "" {
+		t.Errorf("RESTConfig() = %+v", rc)
+	}
+	cs, err := NewClientset(rc)
+	if err != nil || cs == nil {
+		t.Errorf("NewClientset = %v, %v", cs, err)
+	}
+	if _, err := NewClientset(nil); err == nil {
+		t.Error("NewClientset(nil) succeeded")
+	}
+}
+
+func checkCA(t *testing.T, k *Kubeconfig, p *pki) {
+	t.Helper()
+	pool, err := k.CAPool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.server.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+		t.Errorf("server certificate does not verify against CAPool(): %v", err)
+	}
+}
+
+func checkClientCert(t *testing.T, k *Kubeconfig, p *pki) {
+	t.Helper()
+	cert, err := k.ClientCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert == nil || len(cert.Certificate) != 1 {
+		t.Fatalf("ClientCertificate() = %v", cert)
+	}
+	block, _ := pem.Decode(p.clientPEM)
+	if !bytes.Equal(cert.Certificate[0], block.Bytes) {
+		t.Error("ClientCertificate() returned another certificate")
+	}
+}
+
+// TestKubeconfigFiles reads certificates from files named relative to the
+// kubeconfig, as clientcmd resolves them.
+func TestKubeconfigFiles(t *testing.T) {
+	p := newPKI(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ca := writeFile(t, dir, "pki/ca.crt", p.caPEM)
+	writeFile(t, dir, "pki/nlb.crt", p.clientPEM)
+	writeFile(t, dir, "pki/nlb.key", p.clientKeyPEM)
+	path := writeFile(t, dir, "kubeconfig", []byte(`apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: k0s
+  cluster:
+    server: https://[2001:db8::10]:6443
+    certificate-authority: pki/ca.crt
+contexts:
+- name: c
+  context: {cluster: k0s, user: u}
+users:
+- name: u
+  user:
+    client-certificate: pki/nlb.crt
+    client-key: pki/nlb.key
+`))
+	k, err := LoadKubeconfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := k.Server(); s != "https://[2001:db8::10]:6443" {
+		t.Errorf("Server() = %q", s)
+	}
+	checkCA(t, k, p)
+	checkClientCert(t, k, p)
+	rc, err := k.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.CAFile != ca || rc.CertFile != filepath.Join(dir, "pki/nlb.crt") {
+		t.Errorf("RESTConfig files %q, %q", rc.CAFile, rc.CertFile)
+	}
+
+	// The copy names the same files by absolute paths, so it works from
+	// another directory.
+	y, err := k.WithServer("https://127.0.0.1:7443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := writeFile(t, t.TempDir(), "kubeconfig", y)
+	k2, err := LoadKubeconfig(copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := k2.Server(); s != "https://127.0.0.1:7443" {
+		t.Errorf("copy's Server() = %q", s)
+	}
+	checkCA(t, k2, p)
+	checkClientCert(t, k2, p)
+}
+
+func TestKubeconfigTokenNoCA(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "kubeconfig", []byte(`apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: k0s
+  cluster: {server: "https://api.example.com:6443"}
+contexts:
+- name: c
+  context: {cluster: k0s, user: u}
+users:
+- name: u
+  user: {token: abc123}
+`))
+	k, err := LoadKubeconfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pool, err := k.CAPool(); pool != nil || err != nil {
+		t.Errorf("CAPool() = %v, %v; want nil, nil", pool, err)
+	}
+	if cert, err := k.ClientCertificate(); cert != nil || err != nil {
+		t.Errorf("ClientCertificate() = %v, %v; want nil, nil", cert, err)
+	}
+	rc, err := k.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.BearerToken != "abc123" {
+		t.Errorf("BearerToken %q", rc.BearerToken)
+	}
+}
+
+func TestKubeconfigErrors(t *testing.T) {
+	p := newPKI(t)
+	dir := t.TempDir()
+	cluster := func(extra string) string {
+		return `apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: k0s
+  cluster:
+    server: https://192.0.2.10:6443
+` + extra + `
+contexts:
+- name: c
+  context: {cluster: k0s, user: u}
+`
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		call       func(*Kubeconfig) error
+	}{
+		{"no current context", "apiVersion: v1\nkind: Config\n", nil},
+		{"unknown context", "apiVersion: v1\nkind: Config\ncurrent-context: x\n", nil},
+		{"unknown cluster", "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {cluster: x}\n", nil},
+		{"not YAML", "{{{", nil},
+		{"no server", strings.Replace(cluster(""), "    server: https://192.0.2.10:6443\n", "    insecure-skip-tls-verify: true\n", 1),
+			func(k *Kubeconfig) error { _, err := k.Server(); return err }},
+		{"bad CA data", cluster("    certificate-authority-data: " + b64([]byte("junk"))),
+			func(k *Kubeconfig) error { _, err := k.CAPool(); return err }},
+		{"missing CA file", cluster("    certificate-authority: " + filepath.Join(dir, "missing.crt")),
+			func(k *Kubeconfig) error { _, err := k.CAPool(); return err }},
+		{"certificate without key", cluster("") + "users:\n- name: u\n  user:\n    client-certificate-data: " + b64(p.clientPEM) + "\n",
+			func(k *Kubeconfig) error { _, err := k.ClientCertificate(); return err }},
+		{"key without certificate", cluster("") + "users:\n- name: u\n  user:\n    client-key-data: " + b64(p.clientKeyPEM) + "\n",
+			func(k *Kubeconfig) error { _, err := k.ClientCertificate(); return err }},
+		{"mismatched key", cluster("") + "users:\n- name: u\n  user:\n    client-certificate-data: " + b64(p.caPEM) +
+			"\n    client-key-data: " + b64(p.clientKeyPEM) + "\n",
+			func(k *Kubeconfig) error { _, err := k.ClientCertificate(); return err }},
+		{"missing key file", cluster("") + "users:\n- name: u\n  user:\n    client-certificate-data: " + b64(p.clientPEM) +
+			"\n    client-key: " + filepath.Join(dir, "missing.key") + "\n",
+			func(k *Kubeconfig) error { _, err := k.ClientCertificate(); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, dir, strings.ReplaceAll(tc.name, " ", "_"), []byte(tc.yaml))
+			k, err := LoadKubeconfig(path)
+			if tc.call != nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = tc.call(k)
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), "k8s: ") {
+				t.Errorf("error %v, want a k8s: error", err)
+			}
+		})
+	}
+	if _, err := LoadKubeconfig(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing file was accepted")
+	}
+}
+
+// stripOrigins clears what clientcmd records about where each entry came
+// from, which is not written to files.
+func stripOrigins(c *clientcmdapi.Config) {
+	for _, v := range c.Clusters {
+		v.LocationOfOrigin = ""
+	}
+	for _, v := range c.AuthInfos {
+		v.LocationOfOrigin = ""
+	}
+	for _, v := range c.Contexts {
+		v.LocationOfOrigin = ""
+	}
+}
+
+func TestWithServer(t *testing.T) {
+	p := newPKI(t)
+	path := writeFile(t, t.TempDir(), "kubeconfig", []byte(strings.Replace(embeddedKubeconfig(p),
+		"https://192.0.2.10:6443", "https://192.0.2.10:6443/prefix", 1)))
+	k, err := LoadKubeconfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"https://127.0.0.1:7443", "https://127.0.0.1:7443"},
+		{"https://[::1]:7443", "https://[::1]:7443"},
+		// host:port keeps the scheme and path, as k0s's NLLB does.
+		{"127.0.0.1:7443", "https://127.0.0.1:7443/prefix"},
+		{"[::1]:7443", "https://[::1]:7443/prefix"},
+		{"localhost:7443", "https://localhost:7443/prefix"},
+	} {
+		y, err := k.WithServer(tc.in)
+		if err != nil {
+			t.Errorf("WithServer(%q): %v", tc.in, err)
+			continue
+		}
+		got, err := clientcmd.Load(y)
+		if err != nil {
+			t.Fatalf("WithServer(%q) wrote an unreadable kubeconfig: %v\n%s", tc.in, err, y)
+		}
+		want := k.Config.DeepCopy()
+		want.Clusters["k0s"].Server = tc.want
+		stripOrigins(want)
+		stripOrigins(got)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("WithServer(%q) changed more than the server (-want +got):\n%s", tc.in, diff)
+		}
+	}
+	if s, _ := k.Server(); s != "https://192.0.2.10:6443/prefix" {
+		t.Errorf("WithServer changed the Kubeconfig: %q", s)
+	}
+	for _, bad := range []string{"", "ftp://192.0.2.1:21", "https://", "192.0.2.1", ":7443", "https://%zz"} {
+		if _, err := k.WithServer(bad); err == nil || !strings.HasPrefix(err.Error(), "k8s: ") {
+			t.Errorf("WithServer(%q): %v", bad, err)
+		}
+	}
+}
