@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/lb/k8s"
 )
@@ -912,7 +913,7 @@ func TestProxyDiscover(t *testing.T) {
 	adminLn.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var stderr syncBuffer
+	var stderr netlab.SyncBuffer
 	go func() {
 		done <- runProxy(ctx, []string{"--listen", "127.0.0.1:0", "--admin", admin, "--discover",
 			"--kubeconfig", c.kubeconfig, "--api-port", strconv.Itoa(c.port), "--log-format", "text"}, io.Discard, &stderr)

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -133,24 +132,6 @@ spec:
 	return b.Bytes()
 }
 
-// syncBuffer collects a child's output for concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func tail(s string) string {
 	if len(s) > logTail {
 		return "...\n" + s[len(s)-logTail:]
@@ -164,7 +145,7 @@ type node struct {
 	h      *netlab.Host
 	name   string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *netlab.SyncBuffer
 	done   chan struct{}
 	err    error // cmd.Wait's result, valid once done is closed
 	client *http.Client
@@ -181,7 +162,7 @@ func startNLB(t testing.TB, h *netlab.Host, conf []byte) *node {
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, h: h, name: "nlb@" + h.Name, log: &syncBuffer{}, done: make(chan struct{})}
+	n := &node{t: t, h: h, name: "nlb@" + h.Name, log: &netlab.SyncBuffer{}, done: make(chan struct{})}
 	n.cmd = h.Exec(context.Background(), bin, "vrrp", "--config", path, "--admin", adminAddr,
 		"--log-format", "text", "--log-level", "debug")
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log

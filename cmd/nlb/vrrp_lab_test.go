@@ -599,7 +599,7 @@ func TestLabTshark(t *testing.T) {
 	h1, h2 := lab.Hosts[0], lab.Hosts[1]
 
 	pcap := filepath.Join(t.TempDir(), "vrrp.pcap")
-	var capLog syncBuffer
+	var capLog netlab.SyncBuffer
 	capture := h2.Exec(t.Context(), "tcpdump", "-n", "-U", "-i", h2.IfName, "-w", pcap, "ip proto 112 or ip6 proto 112")
 	capture.Stdout, capture.Stderr = &capLog, &capLog
 	if err := capture.Start(); err != nil {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nlb-dev/nlb/internal/netlab"
 )
 
 // Instance is one vrrp_instance block, in keepalived.conf(5) terms.
@@ -106,7 +108,7 @@ func Render(insts []Instance) ([]byte, error) {
 type Process struct {
 	cmd  *exec.Cmd
 	dir  string
-	log  *bytes.Buffer
+	log  *netlab.SyncBuffer
 	done chan error
 }
 
@@ -129,8 +131,8 @@ func Start(netns, dir string, conf []byte) (*Process, error) {
 		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"),
 		"--checkers_pid", filepath.Join(dir, "checkers.pid"),
 	)
-	p := &Process{cmd: cmd, dir: dir, log: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stdout = &lockedWriter{buf: p.log}
+	p := &Process{cmd: cmd, dir: dir, log: &netlab.SyncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout = p.log
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -205,6 +207,5 @@ func (p *Process) Stop() {
 
 // Log returns what the daemon printed so far.
 func (p *Process) Log() string {
-	lw := p.cmd.Stdout.(*lockedWriter)
-	return lw.String()
+	return p.log.String()
 }

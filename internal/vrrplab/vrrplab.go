@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -64,7 +63,7 @@ type Node struct {
 
 	cmd  *exec.Cmd           // nlb
 	ka   *keepalived.Process // keepalived
-	out  *syncBuffer
+	out  *netlab.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -79,7 +78,7 @@ func Start(impl Impl, nlbPath string, host *netlab.Host, p Params, prio uint8, d
 		if err := os.WriteFile(cfgPath, NLBConfig(host.IfName, p, prio), 0o600); err != nil {
 			return nil, err
 		}
-		n.out = &syncBuffer{}
+		n.out = &netlab.SyncBuffer{}
 		n.cmd = exec.Command("ip", "netns", "exec", host.NS, nlbPath, "vrrp", "--config", cfgPath, "--log-format", "json")
 		n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 		n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -214,21 +213,4 @@ func RemoveVIP(host *netlab.Host, p netip.Prefix) error {
 		return fmt.Errorf("vrrplab: remove %s from %s: %v: %s", p, host.Name, err, out)
 	}
 	return nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
