@@ -119,11 +119,13 @@ func (d *Discovery) Backends() []netip.AddrPort {
 }
 
 // Run watches the service's EndpointSlices until ctx ends, calling OnChange
-// with every new list. If CacheFile holds a list, Run applies it first.
+// with every new list. If CacheFile holds a list, Run first applies it (with
+// Config.Port, if set) and calls OnChange with it; the API's first non-empty
+// list replaces it if different.
 //
 // Run never returns because of API errors: client-go's reflector retries
-// lists and watches with exponential backoff (up to 30 s), and Run logs each
-// failure. Once ctx ends, Run stops the watch, waits for every goroutine it
+// lists and watches with exponential backoff (0.8 s doubling to 30 s), and
+// Run logs each failure. Once ctx ends, Run stops the watch, waits for every goroutine it
 // started and returns nil. It returns an error only when called a second
 // time.
 func (d *Discovery) Run(ctx context.Context) error {
@@ -145,6 +147,10 @@ func (d *Discovery) Run(ctx context.Context) error {
 			d.log.Warn("no cached API server list", "file", d.cfg.CacheFile, "err", err)
 		} else {
 			written = b
+			if d.cfg.Port != 0 {
+				// The file may be from a run with another port.
+				b = withPort(b, d.cfg.Port)
+			}
 			d.log.Info("using the cached API server list until the API answers",
 				"file", d.cfg.CacheFile, "backends", addrStrings(b))
 			d.apply(b)
@@ -272,6 +278,17 @@ func (d *Discovery) newInformer(ctx context.Context) cache.SharedIndexInformer {
 			"service", d.cfg.Service, "err", err)
 	})
 	return inf
+}
+
+// withPort returns b with every port replaced by port, sorted and without
+// duplicates.
+func withPort(b []netip.AddrPort, port uint16) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(b))
+	for i, ap := range b {
+		out[i] = netip.AddrPortFrom(ap.Addr(), port)
+	}
+	slices.SortFunc(out, netip.AddrPort.Compare)
+	return slices.Compact(out)
 }
 
 // trimSlice keeps only what compute reads, so the informer's cache holds

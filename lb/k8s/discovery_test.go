@@ -714,3 +714,18 @@ func ExampleDiscovery() {
 	<-done
 	// Output: [192.0.2.1:6443 192.0.2.2:6443]
 }
+
+func TestDiscoveryCachePortOverride(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "apiservers.json")
+	if err := writeCache(file, aps("192.0.2.1:6443", "192.0.2.1:6444")); err != nil {
+		t.Fatal(err)
+	}
+	// The API has no slices: the cached list, with the configured port,
+	// stays.
+	h := start(t, Config{CacheFile: file, Port: 8132}, true)
+	h.expect("192.0.2.1:8132")
+	h.waitLog("refusing to apply an empty API server list", 1)
+	if b := h.d.Backends(); !slices.Equal(b, aps("192.0.2.1:8132")) {
+		t.Errorf("Backends() = %v", b)
+	}
+}
