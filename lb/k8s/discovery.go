@@ -158,7 +158,11 @@ func (d *Discovery) Run(ctx context.Context) error {
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // ends the informer and any list or watch in flight
+		wg.Wait()
+	}()
 	inf := d.newInformer(ctx)
 	kick := make(chan struct{}, 1)
 	notify := func() {
@@ -177,13 +181,11 @@ func (d *Discovery) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("k8s: discovery: %w", err)
 	}
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		inf.Run(ctx.Done())
 	}()
-	defer wg.Wait() // after cancel: deferred calls run last in, first out
 
 	poll := time.NewTicker(syncPoll)
 	defer poll.Stop()
@@ -274,6 +276,9 @@ func (d *Discovery) newInformer(ctx context.Context) cache.SharedIndexInformer {
 	// Neither call can fail before the informer starts.
 	_ = inf.SetTransform(trimSlice)
 	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		if ctx.Err() != nil {
+			return // Run is stopping
+		}
 		d.log.Warn("watching API server endpoints failed; retrying", "namespace", d.cfg.Namespace,
 			"service", d.cfg.Service, "err", err)
 	})
