@@ -1,0 +1,378 @@
+// Package nllblab runs `nlb client` on the worker of a k8slab cluster, with
+// client-go programs in the same namespace listing and watching through it,
+// and injects API server failures (SIGKILL, blackhole) while they run. It
+// serves the end-to-end test of client mode and `make bench-client`.
+//
+// Layout (k8slab's defaults): API servers on 192.0.2.11-13:6443, the worker
+// h4 runs `nlb client --bind 127.0.0.1` with the API server listener on
+// 127.0.0.1:7443 and its admin server on 127.0.0.1:9648, both inside the
+// worker's namespace; clients in the test process reach them through
+// k8slab.DialFrom.
+package nllblab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/lb"
+)
+
+// Addresses of `nlb client` inside the worker namespace.
+const (
+	// APIPort is the API server listener's port (k0s's default).
+	APIPort = 7443
+	// AdminAddr is the admin server's address.
+	AdminAddr = "127.0.0.1:9648"
+	// LocalServer is the URL client programs on the worker use.
+	LocalServer = "https://127.0.0.1:7443"
+	// ServerName is the name client programs verify the API server
+	// certificate against through the local listener.
+	ServerName = "kubernetes"
+)
+
+// Status is `nlb client`'s /status document (cmd/nlb's clientStatus).
+type Status struct {
+	APIServer        lb.Status `json:"apiserver"`
+	Konnectivity     lb.Status `json:"konnectivity"`
+	Discovered       []string  `json:"discovered"`
+	KubeconfigServer string    `json:"kubeconfig_server"`
+	CacheFile        string    `json:"cache_file,omitempty"`
+}
+
+// Backend returns the API server upstream with address addr (host:port)
+// that is not a removed, draining leftover.
+func (s *Status) Backend(addr string) (lb.BackendStatus, bool) {
+	for _, b := range s.APIServer.Backends {
+		if b.Address == addr && !b.Removed {
+			return b, true
+		}
+	}
+	return lb.BackendStatus{}, false
+}
+
+// Upstreams returns the configured (not removed) API server upstreams,
+// sorted.
+func (s *Status) Upstreams() []string {
+	var out []string
+	for _, b := range s.APIServer.Backends {
+		if !b.Removed {
+			out = append(out, b.Address)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CheckHealthy returns nil when the configured API server upstreams are
+// exactly addrs and all of them are healthy, and discovery lists exactly
+// addrs too.
+func (s *Status) CheckHealthy(addrs ...string) error {
+	want := slices.Clone(addrs)
+	slices.Sort(want)
+	if got := s.Upstreams(); !slices.Equal(got, want) {
+		return fmt.Errorf("upstreams %v, want %v", got, want)
+	}
+	disc := slices.Clone(s.Discovered)
+	slices.Sort(disc)
+	if !slices.Equal(disc, want) {
+		return fmt.Errorf("discovered %v, want %v", disc, want)
+	}
+	for _, a := range want {
+		if b, _ := s.Backend(a); !b.Healthy || b.Suspect {
+			return fmt.Errorf("upstream %s: healthy %v, suspect %v", a, b.Healthy, b.Suspect)
+		}
+	}
+	return nil
+}
+
+// Client is an `nlb client` process on the cluster's worker.
+type Client struct {
+	// Kubeconfig is the worker kubeconfig it reads (its server is the
+	// join controller).
+	Kubeconfig string
+	// CacheFile is its API server cache.
+	CacheFile string
+	// LogFile receives its output, appended across restarts.
+	LogFile string
+
+	cluster *k8slab.Cluster
+	bin     string
+	args    []string
+	admin   *http.Client
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	err  error         // how cmd exited
+}
+
+// NewClient prepares `nlb client` (binary bin) on c's worker with a worker
+// kubeconfig pointing at join, its cache and log in dir, and extra flags.
+// It does not start it.
+func NewClient(c *k8slab.Cluster, bin, dir string, join *k8slab.Controller, extra ...string) (*Client, error) {
+	kc, err := c.WorkerKubeconfig(join.Server)
+	if err != nil {
+		return nil, fmt.Errorf("nllblab: %w", err)
+	}
+	n := &Client{
+		Kubeconfig: kc,
+		CacheFile:  filepath.Join(dir, "nlb-cache", "apiservers"),
+		LogFile:    filepath.Join(dir, "nlb-client.log"),
+		cluster:    c,
+		bin:        bin,
+		admin: &http.Client{
+			Transport: &http.Transport{DialContext: k8slab.DialFrom(c.Worker), DisableKeepAlives: true},
+			Timeout:   2 * time.Second,
+		},
+	}
+	n.args = append([]string{"client",
+		"--kubeconfig", kc,
+		"--cache-file", n.CacheFile,
+		"--admin", AdminAddr,
+		"--bind", "127.0.0.1",
+		"--api-port", strconv.Itoa(APIPort),
+		"--readyz",
+	}, extra...)
+	return n, nil
+}
+
+// Start runs the process unless it runs already. It does not wait for it
+// to be ready (see WaitReady).
+func (n *Client) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil {
+		select {
+		case <-n.done:
+		default:
+			return nil
+		}
+	}
+	f, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("nllblab: %w", err)
+	}
+	fmt.Fprintf(f, "=== %s start: %s %s\n", time.Now().Format(time.RFC3339Nano), n.bin, strings.Join(n.args, " "))
+	// Not CommandContext: the process outlives the call; Close or the
+	// lab's close ends it.
+	cmd := n.cluster.Worker.Exec(context.Background(), n.bin, n.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("nllblab: start nlb client: %w", err)
+	}
+	done := make(chan struct{})
+	n.cmd, n.done = cmd, done
+	go func() {
+		err := cmd.Wait()
+		f.Close()
+		n.mu.Lock()
+		n.err = err
+		n.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// Running reports whether the process runs.
+func (n *Client) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid returns the process id of the current or last run; `ip netns exec`
+// execs nlb in place, so it is nlb's own.
+func (n *Client) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// Stop sends SIGTERM and waits up to timeout for the process to exit, then
+// kills it. It returns how the process ended when that was not a clean
+// exit after SIGTERM.
+func (n *Client) Stop(timeout time.Duration) error {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("nllblab: nlb client did not exit within %v of SIGTERM", timeout)
+	}
+	n.mu.Lock()
+	err := n.err
+	n.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("nllblab: nlb client exited: %w", err)
+	}
+	return nil
+}
+
+// Status fetches /status from the admin server.
+func (n *Client) Status(ctx context.Context) (*Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+AdminAddr+"/status", nil)
+	if err != nil {
+		return nil, fmt.Errorf("nllblab: %w", err)
+	}
+	resp, err := n.admin.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("nllblab: status: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("nllblab: status: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("nllblab: status: %s", resp.Status)
+	}
+	var st Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, fmt.Errorf("nllblab: status: %w", err)
+	}
+	return &st, nil
+}
+
+// WaitStatus polls /status every interval until check accepts it, ctx
+// ends, or the process exits.
+func (n *Client) WaitStatus(ctx context.Context, interval time.Duration, check func(*Status) error) (*Status, error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastErr error
+	for {
+		st, err := n.Status(ctx)
+		if err == nil {
+			if err = check(st); err == nil {
+				return st, nil
+			}
+		}
+		lastErr = err
+		if !n.Running() {
+			return nil, fmt.Errorf("nllblab: nlb client exited (last status: %v); log:\n%s", lastErr, n.Tail(30))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("nllblab: waiting for nlb client: %w (last: %v)", ctx.Err(), lastErr)
+		case <-t.C:
+		}
+	}
+}
+
+// WaitHealthy waits until the upstreams are exactly ctls, all healthy and
+// discovered.
+func (n *Client) WaitHealthy(ctx context.Context, ctls ...*k8slab.Controller) (*Status, error) {
+	return n.WaitStatus(ctx, 100*time.Millisecond, func(st *Status) error {
+		return st.CheckHealthy(Upstreams(ctls...)...)
+	})
+}
+
+// Upstreams returns the controllers' API server addresses (host:port).
+func Upstreams(ctls ...*k8slab.Controller) []string {
+	out := make([]string, len(ctls))
+	for i, c := range ctls {
+		out[i] = Upstream(c)
+	}
+	return out
+}
+
+// Upstream returns a controller's API server address (host:port).
+func Upstream(c *k8slab.Controller) string {
+	return strings.TrimPrefix(c.Server, "https://")
+}
+
+// RSSKiB returns the resident set size (VmRSS) of the running process.
+func (n *Client) RSSKiB() (int64, error) {
+	pid := n.Pid()
+	if pid == 0 || !n.Running() {
+		return 0, errors.New("nllblab: nlb client is not running")
+	}
+	// ip netns exec must have exec'd nlb in place.
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return 0, fmt.Errorf("nllblab: %w", err)
+	}
+	if filepath.Base(exe) != filepath.Base(n.bin) {
+		return 0, fmt.Errorf("nllblab: pid %d runs %s, not %s", pid, exe, n.bin)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("nllblab: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				break
+			}
+			kib, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("nllblab: VmRSS %q: %w", v, err)
+			}
+			return kib, nil
+		}
+	}
+	return 0, fmt.Errorf("nllblab: no VmRSS in /proc/%d/status", pid)
+}
+
+// Tail returns the last lines of the log.
+func (n *Client) Tail(lines int) string {
+	b, err := os.ReadFile(n.LogFile)
+	if err != nil {
+		return err.Error()
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// Log returns the whole log.
+func (n *Client) Log() string {
+	b, err := os.ReadFile(n.LogFile)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
