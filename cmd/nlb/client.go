@@ -146,6 +146,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
+	k8s.RouteClientGoLogs(log.With("component", "client-go"))
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
