@@ -286,7 +286,9 @@ func (n *Client) WaitStatus(ctx context.Context, interval time.Duration, check f
 				return st, nil
 			}
 		}
-		lastErr = err
+		if ctx.Err() == nil || lastErr == nil {
+			lastErr = err // not the fetch that ctx's end cut short
+		}
 		if !n.Running() {
 			return nil, fmt.Errorf("nllblab: nlb client exited (last status: %v); log:\n%s", lastErr, n.Tail(30))
 		}
