@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
@@ -195,13 +196,56 @@ type Load struct {
 	informer cache.SharedIndexInformer
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	conns    connTracker
+}
+
+// connTracker remembers the connections a Load opened, so that Stop can
+// close them: kept-alive connections left open would stay on `nlb
+// client`'s upstreams and blur the next scenario's counts.
+type connTracker struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// wrap returns dial, remembering every connection it opens.
+func (t *connTracker) wrap(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.closed {
+			c.Close()
+			return nil, errors.New("nllblab: load stopped")
+		}
+		if t.conns == nil {
+			t.conns = map[net.Conn]struct{}{}
+		}
+		t.conns[c] = struct{}{}
+		return c, nil
+	}
+}
+
+// closeAll closes every connection and refuses new ones.
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for c := range t.conns {
+		c.Close()
+	}
+	clear(t.conns)
 }
 
 // workerConfig returns the worker identity's client configuration for
 // the local listener, from the worker namespace.
-func workerConfig(c *k8slab.Cluster) *rest.Config {
+func (l *Load) workerConfig(c *k8slab.Cluster) *rest.Config {
 	cfg := c.RESTConfig(k8slab.Worker, c.Worker, LocalServer)
 	cfg.TLSClientConfig.ServerName = ServerName
+	cfg.Dial = l.conns.wrap(cfg.Dial)
 	return cfg
 }
 
@@ -216,12 +260,12 @@ func StartLoad(c *k8slab.Cluster, opts LoadOptions) (*Load, error) {
 		var cs *kubernetes.Clientset
 		var err error
 		if i < opts.KeepAlive {
-			cfg := workerConfig(c)
+			cfg := l.workerConfig(c)
 			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingRT{rt: rt, s: s} }
 			cs, err = kubernetes.NewForConfig(cfg)
 		} else {
 			s.kind, s.id = KindNewConn, i-opts.KeepAlive+1
-			cs, err = newConnClient(c, s)
+			cs, err = l.newConnClient(c, s)
 		}
 		if err != nil {
 			cancel()
@@ -234,7 +278,7 @@ func StartLoad(c *k8slab.Cluster, opts LoadOptions) (*Load, error) {
 	// The informer: one LIST, then a WATCH, re-established by client-go's
 	// reflector whenever it breaks.
 	l.watch = &loopStats{id: 1, kind: KindWatch, errs: &l.errs}
-	wcfg := workerConfig(c)
+	wcfg := l.workerConfig(c)
 	wcfg.Timeout = 0 // a watch has no deadline
 	wcfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingRT{rt: rt, s: l.watch} }
 	wcs, err := kubernetes.NewForConfig(wcfg)
@@ -269,14 +313,14 @@ func StartLoad(c *k8slab.Cluster, opts LoadOptions) (*Load, error) {
 
 // newConnClient returns a clientset whose every request opens a new
 // connection through `nlb client`.
-func newConnClient(c *k8slab.Cluster, s *loopStats) (*kubernetes.Clientset, error) {
-	base := workerConfig(c)
+func (l *Load) newConnClient(c *k8slab.Cluster, s *loopStats) (*kubernetes.Clientset, error) {
+	base := l.workerConfig(c)
 	tlsCfg, err := rest.TLSConfigFor(base)
 	if err != nil {
 		return nil, fmt.Errorf("nllblab: %w", err)
 	}
 	tr := &http.Transport{
-		DialContext:         k8slab.DialFrom(c.Worker),
+		DialContext:         base.Dial,
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: 10 * time.Second,
 		DisableKeepAlives:   true,
@@ -388,9 +432,11 @@ func (l *Load) Counts() Counts {
 	return c
 }
 
-// Stop ends the programs and returns the final counts.
+// Stop ends the programs, closes their connections and returns the
+// final counts.
 func (l *Load) Stop() Counts {
 	l.cancel()
 	l.wg.Wait()
+	l.conns.closeAll()
 	return l.Counts()
 }

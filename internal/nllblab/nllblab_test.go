@@ -151,6 +151,9 @@ func TestClientE2E(t *testing.T) {
 		wctx, wcancel = context.WithTimeout(ctx, 30*time.Second)
 		err = load.WaitProgress(wctx, start)
 		if err == nil {
+			err = sleep(wctx, 2*time.Second)
+		}
+		if err == nil {
 			var name, rv string
 			if name, rv, err = lab.Write(wctx, join); err == nil {
 				err = load.WaitSeen(wctx, name, rv)

@@ -1,0 +1,196 @@
+// Command client measures `nlb client` (node-local load balancing) against
+// a real control plane: etcd and three kube-apiservers in a namespace lab
+// (internal/k8slab), `nlb client` on the worker, and client-go programs on
+// the worker listing and watching through it (internal/nllblab).
+//
+// Every repetition runs two scenarios under load, restoring the cluster
+// after each:
+//
+//   - kill: SIGKILL of the second API server;
+//   - blackhole: the third API server's link goes down.
+//
+// For each it prints one JSON line
+//
+//	{"scenario":"kill","detect_ms":D,"failed_requests":N,"failed_connects":M,"requests":T}
+//
+// where detect_ms runs from the fault to the first /status (polled every
+// 50 ms) that shows the victim unhealthy, and the counts are HTTP round
+// trips of the programs over the scenario (see nllblab.LoopCounts). Then
+// one line for the idle resident set size of `nlb client` with three
+// upstreams, {"metric":"idle_rss","value":KiB,"unit":"KiB","upstreams":3},
+// measured after 5 s without client traffic, and a Markdown table of
+// medians against the issue's goals. Run it as root through
+// `make bench-client`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/nllblab"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-client:", err)
+		os.Exit(1)
+	}
+}
+
+// rssLine is the idle RSS JSON line.
+type rssLine struct {
+	Metric    string `json:"metric"`
+	Value     int64  `json:"value"`
+	Unit      string `json:"unit"`
+	Upstreams int    `json:"upstreams"`
+}
+
+// idleWait is how long `nlb client` runs without client traffic before its
+// RSS is read.
+const idleWait = 5 * time.Second
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nlbPath := fs.String("nlb", "bin/nlb", "nlb binary")
+	reps := fs.Int("reps", 3, "repetitions of every scenario")
+	out := fs.String("out", "bench/results", "directory for client.jsonl and client.md (empty: none)")
+	apiserver := fs.String("apiserver", "", "kube-apiserver binary (default: built from e2e/ into the user cache, or $"+k8slab.APIServerEnv+")")
+	verbose := fs.Bool("v", false, "log progress to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *reps < 1 {
+		return errors.New("--reps must be at least 1")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it builds network namespaces")
+	}
+	bin, err := filepath.Abs(*nlbPath)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("nlb binary: %w (run make build)", err)
+	}
+	if *apiserver == "" {
+		dir, err := k8slab.DefaultCacheDir()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stderr, "bench-client: kube-apiserver from", dir, "(the first build takes minutes)")
+		if *apiserver, err = k8slab.BuildAPIServer(ctx, dir); err != nil {
+			return err
+		}
+	}
+	logf := func(format string, args ...any) {
+		if *verbose {
+			fmt.Fprintf(stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
+		}
+	}
+
+	c, err := k8slab.Start(ctx, k8slab.Options{Name: "bench-client", APIServer: *apiserver})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	dir, err := os.MkdirTemp("", "nlb-bench-client-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	lab, err := nllblab.StartLab(ctx, c, bin, dir, logf)
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	failed := func(err error) error {
+		return fmt.Errorf("%w\nnlb client log:\n%s\ncluster logs:\n%s", err, lab.Client.Tail(40), c.Tails(20))
+	}
+
+	var jsonl strings.Builder
+	enc := json.NewEncoder(io.MultiWriter(stdout, &jsonl))
+
+	// Idle RSS first, before any client traffic has grown the heap: three
+	// upstreams discovered and checked, discovery's watch open.
+	if err := sleep(ctx, idleWait); err != nil {
+		return err
+	}
+	rss, err := lab.Client.RSSKiB()
+	if err != nil {
+		return err
+	}
+	idle := rssLine{Metric: "idle_rss", Value: rss, Unit: "KiB", Upstreams: len(c.Controllers)}
+
+	var results []nllblab.Result
+	for rep := range *reps {
+		for _, sc := range []struct {
+			fault  nllblab.Fault
+			victim *k8slab.Controller
+		}{{nllblab.Kill, c.Controllers[1]}, {nllblab.Blackhole, c.Controllers[2]}} {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, err := lab.Run(ctx, sc.fault, sc.victim, nllblab.ScenarioOptions{})
+			if err != nil {
+				return failed(fmt.Errorf("%s rep %d: %w", sc.fault, rep+1, err))
+			}
+			results = append(results, r)
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+			logf("%s rep %d: %d on the victim, call errors %d, watch errors %d, live upstreams marked down %v, errors %q",
+				sc.fault, rep+1, r.VictimActive, r.Counts.CallErrors, r.Counts.WatchErrors, r.OthersUnhealthy, r.Counts.Errors)
+			if err := lab.Restore(ctx, sc.fault, sc.victim); err != nil {
+				return failed(fmt.Errorf("%s rep %d: %w", sc.fault, rep+1, err))
+			}
+		}
+	}
+	if err := enc.Encode(idle); err != nil {
+		return err
+	}
+
+	table := markdown(results, idle)
+	fmt.Fprint(stdout, "\n", table)
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, "client.jsonl"), []byte(jsonl.String()), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, "client.md"), []byte(table), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

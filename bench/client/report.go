@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nlb-dev/nlb/internal/nllblab"
+)
+
+// Goals of the issue.
+const (
+	goalDetectMS = 2000
+	goalRSSKiB   = 20 * 1024
+)
+
+// median returns the median of xs (0 for none).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// maxPerProgram returns the most failed requests any LIST program had in
+// one run: each has at most one request in flight (or pinned to its kept-
+// alive connection) on the dead upstream when it goes.
+func maxPerProgram(r nllblab.Result) int64 {
+	var m int64
+	for _, l := range r.Counts.Loops {
+		if l.Kind != nllblab.KindWatch {
+			m = max(m, l.FailedRequests)
+		}
+	}
+	return m
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
+
+// markdown renders the medians against the goals.
+func markdown(rs []nllblab.Result, idle rssLine) string {
+	var b strings.Builder
+	b.WriteString("| scenario | runs | detect_ms median (min-max) | goal < 2000 ms | failed_connects (all runs) | goal 0 | failed_requests median (max) | most per program | goal: only in-flight (<= 1 per program) | requests median |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, sc := range []nllblab.Fault{nllblab.Kill, nllblab.Blackhole} {
+		var det, failed, reqs []float64
+		var connects, perProg int64
+		n := 0
+		for _, r := range rs {
+			if r.Scenario != sc {
+				continue
+			}
+			n++
+			det = append(det, r.DetectMS)
+			failed = append(failed, float64(r.FailedRequests))
+			reqs = append(reqs, float64(r.Requests))
+			connects += r.FailedConnects
+			perProg = max(perProg, maxPerProgram(r))
+		}
+		if n == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.0f (%.0f-%.0f) | %s | %d | %s | %g (%g) | %d | %s | %.0f |\n",
+			sc, n, median(det), slices.Min(det), slices.Max(det), met(slices.Max(det) < goalDetectMS),
+			connects, met(connects == 0),
+			median(failed), slices.Max(failed), perProg, met(perProg <= 1), median(reqs))
+	}
+	fmt.Fprintf(&b, "\nIdle RSS of `nlb client` with %d upstreams: %d KiB (%.1f MiB); goal < 20 MiB: %s.\n",
+		idle.Upstreams, idle.Value, float64(idle.Value)/1024, met(idle.Value < goalRSSKiB))
+	return b.String()
+}
