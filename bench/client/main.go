@@ -138,6 +138,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	idle := rssLine{Metric: "idle_rss", Value: rss, Unit: "KiB", Upstreams: len(c.Controllers)}
+	if m, err := lab.Client.Metrics(ctx, memMetrics()...); err == nil {
+		logf("idle: VmRSS %d KiB; %s", rss, memSummary(m))
+	}
 
 	var results []nllblab.Result
 	for rep := range *reps {
@@ -156,8 +159,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err := enc.Encode(r); err != nil {
 				return err
 			}
-			logf("%s rep %d: %d on the victim, call errors %d, watch errors %d, live upstreams marked down %v, errors %q",
-				sc.fault, rep+1, r.VictimActive, r.Counts.CallErrors, r.Counts.WatchErrors, r.OthersUnhealthy, r.Counts.Errors)
+			logf("%s rep %d: fault complete after %v, %d connections on the victim, %d connects in flight failed, call errors %d, watch errors %d, live upstreams marked down %v, errors %q",
+				sc.fault, rep+1, r.FaultDone.Round(time.Millisecond), r.VictimActive, r.Counts.InFlightConnects, r.Counts.CallErrors, r.Counts.WatchErrors, r.OthersUnhealthy, r.Counts.Errors)
 			if err := lab.Restore(ctx, sc.fault, sc.victim); err != nil {
 				return failed(fmt.Errorf("%s rep %d: %w", sc.fault, rep+1, err))
 			}
@@ -181,6 +184,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// memMetrics are the Go runtime figures logged beside the idle RSS.
+func memMetrics() []string {
+	return []string{
+		"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
+		"go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_goroutines", "go_threads",
+	}
+}
+
+// memSummary formats the memory metrics in KiB.
+func memSummary(m map[string]float64) string {
+	var parts []string
+	for _, k := range memMetrics() {
+		v, ok := m[k]
+		if !ok {
+			continue
+		}
+		if strings.HasSuffix(k, "_bytes") {
+			parts = append(parts, fmt.Sprintf("%s=%.0fKiB", strings.TrimPrefix(k, "go_memstats_"), v/1024))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s=%.0f", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // sleep waits d or until ctx ends.

@@ -51,11 +51,11 @@ func met(ok bool) string {
 // markdown renders the medians against the goals.
 func markdown(rs []nllblab.Result, idle rssLine) string {
 	var b strings.Builder
-	b.WriteString("| scenario | runs | detect_ms median (min-max) | goal < 2000 ms | failed_connects (all runs) | goal 0 | failed_requests median (max) | most per program | goal: only in-flight (<= 1 per program) | requests median |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | runs | detect_ms median (min-max) | goal < 2000 ms | failed_connects (all runs) | goal 0 | failed_requests median (max) | of which connects in flight (all runs) | most per program | goal: only in-flight (<= 1 per program) | requests median |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range []nllblab.Fault{nllblab.Kill, nllblab.Blackhole} {
 		var det, failed, reqs []float64
-		var connects, perProg int64
+		var connects, inflight, perProg int64
 		n := 0
 		for _, r := range rs {
 			if r.Scenario != sc {
@@ -66,15 +66,16 @@ func markdown(rs []nllblab.Result, idle rssLine) string {
 			failed = append(failed, float64(r.FailedRequests))
 			reqs = append(reqs, float64(r.Requests))
 			connects += r.FailedConnects
+			inflight += r.Counts.InFlightConnects
 			perProg = max(perProg, maxPerProgram(r))
 		}
 		if n == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.0f (%.0f-%.0f) | %s | %d | %s | %g (%g) | %d | %s | %.0f |\n",
+		fmt.Fprintf(&b, "| %s | %d | %.0f (%.0f-%.0f) | %s | %d | %s | %g (%g) | %d | %d | %s | %.0f |\n",
 			sc, n, median(det), slices.Min(det), slices.Max(det), met(slices.Max(det) < goalDetectMS),
 			connects, met(connects == 0),
-			median(failed), slices.Max(failed), perProg, met(perProg <= 1), median(reqs))
+			median(failed), slices.Max(failed), inflight, perProg, met(perProg <= 1), median(reqs))
 	}
 	fmt.Fprintf(&b, "\nIdle RSS of `nlb client` with %d upstreams: %d KiB (%.1f MiB); goal < 20 MiB: %s.\n",
 		idle.Upstreams, idle.Value, float64(idle.Value)/1024, met(idle.Value < goalRSSKiB))

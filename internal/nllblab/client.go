@@ -378,3 +378,34 @@ func (n *Client) Log() string {
 	}
 	return string(b)
 }
+
+// Metrics fetches /metrics from the admin server and returns the samples
+// without labels whose names are given (Go runtime and process figures,
+// for instance go_memstats_heap_inuse_bytes).
+func (n *Client) Metrics(ctx context.Context, names ...string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+AdminAddr+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("nllblab: %w", err)
+	}
+	resp, err := n.admin.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("nllblab: metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 || !slices.Contains(names, f[0]) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("nllblab: metrics: %w", err)
+	}
+	return out, nil
+}

@@ -69,6 +69,11 @@ type LoopCounts struct {
 	Requests       int64  `json:"requests"`
 	FailedRequests int64  `json:"failed_requests"`
 	FailedConnects int64  `json:"failed_connects"`
+	// InFlightConnects are the round trips among FailedRequests that
+	// failed before they had a connection, but whose connection was on
+	// its way before the upstream was gone (see Load.SetFault): a TLS
+	// handshake the dying upstream accepted and then reset.
+	InFlightConnects int64 `json:"in_flight_connects"`
 	// Calls are client-go calls (LIST); CallErrors those that returned an
 	// error after client-go's own retries.
 	Calls      int64 `json:"calls"`
@@ -78,6 +83,7 @@ type LoopCounts struct {
 // Counts sum the loops of a Load.
 type Counts struct {
 	Requests, FailedRequests, FailedConnects int64
+	InFlightConnects                         int64
 	Calls, CallErrors                        int64
 	// WatchErrors counts the informer's watch errors (each followed by a
 	// new LIST/WATCH through `nlb client`).
@@ -92,15 +98,21 @@ type loopStats struct {
 	id                              int
 	kind                            string
 	requests, failedReq, failedConn atomic.Int64
+	inFlightConn                    atomic.Int64
 	calls, callErrs                 atomic.Int64
 	lastOK                          atomic.Int64 // UnixNano start of the last successful call
-	errs                            *errorLog
+	// fault is the UnixNano time from which the upstream is gone (see
+	// Load.SetFault); connections started before it that fail count as
+	// in flight.
+	fault *atomic.Int64
+	errs  *errorLog
 }
 
 func (s *loopStats) counts() LoopCounts {
 	return LoopCounts{
 		Kind: s.kind, Requests: s.requests.Load(), FailedRequests: s.failedReq.Load(),
-		FailedConnects: s.failedConn.Load(), Calls: s.calls.Load(), CallErrors: s.callErrs.Load(),
+		FailedConnects: s.failedConn.Load(), InFlightConnects: s.inFlightConn.Load(),
+		Calls: s.calls.Load(), CallErrors: s.callErrs.Load(),
 	}
 }
 
@@ -135,6 +147,7 @@ func (c countingRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	c.s.requests.Add(1)
+	start := time.Now().UnixNano()
 	resp, err := c.rt.RoundTrip(req)
 	if err != nil && errors.Is(req.Context().Err(), context.Canceled) {
 		return resp, err // the program stopped: not the upstream's fault
@@ -143,6 +156,12 @@ func (c countingRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		if gotConn.Load() {
 			c.s.failedReq.Add(1)
 			c.s.errs.add("%s-%d request %s: %v", c.s.kind, c.s.id, req.URL.Path, err)
+		} else if start < c.s.fault.Load() {
+			// The connection was on its way to the upstream while it
+			// died: in flight, not a new connection sent to a dead one.
+			c.s.failedReq.Add(1)
+			c.s.inFlightConn.Add(1)
+			c.s.errs.add("%s-%d connect in flight at the fault %s: %v", c.s.kind, c.s.id, req.URL.Path, err)
 		} else {
 			c.s.failedConn.Add(1)
 			c.s.errs.add("%s-%d connect %s: %v", c.s.kind, c.s.id, req.URL.Path, err)
@@ -197,6 +216,17 @@ type Load struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	conns    connTracker
+	fault    atomic.Int64
+}
+
+// SetFault tells the counters when the upstream was gone: a round trip
+// started before t that fails before it has a connection counts as a
+// failed request in flight, one started at or after t as a failed
+// connect. Call it with the far future when a fault begins and with the
+// moment it is complete (the API server's process reaped, the link down)
+// once it is.
+func (l *Load) SetFault(t time.Time) {
+	l.fault.Store(t.UnixNano())
 }
 
 // connTracker remembers the connections a Load opened, so that Stop can
@@ -256,7 +286,7 @@ func StartLoad(c *k8slab.Cluster, opts LoadOptions) (*Load, error) {
 	l := &Load{opts: opts, cancel: cancel}
 	var clients []*kubernetes.Clientset
 	for i := range opts.KeepAlive + opts.NewConn {
-		s := &loopStats{id: i + 1, kind: KindKeepAlive, errs: &l.errs}
+		s := &loopStats{id: i + 1, kind: KindKeepAlive, errs: &l.errs, fault: &l.fault}
 		var cs *kubernetes.Clientset
 		var err error
 		if i < opts.KeepAlive {
@@ -277,7 +307,7 @@ func StartLoad(c *k8slab.Cluster, opts LoadOptions) (*Load, error) {
 
 	// The informer: one LIST, then a WATCH, re-established by client-go's
 	// reflector whenever it breaks.
-	l.watch = &loopStats{id: 1, kind: KindWatch, errs: &l.errs}
+	l.watch = &loopStats{id: 1, kind: KindWatch, errs: &l.errs, fault: &l.fault}
 	wcfg := l.workerConfig(c)
 	wcfg.Timeout = 0 // a watch has no deadline
 	wcfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingRT{rt: rt, s: l.watch} }
@@ -423,6 +453,7 @@ func (l *Load) Counts() Counts {
 		c.Requests += lc.Requests
 		c.FailedRequests += lc.FailedRequests
 		c.FailedConnects += lc.FailedConnects
+		c.InFlightConnects += lc.InFlightConnects
 		c.Calls += lc.Calls
 		c.CallErrors += lc.CallErrors
 	}

@@ -3,6 +3,7 @@ package nllblab
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -84,6 +85,9 @@ type Result struct {
 	// VictimActive is the number of connections `nlb client` had open to
 	// the victim just before the fault.
 	VictimActive int64 `json:"-"`
+	// FaultDone is how long the fault took to complete after it began
+	// (SIGKILL sent to process reaped; link down).
+	FaultDone time.Duration `json:"-"`
 	// Detected is false when the victim was never seen unhealthy.
 	Detected bool `json:"-"`
 	// Recovery is the time from the fault until every loop had a
@@ -173,6 +177,7 @@ func (l *Lab) Run(ctx context.Context, fault Fault, victim *k8slab.Controller, o
 		}
 	}
 
+	load.SetFault(time.Unix(0, math.MaxInt64))
 	t0 := time.Now()
 	switch fault {
 	case Kill:
@@ -185,6 +190,10 @@ func (l *Lab) Run(ctx context.Context, fault Fault, victim *k8slab.Controller, o
 	if err != nil {
 		return res, fmt.Errorf("nllblab: %s %s: %w", fault, victim.Name, err)
 	}
+	// Kill returns once the process is reaped (its sockets closed),
+	// LinkDown once the link is down.
+	res.FaultDone = time.Since(t0)
+	load.SetFault(time.Now())
 
 	// Detection: /status every 50 ms.
 	dctx, cancel := context.WithTimeout(ctx, opts.DetectTimeout)
