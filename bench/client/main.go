@@ -139,7 +139,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	idle := rssLine{Metric: "idle_rss", Value: rss, Unit: "KiB", Upstreams: len(c.Controllers)}
 	if m, err := lab.Client.Metrics(ctx, memMetrics()...); err == nil {
-		logf("idle: VmRSS %d KiB; %s", rss, memSummary(m))
+		ps, _ := lab.Client.ProcStatus()
+		logf("idle: VmRSS %d KiB (RssAnon %d, RssFile %d); %s", rss, ps["RssAnon"], ps["RssFile"], memSummary(m))
 	}
 
 	var results []nllblab.Result

@@ -324,37 +324,49 @@ func Upstream(c *k8slab.Controller) string {
 
 // RSSKiB returns the resident set size (VmRSS) of the running process.
 func (n *Client) RSSKiB() (int64, error) {
+	m, err := n.ProcStatus()
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m["VmRSS"]
+	if !ok {
+		return 0, fmt.Errorf("nllblab: no VmRSS in /proc/%d/status", n.Pid())
+	}
+	return v, nil
+}
+
+// ProcStatus returns the kB figures of /proc/PID/status of the running
+// process (VmRSS, RssAnon, RssFile, ...), in KiB.
+func (n *Client) ProcStatus() (map[string]int64, error) {
 	pid := n.Pid()
 	if pid == 0 || !n.Running() {
-		return 0, errors.New("nllblab: nlb client is not running")
+		return nil, errors.New("nllblab: nlb client is not running")
 	}
 	// ip netns exec must have exec'd nlb in place.
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
-		return 0, fmt.Errorf("nllblab: %w", err)
+		return nil, fmt.Errorf("nllblab: %w", err)
 	}
 	if filepath.Base(exe) != filepath.Base(n.bin) {
-		return 0, fmt.Errorf("nllblab: pid %d runs %s, not %s", pid, exe, n.bin)
+		return nil, fmt.Errorf("nllblab: pid %d runs %s, not %s", pid, exe, n.bin)
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("nllblab: %w", err)
+		return nil, fmt.Errorf("nllblab: %w", err)
 	}
+	out := map[string]int64{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) == 0 {
-				break
-			}
-			kib, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("nllblab: VmRSS %q: %w", v, err)
-			}
-			return kib, nil
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		f := strings.Fields(v)
+		if !ok || len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		if kib, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			out[k] = kib
 		}
 	}
-	return 0, fmt.Errorf("nllblab: no VmRSS in /proc/%d/status", pid)
+	return out, nil
 }
 
 // Tail returns the last lines of the log.
