@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test lint unit test-armv7 image fuzz bench bench-failover bench-proxy clean
+.PHONY: all build deps demo test lint unit test-armv7 image fuzz bench bench-failover bench-proxy bench-client clean
 
 all: build
 
@@ -58,13 +58,17 @@ fuzz:
 	  done; done
 
 ## bench: every benchmark against its peers.
-bench: bench-failover bench-proxy
+bench: bench-failover bench-proxy bench-client
 
 bench-failover: deps build
 	$(GO) run ./bench/failover --nlb $(BIN)
 
 bench-proxy: deps build
 	$(GO) run ./bench/proxy --nlb $(BIN)
+
+## bench-client: nlb client against three real kube-apiservers: detection, failed requests, idle RSS.
+bench-client: deps build
+	$(GO) run ./bench/client --nlb $(BIN)
 
 clean:
 	rm -rf bin

@@ -666,7 +666,8 @@ func (p *Proxy) Reload(cfg Config) error {
 }
 
 // startDrain stops counting on b's connections: after DrainPeriod they are
-// closed, spread over DrainStagger.
+// closed, spread over DrainStagger if b is still healthy (removed), all at
+// once if it is unhealthy.
 func (p *Proxy) startDrain(b *backend, why string) {
 	gen := b.drainGen.Add(1)
 	b.draining.Store(true)
@@ -689,6 +690,16 @@ func (p *Proxy) drain(b *backend, gen uint64, period, stagger time.Duration) {
 		p.log.Warn("not closing connections of unhealthy backend: failing open", "backend", b.addr)
 		b.draining.Store(false)
 		return
+	}
+	if !b.healthy.Load() {
+		// The stagger spares the other backends a stampede of
+		// reconnections when a working backend is removed. A backend
+		// that failed its checks most likely holds dead connections:
+		// closing them over the stagger would only keep clients stuck
+		// (an HTTP/2 client pinned to a blackholed API server fails
+		// every request until its connection is closed), so they all
+		// go at once, as HAProxy's on-marked-down shutdown-sessions.
+		stagger = 0
 	}
 	conns := p.connsOf(b)
 	p.log.Info("drain period over: closing connections", "backend", b.addr, "connections", len(conns),

@@ -849,3 +849,32 @@ func TestShutdownDeadlineParked(t *testing.T) {
 		t.Errorf("closed at shutdown: %v", err)
 	}
 }
+
+// TestDrainUnhealthyNoStagger: the connections of a backend that failed its
+// checks are closed together at the end of the drain period, whatever
+// DrainStagger says; the stagger is for removing working backends.
+func TestDrainUnhealthyNoStagger(t *testing.T) {
+	a, b := echoServer(t), echoServer(t)
+	s := newScripted()
+	cfg := Config{Backends: []string{a, b}, HealthCheck: fastChecks(), Balance: RoundRobin,
+		DrainPeriod: Duration(time.Millisecond), DrainStagger: Duration(time.Hour)}
+	p := startProxy(t, cfg, Options{Check: s.check})
+	var conns []*net.TCPConn
+	for range 6 {
+		c := dial(t, p.addr)
+		if err := roundTrip(c, "z"); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	s.set(a, true)
+	// With an hour of stagger, the second and third would wait 30 and 60
+	// minutes.
+	waitFor(t, "all of a's connections closed", func() bool { return backendStatus(p.Proxy, a).Active == 0 })
+	if p.drained.Load() != 3 {
+		t.Errorf("%d drained, want 3", p.drained.Load())
+	}
+	if backendStatus(p.Proxy, b).Active != 3 {
+		t.Errorf("b's connections: %+v, want 3 untouched", backendStatus(p.Proxy, b))
+	}
+}
