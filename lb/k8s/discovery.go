@@ -198,6 +198,11 @@ func (d *Discovery) Run(ctx context.Context) error {
 		}
 	}()
 	synced := false
+	// fromAPI says whether a list from the API (not the cache) has been
+	// applied. The first one always reaches OnChange, even when it equals
+	// the cached list, so a caller that bootstrapped from the cache plus
+	// other addresses learns that the list is now authoritative.
+	fromAPI := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -225,8 +230,9 @@ func (d *Discovery) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if !slices.Equal(list, d.Backends()) {
-			d.log.Info("API servers changed", "backends", addrStrings(list))
+		if !fromAPI || !slices.Equal(list, d.Backends()) {
+			d.log.Info("API servers changed", "backends", addrStrings(list), "first_from_api", !fromAPI)
+			fromAPI = true
 			d.apply(list)
 		}
 		if d.cfg.CacheFile != "" && !slices.Equal(list, written) {

@@ -729,3 +729,39 @@ func TestDiscoveryCachePortOverride(t *testing.T) {
 		t.Errorf("Backends() = %v", b)
 	}
 }
+
+// TestDiscoveryFirstAPIListAlwaysApplied: when the API's first list equals
+// the cached one, OnChange still hears it, so a caller that started from the
+// cache plus other addresses (nlb client adds the kubeconfig's server)
+// learns that the list is now authoritative and drops the extras.
+func TestDiscoveryFirstAPIListAlwaysApplied(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "apiservers.json")
+	if err := writeCache(file, aps("192.0.2.7:6443")); err != nil {
+		t.Fatal(err)
+	}
+	ignore := goleak.IgnoreCurrent()
+	client := fake.NewClientset(apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.7"))
+	changes := make(chan []netip.AddrPort, 10)
+	d, err := New(Config{Client: client, CacheFile: file, OnChange: func(b []netip.AddrPort) { changes <- b }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	for i := range 2 { // the cache, then the same list from the API
+		select {
+		case got := <-changes:
+			if want := aps("192.0.2.7:6443"); !slices.Equal(got, want) {
+				t.Errorf("OnChange %d = %v, want %v", i, got, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("OnChange %d missing", i)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	goleak.VerifyNone(t, ignore)
+}
