@@ -479,13 +479,13 @@ func (c *nllbClient) run(ctx context.Context) error {
 	// when it stops, so that the graceful shutdown does not wait for them.
 	var conns connTracker
 	rc.Dial = conns.dial
-	cs, err := k8s.NewClientset(rc)
+	api, err := k8s.NewAPI(rc)
 	if err != nil {
 		c.shutdown()
 		return fmt.Errorf("client: %w", err)
 	}
 	disc, err := k8s.New(k8s.Config{
-		Client:    cs,
+		Client:    api,
 		CacheFile: c.o.cacheFile,
 		Logger:    c.log.With("component", "discovery"),
 		OnChange:  c.onChange,

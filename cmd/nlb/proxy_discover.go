@@ -147,12 +147,12 @@ func (d *proxyDiscover) run(ctx context.Context, p *lb.Proxy, log *slog.Logger) 
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	cs, err := k8s.NewClientset(rc)
+	api, err := k8s.NewAPI(rc)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	disc, err := k8s.New(k8s.Config{
-		Client:    cs,
+		Client:    api,
 		Port:      uint16(d.apiPort),
 		CacheFile: d.cacheFile,
 		Logger:    log.With("component", "discovery"),

@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -43,8 +42,8 @@ const cacheRetry = time.Minute
 
 // Config configures a Discovery.
 type Config struct {
-	// Client reaches the cluster's API. Required.
-	Client kubernetes.Interface
+	// Client reaches the cluster's API (NewAPI). Required.
+	Client API
 	// Namespace of the service; default "default".
 	Namespace string
 	// Service whose EndpointSlices are watched; default "kubernetes".
@@ -266,7 +265,7 @@ func (d *Discovery) apply(list []netip.AddrPort) {
 // newInformer returns an informer for the service's EndpointSlices. Its list
 // and watch calls end with ctx, so that no request outlives Run.
 func (d *Discovery) newInformer(ctx context.Context) cache.SharedIndexInformer {
-	slicesAPI := d.cfg.Client.DiscoveryV1().EndpointSlices(d.cfg.Namespace)
+	slicesAPI := d.cfg.Client.EndpointSlices(d.cfg.Namespace)
 	sel := d.selector.String()
 	lw := &cache.ListWatch{
 		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {

@@ -133,7 +133,7 @@ func start(t *testing.T, cfg Config, waitWatch bool, objs ...runtime.Object) *ha
 		h.watching <- struct{}{}
 		return true, w, nil
 	})
-	cfg.Client = h.client
+	cfg.Client = fakeAPI{h.client}
 	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var calls atomic.Int32
 	cfg.OnChange = func(b []netip.AddrPort) {
@@ -255,7 +255,7 @@ func TestNew(t *testing.T) {
 		t.Errorf("New without a client: %v", err)
 	}
 	client := fake.NewClientset()
-	d, err := New(Config{Client: client})
+	d, err := New(Config{Client: fakeAPI{client}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,8 +269,8 @@ func TestNew(t *testing.T) {
 		t.Errorf("Backends() before Run = %v", d.Backends())
 	}
 	for _, cfg := range []Config{
-		{Client: client, Service: "not a label value!"},
-		{Client: client, Namespace: "Not_A_Namespace"},
+		{Client: fakeAPI{client}, Service: "not a label value!"},
+		{Client: fakeAPI{client}, Namespace: "Not_A_Namespace"},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
@@ -367,7 +367,7 @@ func TestCompute(t *testing.T) {
 		wantNone: true,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.cfg.Client = fake.NewClientset()
+			tc.cfg.Client = fakeAPI{fake.NewClientset()}
 			d, err := New(tc.cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -572,7 +572,7 @@ func TestDiscoveryRestartFromCacheWhileAPIDown(t *testing.T) {
 	changes := make(chan []netip.AddrPort, 10)
 	logs := &syncBuffer{}
 	d, err := New(Config{
-		Client:    client,
+		Client:    fakeAPI{client},
 		CacheFile: file,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 		OnChange:  func(b []netip.AddrPort) { changes <- b },
@@ -630,7 +630,7 @@ func TestDiscoveryRecoversFromListErrors(t *testing.T) {
 	client := fake.NewClientset(apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.7"))
 	failingLists(client, 1)
 	changes := make(chan []netip.AddrPort, 10)
-	d, err := New(Config{Client: client, CacheFile: file, OnChange: func(b []netip.AddrPort) { changes <- b }})
+	d, err := New(Config{Client: fakeAPI{client}, CacheFile: file, OnChange: func(b []netip.AddrPort) { changes <- b }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -680,7 +680,7 @@ func TestDiscoveryCacheWriteFailure(t *testing.T) {
 }
 
 func TestRunCancelledBeforeStart(t *testing.T) {
-	d, err := New(Config{Client: fake.NewClientset()})
+	d, err := New(Config{Client: fakeAPI{fake.NewClientset()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -696,7 +696,7 @@ func ExampleDiscovery() {
 	client := fake.NewClientset(apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.1", "192.0.2.2"))
 	got := make(chan []string, 1)
 	d, err := New(Config{
-		Client: client,
+		Client: fakeAPI{client},
 		Port:   6443, // dial spec.api.port, like k0s's CPLB
 		OnChange: func(b []netip.AddrPort) {
 			got <- Addrs(b, 0) // p.SetBackends(Addrs(b, 0)) with an *lb.Proxy p
@@ -742,7 +742,7 @@ func TestDiscoveryFirstAPIListAlwaysApplied(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	client := fake.NewClientset(apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.7"))
 	changes := make(chan []netip.AddrPort, 10)
-	d, err := New(Config{Client: client, CacheFile: file, OnChange: func(b []netip.AddrPort) { changes <- b }})
+	d, err := New(Config{Client: fakeAPI{client}, CacheFile: file, OnChange: func(b []netip.AddrPort) { changes <- b }})
 	if err != nil {
 		t.Fatal(err)
 	}

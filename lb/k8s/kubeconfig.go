@@ -3,14 +3,12 @@ package k8s
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"strings"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -75,7 +73,7 @@ func (k *Kubeconfig) Server() (string, error) {
 }
 
 // RESTConfig returns a client configuration for the current context, for
-// NewClientset.
+// NewAPI.
 func (k *Kubeconfig) RESTConfig() (*rest.Config, error) {
 	rc, err := clientcmd.NewNonInteractiveClientConfig(*k.Config, k.Context, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
 	if err != nil {
@@ -194,16 +192,4 @@ func (k *Kubeconfig) newServer(server string) (string, error) {
 	}
 	u.Host = net.JoinHostPort(host, port)
 	return u.String(), nil
-}
-
-// NewClientset returns a clientset for rc.
-func NewClientset(rc *rest.Config) (kubernetes.Interface, error) {
-	if rc == nil {
-		return nil, errors.New("k8s: clientset: no rest config")
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("k8s: clientset: %w", err)
-	}
-	return cs, nil
 }

@@ -162,12 +162,12 @@ func TestKubeconfigEmbedded(t *testing.T) {
 		rc.ServerName != "kubernetes.default.svc" || rc.BearerToken != "" {
 		t.Errorf("RESTConfig() = %+v", rc)
 	}
-	cs, err := NewClientset(rc)
-	if err != nil || cs == nil {
-		t.Errorf("NewClientset = %v, %v", cs, err)
+	api, err := NewAPI(rc)
+	if err != nil || api == nil {
+		t.Errorf("NewAPI = %v, %v", api, err)
 	}
-	if _, err := NewClientset(nil); err == nil {
-		t.Error("NewClientset(nil) succeeded")
+	if _, err := NewAPI(nil); err == nil {
+		t.Error("NewAPI(nil) succeeded")
 	}
 }
 
