@@ -30,11 +30,11 @@ func TestMarkdownGoals(t *testing.T) {
 	}
 	md := markdown(rs, []string{"nlb", "keepalived"})
 	lines := strings.Split(md, "\n")
-	if !strings.Contains(lines[2], "| v2 | 1000 ms | kill | 1 | 3000.0 | 5.0 | 3500.0 | 30.0 | 0.857 | yes |") {
+	if !strings.Contains(lines[2], "| v2 | 1000 ms | kill | 1 | 3000.0 | 5.0 | 3500.0 | 30.0 | 0.857 | -500.000 | yes |") {
 		t.Errorf("v2 row = %q", lines[2])
 	}
 	// Slower than keepalived and over 20 ms overhead: the goal is not met.
-	if !strings.Contains(lines[3], "| 1.125 | NO |") {
+	if !strings.Contains(lines[3], "| 1.125 | +10.000 | NO |") {
 		t.Errorf("v3 row = %q", lines[3])
 	}
 }
