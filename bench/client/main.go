@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/nllblab"
 )
 
@@ -130,7 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Idle RSS first, before any client traffic has grown the heap: three
 	// upstreams discovered and checked, discovery's watch open.
-	if err := sleep(ctx, idleWait); err != nil {
+	if err := netlab.Sleep(ctx, idleWait); err != nil {
 		return err
 	}
 	rss, err := lab.Client.RSSKiB()
@@ -210,16 +211,4 @@ func memSummary(m map[string]float64) string {
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

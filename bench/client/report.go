@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nlb-dev/nlb/internal/nllblab"
+	"github.com/nlb-dev/nlb/internal/stats"
 )
 
 // Goals of the issue.
@@ -13,20 +14,6 @@ const (
 	goalDetectMS = 2000
 	goalRSSKiB   = 20 * 1024
 )
-
-// median returns the median of xs (0 for none).
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
 
 // maxPerProgram returns the most failed requests any LIST program had in
 // one run: each has at most one request in flight (or pinned to its kept-
@@ -73,9 +60,9 @@ func markdown(rs []nllblab.Result, idle rssLine) string {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %d | %.0f (%.0f-%.0f) | %s | %d | %s | %g (%g) | %d | %d | %s | %.0f |\n",
-			sc, n, median(det), slices.Min(det), slices.Max(det), met(slices.Max(det) < goalDetectMS),
+			sc, n, stats.Median(det), slices.Min(det), slices.Max(det), met(slices.Max(det) < goalDetectMS),
 			connects, met(connects == 0),
-			median(failed), slices.Max(failed), inflight, perProg, met(perProg <= 1), median(reqs))
+			stats.Median(failed), slices.Max(failed), inflight, perProg, met(perProg <= 1), stats.Median(reqs))
 	}
 	fmt.Fprintf(&b, "\nIdle RSS of `nlb client` with %d upstreams: %d KiB (%.1f MiB); goal < 20 MiB: %s.\n",
 		idle.Upstreams, idle.Value, float64(idle.Value)/1024, met(idle.Value < goalRSSKiB))

@@ -7,17 +7,6 @@ import (
 	"github.com/nlb-dev/nlb/internal/nllblab"
 )
 
-func TestMedian(t *testing.T) {
-	for _, tc := range []struct {
-		in   []float64
-		want float64
-	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}} {
-		if got := median(tc.in); got != tc.want {
-			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestMarkdownGoals(t *testing.T) {
 	loops := func(failed ...int64) nllblab.Counts {
 		var c nllblab.Counts

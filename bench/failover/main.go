@@ -195,7 +195,7 @@ func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observ
 	defer backup.Stop()
 	// Let the backup hear several advertisements so it is settled in
 	// Backup with a running down timer.
-	if err := sleep(ctx, 3*p.Interval+500*time.Millisecond); err != nil {
+	if err := netlab.Sleep(ctx, 3*p.Interval+500*time.Millisecond); err != nil {
 		return r, err
 	}
 	if has, _ := b.HasAddr(p.VIP); has {
@@ -214,7 +214,7 @@ func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observ
 	if err != nil {
 		return r, fmt.Errorf("no advertisement from the master: %w", err)
 	}
-	if err := sleep(ctx, signalPhase); err != nil {
+	if err := netlab.Sleep(ctx, signalPhase); err != nil {
 		return r, err
 	}
 	mark := obs.Len()
@@ -263,17 +263,6 @@ func lastAdvertFrom(evs []observe.Event, src netip.Addr, t time.Time) (time.Time
 		}
 	}
 	return time.Time{}, false
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func ms(d time.Duration) float64 {

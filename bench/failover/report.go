@@ -2,24 +2,10 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
-)
 
-// median returns the median of xs (the mean of the middle two for an even
-// count); 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
+	"github.com/nlb-dev/nlb/internal/stats"
+)
 
 // rowKey identifies a row of the table: one setup and stop mode.
 type rowKey struct {
@@ -57,14 +43,14 @@ func markdown(rs []result, impls []string) string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "| v%d | %d ms | %s | %d |", k.vrrp, k.advertMS, k.stop, len(fail[k][impls[0]]))
 		for _, im := range impls {
-			fmt.Fprintf(&b, " %.1f | %.1f |", median(fail[k][im]), median(over[k][im]))
+			fmt.Fprintf(&b, " %.1f | %.1f |", stats.Median(fail[k][im]), stats.Median(over[k][im]))
 		}
-		nf, kf := median(fail[k]["nlb"]), median(fail[k]["keepalived"])
+		nf, kf := stats.Median(fail[k]["nlb"]), stats.Median(fail[k]["keepalived"])
 		ratio, diff, met := "n/a", "n/a", "n/a"
 		if len(fail[k]["nlb"]) > 0 && len(fail[k]["keepalived"]) > 0 && kf > 0 {
 			ratio = fmt.Sprintf("%.3f", nf/kf)
 			diff = fmt.Sprintf("%+.3f", nf-kf)
-			ok := nf <= kf && median(over[k]["nlb"]) < 20
+			ok := nf <= kf && stats.Median(over[k]["nlb"]) < 20
 			met = map[bool]string{true: "yes", false: "NO"}[ok]
 		}
 		fmt.Fprintf(&b, " %s | %s | %s |\n", ratio, diff, met)

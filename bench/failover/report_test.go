@@ -5,22 +5,6 @@ import (
 	"testing"
 )
 
-func TestMedian(t *testing.T) {
-	for _, tc := range []struct {
-		in   []float64
-		want float64
-	}{
-		{nil, 0},
-		{[]float64{3}, 3},
-		{[]float64{5, 1, 3}, 3},
-		{[]float64{4, 1, 3, 2}, 2.5},
-	} {
-		if got := median(tc.in); got != tc.want {
-			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestMarkdownGoals(t *testing.T) {
 	rs := []result{
 		{Impl: "nlb", VRRP: 2, AdvertMS: 1000, Stop: "kill", FailoverMS: 3000, OverheadMS: 5},

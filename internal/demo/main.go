@@ -157,7 +157,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "  nlb removed the stale VIP at start-up and joined as Backup: %s keeps the VIP, because an\n"+
 		"  equal-priority Master is not preempted (no flapping back, as in k0s's keepalived setup).\n", d.name(next))
-	if err := sleep(ctx, 3*time.Second); err != nil {
+	if err := netlab.Sleep(ctx, 3*time.Second); err != nil {
 		return err
 	}
 	if has, _ := lab.Hosts[master].HasAddr(d.params.VIP); has {
@@ -265,7 +265,7 @@ func (d *demo) failover(ctx context.Context, i int, how string) (int, error) {
 // settle waits two advertisement intervals and returns the one node,
 // other than skip, that holds the VIP.
 func (d *demo) settle(ctx context.Context, skip int) (int, error) {
-	if err := sleep(ctx, 2*d.params.Interval+500*time.Millisecond); err != nil {
+	if err := netlab.Sleep(ctx, 2*d.params.Interval+500*time.Millisecond); err != nil {
 		return 0, err
 	}
 	holder := -1
@@ -352,22 +352,11 @@ func waitNoAddr(ctx context.Context, h *netlab.Host, p netip.Prefix, timeout tim
 		if has, err := h.HasAddr(p); err == nil && !has {
 			return nil
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := netlab.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	return fmt.Errorf("%s still has %s after %s", h.Name, p, timeout)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func fmtDur(d time.Duration) string {

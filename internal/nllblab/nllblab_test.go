@@ -151,7 +151,7 @@ func TestClientE2E(t *testing.T) {
 		wctx, wcancel = context.WithTimeout(ctx, 30*time.Second)
 		err = load.WaitProgress(wctx, start)
 		if err == nil {
-			err = sleep(wctx, 2*time.Second)
+			err = netlab.Sleep(wctx, 2*time.Second)
 		}
 		if err == nil {
 			var name, rv string

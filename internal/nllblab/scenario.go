@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/netlab"
 )
 
 // Fault is how a scenario takes an API server away.
@@ -154,7 +155,7 @@ func (l *Lab) Run(ctx context.Context, fault Fault, victim *k8slab.Controller, o
 	if err != nil {
 		return res, fmt.Errorf("nllblab: %s: load does not run: %w", fault, err)
 	}
-	if err := sleep(ctx, opts.Warmup); err != nil {
+	if err := netlab.Sleep(ctx, opts.Warmup); err != nil {
 		return res, err
 	}
 	st, err := l.Client.Status(ctx)
@@ -306,7 +307,7 @@ func (l *Lab) Write(ctx context.Context, except *k8slab.Controller) (name, rv st
 		if err == nil || attempt == 4 || ctx.Err() != nil {
 			break
 		}
-		if err := sleep(ctx, time.Second); err != nil {
+		if err := netlab.Sleep(ctx, time.Second); err != nil {
 			return "", "", err
 		}
 	}
@@ -360,16 +361,4 @@ func activeSummary(st *Status) string {
 		s += fmt.Sprintf(" %s(%s,active=%d)", b.Address, h, b.Active)
 	}
 	return s
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
