@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/nlb-dev/nlb/cmd/nlb/internal/podspec"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -132,7 +132,7 @@ func manifestFlags(role string, o *manifestOptions) *flag.FlagSet {
 	}
 	fs := flag.NewFlagSet("manifest "+role, flag.ContinueOnError)
 	fs.StringVar(&o.image, "image", "", "container `image` (default ghcr.io/nlb-dev/nlb:<nlb version>)")
-	fs.StringVar(&o.pullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy: Always, IfNotPresent or Never")
+	fs.StringVar(&o.pullPolicy, "image-pull-policy", string(podspec.PullIfNotPresent), "imagePullPolicy: Always, IfNotPresent or Never")
 	fs.StringVar(&o.namespace, "namespace", "kube-system", "pod `namespace`")
 	fs.StringVar(&o.configDir, "config-dir", configDir, "host `directory` with the configuration, mounted read-only at the same path")
 	fs.StringVar(&o.configFile, "config-file", configFile, "configuration file `name` in --config-dir, passed as --config (empty: none)")
@@ -180,7 +180,7 @@ func renderManifest(o *manifestOptions) ([]byte, error) {
 }
 
 // buildPod returns o's static pod.
-func buildPod(o *manifestOptions) (*corev1.Pod, error) {
+func buildPod(o *manifestOptions) (*podspec.Pod, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -198,47 +198,47 @@ func buildPod(o *manifestOptions) (*corev1.Pod, error) {
 		args = append(args, "--config", path.Join(o.configDir, o.configFile))
 	}
 	args = append(args, "--admin", "127.0.0.1:"+strconv.Itoa(o.adminPort))
-	mounts := []corev1.VolumeMount{{Name: "config", MountPath: o.configDir, ReadOnly: true}}
-	volumes := []corev1.Volume{hostPathVolume("config", o.configDir, corev1.HostPathDirectory)}
+	mounts := []podspec.VolumeMount{{Name: "config", MountPath: o.configDir, ReadOnly: true}}
+	volumes := []podspec.Volume{hostPathVolume("config", o.configDir, podspec.HostPathDirectory)}
 	if o.kubeconfig != "" {
 		args = append(args, "--kubeconfig", o.kubeconfig)
 		if !strings.HasPrefix(o.kubeconfig, o.configDir+"/") {
-			mounts = append(mounts, corev1.VolumeMount{Name: "kubeconfig", MountPath: o.kubeconfig, ReadOnly: true})
-			volumes = append(volumes, hostPathVolume("kubeconfig", o.kubeconfig, corev1.HostPathFile))
+			mounts = append(mounts, podspec.VolumeMount{Name: "kubeconfig", MountPath: o.kubeconfig, ReadOnly: true})
+			volumes = append(volumes, hostPathVolume("kubeconfig", o.kubeconfig, podspec.HostPathFile))
 		}
 	}
 	if !controller {
 		// The only writable mount: 'nlb client' caches the API servers it
 		// discovered, to start from them after a restart.
 		args = append(args, "--cache-file", path.Join(workerCacheDir, "apiservers"))
-		mounts = append(mounts, corev1.VolumeMount{Name: "cache", MountPath: workerCacheDir})
-		cache := corev1.Volume{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+		mounts = append(mounts, podspec.VolumeMount{Name: "cache", MountPath: workerCacheDir})
+		cache := podspec.Volume{Name: "cache", VolumeSource: podspec.VolumeSource{EmptyDir: &podspec.EmptyDirVolumeSource{}}}
 		if o.cacheDir != "" {
-			cache = hostPathVolume("cache", o.cacheDir, corev1.HostPathDirectoryOrCreate)
+			cache = hostPathVolume("cache", o.cacheDir, podspec.HostPathDirectoryOrCreate)
 		}
 		volumes = append(volumes, cache)
 	}
 	for i, m := range o.mounts {
 		name := "host-" + strconv.Itoa(i)
-		mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: m, ReadOnly: true})
+		mounts = append(mounts, podspec.VolumeMount{Name: name, MountPath: m, ReadOnly: true})
 		volumes = append(volumes, hostPathVolume(name, m, ""))
 	}
 	args = append(args, o.extraArgs...)
 
-	sc := &corev1.SecurityContext{
+	sc := &podspec.SecurityContext{
 		Privileged:               ptr(false),
 		AllowPrivilegeEscalation: ptr(false),
 		ReadOnlyRootFilesystem:   ptr(true),
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		Capabilities:             &podspec.Capabilities{Drop: []podspec.Capability{"ALL"}},
 	}
-	podSC := &corev1.PodSecurityContext{
-		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	podSC := &podspec.PodSecurityContext{
+		SeccompProfile: &podspec.SeccompProfile{Type: podspec.SeccompProfileTypeRuntimeDefault},
 	}
 	cpuMilli := int64(10)
 	if controller {
 		// Root with two capabilities: added capabilities reach only uid 0's
 		// effective set (no ambient capabilities in Kubernetes).
-		sc.Capabilities.Add = []corev1.Capability{"NET_ADMIN", "NET_RAW"}
+		sc.Capabilities.Add = []podspec.Capability{"NET_ADMIN", "NET_RAW"}
 		sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot = ptr(int64(0)), ptr(int64(0)), ptr(false)
 		cpuMilli = 20
 	} else {
@@ -247,7 +247,7 @@ func buildPod(o *manifestOptions) (*corev1.Pod, error) {
 	}
 
 	port := int32(o.adminPort)
-	pod := &corev1.Pod{
+	pod := &podspec.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      name,
@@ -260,39 +260,39 @@ func buildPod(o *manifestOptions) (*corev1.Pod, error) {
 				"app.kubernetes.io/part-of":    "nlb",
 			},
 		},
-		Spec: corev1.PodSpec{
+		Spec: podspec.PodSpec{
 			HostNetwork: true,
 			// The node's resolver: cluster DNS needs the API server this
 			// pod may be the way to.
-			DNSPolicy:                     corev1.DNSDefault,
+			DNSPolicy:                     podspec.DNSDefault,
 			PriorityClassName:             systemNodeCritical,
 			Priority:                      ptr(systemNodeCriticalValue),
-			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Tolerations:                   []podspec.Toleration{{Operator: podspec.TolerationOpExists}},
 			TerminationGracePeriodSeconds: ptr(o.gracePeriod),
 			AutomountServiceAccountToken:  ptr(false),
 			EnableServiceLinks:            ptr(false),
-			RestartPolicy:                 corev1.RestartPolicyAlways,
+			RestartPolicy:                 podspec.RestartPolicyAlways,
 			SecurityContext:               podSC,
 			Volumes:                       volumes,
-			Containers: []corev1.Container{{
+			Containers: []podspec.Container{{
 				Name:            name,
 				Image:           image,
-				ImagePullPolicy: corev1.PullPolicy(o.pullPolicy),
+				ImagePullPolicy: podspec.PullPolicy(o.pullPolicy),
 				Args:            args,
-				Ports: []corev1.ContainerPort{{
-					Name: "admin", ContainerPort: port, HostPort: port, Protocol: corev1.ProtocolTCP,
+				Ports: []podspec.ContainerPort{{
+					Name: "admin", ContainerPort: port, HostPort: port, Protocol: podspec.ProtocolTCP,
 				}},
-				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-					corev1.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
-					corev1.ResourceMemory: *resource.NewQuantity(32<<20, resource.BinarySI),
+				Resources: podspec.ResourceRequirements{Requests: podspec.ResourceList{
+					podspec.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
+					podspec.ResourceMemory: *resource.NewQuantity(32<<20, resource.BinarySI),
 				}},
 				VolumeMounts: mounts,
-				LivenessProbe: &corev1.Probe{
-					ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				LivenessProbe: &podspec.Probe{
+					ProbeHandler: podspec.ProbeHandler{HTTPGet: &podspec.HTTPGetAction{
 						Host:   "127.0.0.1",
 						Path:   "/healthz",
 						Port:   intstr.FromInt32(port),
-						Scheme: corev1.URISchemeHTTP,
+						Scheme: podspec.URISchemeHTTP,
 					}},
 					PeriodSeconds:    10,
 					TimeoutSeconds:   3,
@@ -300,7 +300,7 @@ func buildPod(o *manifestOptions) (*corev1.Pod, error) {
 					SuccessThreshold: 1,
 				},
 				SecurityContext:          sc,
-				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+				TerminationMessagePolicy: podspec.TerminationMessageFallbackToLogsOnError,
 			}},
 		},
 	}
@@ -344,8 +344,8 @@ func (o *manifestOptions) validate() error {
 	if o.gracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("--termination-grace-period %d: want >= 0", o.gracePeriod))
 	}
-	switch corev1.PullPolicy(o.pullPolicy) {
-	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	switch podspec.PullPolicy(o.pullPolicy) {
+	case podspec.PullAlways, podspec.PullIfNotPresent, podspec.PullNever:
 	default:
 		errs = append(errs, fmt.Errorf("--image-pull-policy %q: want Always, IfNotPresent or Never", o.pullPolicy))
 	}
@@ -364,12 +364,12 @@ func cleanAbs(p string) bool {
 }
 
 // hostPathVolume is a hostPath volume of type t (empty: no check).
-func hostPathVolume(name, hostPath string, t corev1.HostPathType) corev1.Volume {
-	src := &corev1.HostPathVolumeSource{Path: hostPath}
+func hostPathVolume(name, hostPath string, t podspec.HostPathType) podspec.Volume {
+	src := &podspec.HostPathVolumeSource{Path: hostPath}
 	if t != "" {
 		src.Type = ptr(t)
 	}
-	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: src}}
+	return podspec.Volume{Name: name, VolumeSource: podspec.VolumeSource{HostPath: src}}
 }
 
 // labelValue makes v a valid label value: at most 63 characters of
