@@ -11,9 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -97,7 +96,7 @@ func New(cfg Config) (*Discovery, error) {
 	if errs := validation.IsDNS1123Label(cfg.Namespace); len(errs) > 0 {
 		return nil, fmt.Errorf("k8s: discovery: namespace %q: %s", cfg.Namespace, errs[0])
 	}
-	sel, err := labels.ValidatedSelectorFromSet(labels.Set{discoveryv1.LabelServiceName: cfg.Service})
+	sel, err := labels.ValidatedSelectorFromSet(labels.Set{labelServiceName: cfg.Service})
 	if err != nil {
 		return nil, fmt.Errorf("k8s: discovery: service %q: %w", cfg.Service, err)
 	}
@@ -277,7 +276,7 @@ func (d *Discovery) newInformer(ctx context.Context) cache.SharedIndexInformer {
 			return slicesAPI.Watch(ctx, o)
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	// Neither call can fail before the informer starts.
 	_ = inf.SetTransform(trimSlice)
 	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
@@ -301,28 +300,31 @@ func withPort(b []netip.AddrPort, port uint16) []netip.AddrPort {
 	return slices.Compact(out)
 }
 
-// trimSlice keeps only what compute reads, so the informer's cache holds
-// little: the slice's identity and labels, address type, ports, and each
-// endpoint's addresses and conditions.
+// trimSlice turns a slice from the API (unstructured JSON) into the small
+// typed form compute reads, so the informer's cache holds little: identity
+// and labels, address type, ports, and each endpoint's addresses and
+// conditions. A slice that does not decode is kept as an empty slice of
+// that name (no endpoints), so that a later update or delete still finds it.
 func trimSlice(obj any) (any, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
+	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil // e.g. cache.DeletedFinalStateUnknown
 	}
-	t := &discoveryv1.EndpointSlice{
+	var s endpointSlice
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s); err != nil {
+		s = endpointSlice{}
+	}
+	t := &endpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            s.Name,
-			Namespace:       s.Namespace,
-			UID:             s.UID,
-			ResourceVersion: s.ResourceVersion,
-			Labels:          s.Labels,
+			Name:            u.GetName(),
+			Namespace:       u.GetNamespace(),
+			UID:             u.GetUID(),
+			ResourceVersion: u.GetResourceVersion(),
+			Labels:          u.GetLabels(),
 		},
 		AddressType: s.AddressType,
 		Ports:       s.Ports,
-		Endpoints:   make([]discoveryv1.Endpoint, len(s.Endpoints)),
-	}
-	for i, e := range s.Endpoints {
-		t.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: e.Conditions}
+		Endpoints:   s.Endpoints,
 	}
 	return t, nil
 }
@@ -332,7 +334,7 @@ func trimSlice(obj any) (any, error) {
 func (d *Discovery) compute(objs []any) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, obj := range objs {
-		s, ok := obj.(*discoveryv1.EndpointSlice)
+		s, ok := obj.(*endpointSlice)
 		if !ok || s.Namespace != d.cfg.Namespace || !d.selector.Matches(labels.Set(s.Labels)) {
 			continue
 		}
@@ -343,12 +345,12 @@ func (d *Discovery) compute(objs []any) []netip.AddrPort {
 }
 
 // appendSlice appends the ready endpoints of s with their port.
-func (d *Discovery) appendSlice(out []netip.AddrPort, s *discoveryv1.EndpointSlice) []netip.AddrPort {
+func (d *Discovery) appendSlice(out []netip.AddrPort, s *endpointSlice) []netip.AddrPort {
 	var is func(netip.Addr) bool
 	switch s.AddressType {
-	case discoveryv1.AddressTypeIPv4:
+	case addressTypeIPv4:
 		is = netip.Addr.Is4
-	case discoveryv1.AddressTypeIPv6:
+	case addressTypeIPv6:
 		is = netip.Addr.Is6
 	default: // FQDN, or a type this code does not know
 		return out
@@ -378,12 +380,12 @@ func (d *Discovery) appendSlice(out []netip.AddrPort, s *discoveryv1.EndpointSli
 }
 
 // slicePort returns the TCP port called name.
-func slicePort(ports []discoveryv1.EndpointPort, name string) (uint16, bool) {
+func slicePort(ports []endpointPort, name string) (uint16, bool) {
 	for _, p := range ports {
 		if p.Name == nil || *p.Name != name || p.Port == nil {
 			continue
 		}
-		if p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP {
+		if p.Protocol != nil && *p.Protocol != protocolTCP {
 			continue
 		}
 		if *p.Port <= 0 || *p.Port > 65535 {
@@ -397,7 +399,7 @@ func slicePort(ports []discoveryv1.EndpointPort, name string) (uint16, bool) {
 // ready reports whether an endpoint with conditions c may receive traffic:
 // ready is true or unset (the EndpointSlice API defines unset as ready) and
 // terminating is not true.
-func ready(c discoveryv1.EndpointConditions) bool {
+func ready(c endpointConditions) bool {
 	if c.Ready != nil && !*c.Ready {
 		return false
 	}
