@@ -9,8 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
 )
 
 // fakeAPI adapts a fake clientset to API for tests: the typed objects the
