@@ -304,17 +304,19 @@ func withPort(b []netip.AddrPort, port uint16) []netip.AddrPort {
 // typed form compute reads, so the informer's cache holds little: identity
 // and labels, address type, ports, and each endpoint's addresses and
 // conditions. A slice that does not decode is kept as an empty slice of
-// that name (no endpoints), so that a later update or delete still finds it.
+// that name (no endpoints) carrying the error, so that compute reports it
+// and a later update or delete still finds it.
 func trimSlice(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil // e.g. cache.DeletedFinalStateUnknown
 	}
 	var s endpointSlice
+	decodeErr := ""
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s); err != nil {
-		s = endpointSlice{}
+		s, decodeErr = endpointSlice{}, err.Error()
 	}
-	t := &endpointSlice{
+	t := &storedSlice{endpointSlice: endpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            u.GetName(),
 			Namespace:       u.GetNamespace(),
@@ -325,7 +327,7 @@ func trimSlice(obj any) (any, error) {
 		AddressType: s.AddressType,
 		Ports:       s.Ports,
 		Endpoints:   s.Endpoints,
-	}
+	}, decodeErr: decodeErr}
 	return t, nil
 }
 
@@ -334,11 +336,15 @@ func trimSlice(obj any) (any, error) {
 func (d *Discovery) compute(objs []any) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, obj := range objs {
-		s, ok := obj.(*endpointSlice)
+		s, ok := obj.(*storedSlice)
 		if !ok || s.Namespace != d.cfg.Namespace || !d.selector.Matches(labels.Set(s.Labels)) {
 			continue
 		}
-		out = d.appendSlice(out, s)
+		if s.decodeErr != "" {
+			d.log.Warn("ignoring an endpoint slice that does not decode", "slice", s.Name, "err", s.decodeErr)
+			continue
+		}
+		out = d.appendSlice(out, &s.endpointSlice)
 	}
 	slices.SortFunc(out, netip.AddrPort.Compare)
 	return slices.Compact(out)

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
@@ -408,7 +409,7 @@ func TestTrimSlice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := got.(*endpointSlice)
+	ts := got.(*storedSlice)
 	if ts.ManagedFields != nil || ts.Annotations != nil {
 		t.Errorf("not trimmed: %+v", ts)
 	}
@@ -765,4 +766,36 @@ func TestDiscoveryFirstAPIListAlwaysApplied(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 	goleak.VerifyNone(t, ignore)
+}
+
+// TestComputeUndecodableSlice: a slice whose JSON does not fit the
+// EndpointSlice schema adds no endpoints, is logged by name, and does not
+// hide the good slices beside it.
+func TestComputeUndecodableSlice(t *testing.T) {
+	var logs strings.Builder
+	d, err := New(Config{Client: fakeAPI{fake.NewClientset()}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+		"metadata": map[string]any{"name": "broken", "namespace": "default",
+			"labels": map[string]any{discoveryv1.LabelServiceName: "kubernetes"}},
+		"addressType": "IPv4",
+		"endpoints":   "not a list",
+	}}
+	badT, err := trimSlice(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodT, err := trimSlice(toUnstructured(t, apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.compute([]any{badT, goodT}), aps("192.0.2.1:6443"); !slices.Equal(got, want) {
+		t.Errorf("compute = %v, want %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "slice=broken") {
+		t.Errorf("undecodable slice not logged by name: %q", logs.String())
+	}
 }

@@ -18,6 +18,15 @@ type endpointSlice struct {
 	Ports             []endpointPort `json:"ports"`
 }
 
+// storedSlice is what the informer keeps: the decoded slice, or an empty
+// one with the reason the API's object did not decode (its endpoints are
+// then ignored). It is separate from endpointSlice, the decoding target,
+// because the unstructured converter refuses unexported fields.
+type storedSlice struct {
+	endpointSlice
+	decodeErr string
+}
+
 type endpoint struct {
 	Addresses  []string           `json:"addresses"`
 	Conditions endpointConditions `json:"conditions,omitempty"`
