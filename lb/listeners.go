@@ -15,8 +15,8 @@ func (p *Proxy) Listeners() []*net.TCPListener {
 	return slices.Clone(p.listeners)
 }
 
-// Ready reports what /readyz reports: the proxy is listening and has a
-// backend it can send new connections to (healthy, or all of them when
-// failing open). `nlb controller` feeds it into VRRP so a node whose proxy
-// cannot serve gives up the VIP.
+// Ready reports what /readyz reports: the proxy is listening, not shutting
+// down, and has a healthy backend (false while failing open). `nlb
+// controller` feeds it into VRRP so a node whose proxy cannot serve gives
+// up the VIP.
 func (p *Proxy) Ready() bool { return p.ready() }
