@@ -102,6 +102,37 @@ type KeepalivedSpec struct {
 	// ConfigTemplateVS is a path to a keepalived virtual-server template,
 	// accepted and ignored like ConfigTemplateVRRP.
 	ConfigTemplateVS string `json:"configTemplateVS,omitempty"`
+
+	// Steering (nlb addition) selects how `nlb controller` hands
+	// VIP:spec.api.port connections to the proxy: "auto" (default: eBPF
+	// sk_lookup, else nftables), "sklookup" or "nftables". k0s uses an
+	// iptables REDIRECT rule instead.
+	Steering string `json:"steering,omitempty"`
+	// APIServerHealth (nlb addition) makes the VIP follow the health of the
+	// local API server (/readyz) and of the proxy: after Fall failed checks
+	// the node lowers its priority or gives up mastership, and takes part
+	// again after Rise good ones (k0s issues #6527, #6866).
+	APIServerHealth *APIServerHealthSpec `json:"apiServerHealth,omitempty"`
+}
+
+// APIServerHealthSpec is the nlb addition tying VRRP to API server health,
+// in the spirit of keepalived's vrrp_script + track_script.
+type APIServerHealthSpec struct {
+	// Enabled turns health tracking on (default true).
+	Enabled *bool `json:"enabled,omitempty"`
+	// Interval between checks (default 500ms).
+	Interval Duration `json:"interval,omitzero"`
+	// Timeout of one check (default 400ms; at most Interval).
+	Timeout Duration `json:"timeout,omitzero"`
+	// Fall is the number of consecutive failures to act (default 3).
+	Fall int32 `json:"fall,omitempty"`
+	// Rise is the number of consecutive successes to recover (default 5);
+	// it doubles while the check flaps (see vrrp.TrackConfig).
+	Rise int32 `json:"rise,omitempty"`
+	// Weight is keepalived's track_script weight: 0 (default) gives up
+	// mastership (priority 0) while failed, negative lowers the priority
+	// by that much while failed, positive raises it while healthy.
+	Weight *int32 `json:"weight,omitempty"`
 }
 
 // VRRPInstance is one keepalived.vrrpInstances[] entry (k0s cplb.go

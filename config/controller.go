@@ -1,0 +1,142 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Steering modes of `nlb controller` (keepalived.steering).
+const (
+	SteeringAuto     = "auto"
+	SteeringSKLookup = "sklookup"
+	SteeringNFTables = "nftables"
+)
+
+// Defaults of keepalived.apiServerHealth. Three failed checks 500ms apart
+// give up the VIP about 1.5 s after the API server stops answering; five
+// good ones (2.5 s) bring the node back, more while it flaps.
+const (
+	DefaultHealthInterval = 500 * time.Millisecond
+	DefaultHealthTimeout  = 400 * time.Millisecond
+	DefaultHealthFall     = 3
+	DefaultHealthRise     = 5
+)
+
+// Controller is what `nlb controller` runs besides the VRRP instances,
+// with every default applied.
+type Controller struct {
+	// APIPort is spec.api.port: the port clients use on the VIP.
+	APIPort int
+	// ProxyPort is keepalived.userSpaceProxyBindPort.
+	ProxyPort int
+	// DisableLoadBalancer runs the VIPs only: no proxy, no steering.
+	DisableLoadBalancer bool
+	// Steering is SteeringAuto, SteeringSKLookup or SteeringNFTables.
+	Steering string
+	// Health ties VRRP priority to the local API server and proxy.
+	Health Health
+}
+
+// Health is keepalived.apiServerHealth resolved.
+type Health struct {
+	// Enabled turns tracking on.
+	Enabled bool
+	// Interval and Timeout of each check.
+	Interval, Timeout time.Duration
+	// Fall and Rise are the hysteresis thresholds.
+	Fall, Rise int
+	// Weight is keepalived's track_script weight (0: give up mastership).
+	Weight int
+}
+
+// Controller returns the controller settings. Valid after Load/Validate.
+func (c *Config) Controller() Controller {
+	out := Controller{
+		APIPort:   c.APIPort(),
+		ProxyPort: DefaultUserSpaceProxyPort,
+		Steering:  SteeringAuto,
+		Health: Health{
+			Enabled:  true,
+			Interval: DefaultHealthInterval,
+			Timeout:  DefaultHealthTimeout,
+			Fall:     DefaultHealthFall,
+			Rise:     DefaultHealthRise,
+		},
+	}
+	ka := c.ControlPlaneLoadBalancing.Keepalived
+	if ka == nil {
+		return out
+	}
+	if ka.UserSpaceProxyPort != 0 {
+		out.ProxyPort = ka.UserSpaceProxyPort
+	}
+	out.DisableLoadBalancer = ka.DisableLoadBalancer
+	if ka.Steering != "" {
+		out.Steering = ka.Steering
+	}
+	if h := ka.APIServerHealth; h != nil {
+		if h.Enabled != nil {
+			out.Health.Enabled = *h.Enabled
+		}
+		if h.Interval.Duration > 0 {
+			out.Health.Interval = h.Interval.Duration
+		}
+		if h.Timeout.Duration > 0 {
+			out.Health.Timeout = h.Timeout.Duration
+		} else if out.Health.Timeout > out.Health.Interval {
+			out.Health.Timeout = out.Health.Interval
+		}
+		if h.Fall > 0 {
+			out.Health.Fall = int(h.Fall)
+		}
+		if h.Rise > 0 {
+			out.Health.Rise = int(h.Rise)
+		}
+		if h.Weight != nil {
+			out.Health.Weight = int(*h.Weight)
+		}
+	}
+	return out
+}
+
+// checkController validates the nlb additions used by `nlb controller`.
+func (c *Config) checkController(p *problems) {
+	ka := c.ControlPlaneLoadBalancing.Keepalived
+	if ka == nil {
+		return
+	}
+	kpath := child(c.Form.cplbPath(), "keepalived")
+	switch ka.Steering {
+	case "", SteeringAuto, SteeringSKLookup, SteeringNFTables:
+	default:
+		p.add(child(kpath, "steering"), fmt.Sprintf("must be one of %s, %s or %s, got %q",
+			SteeringAuto, SteeringSKLookup, SteeringNFTables, ka.Steering))
+	}
+	if ka.DisableLoadBalancer && ka.Steering != "" {
+		c.warn(child(kpath, "steering"), "ignored: disableLoadBalancer is true")
+	}
+	h := ka.APIServerHealth
+	if h == nil {
+		return
+	}
+	hpath := child(kpath, "apiServerHealth")
+	if h.Interval.Duration < 0 || (h.Interval.Duration > 0 && h.Interval.Duration < 10*time.Millisecond) || h.Interval.Duration > time.Hour {
+		p.add(child(hpath, "interval"), fmt.Sprintf("must be between 10ms and 1h, got %s", h.Interval.Duration))
+	}
+	interval := h.Interval.Duration
+	if interval == 0 {
+		interval = DefaultHealthInterval
+	}
+	if h.Timeout.Duration < 0 || (h.Timeout.Duration > 0 && h.Timeout.Duration > interval) {
+		p.add(child(hpath, "timeout"), fmt.Sprintf("must be positive and at most the interval (%s), got %s", interval, h.Timeout.Duration))
+	}
+	if h.Fall < 0 || h.Fall > 100 {
+		p.add(child(hpath, "fall"), fmt.Sprintf("must be between 1 and 100, got %d", h.Fall))
+	}
+	if h.Rise < 0 || h.Rise > 100 {
+		p.add(child(hpath, "rise"), fmt.Sprintf("must be between 1 and 100, got %d", h.Rise))
+	}
+	if h.Weight != nil && (*h.Weight < -253 || *h.Weight > 253) {
+		p.add(child(hpath, "weight"), fmt.Sprintf("must be between -253 and 253, got %d", *h.Weight))
+	}
+}
