@@ -37,6 +37,7 @@ func (c *Config) check(p *problems) {
 	c.checkAPI(p)
 	c.checkNLLB(p)
 	c.checkCPLB(p)
+	c.checkController(p)
 }
 
 // checkPort reports a port outside 1-65535 (k8s validation.IsValidPortNum,
