@@ -162,6 +162,22 @@ type InstanceStatus struct {
 	// VIPsConfigured reports whether the last AddVIPs succeeded and no
 	// RemoveVIPs succeeded since.
 	VIPsConfigured bool
+	// Recent lists the latest state changes, oldest first (at most
+	// RecentTransitions).
+	Recent []Transition
+}
+
+// RecentTransitions bounds InstanceStatus.Recent.
+const RecentTransitions = 16
+
+// Transition is one state change, for status output.
+type Transition struct {
+	// At is when it happened.
+	At time.Time
+	// From and To are the states.
+	From, To State
+	// Reason is the Machine's reason.
+	Reason string
 }
 
 // Instance runs one virtual router: it drives a [Machine] with adverts read
@@ -296,7 +312,9 @@ func (i *Instance) advert(prio uint8) *Advertisement {
 func (i *Instance) Status() InstanceStatus {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return i.status
+	st := i.status
+	st.Recent = slices.Clone(st.Recent)
+	return st
 }
 
 // SetPriority changes the effective priority at run time (see
@@ -513,6 +531,10 @@ func (i *Instance) exec(ctx context.Context, now time.Time, as []Action) {
 			i.status.Transitions++
 			i.status.LastTransition = now
 			i.status.LastReason = a.Reason
+			if len(i.status.Recent) == RecentTransitions {
+				i.status.Recent = slices.Delete(i.status.Recent, 0, 1)
+			}
+			i.status.Recent = append(i.status.Recent, Transition{At: now, From: a.From, To: a.To, Reason: a.Reason})
 			i.mu.Unlock()
 			if a.From == Master {
 				i.stopGARP()

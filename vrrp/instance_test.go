@@ -310,6 +310,10 @@ func TestInstanceElection(t *testing.T) {
 		if st.Master != addrB || st.Transitions != 2 || !st.VIPsConfigured || st.Priority != 150 {
 			t.Errorf("b status %+v", st)
 		}
+		if r := st.Recent; len(r) != 2 || r[0].From != Initialize || r[0].To != Backup ||
+			r[1].From != Backup || r[1].To != Master || !r[1].At.Equal(st.LastTransition) || r[1].Reason != st.LastReason {
+			t.Errorf("b recent transitions %+v", r)
+		}
 		for _, n := range []*node{a, c} {
 			if st := wantState(t, n, Backup); st.Master != addrB || st.Transitions != 1 || st.VIPsConfigured {
 				t.Errorf("%s status %+v", st.Name, st)
