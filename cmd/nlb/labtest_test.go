@@ -156,6 +156,13 @@ type node struct {
 // test failed.
 func startNLB(t testing.TB, h *netlab.Host, conf []byte) *node {
 	t.Helper()
+	return startNLBCommand(t, h, conf, "vrrp")
+}
+
+// startNLBCommand starts `nlb CMD --config FILE --admin ... ARGS...` on h
+// with conf in FILE; see startNLB.
+func startNLBCommand(t testing.TB, h *netlab.Host, conf []byte, cmd string, args ...string) *node {
+	t.Helper()
 	bin := nlbBinary(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "k0s.yaml")
@@ -163,8 +170,8 @@ func startNLB(t testing.TB, h *netlab.Host, conf []byte) *node {
 		t.Fatal(err)
 	}
 	n := &node{t: t, h: h, name: "nlb@" + h.Name, log: &netlab.SyncBuffer{}, done: make(chan struct{})}
-	n.cmd = h.Exec(context.Background(), bin, "vrrp", "--config", path, "--admin", adminAddr,
-		"--log-format", "text", "--log-level", "debug")
+	argv := append([]string{cmd, "--config", path, "--admin", adminAddr, "--log-format", "text", "--log-level", "debug"}, args...)
+	n.cmd = h.Exec(context.Background(), bin, argv...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatalf("%s: start: %v", n.name, err)

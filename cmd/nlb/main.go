@@ -36,6 +36,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"vrrp":       {"run VRRP instances (keepalived replacement)", runVRRP},
+		"controller": {"control plane load balancing: VRRP + proxy + discovery + steering (k0s CPLB)", runController},
 		"proxy":      {"run the L4 TCP load balancer", runProxy},
 		"client":     {"node-local load balancing on a worker (k0s NLLB replacement)", runClient},
 		"kubeconfig": {"point a kubeconfig at the local client listener", runKubeconfig},

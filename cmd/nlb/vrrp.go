@@ -343,28 +343,32 @@ func vrrpStatusHandler(runners []*vrrpRunner) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		var st vrrpStatus
 		for _, r := range runners {
-			s := r.inst.Status()
-			is := instanceStatus{
-				Name: s.Name, VRID: s.VRID, Interface: r.cfg.Interface, State: s.State.String(),
-				Priority: s.Priority, VIPsConfigured: s.VIPsConfigured, Transitions: s.Transitions,
-				LastReason: s.LastReason, MasterDownMS: float64(s.MasterDownInterval) / float64(time.Millisecond),
-			}
-			if s.Master.IsValid() {
-				is.Master = s.Master.String()
-			}
-			if !s.LastTransition.IsZero() {
-				is.LastTransition = s.LastTransition.UTC().Format(time.RFC3339Nano)
-			}
-			for _, v := range r.cfg.VIPs {
-				is.VIPs = append(is.VIPs, v.String())
-			}
-			st.Instances = append(st.Instances, is)
+			st.Instances = append(st.Instances, toInstanceStatus(r, r.inst.Status()))
 		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	}
+}
+
+// toInstanceStatus is the JSON form of one instance's status.
+func toInstanceStatus(r *vrrpRunner, s vrrp.InstanceStatus) instanceStatus {
+	is := instanceStatus{
+		Name: s.Name, VRID: s.VRID, Interface: r.cfg.Interface, State: s.State.String(),
+		Priority: s.Priority, VIPsConfigured: s.VIPsConfigured, Transitions: s.Transitions,
+		LastReason: s.LastReason, MasterDownMS: float64(s.MasterDownInterval) / float64(time.Millisecond),
+	}
+	if s.Master.IsValid() {
+		is.Master = s.Master.String()
+	}
+	if !s.LastTransition.IsZero() {
+		is.LastTransition = s.LastTransition.UTC().Format(time.RFC3339Nano)
+	}
+	for _, v := range r.cfg.VIPs {
+		is.VIPs = append(is.VIPs, v.String())
+	}
+	return is
 }
 
 // registerProcessCollectors adds the Go runtime and process metrics.

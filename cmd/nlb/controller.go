@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nlb-dev/nlb/config"
+	"github.com/nlb-dev/nlb/lb"
+	"github.com/nlb-dev/nlb/vrrp"
+)
+
+const controllerUsage = `Usage: nlb controller --config FILE [--kubeconfig ADMIN_KUBECONFIG] [flags]
+
+Runs everything k0s's control plane load balancing (CPLB) does with
+keepalived, on each controller, in one process:
+
+  - the VRRP instances of spec.network.controlPlaneLoadBalancing (as nlb vrrp);
+  - the proxy on userSpaceProxyBindPort (6444), its backends the API servers
+    of the EndpointSlices of default/kubernetes, read through --kubeconfig (the
+    admin kubeconfig of the local API server), health-checked with GET /readyz
+    and that identity (as nlb proxy --discover);
+  - steering of VIP:spec.api.port into the proxy on the node holding the VIP,
+    with an eBPF sk_lookup program, or nftables rules where sk_lookup is
+    missing (keepalived.steering: auto, sklookup or nftables); no iptables;
+  - the VIP follows health: the local API server's /readyz and the proxy's
+    readiness are checked every apiServerHealth.interval; after fall
+    failures the node gives up mastership (priority 0, or lowers it by
+    -weight), and after rise successes (more while it flaps) it takes part
+    again.
+
+With keepalived.disableLoadBalancer: true only the VIPs run (no proxy, no
+steering); health tracking still applies.
+
+SIGTERM or SIGINT releases the VIPs at once with a priority-0 advertisement,
+removes the steering, then lets proxied connections finish (up to 30 s).
+
+Without --kubeconfig the proxy sends everything to 127.0.0.1:<api port> (as
+k0s does before its first discovery) and the local API server is checked
+with a TCP connect only.
+
+Admin server (--admin): /metrics, /healthz, /readyz (the node can serve:
+healthy API server and proxy) and /status (JSON, rendered by nlb status).
+
+Flags:
+`
+
+// Defaults of `nlb controller`.
+const defaultControllerAdmin = "127.0.0.1:9647"
+
+func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, controllerUsage); fs.PrintDefaults() }
+	var (
+		path       = fs.String("config", "", "configuration `file` (k0s ClusterConfig, or the controlPlaneLoadBalancing section)")
+		kubeconfig = fs.String("kubeconfig", "", "admin kubeconfig `file` of the local API server: discovery and /readyz checks")
+		admin      = fs.String("admin", defaultControllerAdmin, "admin server `address` (/metrics, /healthz, /readyz, /status); empty: off")
+		cacheFile  = fs.String("cache-file", "", "`file` caching the discovered API servers for the next start (empty: none)")
+		localAPI   = fs.String("local-api-server", "", "`host:port` of this node's API server for the health check (default: the kubeconfig's server, else 127.0.0.1:<api port>)")
+		check      = fs.Bool("check", false, "validate the configuration, print what would run, and exit")
+		listen     stringsFlag
+		logf       logFlags
+	)
+	fs.Var(&listen, "listen", "proxy listen `address` (repeatable; default :<userSpaceProxyBindPort>)")
+	logf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("controller: unexpected arguments %q", fs.Args())
+	}
+	if *path == "" {
+		fs.Usage()
+		return errors.New("controller: --config is required")
+	}
+	cfg, err := config.LoadFile(*path)
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	ctl := cfg.Controller()
+	if *check {
+		if err := printCheck(stdout, *path, cfg); err != nil {
+			return err
+		}
+		return printControllerCheck(stdout, ctl)
+	}
+	log, err := logf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration", "warning", w)
+	}
+	if err := cfg.ResolveInterfaces(config.NewLinuxResolver()); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	insts := cfg.VRRPInstances()
+	if len(insts) == 0 {
+		return errors.New("controller: the configuration has no vrrpInstances (or controlPlaneLoadBalancing is not enabled)")
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := registerProcessCollectors(reg); err != nil {
+		return err
+	}
+	vmet, err := vrrp.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("controller: metrics: %w", err)
+	}
+	c := &controller{cfg: ctl, log: log}
+	defer c.close()
+	for _, in := range insts {
+		r, err := newVRRPRunner(in, log, vmet)
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.runners = append(c.runners, r)
+		for _, v := range in.VIPs {
+			c.vips = append(c.vips, v.Addr())
+		}
+	}
+
+	// The proxy and its discovery, as `nlb proxy --discover`.
+	disc := &proxyDiscover{enabled: *kubeconfig != "", kubeconfig: *kubeconfig, apiPort: ctl.APIPort, cacheFile: *cacheFile}
+	if err := disc.prepare(); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	if !ctl.DisableLoadBalancer {
+		lcfg := lb.Config{Listen: listen}
+		if len(lcfg.Listen) == 0 {
+			lcfg.Listen = []string{":" + strconv.Itoa(ctl.ProxyPort)}
+		}
+		if !disc.enabled {
+			lcfg.Backends = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(ctl.APIPort))}
+		}
+		if err := disc.fill(&lcfg); err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		lcfg.SetDefaults()
+		if err := lcfg.Validate(); err != nil {
+			return fmt.Errorf("controller: proxy: %w", err)
+		}
+		if c.proxy, err = lb.New(lcfg, disc.options(lb.Options{Logger: log.With("component", "proxy"), Registerer: reg})); err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		if err := c.proxy.Listen(ctx); err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		if c.steer, err = attachSteering(ctl, c.vips, c.proxy.Listeners(), log.With("component", "steering")); err != nil {
+			c.proxy.Shutdown(context.Background())
+			return fmt.Errorf("controller: %w", err)
+		}
+	}
+
+	// Health tracking: one Tracker per instance (their base priorities
+	// differ), all fed the same results.
+	if ctl.Health.Enabled {
+		target, probe, err := localAPICheck(*localAPI, disc, ctl.APIPort)
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		h, err := newHealthFeed(ctl.Health, target, probe, c.proxy, c.runners, reg, log.With("component", "health"))
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.health = h
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if *admin != "" {
+		stop, err := c.serveAdmin(ctx, *admin, reg)
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		defer stop()
+	}
+
+	log.Info("starting", "version", version, "instances", len(c.runners), "api_port", ctl.APIPort,
+		"proxy_port", ctl.ProxyPort, "load_balancer", !ctl.DisableLoadBalancer, "steering", c.steerMode(),
+		"health", ctl.Health.Enabled, "discovery", disc.enabled)
+	return c.run(ctx, cancel, disc)
+}
+
+// controller is one running `nlb controller`.
+type controller struct {
+	cfg     config.Controller
+	log     *slog.Logger
+	runners []*vrrpRunner
+	vips    []netip.Addr
+	proxy   *lb.Proxy   // nil with disableLoadBalancer
+	steer   steering    // nil with disableLoadBalancer
+	health  *healthFeed // nil when tracking is off
+}
+
+// run runs every part until ctx ends or one fails, then stops them in the
+// order that keeps clients best served: VRRP first (the VIP leaves at once
+// with a priority-0 advert), then steering, then the proxy drains.
+func (c *controller) run(ctx context.Context, cancel context.CancelFunc, disc *proxyDiscover) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+		cancel() // one part failing stops them all: the supervisor restarts us
+	}
+	vrrpDone := make(chan struct{})
+	var vwg sync.WaitGroup
+	for _, r := range c.runners {
+		vwg.Add(1)
+		go func() {
+			defer vwg.Done()
+			if err := r.inst.Run(ctx); err != nil {
+				fail(fmt.Errorf("controller: vrrp instance %s: %w", r.cfg.Name, err))
+			}
+		}()
+	}
+	go func() { vwg.Wait(); close(vrrpDone) }()
+	if c.health != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.health.run(ctx) }()
+	}
+	if c.proxy != nil {
+		// The proxy outlives ctx by its drain: it gets its own context,
+		// cancelled once the VIPs are gone.
+		pctx, pcancel := context.WithCancel(context.Background())
+		stopDiscovery := disc.start(pctx, c.proxy, c.log)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			<-vrrpDone
+			if c.steer != nil {
+				if err := c.steer.Close(); err != nil {
+					c.log.Error("removing steering", "err", err)
+				}
+				c.steer = nil
+			}
+			pcancel()
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.proxy.Serve(pctx)
+			stopDiscovery()
+			if err != nil && ctx.Err() == nil {
+				fail(fmt.Errorf("controller: proxy: %w", err))
+			}
+		}()
+	}
+	<-vrrpDone
+	wg.Wait()
+	c.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (c *controller) close() {
+	if c.steer != nil {
+		if err := c.steer.Close(); err != nil {
+			c.log.Error("removing steering", "err", err)
+		}
+	}
+	for _, r := range c.runners {
+		r.close()
+	}
+}
+
+func (c *controller) steerMode() string {
+	if c.steer == nil {
+		return "off"
+	}
+	return c.steer.Mode()
+}
+
+// ready reports whether this node can serve the VIP now.
+func (c *controller) ready() bool {
+	if c.health != nil && !c.health.healthy() {
+		return false
+	}
+	return c.proxy == nil || proxyServes(c.proxy)
+}
+
+// proxyServes is the proxy's readiness for VRRP: listening with a healthy
+// backend, or failing open to all of them. Failing open counts as serving:
+// when every check fails everywhere, dropping the VIP on every node would
+// only add an outage.
+func proxyServes(p *lb.Proxy) bool {
+	return p.Ready() || (len(p.Addrs()) > 0 && p.Status().FailOpen)
+}
+
+// controllerStatus is the JSON of the controller's /status; `nlb status`
+// renders it.
+type controllerStatus struct {
+	Instances []controllerInstance `json:"instances"`
+	Health    *healthStatus        `json:"health,omitempty"`
+	Steering  steeringStatus       `json:"steering"`
+	Proxy     *lb.Status           `json:"proxy,omitempty"`
+}
+
+type controllerInstance struct {
+	instanceStatus
+	Recent []transitionStatus `json:"recent_transitions,omitempty"`
+}
+
+type transitionStatus struct {
+	At     string `json:"at"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+}
+
+type steeringStatus struct {
+	Mode      string   `json:"mode"`
+	VIPs      []string `json:"vips,omitempty"`
+	Port      int      `json:"port"`
+	ProxyPort int      `json:"proxy_port,omitempty"`
+}
+
+func (c *controller) status() controllerStatus {
+	var st controllerStatus
+	for _, r := range c.runners {
+		s := r.inst.Status()
+		ci := controllerInstance{instanceStatus: toInstanceStatus(r, s)}
+		for _, t := range s.Recent {
+			ci.Recent = append(ci.Recent, transitionStatus{
+				At: t.At.UTC().Format(time.RFC3339Nano), From: t.From.String(), To: t.To.String(), Reason: t.Reason,
+			})
+		}
+		st.Instances = append(st.Instances, ci)
+	}
+	if c.health != nil {
+		hs := c.health.status()
+		st.Health = &hs
+	}
+	st.Steering = steeringStatus{Mode: c.steerMode(), Port: c.cfg.APIPort}
+	if c.proxy != nil {
+		st.Steering.ProxyPort = c.cfg.ProxyPort
+		for _, v := range c.vips {
+			st.Steering.VIPs = append(st.Steering.VIPs, v.String())
+		}
+		ps := c.proxy.Status()
+		st.Proxy = &ps
+	}
+	return st
+}
+
+// serveAdmin serves /metrics, /healthz, /readyz and /status on addr.
+func (c *controller) serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin: listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(c.status())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("admin server stopped", "err", err)
+		}
+	}()
+	c.log.Info("admin listening", "addr", ln.Addr().String())
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	return stop, nil
+}
+
+// printControllerCheck adds the controller settings to --check's output.
+func printControllerCheck(w io.Writer, ctl config.Controller) error {
+	if ctl.DisableLoadBalancer {
+		fmt.Fprintf(w, "  load balancer: disabled (VIPs only)\n")
+	} else {
+		fmt.Fprintf(w, "  proxy on :%d, VIP:%d steered into it (%s)\n", ctl.ProxyPort, ctl.APIPort, ctl.Steering)
+	}
+	h := ctl.Health
+	if !h.Enabled {
+		_, err := fmt.Fprintf(w, "  API server health tracking: off\n")
+		return err
+	}
+	action := "gives up mastership (priority 0)"
+	if h.Weight < 0 {
+		action = fmt.Sprintf("lowers its priority by %d", -h.Weight)
+	} else if h.Weight > 0 {
+		action = fmt.Sprintf("loses the +%d it has while healthy", h.Weight)
+	}
+	_, err := fmt.Fprintf(w, "  API server health: every %s (timeout %s); after %d failures the node %s; back after %d successes\n",
+		h.Interval, h.Timeout, h.Fall, action, h.Rise)
+	return err
+}
