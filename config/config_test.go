@@ -532,3 +532,40 @@ func TestValidateBuiltInGo(t *testing.T) {
 		t.Errorf("%d instances", n)
 	}
 }
+
+// TestVIPIsNodeAddress: a VIP equal to a unicast source or peer (a node's
+// own address, k0s #4664) is reported at the VIP, naming the other field,
+// in its own instance and across instances, whatever the VIP's prefix.
+func TestVIPIsNodeAddress(t *testing.T) {
+	_, err := Load([]byte(`
+spec:
+  network:
+    controlPlaneLoadBalancing:
+      enabled: true
+      keepalived:
+        vrrpInstances:
+        - virtualIPs: ["192.0.2.11/32"]
+          authPass: x
+          unicastSourceIP: 192.0.2.11
+          unicastPeers: [192.0.2.12]
+        - virtualIPs: ["192.0.2.12/24"]
+          authPass: x
+`))
+	if err == nil {
+		t.Fatal("Load accepted a VIP equal to a node address")
+	}
+	const vp = "spec.network.controlPlaneLoadBalancing.keepalived.vrrpInstances"
+	got := paths(t, err)
+	want := []string{vp + "[0].virtualIPs[0]", vp + "[1].virtualIPs[0]"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paths %q, want %q\n%v", got, want, err)
+	}
+	for _, s := range []string{
+		"192.0.2.11 is also " + vp + "[0].unicastSourceIP, a node's own address",
+		"192.0.2.12 is also " + vp + "[0].unicastPeers[0], a node's own address",
+	} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error lacks %q:\n%v", s, err)
+		}
+	}
+}

@@ -500,10 +500,12 @@ func checkGARP(p *problems, path string, g *GARPSpec) GARP {
 
 // checkAcross adds the rules between instances that k0s does not check
 // (k0s.md §1.3 "Checks that are not done"): unique names, no VIP in two
-// instances, and no VRID used twice on one interface for one family.
+// instances, no VIP that is a node's own address, and no VRID used twice
+// on one interface for one family.
 func checkAcross(p *problems, vpath string, specs []VRRPInstance, insts []Instance) {
 	names := map[string]int{}
 	vips := map[netip.Addr]int{}
+	nodes := nodeAddrs(vpath, specs, insts)
 	for i, in := range insts {
 		ip := index(vpath, i)
 		if k, dup := names[in.Name]; dup {
@@ -513,15 +515,51 @@ func checkAcross(p *problems, vpath string, specs []VRRPInstance, insts []Instan
 		}
 		for _, pfx := range in.VIPs {
 			a := pfx.Addr()
+			j := vipIndex(specs[i].VirtualIPs, a)
 			if k, dup := vips[a]; dup {
-				j := vipIndex(specs[i].VirtualIPs, a)
 				p.add(index(child(ip, "virtualIPs"), j), fmt.Sprintf("%s is also a virtual IP of %s", a, index(vpath, k)))
 			} else {
 				vips[a] = i
 			}
+			// A VIP must never be a node's own address: the node would
+			// lose it to whichever router is master, and tools that
+			// take "the node address" would pick the VIP (k0s #4664,
+			// k0sctl #1100).
+			for _, where := range nodes[a] {
+				p.add(index(child(ip, "virtualIPs"), j), fmt.Sprintf(
+					"%s is also %s, a node's own address: a virtual IP must be an address no node has", a, where))
+			}
 		}
 	}
 	checkVRIDs(p, vpath, insts)
+}
+
+// nodeAddrs maps every unicast source and peer address to the fields that
+// name it ("<vpath>[k].unicastSourceIP", "<vpath>[k].unicastPeers[j]"):
+// these are addresses of real nodes.
+func nodeAddrs(vpath string, specs []VRRPInstance, insts []Instance) map[netip.Addr][]string {
+	out := map[netip.Addr][]string{}
+	for k, in := range insts {
+		kp := index(vpath, k)
+		if in.UnicastSource.IsValid() {
+			out[in.UnicastSource] = append(out[in.UnicastSource], child(kp, "unicastSourceIP"))
+		}
+		for _, a := range in.UnicastPeers {
+			j := ipIndex(specs[k].UnicastPeers, a)
+			out[a] = append(out[a], index(child(kp, "unicastPeers"), j))
+		}
+	}
+	return out
+}
+
+// ipIndex finds the position of a in a list of addresses.
+func ipIndex(list []string, a netip.Addr) int {
+	for j, s := range list {
+		if b, err := netip.ParseAddr(s); err == nil && b == a {
+			return j
+		}
+	}
+	return 0
 }
 
 // vipIndex finds the position of a in a virtualIPs list.
