@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -240,6 +241,16 @@ apiServerHealth: {interval: 100ms, timeout: 90ms, fall: 3, rise: 3}`
 	}
 	api[old].set("+")
 	eventually(t, fastWait, "recovery after 6", tracked(func(h bool, c, n int) bool { return h && c == 4 }, "healthy after 4 changes"))
+	// nlb status renders the same from inside the node.
+	out, err := old.h.Exec(context.Background(), nlbBinary(t), "status").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nlb status: %v: %s", err, out)
+	}
+	for _, want := range []string{"VRRP", "k0s-vip-0", "Health (the VIP follows it)", "healthy: local API server", "Recent transitions", "Master -> Backup"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("nlb status lacks %q:\n%s", want, out)
+		}
+	}
 	if st, err := old.controllerStatus(); err != nil || st.Steering.Mode != "off" {
 		t.Errorf("steering mode %q (%v), want off with disableLoadBalancer", st.Steering.Mode, err)
 	}

@@ -41,6 +41,7 @@ func commands() map[string]command {
 		"client":     {"node-local load balancing on a worker (k0s NLLB replacement)", runClient},
 		"kubeconfig": {"point a kubeconfig at the local client listener", runKubeconfig},
 		"version":    {"print the version", runVersion},
+		"status":     {"print a readable summary of a running nlb (admin /status)", runStatus},
 		"manifest":   {"print the controller or worker static pod manifest", runManifest},
 	}
 }

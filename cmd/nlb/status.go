@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nlb-dev/nlb/lb"
+)
+
+const statusUsage = `Usage: nlb status [--admin ADDRESS] [--json]
+
+Prints a readable summary of a running nlb from its admin endpoint's
+/status: VRRP instances with state, priority and the VIP holder; the health
+that the VIP follows; the steering mode; proxy backends with health and
+connections; recent transitions. Works with nlb controller (the default
+address), nlb vrrp, nlb proxy and nlb client.
+
+Flags:
+`
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, statusUsage); fs.PrintDefaults() }
+	admin := fs.String("admin", defaultControllerAdmin, "admin `address` of the nlb to ask (host:port, or an http:// URL)")
+	raw := fs.Bool("json", false, "print the JSON as served")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this `duration`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("status: unexpected arguments %q", fs.Args())
+	}
+	url := *admin
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	url = strings.TrimSuffix(url, "/") + "/status"
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("status: is nlb running with --admin %s? %w", *admin, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("status: %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status: %s: %s", url, resp.Status)
+	}
+	if *raw {
+		_, err := stdout.Write(body)
+		return err
+	}
+	return renderStatus(stdout, body, time.Now())
+}
+
+// anyStatus is the union of the /status shapes of nlb's commands:
+// controller (instances, health, steering, proxy), vrrp (instances), proxy
+// (an lb.Status at the top level) and client (apiserver, konnectivity).
+type anyStatus struct {
+	Instances []controllerInstance `json:"instances"`
+	Health    *healthStatus        `json:"health"`
+	Steering  *steeringStatus      `json:"steering"`
+	Proxy     *lb.Status           `json:"proxy"`
+
+	Listeners []string `json:"listeners"` // nlb proxy
+	lb.Status
+
+	APIServer    *lb.Status `json:"apiserver"` // nlb client
+	Konnectivity *lb.Status `json:"konnectivity"`
+	Discovered   []string   `json:"discovered"`
+}
+
+// renderStatus writes the human summary of a /status document.
+func renderStatus(w io.Writer, body []byte, now time.Time) error {
+	var st anyStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("status: not an nlb /status document: %w", err)
+	}
+	var b strings.Builder
+	section := func(title string) {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(title + "\n")
+	}
+	if len(st.Instances) > 0 {
+		section("VRRP")
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  INSTANCE\tVRID\tIFACE\tSTATE\tPRIO\tMASTER\tVIPS\tTRANSITIONS\tLAST CHANGE")
+		for _, in := range st.Instances {
+			vips := strings.Join(in.VIPs, ",")
+			if in.VIPsConfigured {
+				vips += " (here)"
+			}
+			master := in.Master
+			if in.State == "Master" {
+				master = "this node"
+			} else if master == "" {
+				master = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", in.Name, in.VRID, in.Interface, in.State,
+				in.Priority, master, vips, in.Transitions, ago(in.LastTransition, in.LastReason, now))
+		}
+		tw.Flush()
+	}
+	if h := st.Health; h != nil {
+		section("Health (the VIP follows it)")
+		state := "healthy"
+		if !h.Tracked.Healthy {
+			state = "FAILED"
+		}
+		fmt.Fprintf(&b, "  %s: local API server %s checked every %s; priority %d\n", state, h.Target, h.Interval, h.Tracked.Priority)
+		fmt.Fprintf(&b, "  fall %d, rise %d (now %d while flapping), weight %d; %d changes", h.Fall, h.Rise,
+			h.Tracked.NeededToRecover, h.Weight, h.Tracked.Changes)
+		if !h.Tracked.LastChange.IsZero() {
+			fmt.Fprintf(&b, ", last %s", ago(h.Tracked.LastChange.UTC().Format(time.RFC3339Nano), "", now))
+		}
+		b.WriteByte('\n')
+		if h.Tracked.LastError != "" {
+			fmt.Fprintf(&b, "  last error: %s\n", h.Tracked.LastError)
+		}
+	}
+	if s := st.Steering; s != nil {
+		section("Steering")
+		switch s.Mode {
+		case "off":
+			fmt.Fprintf(&b, "  off (disableLoadBalancer: clients reach the API server on the VIP directly)\n")
+		default:
+			fmt.Fprintf(&b, "  %s: %s port %d -> proxy port %d on the VIP holder\n", s.Mode, strings.Join(s.VIPs, ","), s.Port, s.ProxyPort)
+		}
+	}
+	proxies := []struct {
+		name string
+		st   *lb.Status
+	}{{"Proxy", st.Proxy}, {"Proxy: API server", st.APIServer}, {"Proxy: konnectivity", st.Konnectivity}}
+	if st.Listeners != nil {
+		st.Status.Listeners = st.Listeners
+		proxies = append(proxies, struct {
+			name string
+			st   *lb.Status
+		}{"Proxy", &st.Status})
+	}
+	for _, p := range proxies {
+		if p.st != nil {
+			section(p.name)
+			renderProxy(&b, p.st)
+		}
+	}
+	if len(st.Discovered) > 0 {
+		fmt.Fprintf(&b, "  discovered: %s\n", strings.Join(st.Discovered, ", "))
+	}
+	var recent []string
+	for _, in := range st.Instances {
+		for _, t := range in.Recent {
+			recent = append(recent, fmt.Sprintf("  %s  %s  %s -> %s  %s", t.At, in.Name, t.From, t.To, t.Reason))
+		}
+	}
+	if len(recent) > 0 {
+		section("Recent transitions")
+		b.WriteString(strings.Join(recent, "\n") + "\n")
+	}
+	if b.Len() == 0 {
+		return errors.New("status: the document has nothing nlb status knows how to show")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func renderProxy(b *strings.Builder, s *lb.Status) {
+	fail := ""
+	if s.FailOpen {
+		fail = "; FAILING OPEN: no backend is healthy, all are used"
+	}
+	fmt.Fprintf(b, "  listening on %s; %d active connections, %d in total%s\n", strings.Join(s.Listeners, ", "), s.Active, s.Total, fail)
+	if len(s.Backends) == 0 {
+		b.WriteString("  no backends\n")
+		return
+	}
+	tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  BACKEND\tHEALTH\tACTIVE\tTOTAL\tIN\tOUT\tDIAL FAILURES")
+	for _, be := range s.Backends {
+		health := "healthy"
+		switch {
+		case be.Removed:
+			health = "removed"
+		case !be.Healthy:
+			health = "unhealthy"
+		case be.Suspect:
+			health = "suspect"
+		}
+		if be.Draining {
+			health += ", draining"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t%d\n", be.Address, health, be.Active, be.Total,
+			byteSize(be.BytesIn), byteSize(be.BytesOut), be.DialFailures)
+	}
+	tw.Flush()
+}
+
+// ago renders an RFC 3339 time as "12s ago: reason".
+func ago(ts, reason string, now time.Time) string {
+	if ts == "" {
+		return "-"
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return ts
+	}
+	s := now.Sub(t).Round(time.Second).String() + " ago"
+	if reason != "" {
+		s += ": " + reason
+	}
+	return s
+}
+
+// byteSize renders n bytes in B, KiB, MiB or GiB.
+func byteSize(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 2 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMG"[i])
+}
