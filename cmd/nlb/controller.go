@@ -48,9 +48,9 @@ steering); health tracking still applies.
 SIGTERM or SIGINT releases the VIPs at once with a priority-0 advertisement,
 removes the steering, then lets proxied connections finish (up to 30 s).
 
-Without --kubeconfig the proxy sends everything to 127.0.0.1:<api port> (as
-k0s does before its first discovery) and the local API server is checked
-with a TCP connect only.
+Without --kubeconfig the proxy uses the --backend addresses, or else sends
+everything to 127.0.0.1:<api port> (as k0s does before its first
+discovery), and the local API server is checked with a TCP connect only.
 
 Admin server (--admin): /metrics, /healthz, /readyz (the node can serve:
 healthy API server and proxy) and /status (JSON, rendered by nlb status).
@@ -73,9 +73,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		localAPI   = fs.String("local-api-server", "", "`host:port` of this node's API server for the health check (default: the kubeconfig's server, else 127.0.0.1:<api port>)")
 		check      = fs.Bool("check", false, "validate the configuration, print what would run, and exit")
 		listen     stringsFlag
+		backends   stringsFlag
 		logf       logFlags
 	)
 	fs.Var(&listen, "listen", "proxy listen `address` (repeatable; default :<userSpaceProxyBindPort>)")
+	fs.Var(&backends, "backend", "static API server `address` host:port for the proxy (repeatable); with --kubeconfig they only seed discovery")
 	logf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -140,11 +142,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("controller: %w", err)
 	}
 	if !ctl.DisableLoadBalancer {
-		lcfg := lb.Config{Listen: listen}
+		lcfg := lb.Config{Listen: listen, Backends: backends}
 		if len(lcfg.Listen) == 0 {
 			lcfg.Listen = []string{":" + strconv.Itoa(ctl.ProxyPort)}
 		}
-		if !disc.enabled {
+		if !disc.enabled && len(lcfg.Backends) == 0 {
 			lcfg.Backends = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(ctl.APIPort))}
 		}
 		if err := disc.fill(&lcfg); err != nil {
