@@ -2,44 +2,80 @@ package vip
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 )
+
+// DefaultAddressLabel is the RFC 6724 label given to IPv6 virtual
+// addresses when Options.AddressLabel is 0, as k0s's addressLabel default.
+const DefaultAddressLabel = 10000
+
+// reservedLabel is the kernel's "no label" value (IPV6_ADDR_LABEL_DEFAULT),
+// which RTM_NEWADDRLABEL refuses.
+const reservedLabel = 0xffffffff
 
 // Options tune how the virtual addresses are configured.
 type Options struct {
-	// NoPrefixRoute adds the addresses with IFA_F_NOPREFIXROUTE, so the
-	// kernel adds no prefix route for them (see the package doc for when
-	// that is safe).
+	// NoPrefixRoute adds every address with IFA_F_NOPREFIXROUTE, so the
+	// kernel adds no prefix route for any of them. Without it nlb sets the
+	// flag only on an IPv4 address that a node address's subnet already
+	// covers with a shorter prefix (see the package doc).
 	NoPrefixRoute bool
+	// AddressLabel is the RFC 6724 §2.1 label installed for each IPv6
+	// virtual address (as a /128), so that source address selection
+	// prefers the node's own addresses. 0 means DefaultAddressLabel;
+	// 0xffffffff is reserved by the kernel. Unused for IPv4.
+	AddressLabel uint32
+	// Logger receives what the Manager repairs on its own while the
+	// addresses are up (a virtual address removed or displaced by
+	// someone else). nil discards.
+	Logger *slog.Logger
 }
 
 // Manager adds and removes one instance's virtual addresses on one
-// interface. Its methods may be called repeatedly in any order.
+// interface. Its methods may be called repeatedly in any order and from
+// any goroutine.
 type Manager struct {
 	ifName string
 	vips   []netip.Prefix
 	opts   Options
+	log    *slog.Logger
 
-	mu sync.Mutex
-	os osState // the netlink socket and the link, kept between calls
+	mu    sync.Mutex
+	up    bool        // between a successful Add and Remove: keep the VIPs in place
+	fixes []time.Time // recent placement repairs, for repairLimit
+	os    osState     // the netlink sockets and the link, kept between calls
 }
 
 // New returns a Manager for the virtual addresses vips on the interface
-// named ifName. It does no I/O: the first Add or Remove opens a netlink
-// socket and looks the interface up, and later calls reuse both, so that a
-// takeover costs one netlink request per address. If the interface goes
-// away and comes back, it is looked up again. Close releases the socket.
+// named ifName. It does no I/O: the first Add, Remove or Check opens the
+// netlink sockets and looks the interface up, and later calls reuse them,
+// so that a takeover costs a handful of netlink requests. If the
+// interface goes away and comes back, it is looked up again. Close
+// releases the sockets.
 func New(ifName string, vips []netip.Prefix, opts Options) *Manager {
-	return &Manager{ifName: ifName, vips: slices.Clone(vips), opts: opts}
+	if opts.AddressLabel == 0 {
+		opts.AddressLabel = DefaultAddressLabel
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{ifName: ifName, vips: slices.Clone(vips), opts: opts, log: log}
 }
 
 // Validate checks the addresses without I/O: each must be a valid unicast
-// address without a zone, and appear once.
+// address without a zone, and appear once. Check adds the checks against
+// the host's addresses.
 func (m *Manager) Validate() error {
 	if m.ifName == "" {
 		return fmt.Errorf("vip: no interface")
+	}
+	if m.opts.AddressLabel == reservedLabel {
+		return fmt.Errorf("vip: address label %#x is reserved", m.opts.AddressLabel)
 	}
 	for i, p := range m.vips {
 		a := p.Addr()
@@ -63,4 +99,23 @@ func (m *Manager) Validate() error {
 // isVIP reports whether a is one of the manager's addresses.
 func (m *Manager) isVIP(a netip.Addr) bool {
 	return slices.ContainsFunc(m.vips, func(p netip.Prefix) bool { return p.Addr() == a })
+}
+
+// Repairs of the IPv4 address order are rate-limited: a fight with another
+// program that keeps re-adding its own addresses must not turn into a busy
+// loop of deletions.
+const (
+	repairLimit  = 5
+	repairWindow = time.Minute
+)
+
+// allowRepair reports whether another repair fits in the rate limit at
+// now, and records it if so. Called with m.mu held.
+func (m *Manager) allowRepair(now time.Time) bool {
+	m.fixes = slices.DeleteFunc(m.fixes, func(t time.Time) bool { return now.Sub(t) >= repairWindow })
+	if len(m.fixes) >= repairLimit {
+		return false
+	}
+	m.fixes = append(m.fixes, now)
+	return true
 }

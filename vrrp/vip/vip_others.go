@@ -14,6 +14,15 @@ type osState struct{}
 // Close releases nothing off Linux.
 func (m *Manager) Close() error { return nil }
 
+// Check validates the addresses; the host checks are implemented on Linux
+// only.
+func (m *Manager) Check() error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	return errUnimplemented()
+}
+
 // Add is implemented on Linux only.
 func (m *Manager) Add() error { return errUnimplemented() }
 
