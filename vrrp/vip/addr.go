@@ -16,10 +16,10 @@ const (
 	scopeUniverse     = 0     // RT_SCOPE_UNIVERSE
 
 	// addrProto is the IFA_PROTO value nlb gives its addresses (Linux
-	// 5.18+, commit 47f0bd503210 "net: Add new protocol attribute to IP
-	// addresses"). The kernel defines 0-3 (unspec, kernel_lo, kernel_ra,
-	// kernel_ll); the rest is free for the program that adds an
-	// address. 'n' for nlb.
+	// 5.18+, "net: Add new protocol attribute to IP addresses"). The
+	// kernel defines 0-3 (unspec, kernel_lo, kernel_ra, kernel_ll,
+	// include/uapi/linux/if_addr.h IFAPROT_*); the rest is free for the
+	// program that adds an address. 'n' for nlb.
 	addrProto = 0x6e
 )
 
