@@ -40,7 +40,8 @@
 //     steering exists afterwards. The sk_lookup link is not pinned: it dies
 //     with the process, even on SIGKILL. The nftables tables outlive a
 //     killed process and are replaced by the next Attach. Close removes
-//     everything Attach installed.
+//     everything Attach installed, except what a later Attach has already
+//     replaced: closing a replaced Steering leaves the newer one working.
 //
 // Only ebpf/sklookup imports cilium/ebpf; this package reaches it through
 // that package's API.

@@ -43,7 +43,10 @@ type Config struct {
 	// ModeSKLookup needs at least one that accepts each VIP family: an
 	// AF_INET6 listener without IPV6_V6ONLY, such as Go's ":6444", takes
 	// both. ModeNFTables ignores them; ModeAuto without listeners uses
-	// nftables.
+	// nftables. They must stay open while the Steering is installed: the
+	// kernel drops a closed socket from the SOCKMAP, and connections to
+	// the VIP then reach the API server directly (a proxy that re-listens
+	// must Attach again).
 	Listeners []*net.TCPListener
 	// NetNS is the path of the network namespace to steer in (for example
 	// /run/netns/NAME); empty means the namespace of the process.

@@ -24,6 +24,9 @@
 // Attach deletes and recreates the tables in one netlink batch (one
 // nftables transaction: all or nothing), so running it again, or after a
 // crash that left the tables behind, always leaves exactly one set of rules.
-// [Rules.Close] deletes the tables. A process killed by SIGKILL leaves them
-// in place until the next Attach or [Remove].
+// Every rule carries the comment "nlb steer ID", ID being random per
+// Attach. [Rules.Close] deletes the tables unless their rules carry another
+// Attach's ID (a later Attach replaced them and now owns them). A process
+// killed by SIGKILL leaves its tables in place until the next Attach or
+// [Remove].
 package nft
