@@ -427,6 +427,10 @@ func TestCrashSKLookup(t *testing.T) {
 		t.Fatalf("after closing the replaced Steering: %d links, want 1", n)
 	}
 	expect(t, "after closing the replaced Steering", h2, vip4(), markProxy)
+	// A closed listener leaves the SOCKMAP: the API server answers.
+	lb.proxy.Close()
+	expect(t, "proxy listener closed", h2, vip4(), markAPI)
+	expect(t, "proxy listener closed", h2, vip6(), markAPI)
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)
 	}
