@@ -14,14 +14,15 @@ const (
 	flagNoDAD         = 0x02  // IFA_F_NODAD
 	flagNoPrefixRoute = 0x200 // IFA_F_NOPREFIXROUTE
 	scopeUniverse     = 0     // RT_SCOPE_UNIVERSE
-
-	// addrProto is the IFA_PROTO value nlb gives its addresses (Linux
-	// 5.18+, "net: Add new protocol attribute to IP addresses"). The
-	// kernel defines 0-3 (unspec, kernel_lo, kernel_ra, kernel_ll,
-	// include/uapi/linux/if_addr.h IFAPROT_*); the rest is free for the
-	// program that adds an address. 'n' for nlb.
-	addrProto = 0x6e
 )
+
+// AddrProto is the IFA_PROTO value nlb gives its addresses (Linux 5.18+,
+// "net: Add new protocol attribute to IP addresses"). The kernel defines
+// 0-3 (unspec, kernel_lo, kernel_ra, kernel_ll; include/uapi/linux/if_addr.h
+// IFAPROT_*); the rest is free for the program that adds an address. 'n'
+// for nlb. A test that must leave a VIP "from an earlier run" adds it with
+// this IFA_PROTO; an address added without it is a node's own address.
+const AddrProto = 0x6e
 
 // addrEntry is one address as an RTM_GETADDR dump reports it. A dump lists
 // an interface's IPv4 addresses in the order of the kernel's ifa_list, the
@@ -50,7 +51,7 @@ func sameSubnet(a, b netip.Prefix) bool {
 type owner struct {
 	vips []netip.Prefix
 	// proto: the kernel records IFA_PROTO, so an address is nlb's exactly
-	// when it carries addrProto. Without it (kernels before 5.18) nothing
+	// when it carries AddrProto. Without it (kernels before 5.18) nothing
 	// marks an address; an address on the managed interface equal to a
 	// virtual address is then taken for nlb's, as keepalived does.
 	proto   bool
@@ -71,7 +72,7 @@ func (o owner) isVIP(a netip.Addr) bool {
 // is never a node's address, whichever Manager owns it.
 func (o owner) nlb(e addrEntry) bool {
 	if o.proto {
-		return e.proto == addrProto
+		return e.proto == AddrProto
 	}
 	return e.index == o.ifIndex && o.isVIP(e.prefix.Addr())
 }

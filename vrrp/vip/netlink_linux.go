@@ -164,7 +164,7 @@ func (r *rtnl) addAddr(a newAddr) error {
 		nl.NativeEndian().PutUint32(ci[4:], ^uint32(0)) // ifa_valid: forever
 		req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci))
 	}
-	req.AddData(nl.NewRtAttr(ifaProto, []byte{addrProto}))
+	req.AddData(nl.NewRtAttr(ifaProto, []byte{AddrProto}))
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
 }

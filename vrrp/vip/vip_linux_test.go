@@ -268,8 +268,8 @@ func TestManager(t *testing.T) {
 	// Every VIP carries nlb's mark (kernels with IFA_PROTO).
 	if kernelHasAddrProto() {
 		for _, e := range dumpAddrs(t, h1) {
-			if m.isVIP(e.prefix.Addr()) && e.proto != addrProto {
-				t.Errorf("%v: IFA_PROTO %d, want %d", e.prefix, e.proto, addrProto)
+			if m.isVIP(e.prefix.Addr()) && e.proto != AddrProto {
+				t.Errorf("%v: IFA_PROTO %d, want %d", e.prefix, e.proto, AddrProto)
 			}
 		}
 	}
@@ -682,7 +682,7 @@ func TestNodeAddressConflict(t *testing.T) {
 		t.Errorf("the free VIP was not added beside the conflict: %v %v", ok, err)
 	}
 	for _, e := range dumpAddrs(t, h) {
-		if e.prefix == node && e.proto == addrProto {
+		if e.prefix == node && e.proto == AddrProto {
 			t.Errorf("Add claimed the node address %v", e.prefix)
 		}
 	}

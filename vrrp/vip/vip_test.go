@@ -69,7 +69,7 @@ func entry(p string, opts ...string) addrEntry {
 		case "secondary":
 			e.flags |= flagSecondary
 		case "nlb":
-			e.proto, e.hasProto = addrProto, true
+			e.proto, e.hasProto = AddrProto, true
 		case "kernel_ll":
 			e.proto, e.hasProto = 3, true
 		case "link":
