@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nlb-dev/nlb/internal/netlab"
+)
+
+// Settings of every controller: k0s's CPLB defaults.
+const (
+	vrid          = 51
+	authPass      = "k0sdemo"
+	k0sPriority   = 200
+	proxyPort     = 6444
+	adminAddr     = "127.0.0.1:9647" // nlb controller's default, in each namespace
+	advertSeconds = 1
+)
+
+// controllerConfig is the k0s ClusterConfig every controller host reads:
+// k0s's CPLB settings (VRRPv2, virtualRouterID 51, advertIntervalSeconds
+// 1, authPass; every node priority 200 as k0s's keepalived template) plus
+// the user-space proxy port.
+func controllerConfig(ifName string, vip netip.Prefix) string {
+	return fmt.Sprintf(`apiVersion: k0s.k0sproject.io/v1beta1
+kind: ClusterConfig
+metadata:
+  name: k0s
+spec:
+  api:
+    port: 6443
+  network:
+    controlPlaneLoadBalancing:
+      enabled: true
+      type: Keepalived
+      keepalived:
+        vrrpInstances:
+        - virtualIPs: [%q]
+          interface: %s
+          virtualRouterID: %d
+          advertIntervalSeconds: %d
+          authPass: %s
+        userSpaceProxyBindPort: %d
+`, vip.String(), ifName, vrid, advertSeconds, authPass, proxyPort)
+}
+
+// node is `nlb controller` on one controller host.
+type node struct {
+	i       int
+	host    *netlab.Host
+	nlb     string
+	args    []string
+	logPath string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	http *http.Client
+}
+
+func newNode(i int, h *netlab.Host, nlb, dir string, vip netip.Prefix, extra []string) (*node, error) {
+	conf := filepath.Join(dir, fmt.Sprintf("controller%d.yaml", i+1))
+	if err := os.WriteFile(conf, []byte(controllerConfig(h.IfName, vip)), 0o600); err != nil {
+		return nil, fmt.Errorf("controller%d config: %w", i+1, err)
+	}
+	n := &node{
+		i: i, host: h, nlb: nlb,
+		args:    append([]string{"controller", "--config", conf, "--admin", adminAddr}, extra...),
+		logPath: filepath.Join(dir, fmt.Sprintf("controller%d.log", i+1)),
+		done:    make(chan struct{}),
+	}
+	close(n.done)
+	n.http = &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{DialContext: dialIn(h, time.Second), DisableKeepAlives: true},
+	}
+	return n, nil
+}
+
+// commandLine is the nlb command line, for the story.
+func (n *node) commandLine() string {
+	return "nlb " + strings.Join(n.args, " ")
+}
+
+// start runs nlb controller in the host's namespace.
+func (n *node) start() error {
+	if n.running() {
+		return nil
+	}
+	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("controller%d log: %w", n.i+1, err)
+	}
+	cmd := n.host.Exec(context.Background(), n.nlb, n.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start nlb controller on controller%d: %w", n.i+1, err)
+	}
+	done := make(chan struct{})
+	n.cmd, n.done = cmd, done
+	go func() {
+		n.err = cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	return nil
+}
+
+func (n *node) running() bool {
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// signal sends sig to nlb's process group and waits up to timeout for it
+// to exit.
+func (n *node) signal(sig syscall.Signal, timeout time.Duration) error {
+	if !n.running() {
+		return nil
+	}
+	if err := syscall.Kill(-n.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("controller%d: %v: %w", n.i+1, sig, err)
+	}
+	select {
+	case <-n.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("controller%d: nlb still running %s after %v", n.i+1, timeout, sig)
+	}
+}
+
+// kill is a crash: SIGKILL, no release advertisement, the VIP stays
+// configured where it was.
+func (n *node) kill() error { return n.signal(syscall.SIGKILL, 5*time.Second) }
+
+// stop ends nlb gracefully, or kills it.
+func (n *node) stop() {
+	if n.signal(syscall.SIGTERM, 5*time.Second) != nil {
+		_ = n.kill()
+	}
+}
+
+// logTail returns the last lines nlb printed.
+func (n *node) logTail(lines int) string {
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// status is the part of nlb controller's /status the demo reads.
+type status struct {
+	Instances []struct {
+		State          string `json:"state"`
+		Priority       int    `json:"priority"`
+		Master         string `json:"master"`
+		VIPsConfigured bool   `json:"vips_configured"`
+		LastReason     string `json:"last_reason"`
+	} `json:"instances"`
+	Health *struct {
+		Target   string `json:"target"`
+		Interval string `json:"interval"`
+		Fall     int    `json:"fall"`
+		Rise     int    `json:"rise"`
+		Tracked  struct {
+			Healthy   bool   `json:"healthy"`
+			Priority  int    `json:"priority"`
+			LastError string `json:"last_error"`
+		} `json:"tracked"`
+	} `json:"health"`
+	Steering struct {
+		Mode      string   `json:"mode"`
+		VIPs      []string `json:"vips"`
+		Port      int      `json:"port"`
+		ProxyPort int      `json:"proxy_port"`
+	} `json:"steering"`
+	Proxy *struct {
+		Backends []struct {
+			Address string `json:"address"`
+			Healthy bool   `json:"healthy"`
+			Total   uint64 `json:"total"`
+		} `json:"backends"`
+		FailOpen bool `json:"fail_open"`
+	} `json:"proxy"`
+}
+
+func (s status) state() string {
+	if len(s.Instances) == 0 {
+		return ""
+	}
+	return s.Instances[0].State
+}
+
+// status asks the node's admin server.
+func (n *node) status(ctx context.Context) (status, error) {
+	var st status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("controller%d /status: %w", n.i+1, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return st, fmt.Errorf("controller%d /status: %w", n.i+1, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("controller%d /status: %s", n.i+1, resp.Status)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("controller%d /status: %w", n.i+1, err)
+	}
+	return st, nil
+}
+
+// nlbStatus runs `nlb status` inside the node's namespace.
+func (n *node) nlbStatus(ctx context.Context) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := n.host.Exec(cctx, n.nlb, "status", "--admin", adminAddr).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("nlb status on controller%d: %w: %s", n.i+1, err, out)
+	}
+	return string(out), nil
+}
+
+// dialIn returns a dial function whose connections are opened inside h's
+// namespace.
+func dialIn(h *netlab.Host, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := h.Run(func() error {
+			var err error
+			c, err = (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
