@@ -1,0 +1,238 @@
+// Command chaos compares `nlb controller` with keepalived + HAProxy (set up
+// as in the kubeadm high-availability guide) under faults, on real
+// kube-apiservers (internal/k8slab), in one run on one lab: each
+// implementation runs on the three controllers in turn, with continuous
+// client traffic through the VIP (a new TCP+TLS connection every 20 ms,
+// three long-lived watches), while the VIP holder is repeatedly
+//
+//   - kill: SIGKILLed (its LB processes and its API server, then both
+//     restarted as a kubelet would);
+//   - apiserver: deprived of its API server alone (SIGKILL, then restart);
+//   - link: cut off (link down, then up).
+//
+// It prints one JSON line per implementation, scenario and repetition,
+//
+//	{"impl":"nlb","scenario":"kill","rep":1,"outage_ms":...,"failed_requests":...,"requests":...,"dup_vip_ms":...,"leftover_vips":...,...}
+//
+// one line of medians per implementation and scenario ("stat":"median"),
+// one "teardown" line per implementation, then a Markdown table against
+// the goals of issue 5. internal/chaoslab defines every figure. Run it as
+// root through `make bench-chaos`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nlb-dev/nlb/internal/chaoslab"
+	"github.com/nlb-dev/nlb/internal/k8slab"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-chaos:", err)
+		os.Exit(1)
+	}
+}
+
+// implRun is what one implementation produced.
+type implRun struct {
+	name     string
+	results  []chaoslab.Result
+	teardown *chaoslab.Teardown
+	err      error
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nlbPath := fs.String("nlb", "bin/nlb", "nlb binary (with `nlb controller`)")
+	reps := fs.Int("reps", 3, "repetitions of every scenario")
+	impls := fs.String("impls", "keepalived+haproxy,nlb", "implementations, in order")
+	scenarios := fs.String("scenarios", "kill,apiserver,link", "scenarios, in order")
+	out := fs.String("out", "bench/results", "directory for chaos.jsonl and chaos.md (empty: none)")
+	apiserver := fs.String("apiserver", "", "kube-apiserver binary (default: built from e2e/ into the user cache, or $"+k8slab.APIServerEnv+")")
+	watches := fs.Int("watches", 3, "long-lived watches")
+	linkHold := fs.Duration("link-hold", 5*time.Second, "shortest time the link stays down")
+	maxHold := fs.Duration("max-hold", 60*time.Second, "longest fault phase")
+	verbose := fs.Bool("v", false, "log progress to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *reps < 1 {
+		return errors.New("--reps must be at least 1")
+	}
+	var scs []chaoslab.Scenario
+	for _, s := range strings.Split(*scenarios, ",") {
+		sc, err := chaoslab.ParseScenario(s)
+		if err != nil {
+			return err
+		}
+		scs = append(scs, sc)
+	}
+	names := strings.Split(*impls, ",")
+	for _, n := range names {
+		if n != chaoslab.NLBName && n != chaoslab.PeerName {
+			return fmt.Errorf("unknown implementation %q (want %s or %s)", n, chaoslab.NLBName, chaoslab.PeerName)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it builds network namespaces")
+	}
+	bin, err := filepath.Abs(*nlbPath)
+	if err != nil {
+		return err
+	}
+	if *apiserver == "" {
+		dir, err := k8slab.DefaultCacheDir()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stderr, "bench-chaos: kube-apiserver from", dir, "(the first build takes minutes)")
+		if *apiserver, err = k8slab.BuildAPIServer(ctx, dir); err != nil {
+			return err
+		}
+	}
+	logf := func(format string, args ...any) {
+		if *verbose {
+			fmt.Fprintf(stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
+		}
+	}
+
+	c, err := k8slab.Start(ctx, chaoslab.ClusterOptions("bench-chaos", *apiserver))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	dir, err := os.MkdirTemp("", "nlb-bench-chaos-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	opts := chaoslab.Options{Logf: logf}
+	opts.Traffic.Watches = *watches
+	opts.Timing.LinkHold = *linkHold
+	opts.Timing.MaxHold = *maxHold
+	lab, err := chaoslab.Open(ctx, c, opts)
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+
+	var jsonl strings.Builder
+	enc := json.NewEncoder(io.MultiWriter(stdout, &jsonl))
+	var runs []*implRun
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r := &implRun{name: name}
+		runs = append(runs, r)
+		var impl chaoslab.Impl
+		switch name {
+		case chaoslab.NLBName:
+			if r.err = chaoslab.NLBAvailable(ctx, bin); r.err != nil {
+				fmt.Fprintf(stderr, "bench-chaos: %s not run: %v\n", name, r.err)
+				continue
+			}
+			impl = chaoslab.NewNLB(c, lab.Params, bin, filepath.Join(dir, "nlb"))
+		default:
+			if r.err = chaoslab.PeerAvailable(); r.err != nil {
+				fmt.Fprintf(stderr, "bench-chaos: %s not run: %v\n", name, r.err)
+				continue
+			}
+			impl = chaoslab.NewPeer(c, lab.Params, filepath.Join(dir, "peer"))
+		}
+		r.err = runImpl(ctx, lab, impl, *reps, scs, enc, r, logf)
+		if r.err != nil {
+			fmt.Fprintf(stderr, "bench-chaos: %s: %v\n", name, r.err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, line := range medianLines(runs, scs) {
+		if err := enc.Encode(line); err != nil {
+			return err
+		}
+	}
+	table := markdown(runs, scs, lab.Params, *reps)
+	fmt.Fprint(stdout, "\n", table)
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, "chaos.jsonl"), []byte(jsonl.String()), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, "chaos.md"), []byte(table), 0o644); err != nil {
+			return err
+		}
+	}
+	var failed []string
+	for _, r := range runs {
+		if r.err != nil {
+			failed = append(failed, r.name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("incomplete: %s did not finish (see above)", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// runImpl runs every repetition of every scenario for impl, then tears it
+// down; results go to r and enc as they come.
+func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps int, scs []chaoslab.Scenario,
+	enc *json.Encoder, r *implRun, logf func(string, ...any)) (err error) {
+	start := time.Now()
+	s, err := lab.Begin(ctx, impl)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		td, terr := s.End(context.Background())
+		r.teardown = &td
+		if eerr := enc.Encode(td); eerr != nil {
+			err = errors.Join(err, eerr)
+		}
+		err = errors.Join(err, terr)
+		logf("%s: done in %v", impl.Name(), time.Since(start).Round(time.Second))
+	}()
+	for rep := 1; rep <= reps; rep++ {
+		for _, sc := range scs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			res, err := s.Run(ctx, sc)
+			if err != nil {
+				return fmt.Errorf("%s rep %d: %w", sc, rep, err)
+			}
+			res.Rep = rep
+			r.results = append(r.results, res)
+			if err := enc.Encode(res); err != nil {
+				return err
+			}
+			logf("%s %s rep %d on %s: outage %.0f ms in %d bursts, %d/%d failed (%d after the restore), dup %.0f ms, leftover %d, watch broken %.0f ms; errors %q",
+				impl.Name(), sc, rep, res.Victim, res.OutageMS, res.OutageBursts, res.FailedRequests, res.Requests,
+				res.RestoreFailed, res.DupVIPMS, res.LeftoverVIPs, res.WatchBrokenMS, res.Errors)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package chaoslab
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/netlab"
+)
+
+// fakeCluster has what the renderers read: the controllers' names,
+// addresses and interfaces.
+func fakeCluster() *k8slab.Cluster {
+	c := &k8slab.Cluster{}
+	for i, a := range []string{"192.0.2.11", "192.0.2.12", "192.0.2.13"} {
+		c.Controllers = append(c.Controllers, &k8slab.Controller{
+			Name: "apiserver-" + string(rune('1'+i)),
+			Addr: netip.MustParseAddr(a),
+			Host: &netlab.Host{Name: "h" + string(rune('1'+i)), IfName: "eth0"},
+		})
+	}
+	return c
+}
+
+// TestPeerConfig checks the peer's files against the kubeadm guide's
+// settings, and lets keepalived and HAProxy themselves check the syntax
+// where they are installed.
+func TestPeerConfig(t *testing.T) {
+	c := fakeCluster()
+	dir := t.TempDir()
+	pr := NewPeer(c, DefaultParams(), dir)
+
+	ka := string(pr.keepalivedConf(0))
+	for _, want := range []string{
+		"interval 3", "weight -2", "fall 10", "rise 2",
+		"state MASTER", "priority 101", "virtual_router_id 51", "advert_int 1",
+		"auth_type PASS", "auth_pass chaos", "192.0.2.100/24 dev eth0", "track_script",
+	} {
+		if !strings.Contains(ka, want) {
+			t.Errorf("keepalived.conf of the first node lacks %q:\n%s", want, ka)
+		}
+	}
+	if kb := string(pr.keepalivedConf(1)); !strings.Contains(kb, "state BACKUP") || !strings.Contains(kb, "priority 100") {
+		t.Errorf("keepalived.conf of a backup:\n%s", kb)
+	}
+
+	sock := filepath.Join(dir, "haproxy.sock")
+	hc := string(HAProxyConfig(c, sock))
+	for _, want := range []string{
+		"bind *:8443", "mode tcp", "balance     roundrobin", "option httpchk GET /healthz",
+		"option ssl-hello-chk", "retries                 1", "option                  redispatch",
+		"timeout connect         5s", "server apiserver-2 192.0.2.12:6443 check",
+	} {
+		if !strings.Contains(hc, want) {
+			t.Errorf("haproxy.cfg lacks %q:\n%s", want, hc)
+		}
+	}
+
+	script := string(CheckScript(DefaultParams(), 6443))
+	for _, want := range []string{
+		"curl --silent --max-time 2 --insecure https://localhost:6443/",
+		"if ip addr | grep -q 192.0.2.100; then",
+		"curl --silent --max-time 2 --insecure https://192.0.2.100:6443/",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("check script lacks %q:\n%s", want, script)
+		}
+	}
+
+	if _, err := exec.LookPath("haproxy"); err == nil {
+		f := filepath.Join(dir, "haproxy.cfg")
+		if err := os.WriteFile(f, []byte(hc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("haproxy", "-c", "-f", f).CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c: %v\n%s", err, out)
+		}
+	}
+	if _, err := exec.LookPath("keepalived"); err == nil {
+		// The script must exist, or keepalived disables it.
+		if err := os.MkdirAll(pr.nodeDir(0), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pr.nodeDir(0), "check_apiserver.sh"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, "keepalived.conf")
+		if err := os.WriteFile(f, []byte(ka), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("keepalived", "--config-test", "--use-file", f).CombinedOutput()
+		if err != nil {
+			t.Errorf("keepalived --config-test: %v\n%s", err, out)
+		}
+	}
+}
+
+// TestNLBConfig checks the ClusterConfig `nlb controller` reads.
+func TestNLBConfig(t *testing.T) {
+	n := NewNLB(fakeCluster(), DefaultParams(), "/bin/false", t.TempDir())
+	cfg := string(n.Config(1))
+	for _, want := range []string{
+		"kind: ClusterConfig", "port: 6443", `virtualIPs: ["192.0.2.100/24"]`, "authPass: chaos",
+		"interface: eth0", "virtualRouterID: 51", "advertIntervalSeconds: 1",
+		"userSpaceProxyBindPort: 6444", "steering: auto",
+		"apiServerHealth: {interval: 500ms, timeout: 400ms, fall: 3, rise: 5, weight: 0}",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("nlb config lacks %q:\n%s", want, cfg)
+		}
+	}
+}

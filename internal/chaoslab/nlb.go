@@ -1,0 +1,252 @@
+package chaoslab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nlb-dev/nlb/internal/k8slab"
+)
+
+// nlb controller's settings in the lab.
+const (
+	// NLBName labels nlb's results.
+	NLBName = "nlb"
+	// NLBAdminAddr is the admin server of `nlb controller` inside each
+	// controller's namespace.
+	NLBAdminAddr = "127.0.0.1:9647"
+	// NLBProxyPort is keepalived.userSpaceProxyBindPort.
+	NLBProxyPort = 6444
+	// NLBPriority is every node's priority: k0s configures none, and nlb's
+	// default is k0s's 200.
+	NLBPriority = 200
+)
+
+// NLB is `nlb controller` on every controller, configured from a k0s
+// ClusterConfig, with an admin kubeconfig pointing at the local API
+// server. Clients use VIP:6443, which the VIP holder steers into its
+// proxy.
+type NLB struct {
+	c   *k8slab.Cluster
+	p   Params
+	bin string
+	dir string
+
+	nodes []*Daemon
+	admin []*http.Client
+}
+
+// NewNLB prepares `nlb controller` (binary bin) on c's controllers with
+// files under dir.
+func NewNLB(c *k8slab.Cluster, p Params, bin, dir string) *NLB {
+	n := &NLB{c: c, p: p, bin: bin, dir: dir}
+	for i, ctl := range c.Controllers {
+		nd := n.nodeDir(i)
+		n.nodes = append(n.nodes, NewDaemon("nlb@"+ctl.Host.Name, filepath.Join(nd, "nlb.log"), ctl.Host,
+			bin, "controller",
+			"--config", filepath.Join(nd, "k0s.yaml"),
+			"--kubeconfig", ctl.Kubeconfig,
+			"--admin", NLBAdminAddr,
+			"--cache-file", filepath.Join(nd, "apiservers.cache"),
+			"--log-format", "json",
+			"--log-level", "info"))
+		n.admin = append(n.admin, &http.Client{
+			Transport: &http.Transport{DialContext: k8slab.DialFrom(ctl.Host), DisableKeepAlives: true},
+			Timeout:   2 * time.Second,
+		})
+	}
+	return n
+}
+
+func (n *NLB) nodeDir(i int) string {
+	return filepath.Join(n.dir, "nlb-"+n.c.Controllers[i].Host.Name)
+}
+
+// Name implements Impl.
+func (n *NLB) Name() string { return NLBName }
+
+// Port implements Impl: the API server port on the VIP.
+func (n *NLB) Port() int { return k8slab.APIServerPort }
+
+// Priority implements Impl.
+func (n *NLB) Priority(int) uint8 { return NLBPriority }
+
+// Config is node i's k0s ClusterConfig.
+func (n *NLB) Config(i int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `apiVersion: k0s.k0sproject.io/v1beta1
+kind: ClusterConfig
+metadata:
+  name: k0s
+spec:
+  api:
+    port: %d
+  network:
+    controlPlaneLoadBalancing:
+      enabled: true
+      type: Keepalived
+      keepalived:
+        vrrpInstances:
+        - virtualIPs: [%q]
+          authPass: %s
+          interface: %s
+          virtualRouterID: %d
+          advertIntervalSeconds: %d
+        userSpaceProxyBindPort: %d
+        steering: auto
+        apiServerHealth: {interval: 500ms, timeout: 400ms, fall: 3, rise: 5, weight: 0}
+`, k8slab.APIServerPort, n.p.VIP.String(), n.p.AuthPass, n.c.Controllers[i].Host.IfName, n.p.VRID,
+		int(n.p.Advert/time.Second), NLBProxyPort)
+	return b.Bytes()
+}
+
+// Start implements Impl.
+func (n *NLB) Start(i int) error {
+	nd := n.nodeDir(i)
+	if err := os.MkdirAll(nd, 0o755); err != nil {
+		return fmt.Errorf("chaoslab: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(nd, "k0s.yaml"), n.Config(i), 0o644); err != nil {
+		return fmt.Errorf("chaoslab: %w", err)
+	}
+	return n.nodes[i].Start()
+}
+
+// Kill implements Impl.
+func (n *NLB) Kill(i int) error { return n.nodes[i].Kill() }
+
+// Stop implements Impl: SIGTERM releases the VIP (priority 0) and exits.
+func (n *NLB) Stop(i int) error { return n.nodes[i].Stop(10 * time.Second) }
+
+// Status fetches node i's admin /status as generic JSON.
+func (n *NLB) Status(ctx context.Context, i int) (map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+NLBAdminAddr+"/status", nil)
+	if err != nil {
+		return nil, fmt.Errorf("chaoslab: %w", err)
+	}
+	resp, err := n.admin[i].Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status: %s", resp.Status)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return st, nil
+}
+
+// Ready implements Impl: every node runs and answers /status, every VRRP
+// instance is Master or Backup and exactly one is Master, and every proxy
+// backend listed is healthy.
+func (n *NLB) Ready(ctx context.Context) error {
+	masters := 0
+	for i, d := range n.nodes {
+		if !d.Running() {
+			return fmt.Errorf("%s is not running", d.Name)
+		}
+		st, err := n.Status(ctx, i)
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.Name, err)
+		}
+		states, backends := statusFacts(st)
+		if len(states) == 0 {
+			return fmt.Errorf("%s: /status lists no VRRP instance", d.Name)
+		}
+		for _, s := range states {
+			switch s {
+			case "Master":
+				masters++
+			case "Backup":
+			default:
+				return fmt.Errorf("%s: instance in state %q", d.Name, s)
+			}
+		}
+		for addr, healthy := range backends {
+			if !healthy {
+				return fmt.Errorf("%s: proxy backend %s unhealthy", d.Name, addr)
+			}
+		}
+	}
+	if masters != 1 {
+		return fmt.Errorf("%d nodes report Master", masters)
+	}
+	return nil
+}
+
+// statusFacts digs the VRRP states (objects with "state" inside an
+// "instances" list) and the proxy backends (objects with "address" and
+// "healthy" inside a "backends" list, not removed ones) out of a /status
+// document, wherever they sit, so that the bench does not depend on the
+// exact shape.
+func statusFacts(v any) (states []string, backends map[string]bool) {
+	backends = map[string]bool{}
+	var walk func(key string, v any)
+	walk = func(key string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				walk(k, e)
+			}
+		case []any:
+			for _, e := range x {
+				m, ok := e.(map[string]any)
+				if !ok {
+					continue
+				}
+				switch key {
+				case "instances":
+					if s, ok := m["state"].(string); ok {
+						states = append(states, s)
+					}
+				case "backends":
+					addr, _ := m["address"].(string)
+					healthy, hok := m["healthy"].(bool)
+					removed, _ := m["removed"].(bool)
+					if addr != "" && hok && !removed {
+						backends[addr] = healthy
+					}
+				}
+				walk("", m)
+			}
+		}
+	}
+	walk("", v)
+	return states, backends
+}
+
+// Tail implements Impl.
+func (n *NLB) Tail(i, k int) string {
+	return fmt.Sprintf("--- %s:\n%s", n.nodes[i].Name, n.nodes[i].Tail(k))
+}
+
+// NLBAvailable reports why bin cannot run `nlb controller` (missing, or
+// built before the subcommand existed), or nil.
+func NLBAvailable(ctx context.Context, bin string) error {
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("chaoslab: nlb binary: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "controller", "-h").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "unknown command") {
+		return errors.Join(errors.New("chaoslab: this nlb has no `controller` subcommand"), err)
+	}
+	return nil
+}
