@@ -177,9 +177,12 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 	for i, p := range in.VIPs {
 		addrs[i] = p.Addr()
 	}
-	mgr := vip.New(in.Interface, in.VIPs, vip.Options{})
+	ilog := log.With("iface", in.Interface) // the instance adds its name and VRID
+	// Check before the instance starts: at start it removes stale VIPs,
+	// and a VIP that is a node address is never one.
+	mgr := vip.New(in.Interface, in.VIPs, vip.Options{AddressLabel: in.AddressLabel, Logger: ilog.With("instance", in.Name)})
 	r.vips = mgr
-	if err := mgr.Validate(); err != nil {
+	if err := mgr.Check(); err != nil {
 		r.close()
 		return fail(err)
 	}
@@ -233,7 +236,6 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 		RemoveVIPs: func(context.Context) error { return mgr.Remove() },
 		Announce:   func(context.Context) error { return r.ann.Announce(addrs) },
 	}
-	ilog := log.With("iface", in.Interface) // the instance adds its name and VRID
 	if r.inst, err = vrrp.NewInstance(icfg, r.conn, fx, ilog, metrics); err != nil {
 		r.close()
 		return fail(err)

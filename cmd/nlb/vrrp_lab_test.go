@@ -338,17 +338,21 @@ func TestLabStaleVIP(t *testing.T) {
 	lab := netlab.NewT(t, "", netlab.Options{Hosts: 3})
 	vip := lab.VIP4(0)
 	h1, h2 := lab.Hosts[0], lab.Hosts[1]
+	conf2 := renderNLB(h2.IfName, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}, Priority: 100}.fast())
+
+	// A crashed master leaves its VIP behind (SIGKILL: nothing removes it).
+	crashed := startNLB(t, h2, conf2)
+	eventually(t, fastWait, "h2 master alone", all(wantState(crashed, vrid, "Master"), hasVIP(h2, vip, true)))
+	crashed.signal(syscall.SIGKILL)
+	_ = crashed.wait()
+	if err := hasVIP(h2, vip, true)(); err != nil {
+		t.Fatalf("after SIGKILL: %v", err)
+	}
+
 	n1 := startNLB(t, h1, renderNLB(h1.IfName, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}, Priority: 200}.fast()))
 	eventually(t, fastWait, "master", all(wantState(n1, vrid, "Master"), hasVIP(h1, vip, true)))
-
-	out, err := h2.Exec(t.Context(), "ip", "addr", "add", vip.String(), "dev", h2.IfName).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip addr add %s: %v: %s", vip, err, out)
-	}
-	if err := hasVIP(h2, vip, true)(); err != nil {
-		t.Fatal(err)
-	}
-	n2 := startNLB(t, h2, renderNLB(h2.IfName, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}, Priority: 100}.fast()))
+	// The restarted node removes the stale VIP before anything else.
+	n2 := startNLB(t, h2, conf2)
 	c := cluster{nodes: []*node{n1, n2}, vrid: vrid, vip: vip}
 	eventually(t, fastWait, "stale VIP removed", func() error { return c.exactlyMaster(n1, h1.Addr4) })
 	mac, err := lab.Hosts[2].ARPProbe(vip.Addr(), 2*time.Second)
@@ -357,6 +361,27 @@ func TestLabStaleVIP(t *testing.T) {
 	}
 	if mac.String() != h1.MAC.String() {
 		t.Errorf("ARP for %s answered by %s, want the master's %s", vip.Addr(), mac, h1.MAC)
+	}
+
+	// An address nlb did not add is a node address, never stale: nlb
+	// refuses to start rather than take it over or delete it.
+	n2.signal(syscall.SIGTERM)
+	if err := n2.wait(); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	h3 := lab.Hosts[2]
+	if out, err := h3.Exec(t.Context(), "ip", "addr", "add", vip.String(), "dev", h3.IfName).CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add %s: %v: %s", vip, err, out)
+	}
+	n3 := startNLB(t, h3, renderNLB(h3.IfName, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}, Priority: 100}.fast()))
+	if err := n3.wait(); err == nil {
+		t.Fatal("nlb started with its VIP already a node address")
+	}
+	if log := n3.log.String(); !strings.Contains(log, h3.IfName) || !strings.Contains(log, vip.Addr().String()) {
+		t.Errorf("the error names neither the interface nor the address:\n%s", log)
+	}
+	if err := hasVIP(h3, vip, true)(); err != nil {
+		t.Errorf("the node address was touched: %v", err)
 	}
 }
 
