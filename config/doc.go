@@ -63,7 +63,8 @@
 //
 // nlb also rejects: the same VIP in two instances (or twice in one); IPv4
 // and IPv6 VIPs in one instance; a unicast source or peer of the other
-// family; duplicate peers; a VRID used twice on one interface and address
+// family; a VIP equal to any instance's unicastSourceIP or unicastPeers
+// (a node's own address); duplicate peers; a VRID used twice on one interface and address
 // family (re-checked after interface resolution); IPv4-mapped, zoned,
 // unspecified or multicast addresses; interface names the kernel would
 // refuse; a duplicate virtualServers ipAddress by address rather than by
@@ -88,6 +89,17 @@
 //	  masterRefresh: 0s    # periodic refresh while master; 0s = none
 //	  masterRefreshRepeat: 1
 //	  interval: 0s         # gap between messages of a burst, at most 1s
+//
+// and the keepalived section itself, for `nlb controller`:
+//
+//	steering: auto         # auto (eBPF sk_lookup, else nftables), sklookup or nftables
+//	apiServerHealth:       # the VIP follows the local API server's /readyz and the proxy
+//	  enabled: true
+//	  interval: 500ms      # 10ms-1h
+//	  timeout: 400ms       # at most interval
+//	  fall: 3              # failures before acting
+//	  rise: 5              # successes to take part again (doubles while flapping)
+//	  weight: 0            # 0: give up mastership; -N: lower the priority by N; +N: raise while healthy
 //
 // Durations are Go duration strings ("100ms", "1m"), as metav1.Duration
 // is; bare numbers are rejected.
