@@ -71,7 +71,9 @@ k0s's static pod server.
               file system. Its only writable mount is the API server cache
               (an emptyDir, or --cache-dir).
   controller  pod "cplb" running "nlb controller" as root with only NET_ADMIN
-              (VIPs) and NET_RAW (VRRP and ARP/NDP sockets). Root, because a
+              (VIPs, nftables), NET_RAW (VRRP and ARP/NDP sockets) and BPF
+              (the sk_lookup program that steers VIP traffic into the proxy;
+              without it steering falls back to nftables). Root, because a
               container runtime grants added capabilities to uid 0 only:
               Kubernetes cannot set ambient capabilities for another user.
 
@@ -236,9 +238,10 @@ func buildPod(o *manifestOptions) (*podspec.Pod, error) {
 	}
 	cpuMilli := int64(10)
 	if controller {
-		// Root with two capabilities: added capabilities reach only uid 0's
-		// effective set (no ambient capabilities in Kubernetes).
-		sc.Capabilities.Add = []podspec.Capability{"NET_ADMIN", "NET_RAW"}
+		// Root with three capabilities: added capabilities reach only uid
+		// 0's effective set (no ambient capabilities in Kubernetes). BPF
+		// (with NET_ADMIN) loads and attaches the sk_lookup program.
+		sc.Capabilities.Add = []podspec.Capability{"NET_ADMIN", "NET_RAW", "BPF"}
 		sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot = ptr(int64(0)), ptr(int64(0)), ptr(false)
 		cpuMilli = 20
 	} else {

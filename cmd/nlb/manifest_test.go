@@ -259,8 +259,8 @@ func TestManifestWorker(t *testing.T) {
 	checkMounts(t, pod)
 }
 
-// TestManifestController checks the controller pod: root with NET_ADMIN and
-// NET_RAW only, `controller` with k0s's configuration.
+// TestManifestController checks the controller pod: root with NET_ADMIN,
+// NET_RAW and BPF only, `controller` with k0s's configuration.
 func TestManifestController(t *testing.T) {
 	pod, _ := renderPod(t, roleController)
 	if pod.Name != "cplb" || pod.Labels["app.kubernetes.io/component"] != "cplb" {
@@ -271,8 +271,8 @@ func TestManifestController(t *testing.T) {
 		t.Errorf("args %q, want %q", c.Args, want)
 	}
 	sc := c.SecurityContext
-	if !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "NET_RAW"}) {
-		t.Errorf("capabilities added %v, want NET_ADMIN NET_RAW", sc.Capabilities.Add)
+	if !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "NET_RAW", "BPF"}) {
+		t.Errorf("capabilities added %v, want NET_ADMIN NET_RAW BPF", sc.Capabilities.Add)
 	}
 	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.RunAsNonRoot == nil || *sc.RunAsNonRoot {
 		t.Errorf("user %v nonRoot %v, want root", sc.RunAsUser, sc.RunAsNonRoot)
