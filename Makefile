@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test lint unit test-armv7 image fuzz bench bench-failover bench-proxy bench-client clean
+.PHONY: all build deps demo test lint unit test-armv7 image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
 
 all: build
 
@@ -58,7 +58,7 @@ fuzz:
 	  done; done
 
 ## bench: every benchmark against its peers.
-bench: bench-failover bench-proxy bench-client
+bench: bench-failover bench-proxy bench-client bench-chaos
 
 bench-failover: deps build
 	$(GO) run ./bench/failover --nlb $(BIN)
@@ -69,6 +69,12 @@ bench-proxy: deps build
 ## bench-client: nlb client against three real kube-apiservers: detection, failed requests, idle RSS.
 bench-client: deps build
 	$(GO) run ./bench/client --nlb $(BIN)
+
+## bench-chaos: nlb controller vs keepalived + HAProxy (kubeadm guide) on three real kube-apiservers:
+## SIGKILL of the VIP holder, of its API server alone, and a cut link, under client traffic.
+bench-chaos: deps build
+	@bash .ci/deps curl:curl
+	$(GO) run ./bench/chaos --nlb $(BIN)
 
 clean:
 	rm -rf bin

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nlb-dev/nlb/internal/chaoslab"
 	"github.com/nlb-dev/nlb/internal/stats"
@@ -60,11 +59,16 @@ func leftover(r chaoslab.Result) float64  { return float64(r.LeftoverVIPs) }
 func restore(r chaoslab.Result) float64   { return float64(r.RestoreFailed) }
 func broken(r chaoslab.Result) float64    { return r.WatchBrokenMS }
 func reconnect(r chaoslab.Result) float64 { return float64(r.WatchReconnects) }
-func failover(r chaoslab.Result) float64 {
-	if r.FailoverMS == nil {
-		return -1
+
+// failovers collects the failover times of the runs that had one.
+func failovers(rs []chaoslab.Result, sc chaoslab.Scenario) []float64 {
+	var out []float64
+	for _, r := range rs {
+		if r.Scenario == sc && r.FailoverMS != nil {
+			out = append(out, *r.FailoverMS)
+		}
 	}
-	return *r.FailoverMS
+	return out
 }
 
 func maxOf(xs []float64) float64 {
@@ -91,7 +95,7 @@ func medianLines(runs []*implRun, scs []chaoslab.Scenario) []medianLine {
 				Requests:       stats.Median(series(r.results, sc, requests)),
 				DupVIPMS:       stats.Median(series(r.results, sc, dup)),
 				LeftoverVIPs:   int(maxOf(series(r.results, sc, leftover))),
-				FailoverMS:     stats.Median(series(r.results, sc, failover)),
+				FailoverMS:     stats.Median(failovers(r.results, sc)),
 				WatchBrokenMS:  stats.Median(series(r.results, sc, broken)),
 			})
 		}
@@ -148,7 +152,7 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 				sc, r.name, len(o), spread(o),
 				spread(series(r.results, sc, failed)), spread(series(r.results, sc, requests)),
 				spread(series(r.results, sc, restore)), spread(series(r.results, sc, dup)),
-				maxOf(series(r.results, sc, leftover)), spread(series(r.results, sc, failover)),
+				maxOf(series(r.results, sc, leftover)), spread(failovers(r.results, sc)),
 				spread(series(r.results, sc, broken)), spread(series(r.results, sc, reconnect)))
 		}
 	}
@@ -187,7 +191,7 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 			if len(o) == 0 {
 				return "-"
 			}
-			limit := float64(p.MasterDown(takeover(r.name))/time.Millisecond) + killMarginMS
+			limit := float64(p.MasterDown(takeover(r.name)).Microseconds())/1000 + killMarginMS
 			return fmt.Sprintf("%.0f < %.0f ms: %s", maxOf(o), limit, met(maxOf(o) < limit))
 		})
 	}
