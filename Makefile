@@ -18,9 +18,13 @@ build:
 deps:
 	@bash .ci/deps
 
-## demo: three VRRP nodes on a bridge in network namespaces; kill the master; print the timeline.
+## demo: three `nlb controller`s with API servers (real kube-apiservers when the e2e build is
+## cached, else TLS stand-ins) behind one VIP in network namespaces; a client reads through the
+## VIP while the master dies and an API server stops; timelines and a summary.
+## DEMOFLAGS=--standins forces the stand-ins.
+DEMOFLAGS ?=
 demo: build
-	@$(GO) run ./internal/demo --nlb $(BIN)
+	@$(GO) run ./internal/demo --nlb $(BIN) $(DEMOFLAGS)
 
 ## test: formatting, vet, then unit, fuzz-seed and (as root) privileged tests, then the
 ## ARMv7 build and the vrrp and lb unit tests under qemu-user.

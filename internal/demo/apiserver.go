@@ -52,6 +52,8 @@ type apiServers struct {
 	tls *tls.Config
 	// path is what the client reads.
 	path string
+	// check says how nlb checks its local API server.
+	check string
 	// names maps a serving certificate's common name to a controller index.
 	names map[string]int
 	// args are the extra `nlb controller` flags for controller host i.
@@ -94,6 +96,7 @@ func realAPIServers(c *k8slab.Cluster) (*apiServers, error) {
 		kind:  "kube-apiserver",
 		tls:   &tls.Config{RootCAs: pool, ServerName: "kubernetes", Certificates: []tls.Certificate{cert}},
 		path:  "/api/v1/namespaces/default/services/kubernetes",
+		check: "GET /readyz with the admin identity",
 		names: map[string]int{},
 		args:  func(i int) []string { return []string{"--kubeconfig", c.Controllers[i].Kubeconfig} },
 	}
@@ -152,6 +155,7 @@ func standInAPIServers(ctx context.Context, hosts []*netlab.Host, vip netip.Addr
 		kind:  "stand-in",
 		tls:   &tls.Config{RootCAs: pool, ServerName: "kubernetes"},
 		path:  "/version",
+		check: "a TCP connect: no kubeconfig",
 		names: map[string]int{},
 	}
 	var backends []string

@@ -201,8 +201,9 @@ func (d *demo) describe() {
 	for i, h := range d.hosts {
 		fmt.Fprintf(out, "  controller%d  %-12s MAC %s   nlb controller + API server (%s)\n", i+1, h.Addr4, h.MAC, apiServerName(i))
 	}
-	fmt.Fprintf(out, "  client       %-12s reads https://%s:6443%s: a new connection every %v\n"+
-		"               and one long-lived connection (a request every %v); timeout %v\n",
+	fmt.Fprintf(out, "  client       %-12s GET https://%s:6443%s\n"+
+		"               on a new connection every %v, and on one long-lived connection every %v;\n"+
+		"               timeout %v (connect, TLS and response)\n",
 		d.cli.Addr4, d.vip.Addr(), d.api.path, freshEvery, longEvery, clientTimout)
 	fmt.Fprintf(out, "  bystander    %-12s timestamps every VRRP advertisement and probes the VIP with ARP every 1 ms\n", d.by.Addr4)
 	fmt.Fprintf(out, "\nAPI servers: %s.\n", d.api.describe())
@@ -213,8 +214,9 @@ func (d *demo) describe() {
 	fmt.Fprintf(out, "\nand runs, in its namespace:\n    %s\n", d.nodes[0].commandLine())
 	fmt.Fprintf(out, "\nk0s's CPLB settings: VRRPv2, virtualRouterID %d, advertIntervalSeconds %d, priority %d on every\n"+
 		"node, so Master_Down_Interval = 3 x 1 s + Skew_Time (256-200)/256 s = %s. The VIP follows the\n"+
-		"local API server's health: checks every 500 ms, 3 failures give up mastership, 5 successes restore it.\n",
-		vrid, advertSeconds, k0sPriority, fmtSec(masterDown))
+		"local API server's health (%s): checks every 500 ms, 3 failures give up\n"+
+		"mastership, 5 successes restore it.\n",
+		vrid, advertSeconds, k0sPriority, fmtSec(masterDown), d.api.check)
 }
 
 // RFC 3768 timers for priority 200 with 1 s advertisements.
@@ -306,7 +308,8 @@ func (d *demo) acts(ctx context.Context, cleanups *[]func()) error {
 	}
 
 	// Act 5: only the new master's API server stops.
-	fmt.Fprintf(out, "\n-- 5. Only %s's API server stops; its nlb keeps running and sees /readyz fail\n", d.name(next))
+	fmt.Fprintf(out, "\n-- 5. Only %s's API server stops; its nlb keeps running, and its health check fails\n"+
+		"   (%s)\n", d.name(next), d.api.check)
 	third, err := d.apiDown(ctx, next)
 	if err != nil {
 		return err
@@ -341,7 +344,7 @@ func (d *demo) steady(from, to time.Time) {
 		}
 	}
 	secs := to.Sub(from).Seconds()
-	fmt.Fprintf(d.out, "  In %.1f s: %d of %d requests on new connections succeeded (%.0f requests/s), answered by\n  ",
+	fmt.Fprintf(d.out, "  In %.1f s: %d of %d requests on new connections succeeded (%.0f requests/s), answered by the\n  API servers of ",
 		secs, ok, fresh, float64(ok)/secs)
 	var parts []string
 	for i, n := range by {
@@ -350,7 +353,7 @@ func (d *demo) steady(from, to time.Time) {
 	fmt.Fprintf(d.out, "%s.\n", strings.Join(parts, ", "))
 	var who []string
 	for c, w := range conns {
-		who = append(who, fmt.Sprintf("#%d to %s", c, d.name(w)))
+		who = append(who, fmt.Sprintf("#%d to %s's API server", c, d.name(w)))
 	}
 	fmt.Fprintf(d.out, "  The long-lived connection: %d of %d requests succeeded, on connection %s.\n", longOK, long, strings.Join(who, ", "))
 }
@@ -377,7 +380,7 @@ func (d *demo) proxySample(ctx context.Context) error {
 	for i, c := range by {
 		parts = append(parts, fmt.Sprintf("%s %d", d.name(i), c))
 	}
-	fmt.Fprintf(d.out, "  The proxy itself, asked directly on VIP:%d (%d requests, round robin): %s", proxyPort, n, strings.Join(parts, ", "))
+	fmt.Fprintf(d.out, "  The proxy itself, asked directly on VIP:%d (%d requests, round robin), reached the API servers of\n  %s", proxyPort, n, strings.Join(parts, ", "))
 	if fails > 0 {
 		fmt.Fprintf(d.out, ", %d failed", fails)
 	}
@@ -433,6 +436,7 @@ func (d *demo) nodeDeath(ctx context.Context, m int) (int, error) {
 		act:    fmt.Sprintf("node death (%s)", d.name(m)),
 		vip:    fmt.Sprintf("to %s in %s (MDI %s)", d.name(next), fmtSec(first.Sub(lastOr(last, t0))), fmtSec(masterDown)),
 		client: cs,
+		arp:    wrong,
 	})
 	return next, nil
 }
@@ -503,6 +507,7 @@ func (d *demo) apiDown(ctx context.Context, m int) (int, error) {
 		act:    fmt.Sprintf("API server down (%s)", d.name(m)),
 		vip:    fmt.Sprintf("to %s in %s (%s + %s)", d.name(next), fmtSec(first.Sub(t0)), detect, handover),
 		client: cs,
+		arp:    wrong,
 	})
 	return next, nil
 }

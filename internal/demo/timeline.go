@@ -106,13 +106,13 @@ func (d *demo) clientLines(tl *timeline, t0 time.Time) clientStats {
 	if cs.failed > 0 {
 		tl.add(cs.firstFail, "client: first failed request ("+cs.topReason()+")")
 		if !cs.recovered.IsZero() {
-			tl.add(cs.recovered, fmt.Sprintf("client: first successful request after the failures, answered by %s", d.name(cs.recoveredBy)))
+			tl.add(cs.recovered, fmt.Sprintf("client: first successful request after the failures, answered by %s's API server", d.name(cs.recoveredBy)))
 		}
 	}
 	if !cs.longBroke.IsZero() {
-		tl.add(cs.longBroke, fmt.Sprintf("client: the long-lived connection #%d (to %s) breaks: %s", cs.longConn, d.name(cs.longConnWho), cs.longErr))
+		tl.add(cs.longBroke, fmt.Sprintf("client: the long-lived connection #%d (to %s's API server) breaks: %s", cs.longConn, d.name(cs.longConnWho), cs.longErr))
 		if !cs.longBack.IsZero() {
-			tl.add(cs.longBack, fmt.Sprintf("client: long-lived connection #%d answers, from %s", cs.longBackConn, d.name(cs.longBackWho)))
+			tl.add(cs.longBack, fmt.Sprintf("client: long-lived connection #%d answers, from %s's API server", cs.longBackConn, d.name(cs.longBackWho)))
 		}
 	}
 	return cs
@@ -197,6 +197,7 @@ type summaryRow struct {
 	act    string
 	vip    string
 	client clientStats
+	arp    time.Duration // the client's ARP entry pointed at a losing claimant this long
 }
 
 func (d *demo) summary() {
@@ -207,10 +208,13 @@ func (d *demo) summary() {
 		failed := fmt.Sprintf("%d of %d", r.client.failed, r.client.total)
 		outage, long := "-", "kept"
 		if r.client.failed > 0 {
-			outage = fmtSec(r.client.outage())
+			outage = fmtShort(r.client.outage())
+			if r.arp >= 500*time.Millisecond {
+				outage += fmt.Sprintf(" (%s on a loser's MAC)", fmtShort(r.arp))
+			}
 		}
 		if !r.client.longBroke.IsZero() {
-			long = "broke, new one in " + fmtSec(r.client.longBack.Sub(r.client.longBroke))
+			long = "broke, new one in " + fmtShort(r.client.longBack.Sub(r.client.longBroke))
 			if r.client.longBack.IsZero() {
 				long = "broke"
 			}
@@ -224,6 +228,14 @@ func (d *demo) summary() {
 
 func fmtSec(d time.Duration) string {
 	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// fmtShort is milliseconds below a second, else seconds.
+func fmtShort(d time.Duration) string {
+	if d < time.Second {
+		return fmtMs(d)
+	}
+	return fmtSec(d)
 }
 
 func fmtMs(d time.Duration) string {
