@@ -10,14 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 )
 
 // Defaults for the Config fields left empty.
@@ -29,11 +21,6 @@ const (
 	// DefaultPortName is the name of the API port in that service.
 	DefaultPortName = "https"
 )
-
-// syncPoll is how often Run checks whether the first list has arrived. The
-// informer sends no event when the service has no slices at all, so the
-// first computation cannot wait for an event.
-const syncPoll = 100 * time.Millisecond
 
 // cacheRetry is how long Run waits before it writes a cache file again after
 // a failed write (k0s retries failed NLLB config writes every 60 s).
@@ -69,9 +56,10 @@ type Config struct {
 // Discovery watches the API servers of a cluster. Create it with New and
 // start it with Run.
 type Discovery struct {
-	cfg      Config
-	log      *slog.Logger
-	selector labels.Selector
+	cfg Config
+	log *slog.Logger
+	// selector is the label selector of the service's slices.
+	selector string
 	running  atomic.Bool
 
 	mu       sync.Mutex
@@ -93,18 +81,17 @@ func New(cfg Config) (*Discovery, error) {
 	if cfg.PortName == "" {
 		cfg.PortName = DefaultPortName
 	}
-	if errs := validation.IsDNS1123Label(cfg.Namespace); len(errs) > 0 {
-		return nil, fmt.Errorf("k8s: discovery: namespace %q: %s", cfg.Namespace, errs[0])
+	if err := checkDNSLabel(cfg.Namespace); err != nil {
+		return nil, fmt.Errorf("k8s: discovery: namespace %q: %w", cfg.Namespace, err)
 	}
-	sel, err := labels.ValidatedSelectorFromSet(labels.Set{labelServiceName: cfg.Service})
-	if err != nil {
+	if err := checkLabelValue(cfg.Service); err != nil {
 		return nil, fmt.Errorf("k8s: discovery: service %q: %w", cfg.Service, err)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Discovery{cfg: cfg, log: log, selector: sel}, nil
+	return &Discovery{cfg: cfg, log: log, selector: labelServiceName + "=" + cfg.Service}, nil
 }
 
 // Backends returns the last good list, sorted and never empty, or nil before
@@ -121,11 +108,11 @@ func (d *Discovery) Backends() []netip.AddrPort {
 // Config.Port, if set) and calls OnChange with it; the API's first non-empty
 // list replaces it if different.
 //
-// Run never returns because of API errors: client-go's reflector retries
-// lists and watches with exponential backoff (0.8 s doubling to 30 s), and
-// Run logs each failure. Once ctx ends, Run stops the watch, waits for every goroutine it
-// started and returns nil. It returns an error only when called a second
-// time.
+// Run never returns because of API errors: it lists and watches again
+// after an exponential backoff (0.8 s doubling to 30 s, as client-go's
+// reflector), and logs each failure. Once ctx ends, Run stops the watch,
+// waits for every goroutine it started and returns nil. It returns an error
+// only when called a second time.
 func (d *Discovery) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return errors.New("k8s: discovery: Run called twice")
@@ -158,10 +145,13 @@ func (d *Discovery) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
-		cancel() // ends the informer and any list or watch in flight
+		cancel() // ends the list or watch in flight
 		wg.Wait()
 	}()
-	inf := d.newInformer(ctx)
+	// The reflector only wakes the loop below, which reads the store:
+	// bursts of events become one computation, and OnChange is called
+	// from this goroutine alone.
+	st := newSliceStore()
 	kick := make(chan struct{}, 1)
 	notify := func() {
 		select {
@@ -169,25 +159,12 @@ func (d *Discovery) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	// The handlers only wake the loop below, which reads the informer's
-	// store: bursts of events become one computation, and OnChange is
-	// called from this goroutine alone.
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
-	}); err != nil {
-		return fmt.Errorf("k8s: discovery: %w", err)
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		inf.Run(ctx.Done())
+		d.reflect(ctx, st, notify)
 	}()
 
-	poll := time.NewTicker(syncPoll)
-	defer poll.Stop()
-	pollC := poll.C
 	var retry *time.Timer
 	var retryC <-chan time.Time
 	defer func() {
@@ -195,7 +172,6 @@ func (d *Discovery) Run(ctx context.Context) error {
 			retry.Stop()
 		}
 	}()
-	synced := false
 	// fromAPI says whether a list from the API (not the cache) has been
 	// applied. The first one always reaches OnChange, even when it equals
 	// the cached list, so a caller that bootstrapped from the cache plus
@@ -207,19 +183,14 @@ func (d *Discovery) Run(ctx context.Context) error {
 			d.log.Info("stopped watching API server endpoints")
 			return nil
 		case <-kick:
-		case <-pollC:
 		case <-retryC:
 			retryC = nil
 		}
+		objs, synced := st.list()
 		if !synced {
-			if !inf.HasSynced() {
-				continue
-			}
-			synced = true
-			poll.Stop()
-			pollC = nil
+			continue
 		}
-		list := d.compute(inf.GetStore().List())
+		list := d.compute(objs)
 		if len(list) == 0 {
 			if cur := d.Backends(); cur != nil {
 				d.log.Warn("refusing to apply an empty API server list", "keeping", addrStrings(cur))
@@ -261,34 +232,6 @@ func (d *Discovery) apply(list []netip.AddrPort) {
 	}
 }
 
-// newInformer returns an informer for the service's EndpointSlices. Its list
-// and watch calls end with ctx, so that no request outlives Run.
-func (d *Discovery) newInformer(ctx context.Context) cache.SharedIndexInformer {
-	slicesAPI := d.cfg.Client.EndpointSlices(d.cfg.Namespace)
-	sel := d.selector.String()
-	lw := &cache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = sel
-			return slicesAPI.List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = sel
-			return slicesAPI.Watch(ctx, o)
-		},
-	}
-	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
-	// Neither call can fail before the informer starts.
-	_ = inf.SetTransform(trimSlice)
-	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-		if ctx.Err() != nil {
-			return // Run is stopping
-		}
-		d.log.Warn("watching API server endpoints failed; retrying", "namespace", d.cfg.Namespace,
-			"service", d.cfg.Service, "err", err)
-	})
-	return inf
-}
-
 // withPort returns b with every port replaced by port, sorted and without
 // duplicates.
 func withPort(b []netip.AddrPort, port uint16) []netip.AddrPort {
@@ -300,48 +243,16 @@ func withPort(b []netip.AddrPort, port uint16) []netip.AddrPort {
 	return slices.Compact(out)
 }
 
-// trimSlice turns a slice from the API (unstructured JSON) into the small
-// typed form compute reads, so the informer's cache holds little: identity
-// and labels, address type, ports, and each endpoint's addresses and
-// conditions. A slice that does not decode is kept as an empty slice of
-// that name (no endpoints) carrying the error, so that compute reports it
-// and a later update or delete still finds it.
-func trimSlice(obj any) (any, error) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return obj, nil // e.g. cache.DeletedFinalStateUnknown
-	}
-	var s endpointSlice
-	decodeErr := ""
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s); err != nil {
-		s, decodeErr = endpointSlice{}, err.Error()
-	}
-	t := &storedSlice{endpointSlice: endpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            u.GetName(),
-			Namespace:       u.GetNamespace(),
-			UID:             u.GetUID(),
-			ResourceVersion: u.GetResourceVersion(),
-			Labels:          u.GetLabels(),
-		},
-		AddressType: s.AddressType,
-		Ports:       s.Ports,
-		Endpoints:   s.Endpoints,
-	}, decodeErr: decodeErr}
-	return t, nil
-}
-
 // compute merges the slices into a sorted list without duplicates. Slices
 // of other services (a watch that ignored the selector) are skipped.
-func (d *Discovery) compute(objs []any) []netip.AddrPort {
+func (d *Discovery) compute(objs []*storedSlice) []netip.AddrPort {
 	var out []netip.AddrPort
-	for _, obj := range objs {
-		s, ok := obj.(*storedSlice)
-		if !ok || s.Namespace != d.cfg.Namespace || !d.selector.Matches(labels.Set(s.Labels)) {
+	for _, s := range objs {
+		if s.Metadata.Namespace != d.cfg.Namespace || s.Metadata.Labels[labelServiceName] != d.cfg.Service {
 			continue
 		}
 		if s.decodeErr != "" {
-			d.log.Warn("ignoring an endpoint slice that does not decode", "slice", s.Name, "err", s.decodeErr)
+			d.log.Warn("ignoring an endpoint slice that does not decode", "slice", s.Metadata.Name, "err", s.decodeErr)
 			continue
 		}
 		out = d.appendSlice(out, &s.endpointSlice)
@@ -365,7 +276,7 @@ func (d *Discovery) appendSlice(out []netip.AddrPort, s *endpointSlice) []netip.
 	if port == 0 {
 		var ok bool
 		if port, ok = slicePort(s.Ports, d.cfg.PortName); !ok {
-			d.log.Debug("endpoint slice has no such TCP port", "slice", s.Name, "port_name", d.cfg.PortName)
+			d.log.Debug("endpoint slice has no such TCP port", "slice", s.Metadata.Name, "port_name", d.cfg.PortName)
 			return out
 		}
 	}
@@ -376,7 +287,7 @@ func (d *Discovery) appendSlice(out []netip.AddrPort, s *endpointSlice) []netip.
 		for _, a := range e.Addresses {
 			ip, err := netip.ParseAddr(a)
 			if err != nil || !is(ip) || ip.Zone() != "" || ip.IsUnspecified() {
-				d.log.Debug("ignoring endpoint address", "slice", s.Name, "address", a)
+				d.log.Debug("ignoring endpoint address", "slice", s.Metadata.Name, "address", a)
 				continue
 			}
 			out = append(out, netip.AddrPortFrom(ip, port))

@@ -20,12 +20,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
-	"k8s.io/client-go/tools/cache"
 )
 
 // wait bounds every wait in these tests. Nothing is timed: a healthy run
@@ -263,7 +261,7 @@ func TestNew(t *testing.T) {
 	if d.cfg.Namespace != "default" || d.cfg.Service != "kubernetes" || d.cfg.PortName != "https" || d.log == nil {
 		t.Errorf("defaults: %+v", d.cfg)
 	}
-	if got := d.selector.String(); got != "kubernetes.io/service-name=kubernetes" {
+	if got := d.selector; got != "kubernetes.io/service-name=kubernetes" {
 		t.Errorf("selector %q", got)
 	}
 	if d.Backends() != nil {
@@ -272,6 +270,10 @@ func TestNew(t *testing.T) {
 	for _, cfg := range []Config{
 		{Client: fakeAPI{client}, Service: "not a label value!"},
 		{Client: fakeAPI{client}, Namespace: "Not_A_Namespace"},
+		{Client: fakeAPI{client}, Namespace: "-default"},
+		{Client: fakeAPI{client}, Namespace: strings.Repeat("a", 64)},
+		{Client: fakeAPI{client}, Service: "-kubernetes"},
+		{Client: fakeAPI{client}, Service: strings.Repeat("a", 64)},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
@@ -292,12 +294,12 @@ func TestCompute(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		cfg      Config
-		slices   []any
+		slices   []*discoveryv1.EndpointSlice
 		want     []string
 		wantNone bool
 	}{{
 		name: "conditions",
-		slices: []any{slice("default", "a", "kubernetes", v4, https,
+		slices: []*discoveryv1.EndpointSlice{slice("default", "a", "kubernetes", v4, https,
 			ep(ptr(true), nil, "192.0.2.1"),
 			ep(nil, nil, "192.0.2.2"),             // nil ready means ready
 			ep(ptr(false), nil, "192.0.2.3"),      // not ready
@@ -308,7 +310,7 @@ func TestCompute(t *testing.T) {
 		want: []string{"192.0.2.1:6443", "192.0.2.2:6443", "192.0.2.6:6443"},
 	}, {
 		name: "multiple slices, both families, sorted and de-duplicated",
-		slices: []any{
+		slices: []*discoveryv1.EndpointSlice{
 			slice("default", "b", "kubernetes", v6, https, ep(nil, nil, "2001:db8::2", "2001:db8::1")),
 			slice("default", "a", "kubernetes", v4, https, ep(nil, nil, "198.51.100.7"), ep(nil, nil, "192.0.2.1")),
 			slice("default", "c", "kubernetes", v4, https, ep(nil, nil, "192.0.2.1")),
@@ -316,18 +318,17 @@ func TestCompute(t *testing.T) {
 		want: []string{"192.0.2.1:6443", "198.51.100.7:6443", "[2001:db8::1]:6443", "[2001:db8::2]:6443"},
 	}, {
 		name: "FQDN, wrong family, bad addresses, other services and namespaces",
-		slices: []any{
+		slices: []*discoveryv1.EndpointSlice{
 			slice("default", "a", "kubernetes", discoveryv1.AddressTypeFQDN, https, ep(nil, nil, "api.example.com")),
 			slice("default", "b", "kubernetes", v4, https, ep(nil, nil, "2001:db8::1", "not-an-ip", "0.0.0.0", "192.0.2.9")),
 			slice("default", "c", "kubernetes", v6, https, ep(nil, nil, "192.0.2.1", "fe80::1%eth0", "::")),
 			slice("default", "d", "other", v4, https, ep(nil, nil, "203.0.113.1")),
 			slice("kube-system", "e", "kubernetes", v4, https, ep(nil, nil, "203.0.113.2")),
-			"not a slice",
 		},
 		want: []string{"192.0.2.9:6443"},
 	}, {
 		name: "port by name, per slice",
-		slices: []any{
+		slices: []*discoveryv1.EndpointSlice{
 			slice("default", "a", "kubernetes", v4, []discoveryv1.EndpointPort{port("https", 7000)}, ep(nil, nil, "192.0.2.1")),
 			slice("default", "b", "kubernetes", v4, []discoveryv1.EndpointPort{port("http", 80)}, ep(nil, nil, "192.0.2.2")),
 			slice("default", "c", "kubernetes", v4, []discoveryv1.EndpointPort{udp}, ep(nil, nil, "192.0.2.3")),
@@ -338,14 +339,14 @@ func TestCompute(t *testing.T) {
 	}, {
 		name: "other port name",
 		cfg:  Config{PortName: "metrics"},
-		slices: []any{
+		slices: []*discoveryv1.EndpointSlice{
 			slice("default", "a", "kubernetes", v4, https, ep(nil, nil, "192.0.2.1")),
 		},
 		want: []string{"192.0.2.1:9000"},
 	}, {
 		name: "port override needs no named port",
 		cfg:  Config{Port: 8132},
-		slices: []any{
+		slices: []*discoveryv1.EndpointSlice{
 			slice("default", "a", "kubernetes", v4, https, ep(nil, nil, "192.0.2.1")),
 			slice("default", "b", "kubernetes", v4, nil, ep(nil, nil, "192.0.2.2")),
 			slice("default", "c", "kubernetes", v6, https, ep(nil, nil, "2001:db8::1")),
@@ -354,14 +355,14 @@ func TestCompute(t *testing.T) {
 	}, {
 		name: "other service",
 		cfg:  Config{Namespace: "lb", Service: "api"},
-		slices: []any{
+		slices: []*discoveryv1.EndpointSlice{
 			slice("default", "a", "kubernetes", v4, https, ep(nil, nil, "192.0.2.1")),
 			slice("lb", "b", "api", v4, https, ep(nil, nil, "192.0.2.2")),
 		},
 		want: []string{"192.0.2.2:6443"},
 	}, {
 		name:     "nothing ready",
-		slices:   []any{slice("default", "a", "kubernetes", v4, https, ep(ptr(false), nil, "192.0.2.1"))},
+		slices:   []*discoveryv1.EndpointSlice{slice("default", "a", "kubernetes", v4, https, ep(ptr(false), nil, "192.0.2.1"))},
 		wantNone: true,
 	}, {
 		name:     "no slices",
@@ -373,54 +374,48 @@ func TestCompute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			objs := tc.slices
-			// What the informer stores: the API's unstructured objects
-			// through the transform.
-			trimmed := make([]any, len(objs))
-			for i, o := range objs {
-				if trimmed[i], err = trimSlice(toUnstructured(t, o)); err != nil {
-					t.Fatal(err)
-				}
+			// What Discovery stores: the API's JSON, decoded.
+			var in []*storedSlice
+			for _, o := range tc.slices {
+				in = append(in, stored(t, o))
 			}
-			for _, in := range [][]any{trimmed} {
-				got := d.compute(in)
-				if tc.wantNone {
-					if len(got) != 0 {
-						t.Errorf("compute = %v, want nothing", got)
-					}
-					continue
+			got := d.compute(in)
+			if tc.wantNone {
+				if len(got) != 0 {
+					t.Errorf("compute = %v, want nothing", got)
 				}
-				if want := aps(tc.want...); !slices.Equal(got, want) {
-					t.Errorf("compute = %v, want %v", got, want)
-				}
+				return
+			}
+			if want := aps(tc.want...); !slices.Equal(got, want) {
+				t.Errorf("compute = %v, want %v", got, want)
 			}
 		})
 	}
 }
 
-func TestTrimSlice(t *testing.T) {
+func TestDecodeSlice(t *testing.T) {
 	s := apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.1")
 	s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-apiserver"}}
 	s.Annotations = map[string]string{"big": strings.Repeat("x", 1000)}
 	s.Endpoints[0].NodeName = ptr("node-1")
 	s.Endpoints[0].TargetRef = &corev1.ObjectReference{Kind: "Pod", Name: "x"}
 	s.ResourceVersion = "42"
-	got, err := trimSlice(toUnstructured(t, s))
-	if err != nil {
-		t.Fatal(err)
+	ts := stored(t, s)
+	if ts.decodeErr != "" {
+		t.Errorf("decodeErr %q", ts.decodeErr)
 	}
-	ts := got.(*storedSlice)
-	if ts.ManagedFields != nil || ts.Annotations != nil {
-		t.Errorf("not trimmed: %+v", ts)
+	m := ts.Metadata
+	if m.Name != "kubernetes" || m.Namespace != "default" || m.ResourceVersion != "42" ||
+		m.Labels[discoveryv1.LabelServiceName] != "kubernetes" || ts.AddressType != string(s.AddressType) ||
+		!slices.Equal(ts.Endpoints[0].Addresses, s.Endpoints[0].Addresses) || len(ts.Ports) != 1 ||
+		*ts.Ports[0].Name != "https" || *ts.Ports[0].Port != 6443 || *ts.Ports[0].Protocol != "TCP" ||
+		!*ts.Endpoints[0].Conditions.Ready || ts.Endpoints[0].Conditions.Terminating != nil {
+		t.Errorf("decoded %+v from %+v", ts, s)
 	}
-	if ts.Name != "kubernetes" || ts.Namespace != "default" || ts.ResourceVersion != "42" ||
-		ts.Labels[discoveryv1.LabelServiceName] != "kubernetes" || ts.AddressType != string(s.AddressType) ||
-		!slices.Equal(ts.Endpoints[0].Addresses, s.Endpoints[0].Addresses) || len(ts.Ports) != 1 {
-		t.Errorf("trimmed too much: %+v", ts)
-	}
-	tomb := cache.DeletedFinalStateUnknown{Key: "default/x", Obj: s}
-	if got, err := trimSlice(tomb); err != nil || got != any(tomb) {
-		t.Errorf("trimSlice(tombstone) = %v, %v", got, err)
+	for _, bad := range []string{`"not a slice"`, `{"metadata": "x"}`, `{"metadata": {"namespace": "default"}}`, `{`} {
+		if got, err := decodeSlice([]byte(bad)); err == nil {
+			t.Errorf("decodeSlice(%s) = %+v", bad, got)
+		}
 	}
 }
 
@@ -777,22 +772,17 @@ func TestComputeUndecodableSlice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-		"metadata": map[string]any{"name": "broken", "namespace": "default",
-			"labels": map[string]any{discoveryv1.LabelServiceName: "kubernetes"}},
-		"addressType": "IPv4",
-		"endpoints":   "not a list",
-	}}
-	badT, err := trimSlice(bad)
+	badT, err := decodeSlice([]byte(`{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+		"metadata": {"name": "broken", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+		"addressType": "IPv4", "endpoints": "not a list"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	goodT, err := trimSlice(toUnstructured(t, apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.1")))
-	if err != nil {
-		t.Fatal(err)
+	if badT.decodeErr == "" || badT.Metadata.Name != "broken" || badT.Endpoints != nil {
+		t.Errorf("decodeSlice(broken) = %+v", badT)
 	}
-	if got, want := d.compute([]any{badT, goodT}), aps("192.0.2.1:6443"); !slices.Equal(got, want) {
+	goodT := stored(t, apiSlice("kubernetes", discoveryv1.AddressTypeIPv4, "192.0.2.1"))
+	if got, want := d.compute([]*storedSlice{badT, goodT}), aps("192.0.2.1:6443"); !slices.Equal(got, want) {
 		t.Errorf("compute = %v, want %v", got, want)
 	}
 	if !strings.Contains(logs.String(), "slice=broken") {

@@ -2,20 +2,18 @@ package k8s
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"testing"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
 )
 
 // fakeAPI adapts a fake clientset to API for tests: the typed objects the
-// tests create reach Discovery as the unstructured JSON the dynamic client
-// hands it in production.
+// tests create reach Discovery as the JSON the API server sends.
 type fakeAPI struct{ cs *fake.Clientset }
 
 func (f fakeAPI) EndpointSlices(namespace string) EndpointSlices {
@@ -26,58 +24,77 @@ type fakeSlices struct {
 	c discoveryv1client.EndpointSliceInterface
 }
 
-func (f fakeSlices) List(ctx context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error) {
-	l, err := f.c.List(ctx, opts)
+func listOptions(o ListOptions) metav1.ListOptions {
+	return metav1.ListOptions{LabelSelector: o.LabelSelector, ResourceVersion: o.ResourceVersion}
+}
+
+func (f fakeSlices) List(ctx context.Context, opts ListOptions) (*SliceList, error) {
+	l, err := f.c.List(ctx, listOptions(opts))
 	if err != nil {
 		return nil, err
 	}
-	out := &unstructured.UnstructuredList{Object: map[string]any{}}
-	out.SetAPIVersion("discovery.k8s.io/v1")
-	out.SetKind("EndpointSliceList")
-	out.SetResourceVersion(l.ResourceVersion)
+	out := &SliceList{ResourceVersion: l.ResourceVersion}
 	for i := range l.Items {
-		u, err := unstructuredOf(&l.Items[i])
+		raw, err := json.Marshal(&l.Items[i])
 		if err != nil {
 			return nil, err
 		}
-		out.Items = append(out.Items, *u)
+		out.Items = append(out.Items, raw)
 	}
 	return out, nil
 }
 
-func (f fakeSlices) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	w, err := f.c.Watch(ctx, opts)
+func (f fakeSlices) Watch(ctx context.Context, opts ListOptions) (Watcher, error) {
+	w, err := f.c.Watch(ctx, listOptions(opts))
 	if err != nil {
 		return nil, err
 	}
-	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
-		if s, ok := e.Object.(*discoveryv1.EndpointSlice); ok {
-			if u, err := unstructuredOf(s); err == nil {
-				e.Object = u
-			}
+	return &fakeWatcher{w: w, ctx: ctx}, nil
+}
+
+// fakeWatcher turns a client-go watch into a Watcher.
+type fakeWatcher struct {
+	w   watch.Interface
+	ctx context.Context
+}
+
+func (f *fakeWatcher) Next() (Event, error) {
+	select {
+	case e, ok := <-f.w.ResultChan():
+		if !ok {
+			return Event{}, io.EOF
 		}
-		return e, true
-	}), nil
-}
-
-func unstructuredOf(obj runtime.Object) (*unstructured.Unstructured, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, err
+		raw, err := json.Marshal(e.Object)
+		if err != nil {
+			return Event{}, err
+		}
+		return Event{Type: string(e.Type), Object: raw}, nil
+	case <-f.ctx.Done():
+		return Event{}, f.ctx.Err()
 	}
-	return &unstructured.Unstructured{Object: m}, nil
 }
 
-// toUnstructured converts a typed test object, failing the test on error.
-func toUnstructured(t *testing.T, obj any) any {
+func (f *fakeWatcher) Close() error {
+	f.w.Stop()
+	return nil
+}
+
+// sliceJSON encodes a typed test object as the API would send it.
+func sliceJSON(t *testing.T, obj any) []byte {
 	t.Helper()
-	o, ok := obj.(runtime.Object)
-	if !ok {
-		return obj
-	}
-	u, err := unstructuredOf(o)
+	b, err := json.Marshal(obj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return u
+	return b
+}
+
+// stored decodes a typed test slice as Discovery stores it.
+func stored(t *testing.T, obj any) *storedSlice {
+	t.Helper()
+	s, err := decodeSlice(sliceJSON(t, obj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

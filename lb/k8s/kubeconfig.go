@@ -1,17 +1,20 @@
 package k8s
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
 )
 
 // Kubeconfig is a parsed kubeconfig file and its current context.
@@ -19,48 +22,231 @@ type Kubeconfig struct {
 	// Path is the file it was read from.
 	Path string
 	// Config is the whole file. File references in it (certificate-authority,
-	// client-certificate, client-key, tokenFile...) are absolute: relative
-	// ones are resolved against the file's directory, as kubectl does.
-	Config *clientcmdapi.Config
+	// client-certificate, client-key, tokenFile, a relative exec command) are
+	// absolute: relative ones are resolved against the file's directory, as
+	// kubectl does.
+	Config *ConfigFile
 	// Context is the name of the current context.
 	Context string
 	// ClusterName is the name of the current context's cluster.
 	ClusterName string
 	// Cluster is the current context's cluster.
-	Cluster *clientcmdapi.Cluster
+	Cluster *Cluster
 	// AuthInfo is the current context's user; an empty one when the
 	// context names none.
-	AuthInfo *clientcmdapi.AuthInfo
+	AuthInfo *AuthInfo
+
+	// doc is the file as a JSON object, for WithServer, with the file
+	// references resolved.
+	doc map[string]any
+}
+
+// ConfigFile is a kubeconfig file (clientcmd's v1 Config): the fields nlb
+// reads, named as in client-go's clientcmd/api, with the named lists as
+// maps. Fields nlb does not read are kept by WithServer but not here.
+type ConfigFile struct {
+	CurrentContext string
+	Clusters       map[string]*Cluster
+	Contexts       map[string]*Context
+	AuthInfos      map[string]*AuthInfo
+}
+
+// Cluster is a kubeconfig cluster.
+type Cluster struct {
+	Server                   string `json:"server"`
+	TLSServerName            string `json:"tls-server-name"`
+	InsecureSkipTLSVerify    bool   `json:"insecure-skip-tls-verify"`
+	CertificateAuthority     string `json:"certificate-authority"`
+	CertificateAuthorityData []byte `json:"certificate-authority-data"`
+	ProxyURL                 string `json:"proxy-url"`
+}
+
+// Context is a kubeconfig context.
+type Context struct {
+	Cluster   string `json:"cluster"`
+	AuthInfo  string `json:"user"`
+	Namespace string `json:"namespace"`
+}
+
+// AuthInfo is a kubeconfig user. Exec and AuthProvider (credential
+// plugins) are recorded but not supported: RESTConfig refuses them.
+type AuthInfo struct {
+	ClientCertificate     string              `json:"client-certificate"`
+	ClientCertificateData []byte              `json:"client-certificate-data"`
+	ClientKey             string              `json:"client-key"`
+	ClientKeyData         []byte              `json:"client-key-data"`
+	Token                 string              `json:"token"`
+	TokenFile             string              `json:"tokenFile"`
+	Impersonate           string              `json:"as"`
+	ImpersonateUID        string              `json:"as-uid"`
+	ImpersonateGroups     []string            `json:"as-groups"`
+	ImpersonateUserExtra  map[string][]string `json:"as-user-extra"`
+	Username              string              `json:"username"`
+	Password              string              `json:"password"`
+	Exec                  json.RawMessage     `json:"exec"`
+	AuthProvider          json.RawMessage     `json:"auth-provider"`
+}
+
+// v1Config is the file format: named lists.
+type v1Config struct {
+	APIVersion     string `json:"apiVersion"`
+	Kind           string `json:"kind"`
+	CurrentContext string `json:"current-context"`
+	Clusters       []struct {
+		Name    string   `json:"name"`
+		Cluster *Cluster `json:"cluster"`
+	} `json:"clusters"`
+	Contexts []struct {
+		Name    string   `json:"name"`
+		Context *Context `json:"context"`
+	} `json:"contexts"`
+	AuthInfos []struct {
+		Name     string    `json:"name"`
+		AuthInfo *AuthInfo `json:"user"`
+	} `json:"users"`
 }
 
 // LoadKubeconfig reads the kubeconfig at path. It fails when the file cannot
 // be read or parsed, or has no current context, or the context's cluster is
 // missing. A missing user is not an error (the cluster may not need one).
 func LoadKubeconfig(path string) (*Kubeconfig, error) {
-	cfg, err := clientcmd.LoadFromFile(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("k8s: kubeconfig: %w", err)
 	}
-	// As kubectl does: relative file references are relative to the file.
-	if err := clientcmd.ResolveLocalPaths(cfg); err != nil {
+	k, err := parseKubeconfig(path, b)
+	if err != nil {
 		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", path, err)
 	}
-	k := &Kubeconfig{Path: path, Config: cfg, Context: cfg.CurrentContext}
-	if k.Context == "" {
-		return nil, fmt.Errorf("k8s: kubeconfig %s: no current-context", path)
+	return k, nil
+}
+
+// parseKubeconfig parses the contents of the kubeconfig at path.
+func parseKubeconfig(path string, data []byte) (*Kubeconfig, error) {
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, err
 	}
-	ctx, ok := cfg.Contexts[k.Context]
-	if !ok || ctx == nil {
-		return nil, fmt.Errorf("k8s: kubeconfig %s: current-context %q not found", path, k.Context)
+	var doc map[string]any
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(j))
+		dec.UseNumber() // WithServer writes numbers back as they were
+		if err := dec.Decode(&doc); err != nil {
+			return nil, fmt.Errorf("not a kubeconfig: %w", err)
+		}
+	}
+	if doc == nil {
+		doc = map[string]any{}
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	// As kubectl does: relative file references are relative to the file.
+	resolvePaths(doc, dir)
+	if j, err = json.Marshal(doc); err != nil {
+		return nil, err
+	}
+	var v1 v1Config
+	if err := json.Unmarshal(j, &v1); err != nil {
+		return nil, fmt.Errorf("not a kubeconfig: %w", err)
+	}
+	if v1.APIVersion != "" && v1.APIVersion != "v1" {
+		return nil, fmt.Errorf("apiVersion %q, want v1", v1.APIVersion)
+	}
+	if v1.Kind != "" && v1.Kind != "Config" {
+		return nil, fmt.Errorf("kind %q, want Config", v1.Kind)
+	}
+	cfg := &ConfigFile{
+		CurrentContext: v1.CurrentContext,
+		Clusters:       map[string]*Cluster{},
+		Contexts:       map[string]*Context{},
+		AuthInfos:      map[string]*AuthInfo{},
+	}
+	for _, c := range v1.Clusters {
+		if err := addNamed(cfg.Clusters, "cluster", c.Name, c.Cluster); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range v1.Contexts {
+		if err := addNamed(cfg.Contexts, "context", c.Name, c.Context); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range v1.AuthInfos {
+		if err := addNamed(cfg.AuthInfos, "user", u.Name, u.AuthInfo); err != nil {
+			return nil, err
+		}
+	}
+
+	k := &Kubeconfig{Path: path, Config: cfg, Context: cfg.CurrentContext, doc: doc}
+	if k.Context == "" {
+		return nil, errors.New("no current-context")
+	}
+	ctx := cfg.Contexts[k.Context]
+	if ctx == nil {
+		return nil, fmt.Errorf("current-context %q not found", k.Context)
 	}
 	k.ClusterName = ctx.Cluster
-	if k.Cluster, ok = cfg.Clusters[ctx.Cluster]; !ok || k.Cluster == nil {
-		return nil, fmt.Errorf("k8s: kubeconfig %s: cluster %q of context %q not found", path, ctx.Cluster, k.Context)
+	if k.Cluster = cfg.Clusters[ctx.Cluster]; k.Cluster == nil {
+		return nil, fmt.Errorf("cluster %q of context %q not found", ctx.Cluster, k.Context)
 	}
 	if k.AuthInfo = cfg.AuthInfos[ctx.AuthInfo]; k.AuthInfo == nil {
-		k.AuthInfo = clientcmdapi.NewAuthInfo()
+		k.AuthInfo = &AuthInfo{}
 	}
 	return k, nil
+}
+
+// addNamed adds a named list entry to m; a missing body is an empty one.
+func addNamed[T any](m map[string]*T, kind, name string, v *T) error {
+	if _, dup := m[name]; dup {
+		return fmt.Errorf("duplicate %s name %q", kind, name)
+	}
+	if v == nil {
+		v = new(T)
+	}
+	m[name] = v
+	return nil
+}
+
+// resolvePaths makes the file references of every cluster and user in doc
+// absolute against dir, as clientcmd.ResolveLocalPaths does.
+func resolvePaths(doc map[string]any, dir string) {
+	abs := func(m map[string]any, key string) {
+		if p, ok := m[key].(string); ok && p != "" && !filepath.IsAbs(p) {
+			m[key] = filepath.Join(dir, p)
+		}
+	}
+	for _, c := range namedBodies(doc, "clusters", "cluster") {
+		abs(c, "certificate-authority")
+	}
+	for _, u := range namedBodies(doc, "users", "user") {
+		abs(u, "client-certificate")
+		abs(u, "client-key")
+		abs(u, "tokenFile")
+		// An exec command is resolved only when it is a path, not a
+		// name looked up in PATH.
+		if exec, ok := u["exec"].(map[string]any); ok {
+			if cmd, ok := exec["command"].(string); ok && strings.ContainsRune(cmd, filepath.Separator) {
+				abs(exec, "command")
+			}
+		}
+	}
+}
+
+// namedBodies returns the bodies (under key body) of the named list key of
+// doc, in order.
+func namedBodies(doc map[string]any, key, body string) []map[string]any {
+	list, _ := doc[key].([]any)
+	var out []map[string]any
+	for _, e := range list {
+		if e, ok := e.(map[string]any); ok {
+			if b, ok := e[body].(map[string]any); ok {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
 }
 
 // Server returns the current cluster's server URL, such as
@@ -73,22 +259,106 @@ func (k *Kubeconfig) Server() (string, error) {
 }
 
 // RESTConfig returns a client configuration for the current context, for
-// NewAPI.
-func (k *Kubeconfig) RESTConfig() (*rest.Config, error) {
-	rc, err := clientcmd.NewNonInteractiveClientConfig(*k.Config, k.Context, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+// NewAPI. It reads a token file if the user names one and no token, as
+// clientcmd does, and refuses what clientcmd would refuse (a client
+// certificate without its key, both a token and basic authentication...)
+// and credential plugins (exec, auth-provider), which nlb does not run.
+func (k *Kubeconfig) RESTConfig() (*RESTConfig, error) {
+	rc, err := k.restConfig()
 	if err != nil {
 		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
 	}
 	return rc, nil
 }
 
+func (k *Kubeconfig) restConfig() (*RESTConfig, error) {
+	c, a := k.Cluster, k.AuthInfo
+	if c.Server == "" {
+		return nil, fmt.Errorf("no server found for cluster %q", k.ClusterName)
+	}
+	if _, err := parseHost(c.Server); err != nil {
+		return nil, err
+	}
+	if c.InsecureSkipTLSVerify && (c.CertificateAuthority != "" || len(c.CertificateAuthorityData) > 0) {
+		return nil, fmt.Errorf("cluster %q: a certificate authority together with insecure-skip-tls-verify", k.ClusterName)
+	}
+	user := k.Config.Contexts[k.Context].AuthInfo
+	if present(a.Exec) || present(a.AuthProvider) {
+		return nil, fmt.Errorf("user %q: credential plugins (exec, auth-provider) are not supported; use a client certificate or a token", user)
+	}
+	hasCert := a.ClientCertificate != "" || len(a.ClientCertificateData) > 0
+	hasKey := a.ClientKey != "" || len(a.ClientKeyData) > 0
+	if hasCert && !hasKey {
+		return nil, fmt.Errorf("user %q: client-key-data or client-key must be specified to use the client certificate", user)
+	}
+	if a.Token != "" && (a.Username != "" || a.Password != "") {
+		return nil, fmt.Errorf("user %q: more than one authentication method (token, basic auth)", user)
+	}
+	if a.Impersonate == "" && (a.ImpersonateUID != "" || len(a.ImpersonateGroups) > 0 || len(a.ImpersonateUserExtra) > 0) {
+		return nil, fmt.Errorf("user %q: impersonating a uid, groups or extra without a user", user)
+	}
+	rc := &RESTConfig{
+		Host: c.Server,
+		TLSClientConfig: TLSClientConfig{
+			Insecure:   c.InsecureSkipTLSVerify,
+			ServerName: c.TLSServerName,
+			CAFile:     c.CertificateAuthority,
+			CAData:     c.CertificateAuthorityData,
+		},
+		BearerToken: a.Token,
+		Username:    a.Username,
+		Password:    a.Password,
+		Impersonate: ImpersonationConfig{
+			UserName: a.Impersonate,
+			UID:      a.ImpersonateUID,
+			Groups:   a.ImpersonateGroups,
+			Extra:    a.ImpersonateUserExtra,
+		},
+	}
+	if hasCert {
+		rc.CertFile, rc.CertData = a.ClientCertificate, a.ClientCertificateData
+		rc.KeyFile, rc.KeyData = a.ClientKey, a.ClientKeyData
+	}
+	if a.TokenFile != "" {
+		rc.BearerTokenFile = a.TokenFile
+		if rc.BearerToken == "" {
+			b, err := os.ReadFile(a.TokenFile)
+			if err != nil {
+				return nil, err
+			}
+			rc.BearerToken = strings.TrimSpace(string(b))
+		}
+	}
+	if c.ProxyURL != "" {
+		u, err := url.Parse(c.ProxyURL)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("cluster %q: invalid proxy-url %q", k.ClusterName, c.ProxyURL)
+		}
+		switch u.Scheme {
+		case "http", "https", "socks5":
+		default:
+			return nil, fmt.Errorf("cluster %q: proxy-url %q: scheme %q is not http, https or socks5", k.ClusterName, c.ProxyURL, u.Scheme)
+		}
+		rc.Proxy = http.ProxyURL(u)
+	}
+	return rc, nil
+}
+
+// present reports whether a JSON field was given a value.
+func present(raw json.RawMessage) bool {
+	return len(raw) > 0 && string(raw) != "null"
+}
+
 // CAPool returns the current cluster's certificate authorities, from
 // certificate-authority-data or else the certificate-authority file. It
 // returns nil, nil when the cluster names neither (the system roots apply).
 func (k *Kubeconfig) CAPool() (*x509.CertPool, error) {
-	pem, err := k.data(k.Cluster.CertificateAuthorityData, k.Cluster.CertificateAuthority)
-	if err != nil || pem == nil {
-		return nil, err
+	pem, err := dataOrFile(k.Cluster.CertificateAuthorityData, k.Cluster.CertificateAuthority)
+	if err != nil {
+		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
+	}
+	if pem == nil {
+		return nil, nil
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
@@ -104,63 +374,82 @@ func (k *Kubeconfig) CAPool() (*x509.CertPool, error) {
 // given or they do not match.
 func (k *Kubeconfig) ClientCertificate() (*tls.Certificate, error) {
 	a := k.AuthInfo
-	certPEM, err := k.data(a.ClientCertificateData, a.ClientCertificate)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := k.data(a.ClientKeyData, a.ClientKey)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case certPEM == nil && keyPEM == nil:
-		return nil, nil
-	case certPEM == nil:
-		return nil, fmt.Errorf("k8s: kubeconfig %s: a client key without a certificate", k.Path)
-	case keyPEM == nil:
-		return nil, fmt.Errorf("k8s: kubeconfig %s: a client certificate without a key", k.Path)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("k8s: kubeconfig %s: client certificate: %w", k.Path, err)
-	}
-	return &cert, nil
-}
-
-// data returns inline data, or else the contents of file, or else nil.
-func (k *Kubeconfig) data(inline []byte, file string) ([]byte, error) {
-	if len(inline) > 0 {
-		return inline, nil
-	}
-	if file == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(file)
+	cert, err := loadKeyPair(a.ClientCertificateData, a.ClientCertificate, a.ClientKeyData, a.ClientKey)
 	if err != nil {
 		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
 	}
-	return b, nil
+	return cert, nil
+}
+
+// ClientCertificateFunc returns the current user's client certificate as a
+// tls.Config.GetClientCertificate function that reads the certificate and
+// key files again when they change (checked at most once a minute; a
+// failed read keeps the previous pair), or nil, nil when the user has no
+// certificate. It reads the certificate once now and fails as
+// ClientCertificate does.
+func (k *Kubeconfig) ClientCertificateFunc() (func(*tls.CertificateRequestInfo) (*tls.Certificate, error), error) {
+	a := k.AuthInfo
+	src := &certSource{certData: a.ClientCertificateData, certFile: a.ClientCertificate, keyData: a.ClientKeyData, keyFile: a.ClientKey}
+	cert, err := src.get()
+	if err != nil {
+		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
+	}
+	if cert == nil {
+		return nil, nil
+	}
+	return func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return src.get() }, nil
 }
 
 // WithServer returns a copy of the whole kubeconfig, as YAML, in which only
 // the current cluster's server is replaced; every other cluster, context,
-// user and setting stays. server is either a URL (https://127.0.0.1:7443),
-// which replaces the old one, or host:port (127.0.0.1:7443, [::1]:7443),
-// which replaces only the old URL's host and port, as k0s's NLLB does.
-// File references in the copy are absolute, so it may be written to any
-// directory. The Kubeconfig itself is not changed.
+// user and setting stays, including fields nlb does not read. server is
+// either a URL (https://127.0.0.1:7443), which replaces the old one, or
+// host:port (127.0.0.1:7443, [::1]:7443), which replaces only the old URL's
+// host and port, as k0s's NLLB does. File references in the copy are
+// absolute, so it may be written to any directory. The Kubeconfig itself is
+// not changed.
 func (k *Kubeconfig) WithServer(server string) ([]byte, error) {
 	u, err := k.newServer(server)
 	if err != nil {
 		return nil, err
 	}
-	cfg := k.Config.DeepCopy()
-	cfg.Clusters[k.ClusterName].Server = u
-	b, err := clientcmd.Write(*cfg)
+	// A deep copy of the document through JSON.
+	j, err := json.Marshal(k.doc)
 	if err != nil {
 		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
 	}
-	return b, nil
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
+	}
+	found := false
+	list, _ := doc["clusters"].([]any)
+	for _, e := range list {
+		e, ok := e.(map[string]any)
+		if !ok || e["name"] != k.ClusterName {
+			continue
+		}
+		c, ok := e["cluster"].(map[string]any)
+		if !ok {
+			c = map[string]any{}
+			e["cluster"] = c
+		}
+		c["server"] = u
+		found = true
+	}
+	if !found {
+		return nil, fmt.Errorf("k8s: kubeconfig %s: cluster %q not found", k.Path, k.ClusterName)
+	}
+	if j, err = json.Marshal(doc); err != nil {
+		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
+	}
+	y, err := yaml.JSONToYAML(j)
+	if err != nil {
+		return nil, fmt.Errorf("k8s: kubeconfig %s: %w", k.Path, err)
+	}
+	return y, nil
 }
 
 // newServer checks server and returns the URL WithServer writes.

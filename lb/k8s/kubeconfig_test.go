@@ -24,8 +24,8 @@ import (
 
 // pki is a CA with a server and a client certificate, PEM encoded.
 type pki struct {
-	caPEM, serverPEM, clientPEM, clientKeyPEM []byte
-	server                                    *x509.Certificate
+	caPEM, serverPEM, serverKeyPEM, clientPEM, clientKeyPEM []byte
+	server                                                  *x509.Certificate
 }
 
 func newPKI(t *testing.T) *pki {
@@ -73,10 +73,16 @@ func newPKI(t *testing.T) *pki {
 		return der, k
 	}
 	p := &pki{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
-	serverDER, _ := issue(2, "kube-apiserver", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	serverDER, serverKey := issue(2, "kube-apiserver", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
 	if p.server, err = x509.ParseCertificate(serverDER); err != nil {
 		t.Fatal(err)
 	}
+	p.serverPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serverDER})
+	serverKeyDER, err := x509.MarshalECPrivateKey(serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.serverKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: serverKeyDER})
 	clientDER, clientKey := issue(3, "nlb", x509.ExtKeyUsageClientAuth, nil)
 	p.clientPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientDER})
 	keyDER, err := x509.MarshalECPrivateKey(clientKey)
@@ -393,7 +399,11 @@ func TestWithServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("WithServer(%q) wrote an unreadable kubeconfig: %v\n%s", tc.in, err, y)
 		}
-		want := k.Config.DeepCopy()
+		// What clientcmd reads from the original, with the new server.
+		want, err := clientcmd.LoadFromFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
 		want.Clusters["k0s"].Server = tc.want
 		stripOrigins(want)
 		stripOrigins(got)
@@ -408,5 +418,191 @@ func TestWithServer(t *testing.T) {
 		if _, err := k.WithServer(bad); err == nil || !strings.HasPrefix(err.Error(), "k8s: ") {
 			t.Errorf("WithServer(%q): %v", bad, err)
 		}
+	}
+}
+
+// TestWithServerKeepsEverything: fields nlb does not read (extensions, an
+// exec plugin of another user, preferences) survive WithServer, and file
+// references become absolute as clientcmd resolves them.
+func TestWithServerKeepsEverything(t *testing.T) {
+	p := newPKI(t)
+	dir := t.TempDir()
+	path := writeFile(t, dir, "kubeconfig", []byte(`apiVersion: v1
+kind: Config
+current-context: c
+preferences:
+  colors: true
+clusters:
+- name: k0s
+  cluster:
+    server: https://192.0.2.10:6443
+    certificate-authority: pki/ca.crt
+    extensions:
+    - name: client.authentication.k8s.io/exec
+      extension: {audience: nlb, count: 3}
+contexts:
+- name: c
+  context: {cluster: k0s, user: u, namespace: kube-system}
+users:
+- name: u
+  user:
+    client-certificate-data: `+b64(p.clientPEM)+`
+    client-key-data: `+b64(p.clientKeyPEM)+`
+- name: plugin
+  user:
+    tokenFile: tokens/t
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: ./bin/credentials
+      args: [--x]
+      interactiveMode: Never
+`))
+	k, err := LoadKubeconfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := k.WithServer("https://127.0.0.1:7443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := clientcmd.Load(y)
+	if err != nil {
+		t.Fatalf("unreadable copy: %v\n%s", err, y)
+	}
+	want, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := clientcmd.ResolveLocalPaths(want); err != nil {
+		t.Fatal(err)
+	}
+	want.Clusters["k0s"].Server = "https://127.0.0.1:7443"
+	stripOrigins(want)
+	stripOrigins(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("WithServer changed more than the server (-want +got):\n%s", diff)
+	}
+	if e := got.AuthInfos["plugin"].Exec; e == nil || e.Command != filepath.Join(dir, "bin/credentials") {
+		t.Errorf("exec %+v", e)
+	}
+	if got.AuthInfos["plugin"].TokenFile != filepath.Join(dir, "tokens/t") || got.Clusters["k0s"].CertificateAuthority != filepath.Join(dir, "pki/ca.crt") {
+		t.Errorf("paths not resolved:\n%s", y)
+	}
+}
+
+// TestKubeconfigAuth covers the credentials RESTConfig takes beyond
+// certificates: a token file (read now, named for re-reads),
+// impersonation, a proxy; and what it refuses.
+func TestKubeconfigAuth(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "secrets/token", []byte("from-file\n"))
+	kc := func(cluster, user string) string {
+		return `apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: k
+  cluster:
+    server: https://192.0.2.10:6443
+` + cluster + `
+contexts:
+- name: c
+  context: {cluster: k, user: u}
+users:
+- name: u
+  user:
+` + user
+	}
+	load := func(name, yaml string) *Kubeconfig {
+		t.Helper()
+		k, err := LoadKubeconfig(writeFile(t, dir, name, []byte(yaml)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return k
+	}
+	k := load("tokenfile", kc("    proxy-url: http://198.51.100.1:3128", "    tokenFile: secrets/token\n    as: alice\n    as-groups: [a, b]\n"))
+	rc, err := k.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.BearerToken != "from-file" || rc.BearerTokenFile != filepath.Join(dir, "secrets/token") ||
+		rc.Impersonate.UserName != "alice" || len(rc.Impersonate.Groups) != 2 || rc.Proxy == nil {
+		t.Errorf("RESTConfig() = %+v", rc)
+	}
+	// An inline token wins over the file, which stays named.
+	rc, err = load("both", kc("", "    token: inline\n    tokenFile: secrets/token\n")).RESTConfig()
+	if err != nil || rc.BearerToken != "inline" || rc.BearerTokenFile == "" {
+		t.Errorf("RESTConfig() = %+v, %v", rc, err)
+	}
+	for _, tc := range []struct{ name, cluster, user, want string }{
+		{"exec", "", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: cred\n", "not supported"},
+		{"auth-provider", "", "    auth-provider:\n      name: oidc\n", "not supported"},
+		{"missing token file", "", "    tokenFile: secrets/missing\n", "no such file"},
+		{"token and basic auth", "", "    token: x\n    username: u\n    password: p\n", "more than one"},
+		{"groups without user", "", "    as-groups: [a]\n", "without a user"},
+		{"insecure with CA", "    insecure-skip-tls-verify: true\n    certificate-authority: /ca.crt", "    token: x\n", "insecure"},
+		{"bad proxy", "    proxy-url: ftp://198.51.100.1", "    token: x\n", "proxy-url"},
+		{"bad server", "", "    token: x\n", "http"},
+	} {
+		y := kc(tc.cluster, tc.user)
+		if tc.name == "bad server" {
+			y = strings.Replace(y, "https://192.0.2.10:6443", "ftp://192.0.2.10", 1)
+		}
+		k := load(strings.ReplaceAll(tc.name, " ", "_"), y)
+		if _, err := k.RESTConfig(); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "k8s: ") {
+			t.Errorf("%s: RESTConfig() = %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestKubeconfigFormat: what the loader refuses in the file itself, as
+// clientcmd does.
+func TestKubeconfigFormat(t *testing.T) {
+	dir := t.TempDir()
+	ok := "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k}\nclusters:\n- name: k\n  cluster: {server: https://192.0.2.1}\n"
+	if _, err := LoadKubeconfig(writeFile(t, dir, "ok", []byte(ok))); err != nil {
+		t.Errorf("no apiVersion and kind: %v", err)
+	}
+	for name, y := range map[string]string{
+		"empty":             "",
+		"list":              "- a\n",
+		"apiVersion":        "apiVersion: v2\n" + ok,
+		"kind":              "kind: Pod\n" + ok,
+		"duplicate cluster": ok + "- name: k\n  cluster: {server: https://192.0.2.2}\n",
+		"bad base64":        ok + "users:\n- name: u\n  user: {client-key-data: '!!!'}\n",
+	} {
+		if _, err := LoadKubeconfig(writeFile(t, dir, strings.ReplaceAll(name, " ", "_"), []byte(y))); err == nil || !strings.HasPrefix(err.Error(), "k8s: ") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestClientCertificateFunc returns the pair, or nil without one.
+func TestClientCertificateFunc(t *testing.T) {
+	p := newPKI(t)
+	path := writeFile(t, t.TempDir(), "kubeconfig", []byte(embeddedKubeconfig(p)))
+	k, err := LoadKubeconfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := k.ClientCertificateFunc()
+	if err != nil || f == nil {
+		t.Fatalf("ClientCertificateFunc() = %v, %v", f != nil, err)
+	}
+	c, err := f(nil)
+	if err != nil || c == nil || len(c.Certificate) != 1 {
+		t.Errorf("certificate %v, %v", c, err)
+	}
+	k.AuthInfo = &AuthInfo{Token: "x"}
+	if f, err := k.ClientCertificateFunc(); f != nil || err != nil {
+		t.Errorf("without a certificate: %v, %v", f != nil, err)
+	}
+	k.AuthInfo = &AuthInfo{ClientCertificateData: p.clientPEM}
+	if _, err := k.ClientCertificateFunc(); err == nil {
+		t.Error("a certificate without a key was accepted")
 	}
 }

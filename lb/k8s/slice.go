@@ -1,27 +1,34 @@
 package k8s
 
 import (
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"encoding/json"
+	"errors"
+	"fmt"
 )
 
 // The subset of discovery.k8s.io/v1 EndpointSlice that discovery reads,
-// with the API's JSON names. Decoding into these instead of
-// k8s.io/api/discovery/v1 keeps the API type packages (and core/v1, which
-// discovery/v1 imports) out of the binary: nlb runs on every worker, where
-// their size and start-up registration are most of its memory.
+// with the API's JSON names. Decoding the API's JSON straight into these
+// with encoding/json keeps k8s.io/api, apimachinery's schemes and
+// client-go out of the binary: nlb runs on every worker, where their size
+// and start-up registration were most of its memory.
 type endpointSlice struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	AddressType       string         `json:"addressType"`
-	Endpoints         []endpoint     `json:"endpoints"`
-	Ports             []endpointPort `json:"ports"`
+	Metadata    objectMeta     `json:"metadata"`
+	AddressType string         `json:"addressType"`
+	Endpoints   []endpoint     `json:"endpoints"`
+	Ports       []endpointPort `json:"ports"`
 }
 
-// storedSlice is what the informer keeps: the decoded slice, or an empty
-// one with the reason the API's object did not decode (its endpoints are
-// then ignored). It is separate from endpointSlice, the decoding target,
-// because the unstructured converter refuses unexported fields.
+// objectMeta is the part of an object's metadata discovery keeps.
+type objectMeta struct {
+	Name            string            `json:"name"`
+	Namespace       string            `json:"namespace"`
+	ResourceVersion string            `json:"resourceVersion"`
+	Labels          map[string]string `json:"labels"`
+}
+
+// storedSlice is what discovery keeps of a slice from the API: the decoded
+// slice, or its metadata alone with the reason the rest did not decode (its
+// endpoints are then ignored, but a later update or delete still finds it).
 type storedSlice struct {
 	endpointSlice
 	decodeErr string
@@ -29,18 +36,18 @@ type storedSlice struct {
 
 type endpoint struct {
 	Addresses  []string           `json:"addresses"`
-	Conditions endpointConditions `json:"conditions,omitempty"`
+	Conditions endpointConditions `json:"conditions"`
 }
 
 type endpointConditions struct {
-	Ready       *bool `json:"ready,omitempty"`
-	Terminating *bool `json:"terminating,omitempty"`
+	Ready       *bool `json:"ready"`
+	Terminating *bool `json:"terminating"`
 }
 
 type endpointPort struct {
-	Name     *string `json:"name,omitempty"`
-	Protocol *string `json:"protocol,omitempty"`
-	Port     *int32  `json:"port,omitempty"`
+	Name     *string `json:"name"`
+	Protocol *string `json:"protocol"`
+	Port     *int32  `json:"port"`
 }
 
 // Names from discovery.k8s.io/v1.
@@ -51,7 +58,31 @@ const (
 	protocolTCP      = "TCP"
 )
 
-// endpointSlicesResource is discovery.k8s.io/v1 endpointslices.
-func endpointSlicesResource() schema.GroupVersionResource {
-	return schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
+// endpointSlicesPath is the API path of the EndpointSlices of a namespace
+// (discovery.k8s.io/v1), under the server URL's own path.
+func endpointSlicesPath(namespace string) string {
+	return "/apis/discovery.k8s.io/v1/namespaces/" + namespace + "/endpointslices"
+}
+
+// decodeSlice decodes an EndpointSlice from the API's JSON, keeping only what
+// compute reads: identity and labels, address type, ports, and each
+// endpoint's addresses and conditions. A slice whose metadata decodes but
+// whose body does not comes back empty with decodeErr set, so that compute
+// reports it by name. It fails only when the metadata does not decode or
+// names no object.
+func decodeSlice(raw []byte) (*storedSlice, error) {
+	var meta struct {
+		Metadata objectMeta `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return nil, fmt.Errorf("endpoint slice metadata: %w", err)
+	}
+	if meta.Metadata.Name == "" {
+		return nil, errors.New("endpoint slice without a name")
+	}
+	var s endpointSlice
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return &storedSlice{endpointSlice: endpointSlice{Metadata: meta.Metadata}, decodeErr: err.Error()}, nil
+	}
+	return &storedSlice{endpointSlice: s}, nil
 }
