@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "bench/results", "directory for client.jsonl and client.md (empty: none)")
 	apiserver := fs.String("apiserver", "", "kube-apiserver binary (default: built from e2e/ into the user cache, or $"+k8slab.APIServerEnv+")")
 	verbose := fs.Bool("v", false, "log progress to stderr")
+	idleOnly := fs.Bool("idle-only", false, "measure only the idle RSS (no fault scenarios, nothing written to --out)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -143,6 +144,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ps, _ := lab.Client.ProcStatus()
 		logf("idle: VmRSS %d KiB (RssAnon %d, RssFile %d); %s", rss, ps["RssAnon"], ps["RssFile"], memSummary(m))
 	}
+	if maps, err := lab.Client.Smaps(); err == nil {
+		logf("idle: Rss by mapping: %s", smapsSummary(maps))
+	}
+	if *idleOnly {
+		if err := enc.Encode(idle); err != nil {
+			return err
+		}
+		_, err := fmt.Fprint(stdout, "\n", idleSentence(idle))
+		return err
+	}
 
 	var results []nllblab.Result
 	for rep := range *reps {
@@ -208,6 +219,17 @@ func memSummary(m map[string]float64) string {
 			parts = append(parts, fmt.Sprintf("%s=%.0fKiB", strings.TrimPrefix(k, "go_memstats_"), v/1024))
 		} else {
 			parts = append(parts, fmt.Sprintf("%s=%.0f", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// smapsSummary formats the mappings that hold at least 64 KiB.
+func smapsSummary(maps []nllblab.Mapping) string {
+	var parts []string
+	for _, m := range maps {
+		if m.Rss >= 64 {
+			parts = append(parts, fmt.Sprintf("%s=%dKiB(anon %d)", m.Name, m.Rss, m.Anonymous))
 		}
 	}
 	return strings.Join(parts, " ")

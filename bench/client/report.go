@@ -64,7 +64,12 @@ func markdown(rs []nllblab.Result, idle rssLine) string {
 			connects, met(connects == 0),
 			stats.Median(failed), slices.Max(failed), inflight, perProg, met(perProg <= 1), stats.Median(reqs))
 	}
-	fmt.Fprintf(&b, "\nIdle RSS of `nlb client` with %d upstreams: %d KiB (%.1f MiB); goal < 20 MiB: %s.\n",
-		idle.Upstreams, idle.Value, float64(idle.Value)/1024, met(idle.Value < goalRSSKiB))
+	b.WriteString("\n" + idleSentence(idle))
 	return b.String()
+}
+
+// idleSentence states the idle RSS against the goal.
+func idleSentence(idle rssLine) string {
+	return fmt.Sprintf("Idle RSS of `nlb client` with %d upstreams: %d KiB (%.1f MiB); goal < 20 MiB: %s.\n",
+		idle.Upstreams, idle.Value, float64(idle.Value)/1024, met(idle.Value < goalRSSKiB))
 }

@@ -421,3 +421,91 @@ func (n *Client) Metrics(ctx context.Context, names ...string) (map[string]float
 	}
 	return out, nil
 }
+
+// Mapping is the resident memory of one kind of mapping of the process, in
+// KiB, from /proc/PID/smaps.
+type Mapping struct {
+	// Name is the mapping's kind: "binary r-xp" (text), "binary r--p"
+	// (rodata), "binary rw-p" (data), "[heap]", "[stack]", "anon rw-p" (Go
+	// heap, goroutine stacks, runtime structures), and so on.
+	Name string
+	// Rss, Anonymous and Swap are the sums over the kind's mappings.
+	Rss, Anonymous, Swap int64
+}
+
+// Smaps returns the resident memory of the running process by kind of
+// mapping, largest first: where VmRSS goes (binary text, rodata, data, Go
+// heap and stacks...).
+func (n *Client) Smaps() ([]Mapping, error) {
+	pid := n.Pid()
+	if pid == 0 || !n.Running() {
+		return nil, errors.New("nllblab: nlb client is not running")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return nil, fmt.Errorf("nllblab: %w", err)
+	}
+	return parseSmaps(b, filepath.Base(n.bin)), nil
+}
+
+// parseSmaps sums /proc/PID/smaps by kind of mapping; mappings of a file
+// whose base name is bin count as "binary".
+func parseSmaps(b []byte, bin string) []Mapping {
+	byName := map[string]*Mapping{}
+	var cur *Mapping
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(f[0], ":") { // a mapping's header line
+			if len(f) < 5 {
+				cur = nil
+				continue
+			}
+			name := "anon " + f[1]
+			if len(f) >= 6 {
+				switch path := f[5]; {
+				case filepath.Base(path) == bin:
+					name = "binary " + f[1]
+				case strings.HasPrefix(path, "["):
+					name = path
+				default:
+					name = path + " " + f[1]
+				}
+			}
+			if byName[name] == nil {
+				byName[name] = &Mapping{Name: name}
+			}
+			cur = byName[name]
+			continue
+		}
+		if cur == nil || len(f) != 3 || f[2] != "kB" {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "Rss:":
+			cur.Rss += v
+		case "Anonymous:":
+			cur.Anonymous += v
+		case "Swap:":
+			cur.Swap += v
+		}
+	}
+	out := make([]Mapping, 0, len(byName))
+	for _, m := range byName {
+		out = append(out, *m)
+	}
+	slices.SortFunc(out, func(a, b Mapping) int {
+		if a.Rss != b.Rss {
+			return int(b.Rss - a.Rss)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
