@@ -112,7 +112,21 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 			return err
 		}
 		cleanups = append(cleanups, func() { _ = c.Close() })
-		fmt.Fprintf(out, " ready in %.1f s.\n", time.Since(t).Seconds())
+		// The proxies discover their backends from the `kubernetes`
+		// EndpointSlices: wait until every API server has its lease there.
+		wctx, wcancel := context.WithTimeout(ctx, 45*time.Second)
+		_, werr := c.WaitAPIEndpoints(wctx, c.Controllers...)
+		wcancel()
+		if werr != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(out, " ready in %.1f s", time.Since(t).Seconds())
+		if werr != nil {
+			fmt.Fprintf(out, " (the `kubernetes` EndpointSlices do not list all three yet: %v)", werr)
+		} else {
+			fmt.Fprintf(out, "; the `kubernetes` EndpointSlices list all three")
+		}
+		fmt.Fprintln(out, ".")
 		d.lab, d.hosts, d.cli, d.by = c.Lab, c.Lab.Hosts[:3], c.Worker, c.Spares[0]
 		d.vip = c.Lab.VIP4(0)
 		if d.api, err = realAPIServers(c); err != nil {
@@ -213,9 +227,9 @@ func (d *demo) describe() {
 	}
 	fmt.Fprintf(out, "\nand runs, in its namespace:\n    %s\n", d.nodes[0].commandLine())
 	fmt.Fprintf(out, "\nk0s's CPLB settings: VRRPv2, virtualRouterID %d, advertIntervalSeconds %d, priority %d on every\n"+
-		"node, so Master_Down_Interval = 3 x 1 s + Skew_Time (256-200)/256 s = %s. The VIP follows the\n"+
-		"local API server's health (%s): checks every 500 ms, 3 failures give up\n"+
-		"mastership, 5 successes restore it.\n",
+		"node, so Master_Down_Interval = 3 x 1 s + Skew_Time (256-200)/256 s = %s.\n"+
+		"The VIP follows the local API server's health (%s):\n"+
+		"checks every 500 ms, 3 failures give up mastership, 5 successes restore it.\n",
 		vrid, advertSeconds, k0sPriority, fmtSec(masterDown), d.api.check)
 }
 
@@ -258,6 +272,10 @@ func (d *demo) acts(ctx context.Context, cleanups *[]func()) error {
 		return err
 	}
 	for _, l := range strings.Split(strings.TrimRight(st, "\n"), "\n") {
+		if l = strings.TrimRight(l, " "); l == "" {
+			fmt.Fprintln(out)
+			continue
+		}
 		fmt.Fprintf(out, "    %s\n", l)
 	}
 	ms, err := d.nodes[master].status(ctx)
@@ -582,7 +600,7 @@ func (d *demo) comeBack(ctx context.Context, m, master int, boot bool) error {
 	fmt.Fprintf(d.out, "  %s keeps the VIP: an equal-priority Master is not preempted (no flapping back, as\n"+
 		"  with k0s's keepalived); %s has not sent a single advertisement.\n", d.name(master), d.name(m))
 	if cs.failed > 0 {
-		fmt.Fprintf(d.out, "  The client saw %d failed requests meanwhile (%s).\n", cs.failed, cs.topReason())
+		fmt.Fprintf(d.out, "  The client saw %d of %d requests fail meanwhile (%s).\n", cs.failed, cs.total, cs.topReason())
 	} else {
 		fmt.Fprintf(d.out, "  The client saw no failed request meanwhile (%d requests).\n", cs.total)
 	}

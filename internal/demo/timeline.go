@@ -42,6 +42,8 @@ type clientStats struct {
 	lastFail      time.Time // start of the last failed request
 	recovered     time.Time // end of the first success after the last failure
 	recoveredBy   int
+	gapFrom       time.Time // the longest run of failures: start of its first request
+	gapTo         time.Time // and end of the first success after it
 
 	longBroke    time.Time // the long-lived connection's first failure
 	longErr      string
@@ -61,6 +63,7 @@ func (d *demo) clientStats(from, to time.Time) clientStats {
 	d.cl.mu.Unlock()
 	slices.SortFunc(samples, func(a, b sample) int { return a.start.Compare(b.start) })
 	lastLong := sample{who: -1}
+	var runFrom time.Time // start of the current run of failures
 	for _, s := range samples {
 		if s.end.Before(from) {
 			if s.long && s.ok() {
@@ -83,6 +86,15 @@ func (d *demo) clientStats(from, to time.Time) clientStats {
 			continue
 		}
 		cs.total++
+		if !s.ok() && runFrom.IsZero() {
+			runFrom = s.start
+		}
+		if s.ok() && !runFrom.IsZero() {
+			if s.end.Sub(runFrom) > cs.gapTo.Sub(cs.gapFrom) {
+				cs.gapFrom, cs.gapTo = runFrom, s.end
+			}
+			runFrom = time.Time{}
+		}
 		if !s.ok() {
 			cs.failed++
 			cs.reasons[s.err]++
@@ -166,13 +178,13 @@ func (cs clientStats) topReason() string {
 	return strings.Join(parts, ", ")
 }
 
-// outage is the time from the first failed request to the first success
-// after the last one.
+// outage is the longest run of failed requests: from the start of its
+// first request to the end of the success that ended it.
 func (cs clientStats) outage() time.Duration {
-	if cs.failed == 0 || cs.recovered.IsZero() {
+	if cs.gapTo.IsZero() {
 		return 0
 	}
-	return cs.recovered.Sub(cs.firstFail)
+	return cs.gapTo.Sub(cs.gapFrom)
 }
 
 // print writes the client's part of an act's conclusion.
@@ -181,8 +193,9 @@ func (cs clientStats) print(w io.Writer, t0 time.Time) {
 		fmt.Fprintf(w, "     the client: no request on a new connection failed (%d requests);\n", cs.total)
 	} else {
 		fmt.Fprintf(w, "     the client: %d of %d requests on new connections failed (%s),\n"+
-			"     started between %s and %s; outage %s from the first failure to the first success;\n",
-			cs.failed, cs.total, cs.topReason(), fmtOffset(cs.firstFail.Sub(t0)), fmtOffset(cs.lastFail.Sub(t0)), fmtSec(cs.outage()))
+			"     started between %s and %s; the longest outage %s (%s to %s);\n",
+			cs.failed, cs.total, cs.topReason(), fmtOffset(cs.firstFail.Sub(t0)), fmtOffset(cs.lastFail.Sub(t0)),
+			fmtSec(cs.outage()), fmtOffset(cs.gapFrom.Sub(t0)), fmtOffset(cs.gapTo.Sub(t0)))
 	}
 	if cs.longBroke.IsZero() {
 		fmt.Fprintf(w, "     the long-lived connection survived;\n")
@@ -203,14 +216,17 @@ type summaryRow struct {
 func (d *demo) summary() {
 	fmt.Fprintln(d.out, "\n-- Summary")
 	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ACT\tVIP\tFAILED REQUESTS\tOUTAGE\tLONG-LIVED CONNECTION")
+	fmt.Fprintln(tw, "  ACT\tVIP\tFAILED REQUESTS\tLONGEST OUTAGE\tLONG-LIVED CONNECTION")
+	var notes []string
 	for _, r := range d.rows {
 		failed := fmt.Sprintf("%d of %d", r.client.failed, r.client.total)
 		outage, long := "-", "kept"
 		if r.client.failed > 0 {
 			outage = fmtShort(r.client.outage())
 			if r.arp >= 500*time.Millisecond {
-				outage += fmt.Sprintf(" (%s on a loser's MAC)", fmtShort(r.arp))
+				outage += " *"
+				notes = append(notes, fmt.Sprintf("  * %s: the client's ARP entry pointed at the losing claimant for %s (see the note above).",
+					r.act, fmtShort(r.arp)))
 			}
 		}
 		if !r.client.longBroke.IsZero() {
@@ -222,6 +238,9 @@ func (d *demo) summary() {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.act, r.vip, failed, outage, long)
 	}
 	tw.Flush()
+	for _, n := range notes {
+		fmt.Fprintln(d.out, n)
+	}
 	fmt.Fprintf(d.out, "\n  Requests on new connections every %v, %v timeout each. A connection terminated on\n"+
 		"  the old VIP holder cannot survive the move of the VIP; the client dials again.\n", freshEvery, clientTimout)
 }
