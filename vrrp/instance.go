@@ -210,16 +210,17 @@ type Instance struct {
 	started  bool
 
 	// Owned by the Run goroutine.
-	m             *Machine
-	sendBuf       []byte
-	vipsUp        bool
-	addPending    bool      // Master without VIPs: retry AddVIPs on Adver_Timer
-	lastStep      time.Time // the latest time handed to the Machine
-	announceAfter bool      // start announcing once AddVIPs succeeds
-	removePending bool      // RemoveVIPs failed: retry on the next advert
-	garpQueue     []time.Time
-	nextRefresh   time.Time
-	sendLimit     rateLimiter
+	m              *Machine
+	sendBuf        []byte
+	vipsUp         bool
+	addPending     bool      // Master without VIPs: retry AddVIPs on Adver_Timer
+	lastStep       time.Time // the latest time handed to the Machine
+	announceAfter  bool      // start announcing once AddVIPs succeeds
+	removePending  bool      // RemoveVIPs failed: retry on the next advert
+	garpQueue      []time.Time
+	nextRefresh    time.Time
+	lastReannounce time.Time
+	sendLimit      rateLimiter
 }
 
 // NewInstance checks cfg and returns an Instance that will use conn and fx.
@@ -555,6 +556,8 @@ func (i *Instance) exec(ctx context.Context, now time.Time, as []Action) {
 			} else {
 				i.startGARP(ctx, now)
 			}
+		case ActionReannounce:
+			i.reannounce(ctx, now)
 		}
 	}
 }
@@ -641,6 +644,27 @@ func (i *Instance) startGARP(ctx context.Context, now time.Time) {
 	if g.MasterRefresh > 0 {
 		i.nextRefresh = now.Add(g.MasterRefresh)
 	}
+	i.announce(ctx)
+}
+
+// reannounce sends one more burst (GARP.MasterRepeat messages, no second
+// burst) when a lower Master was heard, at most once per advertisement
+// interval (a peer that keeps advertising lower, e.g. over a one-way
+// link, does not turn it into a flood).
+func (i *Instance) reannounce(ctx context.Context, now time.Time) {
+	if i.addPending || !i.vipsUp {
+		return // the addresses are not up: nothing to announce yet
+	}
+	if !i.lastReannounce.IsZero() && now.Sub(i.lastReannounce) < i.cfg.Machine.AdvertInterval {
+		return
+	}
+	i.lastReannounce = now
+	g := i.garp
+	for k := 1; k < g.MasterRepeat; k++ {
+		i.garpQueue = append(i.garpQueue, now.Add(time.Duration(k)*g.Interval))
+	}
+	slices.SortFunc(i.garpQueue, time.Time.Compare)
+	i.log.Info("vrrp lower-priority master heard: announcing the VIPs again")
 	i.announce(ctx)
 }
 

@@ -561,6 +561,44 @@ func TestInstanceGARPCancelled(t *testing.T) {
 	})
 }
 
+// TestInstanceReannounce: two Backups of equal priority whose timers run
+// out together both become Master and both announce the VIP; the winner
+// (higher address) hears the loser's advert and announces again, one
+// burst, so that clients that heard the loser last come back to it.
+func TestInstanceReannounce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub()
+		garp := GARPConfig{MasterDelay: -1, MasterRepeat: 2, Interval: 100 * ms}
+		ca, cb := instCfg("a", 100, addrA), instCfg("b", 100, addrB)
+		ca.GARP, cb.GARP = garp, garp
+		a := startNode(t, h, ca, nil)
+		b := startNode(t, h, cb, nil)
+		defer stopAll(t, a, b)
+		sleep(10 * time.Second)
+		wantState(t, a, Backup)
+		st := wantState(t, b, Master)
+		if st.Transitions != 2 {
+			t.Fatalf("b: %d transitions, want Initialize->Backup->Master", st.Transitions)
+		}
+		ann := b.fx.times("announce")
+		if len(ann) != 4 {
+			t.Fatalf("b announced at %v, want its burst of 2 and a second burst of 2", ann)
+		}
+		// The loser's advert arrives as b becomes Master: both bursts
+		// start then.
+		t1 := st.LastTransition
+		want := []time.Time{t1, t1, t1.Add(100 * ms), t1.Add(100 * ms)}
+		for k := range want {
+			if !ann[k].Equal(want[k]) {
+				t.Fatalf("b announced at %v, want %v", ann, want)
+			}
+		}
+		if la := a.fx.times("announce"); len(la) != 1 || !la[0].Equal(t1) {
+			t.Errorf("a, the loser, announced at %v, want once at %v before stepping down", la, t1)
+		}
+	})
+}
+
 // TestInstanceDrops: packets that fail the Filter are counted by reason and
 // do not reset the Master_Down_Timer.
 func TestInstanceDrops(t *testing.T) {

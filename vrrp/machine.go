@@ -55,6 +55,12 @@ const (
 	ActionAnnounce
 	// ActionStateChange reports a transition From -> To, with a Reason.
 	ActionStateChange
+	// ActionReannounce asks a Master that heard a lower (or equal, lower
+	// address) advert for one more burst of gratuitous ARPs / unsolicited
+	// NAs: after a tie or a split-brain heal the other node also
+	// announced the VIP, and its announcement may have reached the
+	// clients last (keepalived's garp_lower_prio_repeat).
+	ActionReannounce
 )
 
 // String returns the action kind's name, e.g. "SendAdvert".
@@ -70,6 +76,8 @@ func (k ActionKind) String() string {
 		return "Announce"
 	case ActionStateChange:
 		return "StateChange"
+	case ActionReannounce:
+		return "Reannounce"
 	}
 	return "ActionKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -88,6 +96,7 @@ func (k ActionKind) String() string {
 //	shutdown from Master: StateChange, SendAdvert(0), RemoveVIPs
 //	shutdown from Backup: StateChange, RemoveVIPs
 //	Master, no state change: SendAdvert(priority)      (Adver_Timer, answers, priority change)
+//	Master hears a lower Master: SendAdvert(priority), Reannounce
 type Action struct {
 	// Kind is what to do.
 	Kind ActionKind
@@ -416,9 +425,12 @@ func (m *Machine) receiveMaster(now time.Time, src netip.Addr, ad *Advertisement
 		}
 	}
 	// Lower priority, or equal from a lower address: assert mastership at
-	// once (RFC 9568 §6.4.3; keepalived lower_prio_no_advert false).
+	// once (RFC 9568 §6.4.3; keepalived lower_prio_no_advert false), and
+	// announce the VIP again: the other node is a Master too (a tie of
+	// Backups whose timers ran out together, or a healed split brain) and
+	// its gratuitous ARPs may have been the last the clients heard.
 	m.deadline = now.Add(m.cfg.AdvertInterval)
-	return []Action{{Kind: ActionSendAdvert, Priority: m.priority}}
+	return []Action{{Kind: ActionSendAdvert, Priority: m.priority}, {Kind: ActionReannounce}}
 }
 
 // Expire handles the running timer's expiry; the runner calls it when now

@@ -303,20 +303,20 @@ func TestMasterReceive(t *testing.T) {
 	}{
 		{"priority 0 answered", addrB, addrA, 0, []string{"SendAdvert(100)"}, Master, "", false},
 		{"higher priority", addrB, addrA, 150, []string{"StateChange(Master->Backup)", "RemoveVIPs"}, Backup, "higher priority 150 from 192.0.2.1", false},
-		{"lower priority answered", addrB, addrA, 50, []string{"SendAdvert(100)"}, Master, "", false},
+		{"lower priority answered", addrB, addrA, 50, []string{"SendAdvert(100)", "Reannounce"}, Master, "", false},
 		{"equal, sender higher", addrA, addrB, 100, []string{"StateChange(Master->Backup)", "RemoveVIPs"}, Backup, "equal priority 100 from higher address 192.0.2.2", false},
-		{"equal, sender lower", addrB, addrA, 100, []string{"SendAdvert(100)"}, Master, "", false},
+		{"equal, sender lower", addrB, addrA, 100, []string{"SendAdvert(100)", "Reannounce"}, Master, "", false},
 		// Unsigned byte comparison, not string comparison: "9.x" < "10.x".
 		{"equal, unsigned compare 10 > 9", netip.MustParseAddr("9.255.255.255"), netip.MustParseAddr("10.0.0.1"), 100,
 			[]string{"StateChange(Master->Backup)", "RemoveVIPs"}, Backup, "", false},
 		{"equal, unsigned compare 200 > 20", netip.MustParseAddr("192.0.2.200"), netip.MustParseAddr("192.0.2.20"), 100,
-			[]string{"SendAdvert(100)"}, Master, "", false},
+			[]string{"SendAdvert(100)", "Reannounce"}, Master, "", false},
 		{"equal, high bit set", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("128.0.0.1"), 100,
 			[]string{"StateChange(Master->Backup)", "RemoveVIPs"}, Backup, "", false},
 		{"ipv6 equal, sender higher", netip.MustParseAddr("fe80::1"), netip.MustParseAddr("fe80::2%eth0"), 100,
 			[]string{"StateChange(Master->Backup)", "RemoveVIPs"}, Backup, "equal priority 100 from higher address fe80::2", true},
 		{"ipv6 equal, sender lower", netip.MustParseAddr("fe80::1:0"), netip.MustParseAddr("fe80::ffff"), 100,
-			[]string{"SendAdvert(100)"}, Master, "", true},
+			[]string{"SendAdvert(100)", "Reannounce"}, Master, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
