@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	watches := fs.Int("watches", 3, "long-lived watches")
 	linkHold := fs.Duration("link-hold", 5*time.Second, "shortest time the link stays down")
 	maxHold := fs.Duration("max-hold", 60*time.Second, "longest fault phase")
+	logs := fs.String("logs", "", "keep the LB processes' configurations and logs in this `directory` (default: a temporary one, removed)")
 	verbose := fs.Bool("v", false, "log progress to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -120,11 +121,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	dir, err := os.MkdirTemp("", "nlb-bench-chaos-")
-	if err != nil {
+	dir := *logs
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "nlb-bench-chaos-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	opts := chaoslab.Options{Logf: logf}
 	opts.Traffic.Watches = *watches
 	opts.Timing.LinkHold = *linkHold
@@ -229,9 +234,12 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 			if err := enc.Encode(res); err != nil {
 				return err
 			}
-			logf("%s %s rep %d on %s: outage %.0f ms in %d bursts, %d/%d failed (%d after the restore), dup %.0f ms, leftover %d, watch broken %.0f ms; errors %q",
+			logf("%s %s rep %d on %s: outage %.0f ms in %d bursts, %d/%d failed (%d after the restore), dup %.0f ms, leftover %d, watch broken %.0f ms",
 				impl.Name(), sc, rep, res.Victim, res.OutageMS, res.OutageBursts, res.FailedRequests, res.Requests,
-				res.RestoreFailed, res.DupVIPMS, res.LeftoverVIPs, res.WatchBrokenMS, res.Errors)
+				res.RestoreFailed, res.DupVIPMS, res.LeftoverVIPs, res.WatchBrokenMS)
+			for _, e := range res.Errors {
+				logf("  %s", e)
+			}
 		}
 	}
 	return nil

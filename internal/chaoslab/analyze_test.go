@@ -198,3 +198,20 @@ func TestMasterDown(t *testing.T) {
 		t.Errorf("MasterDown(200) = %v, want %v", got, want)
 	}
 }
+
+func TestErrorSummary(t *testing.T) {
+	ps := []Probe{
+		{Start: at(0), Err: "connect: read tcp 192.0.2.14:5000->192.0.2.100:6443: read: connection reset by peer"},
+		{Start: at(20), OK: true},
+		{Start: at(40), Err: "connect: dial tcp 192.0.2.100:6443: connect: connection refused"},
+		{Start: at(60), Err: "connect: read tcp 192.0.2.14:5001->192.0.2.100:6443: read: connection reset by peer"},
+	}
+	got := ErrorSummary(ps)
+	want := []string{
+		"2× 00:00:00.000-00:00:00.060 connect: read tcp 192.0.2.100:6443: read: connection reset by peer",
+		"1× 00:00:00.040-00:00:00.040 connect: dial tcp 192.0.2.100:6443: connect: connection refused",
+	}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("ErrorSummary =\n%q\nwant\n%q", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +52,8 @@ type Result struct {
 	// HoldTimedOut is true when the fault phase ended at MaxHold.
 	HoldTimedOut bool `json:"hold_timed_out,omitempty"`
 
-	// Errors are the probe and watch errors of the scenario (at most 20).
+	// Errors summarises the failed probes of the scenario by kind (see
+	// ErrorSummary).
 	Errors []string `json:"-"`
 }
 
@@ -233,10 +235,51 @@ func (s *Session) measure(res *Result, victim netip.Addr, t0, tRecover time.Time
 	res.HoldMS = ms(tRecover.Sub(t0))
 	res.SettleMS = ms(tEnd.Sub(tRecover))
 
-	lo, hi := from.Format("15:04:05.000"), tEnd.Format("15:04:05.000")
-	for _, e := range s.Traffic.Errors() {
-		if ts, _, _ := strings.Cut(e, " "); ts >= lo && ts <= hi && len(res.Errors) < 20 {
-			res.Errors = append(res.Errors, e)
+	res.Errors = ErrorSummary(window(probes, from, tEnd))
+}
+
+// ErrorSummary groups the failed probes by error (client ports left out)
+// and returns one line per kind, most frequent first: count, the first
+// and last start, and the error.
+func ErrorSummary(ps []Probe) []string {
+	type kind struct {
+		n           int
+		first, last time.Time
+	}
+	kinds := map[string]*kind{}
+	var order []string
+	for _, p := range ps {
+		if p.OK {
+			continue
 		}
+		msg := stripPorts(p.Err)
+		k := kinds[msg]
+		if k == nil {
+			k = &kind{first: p.Start}
+			kinds[msg] = k
+			order = append(order, msg)
+		}
+		k.n++
+		k.last = p.Start
+	}
+	slices.SortStableFunc(order, func(a, b string) int { return kinds[b].n - kinds[a].n })
+	var out []string
+	for _, msg := range order {
+		k := kinds[msg]
+		out = append(out, fmt.Sprintf("%d× %s-%s %s", k.n, k.first.Format("15:04:05.000"), k.last.Format("15:04:05.000"), msg))
+	}
+	return out
+}
+
+// stripPorts removes the local "a.b.c.d:port->" part of a socket error,
+// which differs for every connection.
+func stripPorts(s string) string {
+	for {
+		i := strings.Index(s, "->")
+		if i < 0 {
+			return s
+		}
+		j := strings.LastIndex(s[:i], " ")
+		s = s[:j+1] + s[i+2:]
 	}
 }
