@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,10 @@ import (
 // Counters are atomics so that the data path never takes a lock.
 type backend struct {
 	addr string
+	// ap is addr parsed when it is an IP literal without a zone: the
+	// event loops connect to it themselves. Invalid for host names,
+	// which are dialled through Go (and its resolver).
+	ap netip.AddrPort
 
 	healthy atomic.Bool // result of active checks after rise/fall
 	// suspectSince is the UnixNano of the last failed dial, 0 when not
@@ -38,6 +43,9 @@ type backend struct {
 
 func newBackend(addr string, rise, fall int) *backend {
 	b := &backend{addr: addr, th: threshold{rise: rise, fall: fall, healthy: true}}
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Zone() == "" {
+		b.ap = ap
+	}
 	// A new backend is presumed healthy: the proxy works at once, a dead
 	// one is caught by the first failed dial (suspect) and then by the
 	// checks, and a refused dial is retried on the next backend anyway.

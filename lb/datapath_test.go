@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +17,8 @@ import (
 )
 
 // TestListenerOptionsInherited checks what the accept path relies on:
-// keepalive and TCP_USER_TIMEOUT set on a listener from defaultListen reach
-// the connections it accepts, and Go does not override them on accept.
+// keepalive, TCP_USER_TIMEOUT and TCP_NODELAY set on a listener from
+// defaultListen reach the connections it accepts.
 func TestListenerOptionsInherited(t *testing.T) {
 	cfg := Config{KeepAlive: KeepAlive{Idle: Duration(37 * time.Second), Interval: Duration(7 * time.Second), Count: 4},
 		UserTimeout: Duration(12345 * time.Millisecond)}
@@ -28,6 +28,9 @@ func TestListenerOptionsInherited(t *testing.T) {
 	}
 	defer ln.Close()
 	if err := setSockopts(ln, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := setNoDelay(ln); err != nil {
 		t.Fatal(err)
 	}
 	c := dial(t, ln.Addr().String())
@@ -51,6 +54,7 @@ func TestListenerOptionsInherited(t *testing.T) {
 		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 7},
 		{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 4},
 		{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 12345},
+		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
 	}
 	rc.Control(func(fd uintptr) {
 		for _, w := range want {
@@ -62,30 +66,22 @@ func TestListenerOptionsInherited(t *testing.T) {
 	})
 }
 
-// countingCopy wraps the bulk copy: it records that it ran and that
-// io.Copy got the bare connection.
-type countingCopy struct {
-	calls atomic.Int64
-	bad   atomic.Value
-}
+// loopModes runs a test with one event loop and with two (connections
+// then spread over both by whichever loop accepts first).
+var loopModes = []struct {
+	name  string
+	loops int
+}{{"loops-1", 1}, {"loops-2", 2}}
 
-func (cc *countingCopy) copy(dst *net.TCPConn, lr *io.LimitedReader) (int64, error) {
-	if _, ok := lr.R.(*net.TCPConn); !ok {
-		cc.bad.Store(fmt.Sprintf("reader is %T", lr.R))
-	}
-	cc.calls.Add(1)
-	return io.Copy(dst, lr)
-}
+func withLoops(n int) func(*Proxy) { return func(p *Proxy) { p.nloops = n } }
 
 // TestSmallMessagesNotSpliced: request/response traffic below the buffer
-// size stays on read/write, byte for byte, in both parking modes, and a
-// half-close after it passes through.
+// size stays on read/write, byte for byte, and a half-close after it
+// passes through.
 func TestSmallMessagesNotSpliced(t *testing.T) {
-	for _, m := range parkModes {
+	for _, m := range loopModes {
 		t.Run(m.name, func(t *testing.T) {
-			var cc countingCopy
-			p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{},
-				func(p *Proxy) { p.parkAfter = m.after; p.copyFn = cc.copy })
+			p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{}, withLoops(m.loops))
 			c := dial(t, p.addr)
 			for i := range 300 {
 				msg := make([]byte, 1+(i*997)%(bufSize-1)) // 1 B .. bufSize-1
@@ -100,16 +96,13 @@ func TestSmallMessagesNotSpliced(t *testing.T) {
 				if !bytes.Equal(got, msg) {
 					t.Fatalf("message %d (%d bytes) differs", i, len(msg))
 				}
-				if i%50 == 0 {
-					time.Sleep(3 * time.Millisecond) // let park-2ms park
-				}
 			}
 			c.CloseWrite()
 			if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
 				t.Fatalf("after half-close: %d bytes, %v", len(rest), err)
 			}
-			if n := cc.calls.Load(); n != 0 {
-				t.Errorf("bulk copy ran %d times for messages below %d bytes", n, bufSize)
+			if n := p.spliced.Load(); n != 0 {
+				t.Errorf("%d bytes spliced for messages below %d bytes", n, bufSize)
 			}
 		})
 	}
@@ -119,12 +112,10 @@ func TestSmallMessagesNotSpliced(t *testing.T) {
 // small messages on one connection; every byte must arrive in order, and
 // the half-close must pass through from either mode.
 func TestSwitchBetweenMessagesAndBulk(t *testing.T) {
-	for _, m := range parkModes {
+	for _, m := range loopModes {
 		for _, endBulk := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/end-bulk=%v", m.name, endBulk), func(t *testing.T) {
-				var cc countingCopy
-				p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{},
-					func(p *Proxy) { p.parkAfter = m.after; p.copyFn = cc.copy })
+				p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{}, withLoops(m.loops))
 				c := dial(t, p.addr)
 				var sent []byte
 				for round := range 6 {
@@ -147,19 +138,13 @@ func TestSwitchBetweenMessagesAndBulk(t *testing.T) {
 					if !bytes.Equal(got, msg) {
 						t.Fatalf("round %d: %d bytes differ", round, size)
 					}
-					if round == 2 {
-						time.Sleep(5 * time.Millisecond) // park-2ms: leave bulk by parking
-					}
 				}
 				c.CloseWrite()
 				if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
 					t.Fatalf("after half-close: %d bytes, %v", len(rest), err)
 				}
-				if cc.calls.Load() == 0 {
+				if p.spliced.Load() == 0 {
 					t.Error("bulk transfers were never spliced")
-				}
-				if v := cc.bad.Load(); v != nil {
-					t.Fatal(v)
 				}
 				waitFor(t, "connection released", func() bool { return p.Status().Active == 0 })
 				st := p.Status().Backends[0]
@@ -171,6 +156,31 @@ func TestSwitchBetweenMessagesAndBulk(t *testing.T) {
 	}
 }
 
+// inLoop runs fn on pc's loop and waits for it: the loop owns the
+// connection's sockets.
+func inLoop(t *testing.T, pc *proxyConn, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	if !pc.l.post(func() { fn(); close(done) }) {
+		t.Fatal("loop stopped")
+	}
+	<-done
+}
+
+// onlyConn returns the proxy's one connection.
+func onlyConn(t *testing.T, p *Proxy) *proxyConn {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.conns) != 1 {
+		t.Fatalf("%d proxied connections, want 1", len(p.conns))
+	}
+	for c := range p.conns {
+		return c
+	}
+	return nil
+}
+
 // TestSocketOptionsOnLiveConnections: a connection that outlives tuneAfter
 // has keepalive and TCP_USER_TIMEOUT on both of the proxy's sockets.
 func TestSocketOptionsOnLiveConnections(t *testing.T) {
@@ -179,34 +189,143 @@ func TestSocketOptionsOnLiveConnections(t *testing.T) {
 	if err := roundTrip(c, "hello"); err != nil {
 		t.Fatal(err)
 	}
-	var pc *proxyConn
-	p.mu.Lock()
-	for x := range p.conns {
-		pc = x
-	}
-	p.mu.Unlock()
-	if pc == nil {
-		t.Fatal("no proxied connection")
-	}
-	opts := func(tc *net.TCPConn) (ka, ut int) {
-		rc, err := tc.SyscallConn()
-		if err != nil {
-			return -1, -1
-		}
-		rc.Control(func(fd uintptr) {
-			ka, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-			ut, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	pc := onlyConn(t, p.Proxy)
+	opts := func(side int) (ka, ut, nd int) {
+		inLoop(t, pc, func() {
+			fd := pc.fd[side]
+			ka, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+			ut, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+			nd, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
 		})
-		return ka, ut
+		return ka, ut, nd
 	}
-	if ka, ut := opts(pc.client); ka != 1 || ut != 4321 {
-		t.Errorf("client side: SO_KEEPALIVE %d, TCP_USER_TIMEOUT %d; want 1, 4321 (from the listener)", ka, ut)
+	if ka, ut, nd := opts(sideClient); ka != 1 || ut != 4321 || nd != 1 {
+		t.Errorf("client side: SO_KEEPALIVE %d, TCP_USER_TIMEOUT %d, TCP_NODELAY %d; want 1, 4321, 1 (from the listener)", ka, ut, nd)
+	}
+	if _, _, nd := opts(sideServer); nd != 1 {
+		t.Errorf("backend side: TCP_NODELAY %d, want 1 from the start", nd)
 	}
 	waitFor(t, "backend side tuned", func() bool {
-		ka, ut := opts(pc.server)
+		ka, ut, _ := opts(sideServer)
 		return ka == 1 && ut == 4321
 	})
 	if err := roundTrip(c, "still works"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fullListener returns the address of a listening socket whose accept
+// queue is full (backlog 0, one connection never accepted): Linux drops
+// the SYNs of further connects, so they hang as to a blackholed host.
+func fullListener(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	dial(t, addr) // fills the queue
+	return addr
+}
+
+// TestConnectTimeout: the loop's own non-blocking connect gives up on a
+// backend that does not answer after ConnectTimeout, marks it suspect and
+// goes on to the next one.
+func TestConnectTimeout(t *testing.T) {
+	hole, live := fullListener(t), echoServer(t)
+	p := startProxy(t, Config{Backends: []string{hole, live}, ConnectTimeout: Duration(30 * time.Millisecond)}, Options{})
+	for i := range 4 {
+		if err := roundTrip(dial(t, p.addr), fmt.Sprint("x", i)); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+	st := backendStatus(p.Proxy, hole)
+	if !st.Suspect || st.DialFailures != 1 {
+		t.Errorf("unanswering backend %+v: want suspect after exactly one dial (then skipped)", st)
+	}
+	if got := backendStatus(p.Proxy, live).Total; got != 4 {
+		t.Errorf("live backend took %d connections, want 4", got)
+	}
+}
+
+// TestBackendFamiliesAndNames: IPv6 backends are connected by the loop
+// itself, backends given by host name through Go's dialer.
+func TestBackendFamiliesAndNames(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback")
+	}
+	ln.Close()
+	v6 := echoServer6(t)
+	_, port, _ := net.SplitHostPort(echoServer(t))
+	name := net.JoinHostPort("localhost", port)
+	for _, be := range []string{v6, name} {
+		p := startProxy(t, Config{Backends: []string{be}}, Options{})
+		for i := range 3 {
+			if err := roundTrip(dial(t, p.addr), fmt.Sprint(be, i)); err != nil {
+				t.Fatalf("%s: %v", be, err)
+			}
+		}
+		if st := backendStatus(p.Proxy, be); st.Total != 3 || st.DialFailures != 0 {
+			t.Errorf("%s: %+v", be, st)
+		}
+	}
+}
+
+func echoServer6(t *testing.T) string {
+	return serve(t, "[::1]:0", func(c *net.TCPConn) {
+		io.Copy(c, c)
+		c.CloseWrite()
+	})
+}
+
+// TestManyConnectionsTwoLoops: concurrent short and long connections over
+// two loops, each checked byte for byte.
+func TestManyConnectionsTwoLoops(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t), echoServer(t)}}, Options{}, withLoops(2))
+	var wg sync.WaitGroup
+	errc := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := range 20 {
+				c, err := net.Dial("tcp", p.addr)
+				if err != nil {
+					errc <- err
+					return
+				}
+				size := 10 + (w*131+i*7919)%(64<<10)
+				msg := make([]byte, size)
+				rand.Read(msg)
+				err = roundTrip(c, string(msg))
+				c.Close()
+				if err != nil {
+					errc <- fmt.Errorf("worker %d conn %d (%d bytes): %w", w, i, size, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	waitFor(t, "all released", func() bool { return p.Status().Active == 0 })
+	if n, h := holding(t, p.Proxy); n != 0 || h != 0 {
+		t.Errorf("%d connections (%d holding) left", n, h)
+	}
+	if got := p.Status().Total; got != 16*20 {
+		t.Errorf("accepted %d, want %d", got, 16*20)
 	}
 }

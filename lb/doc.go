@@ -12,20 +12,23 @@
 //
 // # Data path
 //
-// Each direction of a connection starts in message mode: it waits in Go's
-// netpoller holding nothing, then reads once into a 16 KiB buffer from a
-// pool and writes it on, as HAProxy does for small payloads: three system
-// calls per request or response. A read that fills the buffer means a bulk
-// transfer, and the direction switches to io.Copy between the bare
-// *net.TCPConn values returned by accept and dial (the source inside an
-// *io.LimitedReader), so Go uses splice(2); nothing ever wraps a
-// connection. The splice runs until the source goes quiet, so Go's 1 MiB
-// pipe is taken from its pool only while data flows. Byte counts come from
-// the reads, writes and io.Copy results. A direction quiet for 250 ms gives
-// up its goroutine and parks its socket in an epoll set of the proxy's own;
-// an idle proxied connection holds two sockets and a few hundred bytes of
-// Go memory, no goroutine, no pipe and no buffer. Half-closes are passed
-// through; a reset on one side becomes a reset on the other.
+// Connections are served by event loops, as HAProxy serves them: one per
+// two CPUs (at least one), each an epoll set (edge-triggered) holding the
+// listening sockets and both sockets of its connections, waited on in Go's
+// netpoller. A loop accepts with accept4(2), connects to the backend with
+// a non-blocking connect(2) of its own and moves bytes with read, write and
+// splice(2) on the raw descriptors: no goroutine, net.Conn or Go netpoller
+// registration per connection, and no system call beyond those the work
+// needs (about 16 per short connection; HAProxy makes about 21). Each
+// direction starts in message mode (one read into the loop's 16 KiB
+// buffer, one write); a read that fills the buffer switches it to
+// splicing through a pipe from the loop's pool, held only while bytes are
+// in flight. An idle proxied connection holds two sockets, two epoll
+// entries and a few hundred bytes: no goroutine, no pipe and no buffer.
+// Half-closes are passed through; a reset on one side becomes a reset on
+// the other. Backends given by host name, and every backend when
+// Options.Dial is set, are dialled through Go in a goroutine instead.
+// datapath.go explains the details.
 //
 // # Balancing and failures
 //

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,16 +47,18 @@ type Proxy struct {
 	ownListen    bool
 	tuneAccepted atomic.Bool
 
-	// copyFn performs one burst of the copy. Tests replace it to see the
-	// exact types handed to io.Copy.
-	copyFn func(dst *net.TCPConn, lr *io.LimitedReader) (int64, error)
-	// parker holds idle directions without goroutines (nil: they wait in
-	// Go's netpoller); parkAfter is the quiet time before a direction
-	// parks. Both are set by Serve.
-	parker    *parker
-	parkAfter time.Duration
-	// bufs holds *buffer for the message mode of the data path.
+	// dialHook: dial comes from Options.Dial and every backend is dialled
+	// through it, in a goroutine; otherwise the loops connect themselves
+	// and dial serves only backends given by host name.
+	dialHook bool
+	// loops serve the connections (datapath.go); Listen creates them,
+	// Serve runs them. nloops is how many.
+	loops  []*loop
+	nloops int
+	// bufs holds *buffer for bytes a destination could not take yet.
 	bufs sync.Pool
+	// spliced counts the bytes moved with splice(2), for tests.
+	spliced atomic.Uint64
 
 	cfg      atomic.Pointer[Config]
 	bal      atomic.Pointer[balancer]
@@ -87,11 +89,9 @@ type Proxy struct {
 
 	bgCtx     context.Context
 	bgCancel  context.CancelFunc
-	bg        sync.WaitGroup    // checkers, drains, reaper
-	connWG    sync.WaitGroup    // connections, from accept to release
-	acceptWG  sync.WaitGroup    // accept loops
-	work      chan *net.TCPConn // accepted clients, to idle workers
-	done      chan struct{}     // closed when Shutdown starts
+	bg        sync.WaitGroup // checkers, drains, reaper
+	connWG    sync.WaitGroup // connections, from accept to release
+	done      chan struct{}  // closed when Shutdown starts
 	doneOnce  sync.Once
 	stoppedCh chan struct{} // closed when Shutdown has finished
 	stopOnce  sync.Once
@@ -113,17 +113,16 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		dial:      opts.Dial,
 		listen:    opts.Listen,
 		check:     opts.Check,
-		copyFn:    ioCopy,
 		bufs:      sync.Pool{New: func() any { return new(buffer) }},
-		parkAfter: parkAfter,
+		nloops:    defaultLoops(),
 		conns:     map[*proxyConn]struct{}{},
-		work:      make(chan *net.TCPConn),
 		done:      make(chan struct{}),
 		stoppedCh: make(chan struct{}),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.dialHook = p.dial != nil
 	if p.dial == nil {
 		p.dial = p.defaultDial
 	}
@@ -202,13 +201,12 @@ func (p *Proxy) Listen(ctx context.Context) error {
 	p.reconf.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.parker == nil && !p.running {
-		pk, err := newParker()
+	for len(p.loops) < p.nloops && !p.running {
+		l, err := newLoop(p)
 		if err != nil {
-			p.log.Warn("idle connections will keep their goroutines", "err", err)
-		} else {
-			p.parker = pk
+			return fmt.Errorf("lb: event loop: %w", err)
 		}
+		p.loops = append(p.loops, l)
 	}
 	return nil
 }
@@ -239,10 +237,14 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	}
 	p.running = true
 	lns := slices.Clone(p.listeners)
+	loops := slices.Clone(p.loops)
 	p.mu.Unlock()
 
-	if p.parker != nil {
-		p.goBG(p.parker.run)
+	for _, l := range loops {
+		p.goBG(func() { l.run(lns) })
+	}
+	for _, ln := range lns {
+		p.log.Info("proxy listening", "addr", ln.Addr().String())
 	}
 
 	p.reconf.Lock()
@@ -252,92 +254,19 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.reconf.Unlock()
 	p.goBG(p.reaper)
 
-	errc := make(chan error, len(lns))
-	for _, ln := range lns {
-		p.log.Info("proxy listening", "addr", ln.Addr().String())
-		p.acceptWG.Add(1)
-		go func() { errc <- p.acceptLoop(ln) }()
-	}
-	var err error
 	select {
 	case <-ctx.Done():
 	case <-p.done:
 		// Shutdown was called directly; wait for it to finish.
 		<-p.stoppedCh
 		return nil
-	case err = <-errc:
 	}
 	timeout := time.Duration(p.cfg.Load().ShutdownTimeout)
 	p.log.Info("shutting down: no new connections, waiting for open ones",
 		"active", p.active.Load(), "timeout_seconds", timeout.Seconds())
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return errors.Join(err, p.Shutdown(sctx))
-}
-
-func (p *Proxy) acceptLoop(ln *net.TCPListener) error {
-	defer p.acceptWG.Done()
-	var backoff time.Duration
-	for {
-		c, err := ln.AcceptTCP()
-		if err != nil {
-			if p.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Typically EMFILE/ENFILE: back off like net/http does.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else {
-				backoff = min(2*backoff, time.Second)
-			}
-			p.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in_seconds", backoff.Seconds())
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		p.accepted.Add(1)
-		limit := int64(p.cfg.Load().MaxConnections)
-		if p.active.Add(1) > limit {
-			p.active.Add(-1)
-			c.Close()
-			p.limitReached(limit)
-			continue
-		}
-		p.connWG.Add(1)
-		select {
-		case p.work <- c: // an idle worker takes it
-		default:
-			go p.worker(c)
-		}
-	}
-}
-
-// workerIdle is how long a dial worker waits for the next client before it
-// exits.
-const workerIdle = 5 * time.Second
-
-// worker handles new clients one after another (dial, then start the two
-// directions) until none comes for workerIdle. Reusing the goroutine saves
-// its creation and, above all, the growth of its stack while dialling, on
-// every new connection.
-func (p *Proxy) worker(c *net.TCPConn) {
-	var t *time.Timer
-	for {
-		p.handle(c)
-		if t == nil {
-			t = time.NewTimer(workerIdle)
-		} else {
-			t.Reset(workerIdle)
-		}
-		select {
-		case c = <-p.work:
-		case <-t.C:
-			return
-		case <-p.done:
-			t.Stop()
-			return
-		}
-	}
+	return p.Shutdown(sctx)
 }
 
 // limitReached counts a rejected client and logs at most every 10 s.
@@ -353,13 +282,6 @@ func (p *Proxy) limitReached(limit int64) {
 	p.log.Warn("connection limit reached: closing new clients", "max_connections", limit, "rejected", n)
 }
 
-// tune sets keepalive and TCP_USER_TIMEOUT on one connection.
-func (p *Proxy) tune(c *net.TCPConn, cfg *Config) {
-	if err := setSockopts(c, cfg); err != nil {
-		p.log.Debug("socket options", "err", err)
-	}
-}
-
 // tuneAfter is the age at which a connection gets its keepalive and
 // TCP_USER_TIMEOUT options on the backend side (and on the client side
 // when the listener could not pass them on). Those options act only after
@@ -367,17 +289,6 @@ func (p *Proxy) tune(c *net.TCPConn, cfg *Config) {
 // connection that ends sooner never needs them, and most short ones (a
 // request and a response) save five setsockopt(2) calls per socket.
 const tuneAfter = 250 * time.Millisecond
-
-// tuneConn sets the options on a connection that lived tuneAfter.
-func (p *Proxy) tuneConn(pc *proxyConn, cfg *Config) {
-	if pc.closed.Load() {
-		return
-	}
-	if p.tuneAccepted.Load() {
-		p.tune(pc.client, cfg)
-	}
-	p.tune(pc.server, cfg)
-}
 
 // tuneListeners sets the connection options on the listening sockets, for
 // accepted connections to inherit. Where that is not possible (a listener
@@ -392,7 +303,7 @@ func (p *Proxy) tuneListeners(cfg *Config) {
 		if !ok {
 			break
 		}
-		if err := setSockopts(ln, cfg); err != nil {
+		if err := errors.Join(setSockopts(ln, cfg), setNoDelay(ln)); err != nil {
 			p.log.Debug("listener socket options: tuning each connection instead", "err", err)
 			ok = false
 		}
@@ -400,115 +311,19 @@ func (p *Proxy) tuneListeners(cfg *Config) {
 	p.tuneAccepted.Store(!ok)
 }
 
-// handle dials a backend for client and starts the two directions.
-func (p *Proxy) handle(client *net.TCPConn) {
-	cfg := p.cfg.Load()
-	server, b, err := p.dialBackend(cfg)
-	if err != nil {
-		p.noBackend.Add(1)
-		p.log.Warn("no backend reachable: closing client", "client", client.RemoteAddr().String(), "err", err)
-		client.SetLinger(0)
-		client.Close()
-		p.active.Add(-1)
-		p.connWG.Done()
-		return
-	}
-	pc, err := p.newProxyConn(client, server, b)
-	if err != nil {
-		p.log.Error("proxy connection", "err", err)
-		client.Close()
-		server.Close()
-		p.active.Add(-1)
-		p.connWG.Done()
-		return
-	}
-	b.active.Add(1)
-	b.total.Add(1)
-	p.mu.Lock()
-	p.conns[pc] = struct{}{}
-	p.mu.Unlock()
-	if p.closing.Load() {
-		// Shutdown may have walked p.conns before we registered.
-		pc.close()
-	}
-	pc.tuneTimer = time.AfterFunc(tuneAfter, func() { p.tuneConn(pc, cfg) })
-	// Both directions start on fresh goroutines rather than on this one,
-	// whose stack grew while dialling: a burst of new connections then
-	// costs small stacks until the directions park.
-	go pc.down.run()
-	go pc.up.run()
-}
-
-// release forgets a connection whose two directions have finished.
-func (p *Proxy) release(pc *proxyConn) {
-	pc.tuneTimer.Stop()
-	pc.close()
-	p.mu.Lock()
-	delete(p.conns, pc)
-	p.mu.Unlock()
-	if pc.b.active.Add(-1) == 0 && pc.b.removed.Load() {
-		p.forgetRetired(pc.b)
+// release forgets a connection its loop has closed; open tells whether it
+// had reached a backend (and was counted there).
+func (p *Proxy) release(pc *proxyConn, open bool) {
+	if open {
+		p.mu.Lock()
+		delete(p.conns, pc)
+		p.mu.Unlock()
+		if pc.b.active.Add(-1) == 0 && pc.b.removed.Load() {
+			p.forgetRetired(pc.b)
+		}
 	}
 	p.active.Add(-1)
 	p.connWG.Done()
-}
-
-// dialBackend connects to a backend for a new client. Eligible backends
-// (healthy, not suspect) are tried first in balancer order; when none is
-// eligible the proxy fails open to every known backend. A failed dial marks
-// its backend suspect and moves on, and as a last resort the ineligible
-// backends are tried too, so a client is refused only when no backend
-// answers at all.
-func (p *Proxy) dialBackend(cfg *Config) (*net.TCPConn, *backend, error) {
-	list := p.backends.Load().list
-	n := len(list)
-	if n == 0 {
-		return nil, nil, errors.New("lb: no backends configured")
-	}
-	bal := p.bal.Load()
-	now := time.Now()
-	expiry := p.suspectExpiry(cfg)
-	var eligBuf, triedBuf [16]bool
-	eligible, tried := eligBuf[:0], triedBuf[:0]
-	if n > len(eligBuf) {
-		eligible, tried = make([]bool, 0, n), make([]bool, 0, n)
-	}
-	eligible, tried = eligible[:n], tried[:n]
-	any := false
-	for i, b := range list {
-		eligible[i] = b.eligible(now, expiry)
-		any = any || eligible[i]
-	}
-	p.setFailOpen(!any, n)
-	load := func(i int) int64 { return list[i].active.Load() }
-	var errs []error
-	for pass := 0; pass < 2; pass++ {
-		skip := func(i int) bool { return tried[i] || (pass == 0 && any && !eligible[i]) }
-		for i := bal.first(n, skip, load); i >= 0; i = bal.retry(i, n, skip, load) {
-			tried[i] = true
-			c, err := p.dialOne(list[i], cfg)
-			if err == nil {
-				return c, list[i], nil
-			}
-			errs = append(errs, err)
-		}
-	}
-	return nil, nil, errors.Join(errs...)
-}
-
-func (p *Proxy) dialOne(b *backend, cfg *Config) (*net.TCPConn, error) {
-	ctx, cancel := context.WithTimeout(p.bgCtx, time.Duration(cfg.ConnectTimeout))
-	defer cancel()
-	c, err := p.dial(ctx, b.addr)
-	if err == nil {
-		b.suspectSince.Store(0)
-		return c, nil
-	}
-	b.dialFailures.Add(1)
-	if b.suspectSince.Swap(time.Now().UnixNano()) == 0 {
-		p.log.Warn("backend suspect: dial failed", "backend", b.addr, "err", err)
-	}
-	return nil, fmt.Errorf("lb: dial %s: %w", b.addr, err)
 }
 
 // suspectExpiry is how long a dial failure keeps a backend out: until a
@@ -792,7 +607,7 @@ func (p *Proxy) reaper() {
 		for _, c := range stale {
 			if c.close() {
 				p.idleClosed.Add(1)
-				p.log.Debug("idle timeout", "backend", c.b.addr, "client", c.client.RemoteAddr().String())
+				p.log.Debug("idle timeout", "backend", c.b.addr, "client", c.client())
 			}
 		}
 	}
@@ -809,7 +624,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	p.mu.Unlock()
-	p.acceptWG.Wait() // no connWG.Add after this
+	p.stopAccepting() // no connWG.Add after this
 	finished := make(chan struct{})
 	go func() {
 		p.connWG.Wait()
@@ -820,9 +635,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	case <-finished:
 	case <-ctx.Done():
 		err = ctx.Err()
-		// Copy, then close outside the lock: closing a connection whose
-		// directions are parked releases it at once, and release takes
-		// p.mu.
+		// Copy, then close outside the lock: a loop releasing a
+		// connection takes p.mu.
 		p.mu.Lock()
 		left := make([]*proxyConn, 0, len(p.conns))
 		for c := range p.conns {
@@ -840,12 +654,15 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		p.stopped = true
 		p.mu.Unlock()
 		p.bgCancel()
-		if p.parker != nil {
-			p.parker.stop()
+		p.mu.Lock()
+		loops := slices.Clone(p.loops)
+		p.mu.Unlock()
+		for _, l := range loops {
+			l.stop()
 		}
 		p.bg.Wait()
-		if p.parker != nil {
-			p.parker.close()
+		for _, l := range loops {
+			l.close() // in case it never ran
 		}
 		close(p.stoppedCh)
 	})
@@ -854,4 +671,28 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("lb: shutdown: %w", err)
 	}
 	return nil
+}
+
+// stopAccepting makes every running loop stop accepting and waits until it
+// has: no connection is counted in connWG after it returns.
+func (p *Proxy) stopAccepting() {
+	p.mu.Lock()
+	loops := slices.Clone(p.loops)
+	p.mu.Unlock()
+	for _, l := range loops {
+		done := make(chan struct{})
+		if l.post(func() { l.dropListeners(); close(done) }) {
+			<-done
+		}
+	}
+}
+
+// defaultLoops is the number of event loops: one per two CPUs the Go
+// runtime may use, at least one. A loop serves a connection with no
+// goroutine switch, so one loop keeps up with the load one core of kernel
+// TCP work can carry, and the remaining cores are left to the kernel's
+// network processing (loopback's softirq work runs in the sender's
+// context) and to the clients and backends on the same machine.
+func defaultLoops() int {
+	return max(1, runtime.GOMAXPROCS(0)/2)
 }

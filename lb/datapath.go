@@ -1,0 +1,234 @@
+package lb
+
+import (
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// The data path.
+//
+// Connections are served by event loops (see loop_linux.go), as HAProxy
+// serves them, not by goroutines: each loop owns an epoll set holding the
+// listening sockets and both sockets of every connection it proxies, and
+// moves bytes between them with non-blocking system calls on the raw file
+// descriptors. No goroutine, no Go net.Conn and no Go netpoller
+// registration exists per connection, so a new connection costs only the
+// system calls the work needs (accept4, socket, connect, two epoll_ctl,
+// reads, writes, shutdown and two closes; HAProxy makes a few more), and a
+// loop handles every connection that is ready in one pass with no
+// goroutine switches. A loop waits in Go's netpoller on its epoll file
+// descriptor (epoll sets nest), so an idle loop holds no thread.
+//
+// Each direction of a connection (a flow) runs in one of two modes:
+//
+//   - messages (the start, and kube-apiserver's usual traffic): read(2)
+//     once into the loop's 16 KiB buffer and write(2) it to the other
+//     side. Two system calls per message, and a short read means the
+//     socket is empty (epoll reports the next arrival), so no read is
+//     wasted on EAGAIN. Bytes the destination cannot take are kept in a
+//     buffer from the proxy's pool until it can; reading that flow stops
+//     meanwhile (backpressure).
+//   - bulk: a read that fills the whole buffer means a transfer is under
+//     way; the flow then splices (splice(2)) from the source socket into a
+//     pipe and from the pipe into the destination socket, so the payload
+//     never enters user space. The pipe comes from the loop's small pool
+//     and goes back as soon as it is empty and the source has nothing
+//     more; a splice that moves less than the buffer size switches the
+//     flow back to messages.
+//
+// Bytes are counted from the read, write and splice results.
+//
+// An idle proxied connection therefore holds two sockets, two epoll
+// entries and one small struct: no goroutine, no pipe, no buffer.
+//
+// Half-close: a source's EOF is passed on with shutdown(SHUT_WR) once its
+// bytes are delivered; when both flows have ended the connection closes
+// both sockets (a FIN, with no shutdown(2) of its own for the second
+// flow). An error on either side aborts the whole connection with RST on
+// both, so that each peer sees the other fail.
+
+// bufSize is the message-mode buffer. A read that fills it switches the
+// flow to splicing.
+const bufSize = 16 << 10
+
+// buffer is one message-mode buffer. Each loop has one for its reads;
+// bytes a destination could not take wait in one from the proxy's pool.
+type buffer = [bufSize]byte
+
+// Tuning of the loops.
+const (
+	// pipeSize is the capacity asked for each splice pipe (F_SETPIPE_SZ),
+	// as Go's own splice does. A larger pipe moves more per splice pair.
+	pipeSize = 1 << 20
+	// maxFreePipes bounds the empty pipes a loop keeps for reuse.
+	maxFreePipes = 16
+	// acceptBatch bounds the connections a loop accepts in one go before
+	// it serves its other events.
+	acceptBatch = 64
+	// msgBudget and bulkBudget bound the reads (or splice pairs) one flow
+	// makes in one turn before the loop serves others; a flow with more to
+	// do is queued for the next turn.
+	msgBudget  = 16
+	bulkBudget = 8
+	// timerSlack is the granularity of the loops' connect timeouts and
+	// delayed socket options: a loop's timer fires at most this often.
+	timerSlack = 5 * time.Millisecond
+)
+
+// connState is where a proxied connection is in its life.
+type connState uint8
+
+const (
+	stDialing connState = iota // client accepted, backend being dialled
+	stOpen                     // both sides connected: flows run
+	stDone                     // released
+)
+
+// Sides of a proxied connection.
+const (
+	sideClient = 0
+	sideServer = 1
+)
+
+// proxyConn is one proxied connection: the client's socket, the backend's
+// socket, the backend it went to, and its two flows. Every field but
+// closed and lastActive belongs to the connection's loop.
+type proxyConn struct {
+	p    *Proxy
+	l    *loop
+	slot int32     // index in the loop's table
+	reg  [2]uint32 // epoll registration ids of the two sockets
+	fd   [2]int    // client and backend sockets, -1 when not open
+	// owner owns fd[sideServer] when the backend was dialled through Go
+	// (Options.Dial, or a backend given by host name); closing it closes
+	// the socket.
+	owner *net.TCPConn
+	peer  netip.AddrPort // the client, for logs
+	b     *backend
+	state connState
+	up    flow // client → backend
+	down  flow // backend → client
+	open  int  // flows not yet finished
+	dial  *dialState
+	tuned bool // keepalive and TCP_USER_TIMEOUT set on the backend side
+
+	closed     atomic.Bool  // shut or closed: no more data moves
+	lastActive atomic.Int64 // UnixNano of the last transfer
+}
+
+// flow copies one way. It belongs to its connection's loop.
+type flow struct {
+	c        *proxyConn
+	src, dst int  // sides
+	in       bool // client → backend
+	readable bool // src may have data (edge-triggered: set by events)
+	writable bool // dst may take data
+	hup      bool // src reported a hang-up: read on to the end
+	bulk     bool // splicing: the last read filled the buffer
+	eof      bool // src reached its end
+	done     bool // finished
+	queued   bool // in the loop's queue for another turn
+	pend     *buffer
+	poff     int // pend[poff:plen] waits for dst
+	plen     int
+	pipe     pipe
+	piped    int // bytes in the pipe
+}
+
+// pipe is one splice pipe, its read and write ends; r < 0 when none.
+type pipe struct{ r, w int }
+
+// dialState is the search for a backend of one new connection: the same
+// order as the balancer gives, eligible backends first, then the rest.
+type dialState struct {
+	cfg      *Config
+	list     []*backend
+	eligible []bool
+	tried    []bool
+	eligBuf  [16]bool
+	tryBuf   [16]bool
+	any      bool // some backend is eligible
+	pass     int
+	cur      int // index being tried, -1 before the first
+	seq      uint32
+	deadline int64
+	errs     []error
+}
+
+// newDialState snapshots the backends for one connection, and the
+// fail-open state as dialBackend used to.
+func (p *Proxy) newDialState(cfg *Config) *dialState {
+	list := p.backends.Load().list
+	ds := &dialState{cfg: cfg, list: list, cur: -1}
+	n := len(list)
+	ds.eligible, ds.tried = ds.eligBuf[:0], ds.tryBuf[:0]
+	if n > len(ds.eligBuf) {
+		ds.eligible, ds.tried = make([]bool, 0, n), make([]bool, 0, n)
+	}
+	ds.eligible, ds.tried = ds.eligible[:n], ds.tried[:n]
+	now, expiry := time.Now(), p.suspectExpiry(cfg)
+	for i, b := range list {
+		ds.eligible[i] = b.eligible(now, expiry)
+		ds.any = ds.any || ds.eligible[i]
+	}
+	if n > 0 {
+		p.setFailOpen(!ds.any, n)
+	}
+	return ds
+}
+
+// next returns the index of the next backend to try, or -1 when every one
+// was tried: eligible backends (healthy, not suspect) first in balancer
+// order; when none is eligible, every known backend (fail-open); then, as
+// a last resort, the ineligible ones too, so that a client is refused only
+// when no backend answers at all.
+func (ds *dialState) next(bal *balancer) int {
+	n := len(ds.list)
+	load := func(i int) int64 { return ds.list[i].active.Load() }
+	for ds.pass < 2 {
+		pass := ds.pass
+		skip := func(i int) bool { return ds.tried[i] || (pass == 0 && ds.any && !ds.eligible[i]) }
+		var i int
+		if ds.cur < 0 {
+			i = bal.first(n, skip, load)
+		} else {
+			i = bal.retry(ds.cur, n, skip, load)
+		}
+		if i >= 0 {
+			ds.cur, ds.tried[i] = i, true
+			ds.seq++
+			return i
+		}
+		ds.pass, ds.cur = ds.pass+1, -1
+	}
+	return -1
+}
+
+// touch records activity for the idle timeout.
+func (c *proxyConn) touch(now int64) { c.lastActive.Store(now) }
+
+// shut closes both sides from any goroutine, with RST when rst is set (so
+// that a peer sees the other side fail rather than a clean end of stream)
+// and FIN otherwise (drain, idle timeout, shutdown). The loop does the
+// closing. It reports whether this call closed the connection.
+func (c *proxyConn) shut(rst bool) bool {
+	if !c.closed.CompareAndSwap(false, true) {
+		return false
+	}
+	c.l.post(func() { c.l.abort(c, rst) })
+	return true
+}
+
+// close closes the connection gracefully (FIN) and reports whether this
+// call closed it.
+func (c *proxyConn) close() bool { return c.shut(false) }
+
+// client returns the client's address for logs.
+func (c *proxyConn) client() string {
+	if !c.peer.IsValid() {
+		return "unknown"
+	}
+	return c.peer.String()
+}
