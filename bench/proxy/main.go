@@ -43,6 +43,7 @@ type config struct {
 	nlb            string
 	haproxy        string
 	impls          []string
+	tests          map[string]bool // tests to run, from --tests
 	runs           int
 	warmup         time.Duration
 	duration       time.Duration
@@ -69,12 +70,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	var cfg config
-	var impls string
+	var impls, tests string
 	fs := flag.NewFlagSet("bench-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.nlb, "nlb", "bin/nlb", "nlb binary (run as `nlb proxy --listen --backend --admin`)")
 	fs.StringVar(&cfg.haproxy, "haproxy", "haproxy", "HAProxy binary")
 	fs.StringVar(&impls, "impls", "direct,haproxy,nlb", "implementations to measure")
+	fs.StringVar(&tests, "tests", strings.Join(allTests, ","), "tests to run (a subset, for quick comparisons while tuning)")
 	fs.IntVar(&cfg.runs, "runs", 3, "runs per implementation, interleaved; medians are reported")
 	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time at the start of each test")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time of each test")
@@ -90,6 +92,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	cfg.impls = strings.Split(impls, ",")
+	cfg.tests = map[string]bool{}
+	for _, t := range strings.Split(tests, ",") {
+		if !slices.Contains(allTests, t) {
+			return fmt.Errorf("unknown test %q (want some of %s)", t, strings.Join(allTests, ","))
+		}
+		cfg.tests[t] = true
+	}
 	for _, i := range cfg.impls {
 		if i != implDirect && i != implHAProxy && i != implNLB {
 			return fmt.Errorf("unknown implementation %q", i)
@@ -211,9 +220,12 @@ func idleFit(limit uint64) int {
 	return int((limit-reserve)/2) / 100 * 100
 }
 
+// allTests are the tests of a session, in the order they run.
+var allTests = []string{"idle", "rr", "conn", "bulk1", "bulk8"}
+
 // session measures one implementation once: a fresh backend and proxy, the
 // idle-memory test first (on the fresh proxy), then latency, new
-// connections and bulk throughput.
+// connections and bulk throughput (the tests selected by --tests).
 func session(ctx context.Context, cfg *config, impl string, r results, notes *notes, stderr io.Writer) error {
 	be, err := startChild(ctx, "backend", cfg.self, "__backend")
 	if err != nil {
@@ -230,38 +242,48 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes *no
 	}
 	defer p.stop()
 
-	if err := idleMemory(ctx, cfg, p, r, notes, stderr); err != nil {
-		return fmt.Errorf("idle memory: %w", err)
+	if cfg.tests["idle"] {
+		if err := idleMemory(ctx, cfg, p, r, notes, stderr); err != nil {
+			return fmt.Errorf("idle memory: %w", err)
+		}
 	}
 	lc := loadConfig{addr: p.addr, warmup: cfg.warmup, duration: cfg.duration, pid: p.pid(), backend: be.pid()}
 
-	lc.test, lc.conns = "rr", cfg.rrConns
-	lr, err := loadgen(ctx, cfg, lc)
-	if err != nil {
-		return fmt.Errorf("latency: %w", err)
+	if cfg.tests["rr"] {
+		lc.test, lc.conns = "rr", cfg.rrConns
+		lr, err := loadgen(ctx, cfg, lc)
+		if err != nil {
+			return fmt.Errorf("latency: %w", err)
+		}
+		noteErrors(notes, impl, "latency", lr)
+		r.add(impl, mLatencyP50, lr.P50us)
+		r.add(impl, mLatencyP99, lr.P99us)
+		r.add(impl, mRRRate, lr.Rate)
+		fmt.Fprintf(stderr, "  latency p50 %.1f us p99 %.1f us (%.0f req/s, %d errors; others used %.2f cores)\n", lr.P50us, lr.P99us, lr.Rate, lr.Errors, lr.Foreign)
 	}
-	noteErrors(notes, impl, "latency", lr)
-	r.add(impl, mLatencyP50, lr.P50us)
-	r.add(impl, mLatencyP99, lr.P99us)
-	r.add(impl, mRRRate, lr.Rate)
-	fmt.Fprintf(stderr, "  latency p50 %.1f us p99 %.1f us (%.0f req/s, %d errors; others used %.2f cores)\n", lr.P50us, lr.P99us, lr.Rate, lr.Errors, lr.Foreign)
 
-	lc.test, lc.workers = "conn", cfg.connWorkers
-	lr, err = loadgen(ctx, cfg, lc)
-	if err != nil {
-		return fmt.Errorf("new connections: %w", err)
+	if cfg.tests["conn"] {
+		lc.test, lc.workers = "conn", cfg.connWorkers
+		lr, err := loadgen(ctx, cfg, lc)
+		if err != nil {
+			return fmt.Errorf("new connections: %w", err)
+		}
+		noteErrors(notes, impl, "new connections", lr)
+		r.add(impl, mConnRate, lr.Rate)
+		addCPU(r, impl, mCPUConn, lr.CPU)
+		fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU, lr.Foreign)
 	}
-	noteErrors(notes, impl, "new connections", lr)
-	r.add(impl, mConnRate, lr.Rate)
-	addCPU(r, impl, mCPUConn, lr.CPU)
-	fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU, lr.Foreign)
 
 	for _, b := range []struct {
 		streams     int
+		test        string
 		metric, cpu string
-	}{{1, mThroughput1, mCPU1}, {8, mThroughput8, mCPU8}} {
+	}{{1, "bulk1", mThroughput1, mCPU1}, {8, "bulk8", mThroughput8, mCPU8}} {
+		if !cfg.tests[b.test] {
+			continue
+		}
 		lc.test, lc.streams = "bulk", b.streams
-		lr, err = loadgen(ctx, cfg, lc)
+		lr, err := loadgen(ctx, cfg, lc)
 		if err != nil {
 			return fmt.Errorf("bulk %d: %w", b.streams, err)
 		}
@@ -424,7 +446,17 @@ func renderMarkdown(cfg *config, e env, elapsed time.Duration, table, extra stri
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Proxy benchmark: nlb vs HAProxy vs direct (loopback)\n\n")
 	fmt.Fprintf(&b, "%s, commit %s, %d × %s cores, Linux %s, %s; %s; %s.\n\n", e.date, e.commit, e.cores, e.cpu, e.kernel, e.goVersion, e.haproxy, e.nlb)
-	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v --nice %d` (`make bench-proxy` runs the defaults: 3 runs, 3s, nice 0), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, cfg.nice, elapsed)
+	var only string
+	if len(cfg.tests) < len(allTests) {
+		var ts []string
+		for _, t := range allTests {
+			if cfg.tests[t] {
+				ts = append(ts, t)
+			}
+		}
+		only = " --tests " + strings.Join(ts, ",")
+	}
+	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v --nice %d%s` (`make bench-proxy` runs the defaults: 3 runs, 3s, nice 0, every test), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, cfg.nice, only, elapsed)
 	fmt.Fprintf(&b, "Medians of %d interleaved runs; nice %d; HAProxy nbthread %d, splice %s; %d idle connections", cfg.runs, cfg.nice, cfg.haproxyThreads, cfg.haproxySplice, cfg.idleConns)
 	if cfg.idleConns < cfg.idleRequested {
 		fmt.Fprintf(&b, " (not %d: RLIMIT_NOFILE's hard limit allows no more)", cfg.idleRequested)
