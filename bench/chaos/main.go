@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -177,7 +178,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	table := markdown(runs, scs, lab.Params, *reps)
+	table := versions(ctx, bin) + "\n" + markdown(runs, scs, lab.Params, *reps)
 	fmt.Fprint(stdout, "\n", table)
 	if *out != "" {
 		if err := os.MkdirAll(*out, 0o755); err != nil {
@@ -243,4 +244,21 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 		}
 	}
 	return nil
+}
+
+// versions names what was measured: nlb's version, keepalived's and
+// HAProxy's.
+func versions(ctx context.Context, nlb string) string {
+	first := func(name string, args ...string) string {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(cctx, name, args...).CombinedOutput()
+		if err != nil {
+			return name + " (unknown version)"
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return line
+	}
+	return fmt.Sprintf("Measured %s: %s; %s; %s.\n", time.Now().UTC().Format("2006-01-02"),
+		first(nlb, "version"), first("keepalived", "--version"), first("haproxy", "-v"))
 }
