@@ -685,14 +685,22 @@ func TestInstanceSetPriority(t *testing.T) {
 		at := time.Now()
 		a.inst.SetPriority(0)
 		synctest.Wait()
-		if st := wantState(t, a, Backup); st.Priority != 0 || st.VIPsConfigured {
+		// Make before break: a keeps the VIPs until b speaks.
+		if st := wantState(t, a, Backup); st.Priority != 0 || !st.VIPsConfigured {
 			t.Errorf("a status %+v", st)
 		}
 		sleep(10 * time.Second)
-		if st := wantState(t, b, Master); st.LastTransition.Sub(at) != 609375*time.Microsecond {
+		st := wantState(t, b, Master)
+		if st.LastTransition.Sub(at) != 609375*time.Microsecond {
 			t.Errorf("b took over %v after the release", st.LastTransition.Sub(at))
 		}
-		wantState(t, a, Backup) // dormant
+		if sa := wantState(t, a, Backup); sa.VIPsConfigured { // dormant, VIPs gone
+			t.Errorf("a status %+v", sa)
+		}
+		removed := a.fx.times("remove")
+		if len(removed) == 0 || !removed[len(removed)-1].Equal(st.LastTransition) {
+			t.Errorf("a removed its VIPs at %v, want when b took over at %v", removed, st.LastTransition)
+		}
 
 		// Back to 200: a preempts after a full Master_Down_Interval.
 		at = time.Now()

@@ -91,7 +91,8 @@ func (k ActionKind) String() string {
 //
 //	becoming Master:  StateChange, AddVIPs, SendAdvert(priority), Announce
 //	Master -> Backup: StateChange, RemoveVIPs            (preempted by a better advert)
-//	Master -> Backup: StateChange, SendAdvert(0), RemoveVIPs   (SetPriority(0))
+//	Master -> Backup: StateChange, SendAdvert(0)   (SetPriority(0); RemoveVIPs follows when a
+//	                  new Master speaks, or after Master_Down_Interval: make before break)
 //	Initialize -> Backup: StateChange
 //	shutdown from Master: StateChange, SendAdvert(0), RemoveVIPs
 //	shutdown from Backup: StateChange, RemoveVIPs
@@ -239,6 +240,11 @@ type Machine struct {
 	lowerFrom netip.Addr // a lower-priority advert was discarded since timerSet
 	lowerPrio uint8
 	preemptAt time.Time // PreemptDelay: discard lower adverts from here on
+
+	// handover is set while a Master that released with SetPriority(0)
+	// keeps its VIPs until a new Master speaks (make before break); at
+	// the latest they go at this time.
+	handover time.Time
 }
 
 // NewMachine checks cfg and returns a Machine in the Initialize state. It
@@ -298,7 +304,16 @@ func (m *Machine) MasterDownInterval() time.Duration {
 // NextDeadline returns when [Machine.Expire] must be called: the
 // Master_Down_Timer in Backup, the Adver_Timer in Master. It is zero when
 // no timer runs (Initialize, or a Backup whose priority was set to 0).
-func (m *Machine) NextDeadline() time.Time { return m.deadline }
+func (m *Machine) NextDeadline() time.Time {
+	if !m.handover.IsZero() && (m.deadline.IsZero() || m.handover.Before(m.deadline)) {
+		return m.handover
+	}
+	return m.deadline
+}
+
+// HandingOver reports whether the Machine released mastership with
+// SetPriority(0) and still keeps the VIPs until a new Master speaks.
+func (m *Machine) HandingOver() bool { return !m.handover.IsZero() }
 
 // preempts reports Preempt_Mode; the owner always preempts (RFC 3768 §6.1).
 func (m *Machine) preempts() bool {
@@ -365,6 +380,16 @@ func (m *Machine) Receive(now time.Time, src netip.Addr, ad *Advertisement) []Ac
 }
 
 func (m *Machine) receiveBackup(now time.Time, src netip.Addr, ad *Advertisement) []Action {
+	var out []Action
+	if !m.handover.IsZero() && ad.Priority != 0 {
+		// A new Master speaks: it has the VIPs now; let go of ours.
+		m.handover = time.Time{}
+		out = append(out, Action{Kind: ActionRemoveVIPs})
+	}
+	return append(out, m.receiveBackupAdvert(now, src, ad)...)
+}
+
+func (m *Machine) receiveBackupAdvert(now time.Time, src netip.Addr, ad *Advertisement) []Action {
 	if ad.Priority == 0 {
 		// RFC 3768 §6.4.2: "Set the Master_Down_Timer to Skew_Time".
 		m.master = netip.Addr{}
@@ -441,17 +466,23 @@ func (m *Machine) receiveMaster(now time.Time, src netip.Addr, ad *Advertisement
 // §6.4.3). In Backup the Master_Down_Timer fired: become Master (RFC 3768
 // §6.4.2).
 func (m *Machine) Expire(now time.Time) []Action {
+	var out []Action
+	if !m.handover.IsZero() && !now.Before(m.handover) {
+		// Nobody took over within Master_Down_Interval: give them up.
+		m.handover = time.Time{}
+		out = append(out, Action{Kind: ActionRemoveVIPs})
+	}
 	if m.deadline.IsZero() || now.Before(m.deadline) {
-		return nil
+		return out
 	}
 	switch m.state {
 	case Master:
 		m.deadline = now.Add(m.cfg.AdvertInterval)
-		return []Action{{Kind: ActionSendAdvert, Priority: m.priority}}
+		return append(out, Action{Kind: ActionSendAdvert, Priority: m.priority})
 	case Backup:
-		return m.becomeMaster(now, m.downReason(now))
+		return append(out, m.becomeMaster(now, m.downReason(now))...)
 	}
-	return nil
+	return out
 }
 
 func (m *Machine) downReason(now time.Time) string {
@@ -501,6 +532,11 @@ func (m *Machine) Shutdown(now time.Time) []Action {
 //     advert (so a Backup takes over after its Skew_Time) and becomes a
 //     dormant Backup; a Backup becomes dormant. A dormant Backup runs no
 //     timer and never becomes Master, whatever it hears.
+//   - Make before break: a Master released this way keeps its VIPs until
+//     the first advert of a new Master (then RemoveVIPs), or at the latest
+//     Master_Down_Interval (see [Machine.HandingOver]), so that clients are
+//     served during the Backup's Skew_Time instead of reaching nobody. The
+//     overlap with the new Master lasts one advert's flight.
 //   - Leaving 0 restarts the Master_Down_Timer at Master_Down_Interval.
 //   - A Master with a new non-zero priority advertises it at once, so
 //     Backups see the change without waiting for the Adver_Timer.
@@ -520,14 +556,18 @@ func (m *Machine) SetPriority(now time.Time, p uint8) []Action {
 	switch m.state {
 	case Master:
 		if p == 0 {
+			// Make before break: the priority-0 advert lets a Backup
+			// take over after its Skew_Time; until it speaks, the VIPs
+			// stay here so that clients are served meanwhile. No new
+			// Master within Master_Down_Interval: they go anyway.
 			m.state = Backup
 			m.master = netip.Addr{}
 			m.clearDown()
 			m.deadline = time.Time{}
+			m.handover = now.Add(m.MasterDownInterval())
 			return []Action{
 				{Kind: ActionStateChange, From: Master, To: Backup, Reason: "priority set to 0 (releasing)"},
 				{Kind: ActionSendAdvert, Priority: 0},
-				{Kind: ActionRemoveVIPs},
 			}
 		}
 		m.deadline = now.Add(m.cfg.AdvertInterval)
@@ -538,6 +578,12 @@ func (m *Machine) SetPriority(now time.Time, p uint8) []Action {
 			m.deadline = time.Time{}
 		} else if old == 0 {
 			m.startDown(now, m.MasterDownInterval())
+			if !m.handover.IsZero() {
+				// Back before anyone took over: start clean, as a
+				// Backup without the VIPs (it may win them back).
+				m.handover = time.Time{}
+				return []Action{{Kind: ActionRemoveVIPs}}
+			}
 		}
 	}
 	return nil
@@ -588,6 +634,7 @@ func (m *Machine) clearDown() {
 }
 
 func (m *Machine) reset() {
+	m.handover = time.Time{}
 	m.state = Initialize
 	m.master = netip.Addr{}
 	m.deadline = time.Time{}

@@ -663,10 +663,22 @@ func TestSetPriority(t *testing.T) {
 		m := mustMachine(t, v2cfg(100, addrA))
 		m.Startup(t0)
 		m.Expire(m.NextDeadline())
-		as := m.SetPriority(t0.Add(5*time.Second), 0)
-		wantActions(t, as, "StateChange(Master->Backup)", "SendAdvert(0)", "RemoveVIPs")
-		if m.State() != Backup || !m.NextDeadline().IsZero() {
-			t.Errorf("state %v deadline %v", m.State(), m.NextDeadline())
+		rel := t0.Add(5 * time.Second)
+		as := m.SetPriority(rel, 0)
+		wantActions(t, as, "StateChange(Master->Backup)", "SendAdvert(0)")
+		// Make before break: the VIPs stay until a new Master speaks, at
+		// most Master_Down_Interval (at priority 0: 3 × 1 s + 1 s).
+		if m.State() != Backup || !m.HandingOver() || !m.NextDeadline().Equal(rel.Add(4*time.Second)) {
+			t.Errorf("state %v handing over %v deadline %v", m.State(), m.HandingOver(), m.NextDeadline())
+		}
+		// Another release is no new Master: still handing over.
+		if as := m.Receive(t0.Add(5100*time.Millisecond), addrB, ad(Version2, 0, time.Second)); len(as) != 0 || !m.HandingOver() {
+			t.Errorf("release while handing over: %v, handing over %v", as, m.HandingOver())
+		}
+		// The new Master's first advert: the VIPs go.
+		wantActions(t, m.Receive(t0.Add(5200*time.Millisecond), addrB, ad(Version2, 1, time.Second)), "RemoveVIPs")
+		if m.HandingOver() || !m.NextDeadline().IsZero() {
+			t.Errorf("after the new Master spoke: handing over %v deadline %v", m.HandingOver(), m.NextDeadline())
 		}
 		// Dormant: ignores releases and lower adverts, never takes over.
 		m.Receive(t0.Add(6*time.Second), addrB, ad(Version2, 0, time.Second))
@@ -684,6 +696,41 @@ func TestSetPriority(t *testing.T) {
 		}
 		if !m.NextDeadline().Equal(now.Add(3609375 * time.Microsecond)) {
 			t.Errorf("deadline +%v", m.NextDeadline().Sub(now))
+		}
+	})
+	t.Run("release with nobody to take over", func(t *testing.T) {
+		m := mustMachine(t, v2cfg(100, addrA))
+		m.Startup(t0)
+		m.Expire(m.NextDeadline())
+		rel := t0.Add(5 * time.Second)
+		m.SetPriority(rel, 0)
+		if as := m.Expire(rel.Add(3 * time.Second)); as != nil {
+			t.Errorf("early expiry: %v", as)
+		}
+		wantActions(t, m.Expire(m.NextDeadline()), "RemoveVIPs")
+		if m.HandingOver() || !m.NextDeadline().IsZero() {
+			t.Errorf("handing over %v deadline %v", m.HandingOver(), m.NextDeadline())
+		}
+	})
+	t.Run("release then recover before a takeover", func(t *testing.T) {
+		m := mustMachine(t, v2cfg(100, addrA))
+		m.Startup(t0)
+		m.Expire(m.NextDeadline())
+		m.SetPriority(t0.Add(5*time.Second), 0)
+		now := t0.Add(5100 * time.Millisecond)
+		wantActions(t, m.SetPriority(now, 100), "RemoveVIPs")
+		if m.HandingOver() || m.State() != Backup || !m.NextDeadline().Equal(now.Add(3609375*time.Microsecond)) {
+			t.Errorf("handing over %v state %v deadline +%v", m.HandingOver(), m.State(), m.NextDeadline().Sub(now))
+		}
+	})
+	t.Run("shutdown while handing over", func(t *testing.T) {
+		m := mustMachine(t, v2cfg(100, addrA))
+		m.Startup(t0)
+		m.Expire(m.NextDeadline())
+		m.SetPriority(t0.Add(5*time.Second), 0)
+		wantActions(t, m.Shutdown(t0.Add(5100*time.Millisecond)), "StateChange(Backup->Initialize)", "RemoveVIPs")
+		if m.HandingOver() {
+			t.Error("still handing over after shutdown")
 		}
 	})
 	t.Run("backup to 0 and startup with 0", func(t *testing.T) {
