@@ -186,6 +186,13 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 		r.close()
 		return fail(err)
 	}
+	// A VIP left by a crashed predecessor answers ARP beside the new
+	// Master's until removed: remove it now, before the slower start-up
+	// of the proxy and steering (the instance removes it again at Run).
+	if err := mgr.Remove(); err != nil {
+		r.close()
+		return fail(err)
+	}
 	dests := in.UnicastPeers
 	if !unicast {
 		dests = []netip.Addr{vrrp.MulticastGroup(in.IPv6)}
