@@ -12,9 +12,6 @@ import (
 	"strings"
 
 	"github.com/nlb-dev/nlb/cmd/nlb/internal/podspec"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -251,8 +248,9 @@ func buildPod(o *manifestOptions) (*podspec.Pod, error) {
 
 	port := int32(o.adminPort)
 	pod := &podspec.Pod{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{
+		APIVersion: "v1",
+		Kind:       "Pod",
+		Metadata: podspec.ObjectMeta{
 			Name:      name,
 			Namespace: o.namespace,
 			Labels: map[string]string{
@@ -286,15 +284,15 @@ func buildPod(o *manifestOptions) (*podspec.Pod, error) {
 					Name: "admin", ContainerPort: port, HostPort: port, Protocol: podspec.ProtocolTCP,
 				}},
 				Resources: podspec.ResourceRequirements{Requests: podspec.ResourceList{
-					podspec.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
-					podspec.ResourceMemory: *resource.NewQuantity(32<<20, resource.BinarySI),
+					podspec.ResourceCPU:    strconv.FormatInt(cpuMilli, 10) + "m",
+					podspec.ResourceMemory: "32Mi",
 				}},
 				VolumeMounts: mounts,
 				LivenessProbe: &podspec.Probe{
 					ProbeHandler: podspec.ProbeHandler{HTTPGet: &podspec.HTTPGetAction{
 						Host:   "127.0.0.1",
 						Path:   "/healthz",
-						Port:   intstr.FromInt32(port),
+						Port:   port,
 						Scheme: podspec.URISchemeHTTP,
 					}},
 					PeriodSeconds:    10,

@@ -355,7 +355,7 @@ func TestManifestVersionSanitized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pod.Labels["app.kubernetes.io/version"] != "v1.0.0-k0s.1" || pod.Spec.Containers[0].Image != "ghcr.io/nlb-dev/nlb:v1.0.0-k0s.1" {
-		t.Errorf("label %q image %q", pod.Labels["app.kubernetes.io/version"], pod.Spec.Containers[0].Image)
+	if pod.Metadata.Labels["app.kubernetes.io/version"] != "v1.0.0-k0s.1" || pod.Spec.Containers[0].Image != "ghcr.io/nlb-dev/nlb:v1.0.0-k0s.1" {
+		t.Errorf("label %q image %q", pod.Metadata.Labels["app.kubernetes.io/version"], pod.Spec.Containers[0].Image)
 	}
 }

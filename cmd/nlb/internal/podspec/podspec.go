@@ -2,21 +2,26 @@
 // `nlb manifest` prints, with the API's JSON field names. Importing
 // k8s.io/api/core/v1 for them would link, and initialise at every start, the
 // whole core API group into the one nlb binary that also runs on every
-// worker; the manifest tests decode the output strictly into the real
-// corev1.Pod, and the end-to-end lab has a real API server accept it.
+// worker, and even apimachinery's meta/v1, resource and intstr packages
+// cost `nlb client` resident memory through their package initialisation.
+// The manifest tests decode the output strictly into the real corev1.Pod,
+// and the end-to-end lab has a real API server accept it.
 package podspec
-
-import (
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-)
 
 // Pod is core/v1 Pod.
 type Pod struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              PodSpec `json:"spec,omitempty"`
+	APIVersion string     `json:"apiVersion"`
+	Kind       string     `json:"kind"`
+	Metadata   ObjectMeta `json:"metadata"`
+	Spec       PodSpec    `json:"spec,omitempty"`
+}
+
+// ObjectMeta is the part of meta/v1 ObjectMeta nlb sets.
+type ObjectMeta struct {
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // PodSpec is the part of core/v1 PodSpec nlb sets.
@@ -62,8 +67,9 @@ type ResourceRequirements struct {
 	Requests ResourceList `json:"requests,omitempty"`
 }
 
-// ResourceList is core/v1 ResourceList.
-type ResourceList map[ResourceName]resource.Quantity
+// ResourceList is core/v1 ResourceList; values are quantities in their
+// canonical string form ("10m", "32Mi").
+type ResourceList map[ResourceName]string
 
 // ResourceName is core/v1 ResourceName.
 type ResourceName string
@@ -115,10 +121,10 @@ type ProbeHandler struct {
 
 // HTTPGetAction is core/v1 HTTPGetAction without headers.
 type HTTPGetAction struct {
-	Path   string             `json:"path,omitempty"`
-	Port   intstr.IntOrString `json:"port"`
-	Host   string             `json:"host,omitempty"`
-	Scheme URIScheme          `json:"scheme,omitempty"`
+	Path   string    `json:"path,omitempty"`
+	Port   int32     `json:"port"` // an IntOrString; nlb always uses the number
+	Host   string    `json:"host,omitempty"`
+	Scheme URIScheme `json:"scheme,omitempty"`
 }
 
 // SecurityContext is the part of core/v1 SecurityContext nlb sets.
