@@ -166,7 +166,6 @@ func (d *proxyDiscover) run(ctx context.Context, p *lb.Proxy, log *slog.Logger) 
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	k8s.RouteClientGoLogs(log.With("component", "client-go"))
 	log.Info("discovering API servers", "server", rc.Host, "port", d.apiPort)
 	return disc.Run(ctx)
 }

@@ -1,7 +1,6 @@
 package k8s
 
 import (
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -25,10 +24,4 @@ func TestNoKubernetesLibraries(t *testing.T) {
 			t.Errorf("lb/k8s depends on %s", p)
 		}
 	}
-}
-
-// TestRouteClientGoLogs: the deprecated hook does nothing and accepts nil.
-func TestRouteClientGoLogs(t *testing.T) {
-	RouteClientGoLogs(nil)
-	RouteClientGoLogs(slog.New(slog.DiscardHandler))
 }
