@@ -131,6 +131,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
+	// A snapshot of the binary: a rebuild of --nlb during the run must
+	// not change what the restarts run.
+	if snap, err := snapshot(bin, dir); err == nil {
+		bin = snap
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	opts := chaoslab.Options{Logf: logf}
 	opts.Traffic.Watches = *watches
 	opts.Timing.LinkHold = *linkHold
@@ -261,4 +268,20 @@ func versions(ctx context.Context, nlb string) string {
 	}
 	return fmt.Sprintf("Measured %s: %s; %s; %s.\n", time.Now().UTC().Format("2006-01-02"),
 		first(nlb, "version"), first("keepalived", "--version"), first("haproxy", "-v"))
+}
+
+// snapshot copies the binary bin into dir and returns the copy's path.
+func snapshot(bin, dir string) (string, error) {
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "bin", "nlb")
+	if err := os.WriteFile(out, b, 0o755); err != nil {
+		return "", err
+	}
+	return out, nil
 }

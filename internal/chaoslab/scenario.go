@@ -53,8 +53,8 @@ type Result struct {
 	HoldTimedOut bool `json:"hold_timed_out,omitempty"`
 
 	// Errors summarises the failed probes of the scenario by kind (see
-	// ErrorSummary).
-	Errors []string `json:"-"`
+	// ErrorSummary), most frequent first, at most five kinds.
+	Errors []string `json:"errors,omitempty"`
 }
 
 // FaultPhase is when, after one of the victim's advertisements, a
@@ -236,6 +236,9 @@ func (s *Session) measure(res *Result, victim netip.Addr, t0, tRecover time.Time
 	res.SettleMS = ms(tEnd.Sub(tRecover))
 
 	res.Errors = ErrorSummary(window(probes, from, tEnd))
+	if len(res.Errors) > 5 {
+		res.Errors = res.Errors[:5]
+	}
 }
 
 // ErrorSummary groups the failed probes by error (client ports left out)
