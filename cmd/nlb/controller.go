@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,12 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/nlb-dev/nlb/config"
 	"github.com/nlb-dev/nlb/lb"
-	"github.com/nlb-dev/nlb/vrrp"
 )
 
 const controllerUsage = `Usage: nlb controller --config FILE [--kubeconfig ADMIN_KUBECONFIG] [flags]
@@ -100,39 +95,16 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return printControllerCheck(stdout, ctl)
 	}
-	log, err := logf.logger(stderr)
+	v, err := startVRRP(cfg, logf, stderr)
 	if err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings() {
-		log.Warn("configuration", "warning", w)
-	}
-	if err := cfg.ResolveInterfaces(config.NewLinuxResolver()); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	insts := cfg.VRRPInstances()
-	if len(insts) == 0 {
-		return errors.New("controller: the configuration has no vrrpInstances (or controlPlaneLoadBalancing is not enabled)")
-	}
-
-	reg := prometheus.NewRegistry()
-	if err := registerProcessCollectors(reg); err != nil {
-		return err
-	}
-	vmet, err := vrrp.NewMetrics(reg)
-	if err != nil {
-		return fmt.Errorf("controller: metrics: %w", err)
-	}
-	c := &controller{cfg: ctl, log: log}
+	log, reg := v.log, v.reg
+	c := &controller{cfg: ctl, log: log, runners: v.runners}
 	defer c.close()
-	for _, in := range insts {
-		r, err := newVRRPRunner(in, log, vmet)
-		if err != nil {
-			return fmt.Errorf("controller: %w", err)
-		}
-		c.runners = append(c.runners, r)
-		for _, v := range in.VIPs {
-			c.vips = append(c.vips, v.Addr())
+	for _, r := range c.runners {
+		for _, p := range r.cfg.VIPs {
+			c.vips = append(c.vips, p.Addr())
 		}
 	}
 
@@ -185,7 +157,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if *admin != "" {
-		stop, err := c.serveAdmin(ctx, *admin, reg)
+		stop, err := serveAdmin(ctx, *admin, reg, log, c.adminHandlers())
 		if err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
@@ -364,44 +336,18 @@ func (c *controller) status() controllerStatus {
 	return st
 }
 
-// serveAdmin serves /metrics, /healthz, /readyz and /status on addr.
-func (c *controller) serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin: listen: %w", err)
+// adminHandlers are the controller's /readyz and /status.
+func (c *controller) adminHandlers() map[string]http.Handler {
+	return map[string]http.Handler{
+		"/readyz": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if !c.ready() {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok\n")
+		}),
+		"/status": jsonHandler(func() any { return c.status() }),
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !c.ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(c.status())
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			c.log.Error("admin server stopped", "err", err)
-		}
-	}()
-	c.log.Info("admin listening", "addr", ln.Addr().String())
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
-	}
-	return stop, nil
 }
 
 // printControllerCheck adds the controller settings to --check's output.

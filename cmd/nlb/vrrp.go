@@ -64,48 +64,17 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *check {
 		return printCheck(stdout, *path, cfg)
 	}
-	log, err := logf.logger(stderr)
+	v, err := startVRRP(cfg, logf, stderr)
 	if err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings() {
-		log.Warn("configuration", "warning", w)
-	}
-	if err := cfg.ResolveInterfaces(config.NewLinuxResolver()); err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
-	insts := cfg.VRRPInstances()
-	if len(insts) == 0 {
-		return errors.New("vrrp: the configuration has no vrrpInstances")
-	}
-
-	reg := prometheus.NewRegistry()
-	if err := registerProcessCollectors(reg); err != nil {
-		return err
-	}
-	metrics, err := vrrp.NewMetrics(reg)
-	if err != nil {
-		return fmt.Errorf("vrrp: metrics: %w", err)
-	}
-
-	runners := make([]*vrrpRunner, 0, len(insts))
-	defer func() {
-		for _, r := range runners {
-			r.close()
-		}
-	}()
-	for _, in := range insts {
-		r, err := newVRRPRunner(in, log, metrics)
-		if err != nil {
-			return err
-		}
-		runners = append(runners, r)
-	}
+	defer v.close()
+	log, reg, runners := v.log, v.reg, v.runners
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if *admin != "" {
-		stop, err := serveAdmin(ctx, *admin, reg, log, vrrpStatusHandler(runners))
+		stop, err := serveAdmin(ctx, *admin, reg, log, map[string]http.Handler{"/status": vrrpStatusHandler(runners)})
 		if err != nil {
 			return err
 		}
@@ -135,6 +104,57 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	wg.Wait()
 	log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// vrrpSet is what `nlb vrrp` and `nlb controller` start the same way: the
+// logger, the Prometheus registry with process and VRRP metrics, and one
+// runner per configured instance (stale VIPs already removed).
+type vrrpSet struct {
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	runners []*vrrpRunner
+}
+
+// startVRRP builds a vrrpSet from a loaded configuration: it logs the
+// warnings, resolves the interfaces and opens every instance's sockets.
+func startVRRP(cfg *config.Config, logf logFlags, stderr io.Writer) (*vrrpSet, error) {
+	log, err := logf.logger(stderr)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration", "warning", w)
+	}
+	if err := cfg.ResolveInterfaces(config.NewLinuxResolver()); err != nil {
+		return nil, err
+	}
+	insts := cfg.VRRPInstances()
+	if len(insts) == 0 {
+		return nil, errors.New("the configuration has no vrrpInstances (or controlPlaneLoadBalancing is not enabled)")
+	}
+	v := &vrrpSet{log: log, reg: prometheus.NewRegistry()}
+	if err := registerProcessCollectors(v.reg); err != nil {
+		return nil, err
+	}
+	metrics, err := vrrp.NewMetrics(v.reg)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	for _, in := range insts {
+		r, err := newVRRPRunner(in, log, metrics)
+		if err != nil {
+			v.close()
+			return nil, err
+		}
+		v.runners = append(v.runners, r)
+	}
+	return v, nil
+}
+
+func (v *vrrpSet) close() {
+	for _, r := range v.runners {
+		r.close()
+	}
 }
 
 // vrrpRunner is one configured instance with its OS resources.
@@ -348,17 +368,24 @@ type instanceStatus struct {
 	MasterDownMS   float64  `json:"master_down_interval_ms"`
 }
 
-func vrrpStatusHandler(runners []*vrrpRunner) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
+func vrrpStatusHandler(runners []*vrrpRunner) http.Handler {
+	return jsonHandler(func() any {
 		var st vrrpStatus
 		for _, r := range runners {
 			st.Instances = append(st.Instances, toInstanceStatus(r, r.inst.Status()))
 		}
+		return st
+	})
+}
+
+// jsonHandler serves what snapshot returns as indented JSON.
+func jsonHandler(snapshot func() any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
-	}
+		_ = enc.Encode(snapshot())
+	})
 }
 
 // toInstanceStatus is the JSON form of one instance's status.
@@ -393,9 +420,9 @@ func registerProcessCollectors(reg *prometheus.Registry) error {
 	return nil
 }
 
-// serveAdmin serves /metrics, /healthz and /status on addr until ctx ends
-// or stop is called.
-func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, status http.Handler) (stop func(), err error) {
+// serveAdmin serves /metrics, /healthz and the given handlers (such as
+// /status) on addr until ctx ends or stop is called.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger, handlers map[string]http.Handler) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen: %w", err)
@@ -403,7 +430,9 @@ func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.Handle("/status", status)
+	for path, h := range handlers {
+		mux.Handle(path, h)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
