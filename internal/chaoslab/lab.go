@@ -367,7 +367,9 @@ func (s *Session) Tails(n int) string {
 
 // Teardown is what tearing an implementation down left behind.
 type Teardown struct {
-	Impl     string `json:"impl"`
+	// Impl is the implementation torn down.
+	Impl string `json:"impl"`
+	// Scenario is "teardown", to tell the line from a Result's.
 	Scenario string `json:"scenario"`
 	// LeftoverVIPs counts the lab hosts holding the VIP once every node
 	// has been stopped.
