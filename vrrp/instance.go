@@ -162,6 +162,8 @@ type InstanceStatus struct {
 	// VIPsConfigured reports whether the last AddVIPs succeeded and no
 	// RemoveVIPs succeeded since.
 	VIPsConfigured bool
+	// Fault is true while the interface is down (SetFault).
+	Fault bool
 	// Recent lists the latest state changes, oldest first (at most
 	// RecentTransitions).
 	Recent []Transition
@@ -203,11 +205,13 @@ type Instance struct {
 
 	prioWake chan struct{}
 
-	mu       sync.Mutex
-	status   InstanceStatus
-	wantPrio uint8
-	prioSet  bool
-	started  bool
+	mu        sync.Mutex
+	status    InstanceStatus
+	wantPrio  uint8
+	prioSet   bool
+	wantFault bool
+	faultSet  bool
+	started   bool
 
 	// Owned by the Run goroutine.
 	m              *Machine
@@ -468,12 +472,33 @@ func (i *Instance) receive(ctx context.Context, p received) {
 	}
 }
 
-// applyPriority hands a pending SetPriority to the Machine.
+// SetFault reports the interface down (true) or up (false); see
+// [Machine.SetFault]. Like SetPriority it does not wait.
+func (i *Instance) SetFault(fault bool) {
+	i.mu.Lock()
+	i.wantFault, i.faultSet = fault, true
+	i.mu.Unlock()
+	select {
+	case i.prioWake <- struct{}{}:
+	default:
+	}
+}
+
+// applyPriority hands a pending SetPriority and SetFault to the Machine.
 func (i *Instance) applyPriority(ctx context.Context, now time.Time) {
 	i.mu.Lock()
 	p, ok := i.wantPrio, i.prioSet
-	i.prioSet = false
+	f, fok := i.wantFault, i.faultSet
+	i.prioSet, i.faultSet = false, false
 	i.mu.Unlock()
+	if fok && f != i.m.Fault() {
+		if f {
+			i.log.Warn("vrrp interface down: fault, giving up the VIPs")
+		} else {
+			i.log.Info("vrrp interface up again")
+		}
+		i.exec(ctx, now, i.m.SetFault(now, f))
+	}
 	if !ok || p == i.m.Priority() {
 		return
 	}
@@ -647,10 +672,19 @@ func (i *Instance) startGARP(ctx context.Context, now time.Time) {
 	i.announce(ctx)
 }
 
-// reannounce sends one more burst (GARP.MasterRepeat messages, no second
-// burst) when a lower Master was heard, at most once per advertisement
-// interval (a peer that keeps advertising lower, e.g. over a one-way
-// link, does not turn it into a flood).
+// ReannounceDelay is how long after hearing a lower Master the instance
+// repeats its announcement burst. The lower Master announced the VIPs
+// right after the advert that was heard (a tie of Backups whose timers ran
+// out together, or a healed split brain); its last gratuitous ARPs may
+// reach the clients just after an immediate answer, and a client would
+// then send to a node that gives the VIPs up (keepalived's
+// garp_lower_prio_delay / _repeat).
+const ReannounceDelay = 100 * time.Millisecond
+
+// reannounce answers a lower Master: one announcement now, and a burst of
+// GARP.MasterRepeat messages ReannounceDelay later, at most once per
+// advertisement interval (a peer that keeps advertising lower, e.g. over
+// a one-way link, does not turn it into a flood).
 func (i *Instance) reannounce(ctx context.Context, now time.Time) {
 	if i.addPending || !i.vipsUp {
 		return // the addresses are not up: nothing to announce yet
@@ -660,8 +694,8 @@ func (i *Instance) reannounce(ctx context.Context, now time.Time) {
 	}
 	i.lastReannounce = now
 	g := i.garp
-	for k := 1; k < g.MasterRepeat; k++ {
-		i.garpQueue = append(i.garpQueue, now.Add(time.Duration(k)*g.Interval))
+	for k := range g.MasterRepeat {
+		i.garpQueue = append(i.garpQueue, now.Add(ReannounceDelay+time.Duration(k)*g.Interval))
 	}
 	slices.SortFunc(i.garpQueue, time.Time.Compare)
 	i.log.Info("vrrp lower-priority master heard: announcing the VIPs again")
@@ -720,6 +754,7 @@ func (i *Instance) syncStatus() {
 	i.status.MasterAdverInterval = i.m.MasterAdverInterval()
 	i.status.MasterDownInterval = i.m.MasterDownInterval()
 	i.status.VIPsConfigured = i.vipsUp
+	i.status.Fault = i.m.Fault()
 }
 
 // rateLimiter allows one event per key per period and counts the rest.

@@ -581,13 +581,14 @@ func TestInstanceReannounce(t *testing.T) {
 			t.Fatalf("b: %d transitions, want Initialize->Backup->Master", st.Transitions)
 		}
 		ann := b.fx.times("announce")
-		if len(ann) != 4 {
-			t.Fatalf("b announced at %v, want its burst of 2 and a second burst of 2", ann)
-		}
-		// The loser's advert arrives as b becomes Master: both bursts
-		// start then.
+		// The loser's advert arrives as b becomes Master: b's own burst
+		// (t1, +100ms), one answer at once, and a burst of 2 after
+		// ReannounceDelay (+100ms, +200ms).
 		t1 := st.LastTransition
-		want := []time.Time{t1, t1, t1.Add(100 * ms), t1.Add(100 * ms)}
+		want := []time.Time{t1, t1, t1.Add(100 * ms), t1.Add(ReannounceDelay), t1.Add(ReannounceDelay + 100*ms)}
+		if len(ann) != len(want) {
+			t.Fatalf("b announced at %v, want %v", ann, want)
+		}
 		for k := range want {
 			if !ann[k].Equal(want[k]) {
 				t.Fatalf("b announced at %v, want %v", ann, want)
@@ -1030,5 +1031,38 @@ func TestInstanceFineSleep(t *testing.T) {
 				t.Errorf("FineSleep(%v), want 0 < d <= %v", d, FineSleepLead)
 			}
 		}
+	})
+}
+
+// TestInstanceFault: the interface going down takes the VIPs off at once;
+// back up, the node is a Backup again.
+func TestInstanceFault(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub()
+		a := startNode(t, h, instCfg("a", 200, addrB), nil)
+		b := startNode(t, h, instCfg("b", 100, addrA), nil)
+		defer stopAll(t, a, b)
+		sleep(10 * time.Second)
+		wantState(t, a, Master)
+		h.mute(a.port, true) // the link is down: nothing a sends arrives
+		down := time.Now()
+		a.inst.SetFault(true)
+		synctest.Wait()
+		if st := wantState(t, a, Backup); !st.Fault || st.VIPsConfigured {
+			t.Errorf("a status after the fault %+v", st)
+		}
+		if rm := a.fx.times("remove"); len(rm) == 0 || !rm[len(rm)-1].Equal(down) {
+			t.Errorf("a removed its VIPs at %v, want at once (%v)", rm, down)
+		}
+		sleep(10 * time.Second)
+		wantState(t, b, Master)
+		h.mute(a.port, false)
+		a.inst.SetFault(false)
+		sleep(10 * time.Second)
+		// a has the higher priority: it preempts b after Master_Down_Interval.
+		if st := wantState(t, a, Master); st.Fault {
+			t.Errorf("a status after the link came back %+v", st)
+		}
+		wantState(t, b, Backup)
 	})
 }

@@ -245,6 +245,10 @@ type Machine struct {
 	// keeps its VIPs until a new Master speaks (make before break); at
 	// the latest they go at this time.
 	handover time.Time
+
+	// fault is set while the interface is down (SetFault): like
+	// keepalived's FAULT state, the node holds no VIPs and runs no timer.
+	fault bool
 }
 
 // NewMachine checks cfg and returns a Machine in the Initialize state. It
@@ -311,6 +315,53 @@ func (m *Machine) NextDeadline() time.Time {
 	return m.deadline
 }
 
+// Fault reports whether the interface is down (see [Machine.SetFault]).
+func (m *Machine) Fault() bool { return m.fault }
+
+// dormant reports whether the node must not become Master: priority 0 or
+// a fault.
+func (m *Machine) dormant() bool { return m.priority == 0 || m.fault }
+
+// SetFault reports the interface going down (true) or up again (false),
+// keepalived's FAULT state. Down: a Master steps down and removes its VIPs
+// at once (nobody can hear an advert on a dead link, and a node cut off
+// from the LAN must not keep the VIPs: when the link returns, the LAN's
+// Master already holds them); a Backup stops its timer. While down the
+// node is dormant. Up: a Backup restarts its Master_Down_Timer at
+// Master_Down_Interval, as after Startup.
+func (m *Machine) SetFault(now time.Time, fault bool) []Action {
+	if fault == m.fault {
+		return nil
+	}
+	m.fault = fault
+	if !fault {
+		if m.state == Backup && !m.dormant() {
+			m.startDown(now, m.MasterDownInterval())
+		}
+		return nil
+	}
+	handingOver := !m.handover.IsZero()
+	m.handover = time.Time{}
+	switch m.state {
+	case Master:
+		m.state = Backup
+		m.master = netip.Addr{}
+		m.clearDown()
+		m.deadline = time.Time{}
+		return []Action{
+			{Kind: ActionStateChange, From: Master, To: Backup, Reason: "interface down (fault)"},
+			{Kind: ActionRemoveVIPs},
+		}
+	case Backup:
+		m.clearDown()
+		m.deadline = time.Time{}
+		if handingOver {
+			return []Action{{Kind: ActionRemoveVIPs}}
+		}
+	}
+	return nil
+}
+
 // HandingOver reports whether the Machine released mastership with
 // SetPriority(0) and still keeps the VIPs until a new Master speaks.
 func (m *Machine) HandingOver() bool { return !m.handover.IsZero() }
@@ -339,6 +390,9 @@ func (m *Machine) Startup(now time.Time) []Action {
 	if m.priority == 0 {
 		m.deadline = time.Time{}
 		reason = "startup with priority 0 (will not become master)"
+	} else if m.fault {
+		m.deadline = time.Time{}
+		reason = "startup with the interface down (fault)"
 	}
 	return []Action{{Kind: ActionStateChange, From: Initialize, To: Backup, Reason: reason}}
 }
@@ -393,14 +447,14 @@ func (m *Machine) receiveBackupAdvert(now time.Time, src netip.Addr, ad *Adverti
 	if ad.Priority == 0 {
 		// RFC 3768 §6.4.2: "Set the Master_Down_Timer to Skew_Time".
 		m.master = netip.Addr{}
-		if m.priority != 0 {
+		if !m.dormant() {
 			m.startDown(now, m.SkewTime())
 			m.released = src
 		}
 		return nil
 	}
 	m.master = src
-	if m.priority == 0 {
+	if m.dormant() {
 		// Dormant: never takes over; keep tracking the Master only.
 		m.adoptInterval(ad)
 		return nil
@@ -576,7 +630,7 @@ func (m *Machine) SetPriority(now time.Time, p uint8) []Action {
 		if p == 0 {
 			m.clearDown()
 			m.deadline = time.Time{}
-		} else if old == 0 {
+		} else if old == 0 && !m.fault {
 			m.startDown(now, m.MasterDownInterval())
 			if !m.handover.IsZero() {
 				// Back before anyone took over: start clean, as a

@@ -762,3 +762,58 @@ func TestSetPriority(t *testing.T) {
 		}
 	})
 }
+
+// TestSetFault: the interface going down is keepalived's FAULT state.
+func TestSetFault(t *testing.T) {
+	t.Run("master steps down at once", func(t *testing.T) {
+		m := mustMachine(t, v2cfg(100, addrA))
+		m.Startup(t0)
+		m.Expire(m.NextDeadline())
+		now := t0.Add(5 * time.Second)
+		wantActions(t, m.SetFault(now, true), "StateChange(Master->Backup)", "RemoveVIPs")
+		if m.State() != Backup || !m.Fault() || !m.NextDeadline().IsZero() {
+			t.Errorf("state %v fault %v deadline %v", m.State(), m.Fault(), m.NextDeadline())
+		}
+		if as := m.SetFault(now, true); as != nil {
+			t.Errorf("repeated fault: %v", as)
+		}
+		// Dormant while down: releases and adverts start no timer.
+		m.Receive(now, addrB, ad(Version2, 0, time.Second))
+		m.Receive(now, addrB, ad(Version2, 50, time.Second))
+		if !m.NextDeadline().IsZero() || m.Expire(now.Add(time.Hour)) != nil {
+			t.Errorf("faulty machine runs a timer: %v", m.NextDeadline())
+		}
+		// Priority changes while down do not start it either.
+		m.SetPriority(now, 0)
+		m.SetPriority(now, 100)
+		if !m.NextDeadline().IsZero() {
+			t.Errorf("priority change started a timer while down: %v", m.NextDeadline())
+		}
+		// Up: a Backup with a full Master_Down_Interval.
+		up := t0.Add(9 * time.Second)
+		if as := m.SetFault(up, false); as != nil {
+			t.Errorf("up = %v", as)
+		}
+		if !m.NextDeadline().Equal(up.Add(3609375 * time.Microsecond)) {
+			t.Errorf("deadline +%v after the link came back", m.NextDeadline().Sub(up))
+		}
+	})
+	t.Run("startup while down", func(t *testing.T) {
+		m := mustMachine(t, v2cfg(100, addrA))
+		m.SetFault(t0, true)
+		as := m.Startup(t0)
+		if len(as) != 1 || as[0].To != Backup || !strings.Contains(as[0].Reason, "fault") || !m.NextDeadline().IsZero() {
+			t.Errorf("startup %v deadline %v", as, m.NextDeadline())
+		}
+	})
+	t.Run("down while handing over", func(t *testing.T) {
+		m := mustMachine(t, v2cfg(100, addrA))
+		m.Startup(t0)
+		m.Expire(m.NextDeadline())
+		m.SetPriority(t0.Add(5*time.Second), 0)
+		wantActions(t, m.SetFault(t0.Add(5100*time.Millisecond), true), "RemoveVIPs")
+		if m.HandingOver() {
+			t.Error("still handing over")
+		}
+	})
+}

@@ -202,7 +202,7 @@ func (c *controller) run(ctx context.Context, cancel context.CancelFunc, disc *p
 		vwg.Add(1)
 		go func() {
 			defer vwg.Done()
-			if err := r.inst.Run(ctx); err != nil {
+			if err := r.run(ctx); err != nil {
 				fail(fmt.Errorf("controller: vrrp instance %s: %w", r.cfg.Name, err))
 			}
 		}()

@@ -249,6 +249,7 @@ type instStatus struct {
 	Master         string   `json:"master"`
 	VIPs           []string `json:"vips"`
 	VIPsConfigured bool     `json:"vips_configured"`
+	Fault          bool     `json:"fault"`
 	Transitions    uint64   `json:"transitions"`
 	LastReason     string   `json:"last_reason"`
 }

@@ -108,13 +108,17 @@ func renderStatus(w io.Writer, body []byte, now time.Time) error {
 			if in.VIPsConfigured {
 				vips += " (here)"
 			}
+			state := in.State
+			if in.Fault {
+				state += " (FAULT: link down)"
+			}
 			master := in.Master
 			if in.State == "Master" {
 				master = "this node"
 			} else if master == "" {
 				master = "-"
 			}
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", in.Name, in.VRID, in.Interface, in.State,
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", in.Name, in.VRID, in.Interface, state,
 				in.Priority, master, vips, in.Transitions, ago(in.LastTransition, in.LastReason, now))
 		}
 		tw.Flush()

@@ -91,7 +91,7 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.inst.Run(ctx); err != nil {
+			if err := r.run(ctx); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("vrrp: instance %s: %w", r.cfg.Name, err))
 				mu.Unlock()
@@ -160,6 +160,7 @@ func (v *vrrpSet) close() {
 // vrrpRunner is one configured instance with its OS resources.
 type vrrpRunner struct {
 	cfg  config.Instance
+	log  *slog.Logger
 	inst *vrrp.Instance
 	conn *socket.Conn
 	ann  *announce.Announcer
@@ -170,7 +171,7 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 	fail := func(err error) (*vrrpRunner, error) {
 		return nil, fmt.Errorf("vrrp: instance %s on %s: %w", in.Name, in.Interface, err)
 	}
-	r := &vrrpRunner{cfg: in}
+	r := &vrrpRunner{cfg: in, log: log.With("iface", in.Interface)}
 	src := in.UnicastSource
 	if !src.IsValid() {
 		var err error
@@ -272,6 +273,27 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 	return r, nil
 }
 
+// run runs the instance, in fault while its interface is down or without
+// carrier (keepalived's interface tracking), until ctx ends.
+func (r *vrrpRunner) run(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := watchCarrier(wctx, r.cfg.Interface, r.log, func(up bool) {
+			if !up {
+				r.log.Warn("interface down or without carrier: fault", "instance", r.cfg.Name)
+			}
+			r.inst.SetFault(!up)
+		})
+		if err != nil {
+			r.log.Warn("not tracking the interface's link state", "instance", r.cfg.Name, "err", err)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	return r.inst.Run(ctx)
+}
+
 func (r *vrrpRunner) close() {
 	if r.conn != nil {
 		_ = r.conn.Close()
@@ -362,6 +384,7 @@ type instanceStatus struct {
 	Master         string   `json:"master,omitempty"`
 	VIPs           []string `json:"vips"`
 	VIPsConfigured bool     `json:"vips_configured"`
+	Fault          bool     `json:"fault,omitempty"`
 	Transitions    uint64   `json:"transitions"`
 	LastTransition string   `json:"last_transition,omitempty"`
 	LastReason     string   `json:"last_reason,omitempty"`
@@ -392,7 +415,7 @@ func jsonHandler(snapshot func() any) http.Handler {
 func toInstanceStatus(r *vrrpRunner, s vrrp.InstanceStatus) instanceStatus {
 	is := instanceStatus{
 		Name: s.Name, VRID: s.VRID, Interface: r.cfg.Interface, State: s.State.String(),
-		Priority: s.Priority, VIPsConfigured: s.VIPsConfigured, Transitions: s.Transitions,
+		Priority: s.Priority, VIPsConfigured: s.VIPsConfigured, Fault: s.Fault, Transitions: s.Transitions,
 		LastReason: s.LastReason, MasterDownMS: float64(s.MasterDownInterval) / float64(time.Millisecond),
 	}
 	if s.Master.IsValid() {

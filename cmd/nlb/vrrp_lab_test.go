@@ -776,3 +776,43 @@ func TestLabTshark(t *testing.T) {
 		}
 	}
 }
+
+// TestLabLinkDown: a master whose link loses carrier is in fault: it
+// removes its VIP at once (keepalived's interface tracking), a backup takes
+// over, and when the link returns there is never a second holder.
+func TestLabLinkDown(t *testing.T) {
+	netlab.Require(t)
+	t.Parallel()
+	lab := netlab.NewT(t, "", netlab.Options{Hosts: 3})
+	vip := lab.VIP4(0)
+	prios := []int{150, 120, 100}
+	c := startCluster(t, lab.Hosts, vip, func(i int, _ *netlab.Host) vrrpOpts {
+		return vrrpOpts{Priority: prios[i], Preempt: boolPtr(false)}.fast()
+	})
+	old := c.nodes[0]
+	eventually(t, fastWait, "election", func() error { return c.exactlyMaster(old, old.h.Addr4) })
+	if err := old.h.LinkDown(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, fastWait, "fault", func() error {
+		in, err := old.inst(vrid)
+		if err != nil {
+			return err
+		}
+		if in.State != "Backup" || !in.Fault || in.VIPsConfigured {
+			return fmt.Errorf("%s: %+v, want Backup in fault without the VIP", old.name, in)
+		}
+		return hasVIP(old.h, vip, false)()
+	})
+	rest := cluster{nodes: c.nodes[1:], vrid: vrid, vip: vip}
+	eventually(t, fastWait, "takeover", func() error { return rest.exactlyMaster(c.nodes[1], c.nodes[1].h.Addr4) })
+	if err := old.h.LinkUp(); err != nil {
+		t.Fatal(err)
+	}
+	// preempt: false, so the new master keeps the VIP; the old one is a
+	// plain Backup again.
+	eventually(t, fastWait, "after the link returns", func() error { return c.exactlyMaster(c.nodes[1], c.nodes[1].h.Addr4) })
+	if in, err := old.inst(vrid); err != nil || in.Fault {
+		t.Errorf("%s after link up: %+v %v", old.name, in, err)
+	}
+}
