@@ -1,5 +1,5 @@
 # nlb: native VRRP daemon and L4 load balancer.
-# `make demo` shows a VRRP failover in a namespace lab; `make test` runs every test tier.
+# `make demo` runs three nlb controllers behind one VIP and kills the master; `make test` runs every test tier.
 
 GO        ?= go
 BIN       ?= bin/nlb
