@@ -329,3 +329,36 @@ func TestManyConnectionsTwoLoops(t *testing.T) {
 		t.Errorf("accepted %d, want %d", got, 16*20)
 	}
 }
+
+// TestLoopsShareConnections: long-lived connections opened one after
+// another are spread evenly over the loops, whichever loop accepts them.
+func TestLoopsShareConnections(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{}, withLoops(2))
+	for i := range 8 {
+		if err := roundTrip(dial(t, p.addr), fmt.Sprint("c", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, l := range p.loops {
+		n := 0
+		inLoopOf(t, l, func() {
+			for _, c := range l.conns {
+				if c != nil {
+					n++
+				}
+			}
+		})
+		if n != 4 {
+			t.Errorf("loop %d serves %d of 8 connections, want 4", i, n)
+		}
+	}
+}
+
+func inLoopOf(t *testing.T, l *loop, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	if !l.post(func() { fn(); close(done) }) {
+		t.Fatal("loop stopped")
+	}
+	<-done
+}

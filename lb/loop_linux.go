@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -38,6 +39,8 @@ type loop struct {
 
 	conns []*proxyConn // by slot
 	free  []int32      // free slots
+	load  atomic.Int64 // connections served, for the balance between loops
+	peers []*loop      // the proxy's other loops
 
 	queue   []*flow // flows with work left after their turn
 	spare   []*flow
@@ -90,7 +93,7 @@ func newLoop(p *Proxy) (*loop, error) {
 	}
 	l := &loop{p: p, epfd: epfd, evfd: evfd, events: make([]unix.EpollEvent, 256)}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: tokWake}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
 		l.closeFDs()
 		return nil, fmt.Errorf("lb: epoll_ctl: %w", err)
 	}
@@ -117,10 +120,16 @@ func (l *loop) closeFDs() {
 	unix.Close(l.evfd)
 }
 
-// run serves lns and the loop's connections until stop. It is run by
-// Serve.
-func (l *loop) run(lns []*net.TCPListener) {
+// run serves lns and the loop's connections, with peers (the proxy's
+// loops, this one included) to share new connections with, until stop. It
+// is run by Serve.
+func (l *loop) run(lns []*net.TCPListener, peers []*loop) {
 	l.now = time.Now().UnixNano()
+	for _, o := range peers {
+		if o != l {
+			l.peers = append(l.peers, o)
+		}
+	}
 	for i, ln := range lns {
 		ls := &lnState{ln: ln}
 		l.lns = append(l.lns, ls)
@@ -133,7 +142,7 @@ func (l *loop) run(lns []*net.TCPListener) {
 		var cerr error
 		err = rc.Control(func(fd uintptr) {
 			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(tokListener - i)}
-			cerr = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+			cerr = epollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 		})
 		if err = errors.Join(err, cerr); err != nil {
 			l.p.log.Error("listener: epoll_ctl", "addr", ln.Addr().String(), "err", err)
@@ -154,7 +163,7 @@ func (l *loop) run(lns []*net.TCPListener) {
 // false to park in Go's netpoller until the epoll set has events again.
 func (l *loop) poll(uintptr) bool {
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, 0)
+		n, err := epollPoll(l.epfd, l.events)
 		if err != nil && err != unix.EINTR {
 			l.p.log.Error("epoll_wait", "err", err)
 			l.exit = true
@@ -290,7 +299,7 @@ func (l *loop) signal() {
 
 func (l *loop) runTasks() {
 	var b [8]byte
-	unix.Read(l.evfd, b[:])
+	rawRead(l.evfd, b[:])
 	l.mu.Lock()
 	tasks := l.tasks
 	l.tasks = nil
@@ -337,7 +346,7 @@ func (l *loop) dropListeners() {
 		}
 		ls.active = false
 		ls.rc.Control(func(fd uintptr) {
-			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+			epollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 		})
 	}
 	l.backlog = nil
@@ -388,16 +397,6 @@ func (l *loop) acceptFailed(ls *lnState, err error) {
 	l.armTimer(ls.retryAt)
 }
 
-func accept4(fd int, rsa *unix.RawSockaddrAny) (int, error) {
-	n := uint32(unix.SizeofSockaddrAny)
-	r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)),
-		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
-
 // addrPort decodes an accepted peer's address.
 func addrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
 	switch rsa.Addr.Family {
@@ -417,20 +416,48 @@ func ntohs(v uint16) uint16 {
 	return uint16(b[0])<<8 | uint16(b[1])
 }
 
-// accepted starts serving a new client socket.
+// accepted admits a new client socket (limit, counters) and hands it to
+// the least loaded loop, this one when it is no more loaded than any: a
+// loop accepts whatever arrives when it wakes, so without this a burst of
+// long-lived connections could all land on one loop and one core.
 func (l *loop) accepted(fd int) {
 	p := l.p
 	p.accepted.Add(1)
-	cfg := p.cfg.Load()
-	limit := int64(cfg.MaxConnections)
+	limit := int64(p.cfg.Load().MaxConnections)
 	if p.active.Add(1) > limit {
 		p.active.Add(-1)
-		unix.Close(fd)
+		rawClose(fd)
 		p.limitReached(limit)
 		return
 	}
 	p.connWG.Add(1)
-	c := &proxyConn{p: p, l: l, fd: [2]int{fd, -1}, peer: addrPort(&l.rsa)}
+	peer := addrPort(&l.rsa)
+	to := l
+	for _, o := range l.peers {
+		if o.load.Load() < to.load.Load() {
+			to = o
+		}
+	}
+	to.load.Add(1)
+	if to == l {
+		l.adopt(fd, peer)
+		return
+	}
+	if !to.post(func() { to.adopt(fd, peer) }) {
+		// Stopped: cannot happen while this loop accepts, but never
+		// leak the socket or the counts.
+		to.load.Add(-1)
+		rawClose(fd)
+		p.active.Add(-1)
+		p.connWG.Done()
+	}
+}
+
+// adopt starts serving an admitted client socket on this loop.
+func (l *loop) adopt(fd int, peer netip.AddrPort) {
+	p := l.p
+	cfg := p.cfg.Load()
+	c := &proxyConn{p: p, l: l, fd: [2]int{fd, -1}, peer: peer}
 	c.up = flow{c: c, src: sideClient, dst: sideServer, in: true, pipe: noPipe}
 	c.down = flow{c: c, src: sideServer, dst: sideClient, pipe: noPipe}
 	c.touch(l.now)
@@ -444,7 +471,30 @@ func (l *loop) accepted(fd int) {
 	}
 	if p.tuneAccepted.Load() {
 		// The listener is not ours: what Go's accept did.
-		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	// Delayed ACKs (tcp(7) TCP_QUICKACK; not inherited from the
+	// listener): the ACK of a request rides on its response instead of a
+	// segment of its own.
+	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
+	// The client usually sent its first bytes (a TLS ClientHello, say)
+	// with or right after the handshake: read them before dialling, so
+	// that they leave with the backend's handshake (see connect). Read
+	// before the epoll registration, which then reports only what comes
+	// after.
+	up := &c.up
+	switch n, err := rawRead(fd, l.buf[:]); {
+	case n > 0:
+		up.pend = l.p.getBuf()
+		up.plen = copy(up.pend[:], l.buf[:n])
+		up.readable = n == bufSize
+		up.bulk = up.readable
+	case err == nil:
+		up.eof = true
+	case err != unix.EAGAIN:
+		p.log.Debug("connection failed", "client", c.client(), "err", err)
+		l.abort(c, true)
+		return
 	}
 	if err := l.register(c, sideClient); err != nil {
 		p.log.Error("proxy connection", "err", err)
@@ -463,7 +513,7 @@ func (l *loop) register(c *proxyConn, side int) error {
 	}
 	c.reg[side] = l.regSeq
 	ev := unix.EpollEvent{Events: epollConn, Fd: c.slot<<1 | int32(side), Pad: int32(l.regSeq)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
+	if err := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd[side], &ev); err != nil {
 		return fmt.Errorf("lb: epoll_ctl: %w", err)
 	}
 	return nil
@@ -508,28 +558,48 @@ func (l *loop) connect(c *proxyConn, b *backend) error {
 		}()
 		return nil
 	}
-	family, sa := unix.AF_INET, unix.Sockaddr(nil)
-	if a := b.ap.Addr(); a.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(b.ap.Port()), Addr: a.As4()}
-	} else {
+	family := unix.AF_INET
+	if !b.ap.Addr().Is4() {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(b.ap.Port()), Addr: a.As16()}
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := rawSocket(family)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
 	// As Go's dialer does: small messages leave at once.
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
-		unix.Close(fd)
+	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	up := &c.up
+	if up.plen > 0 {
+		// Bytes are ready to go: let the kernel hold back the last ACK
+		// of the handshake (tcp_rcv_synsent_state_process delays it in
+		// "pingpong" mode) so that it rides on them, as HAProxy's
+		// option tcp-smart-connect does. Without bytes to send the ACK
+		// goes at once, for protocols where the server speaks first.
+		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
+	}
+	c.quickOff = up.plen > 0
+	if err := rawConnect(fd, b); err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
+		rawClose(fd)
 		return fmt.Errorf("connect: %w", err)
 	}
 	c.fd[sideServer] = fd
 	if err := l.register(c, sideServer); err != nil {
-		unix.Close(fd)
+		rawClose(fd)
 		c.fd[sideServer] = -1
 		return err
+	}
+	if up.plen > 0 {
+		// Often (on loopback always) the handshake is complete by now:
+		// send at once instead of waiting for the writable event.
+		n, err := send(fd, up.pend[up.poff:up.plen], 0)
+		switch {
+		case n > 0:
+			l.connected(c, b, n)
+			return nil
+		case err != unix.EAGAIN:
+			l.closeServer(c)
+			return fmt.Errorf("connect: %w", err)
+		}
 	}
 	l.dialQ.push(timerEntry{at: ds.deadline, c: c, seq: ds.seq})
 	l.armTimer(ds.deadline)
@@ -569,7 +639,7 @@ func (l *loop) connectDone(c *proxyConn, ev uint32) {
 	b := ds.list[ds.cur]
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		err := error(unix.ECONNREFUSED)
-		if v, gerr := unix.GetsockoptInt(c.fd[sideServer], unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && v != 0 {
+		if v, gerr := getsockoptInt(c.fd[sideServer], unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && v != 0 {
 			err = unix.Errno(v)
 		}
 		l.closeServer(c)
@@ -577,7 +647,7 @@ func (l *loop) connectDone(c *proxyConn, ev uint32) {
 		l.startDial(c)
 		return
 	}
-	l.connected(c, b)
+	l.connected(c, b, 0)
 }
 
 // dialTimeout ends a connect that took longer than ConnectTimeout.
@@ -597,7 +667,7 @@ func (l *loop) closeServer(c *proxyConn) {
 			c.owner.Close()
 			c.owner = nil
 		} else {
-			unix.Close(fd)
+			rawClose(fd)
 		}
 	}
 	c.up.writable, c.down.readable, c.down.hup = false, false, false
@@ -624,8 +694,9 @@ func (l *loop) noBackend(c *proxyConn) {
 	l.abort(c, true)
 }
 
-// connected starts proxying c over b.
-func (l *loop) connected(c *proxyConn, b *backend) {
+// connected starts proxying c over b; the first
+// sent bytes of the client's first ones left already, with the handshake.
+func (l *loop) connected(c *proxyConn, b *backend, sent int) {
 	p := l.p
 	b.suspectSince.Store(0)
 	c.b, c.dial = b, nil
@@ -642,6 +713,20 @@ func (l *loop) connected(c *proxyConn, b *backend) {
 	at := l.now + int64(tuneAfter)
 	l.tuneQ.push(timerEntry{at: at, c: c})
 	l.armTimer(at)
+	if !c.quickOff && c.owner == nil {
+		// Delayed ACKs on this side too, from now on: the ACK of a
+		// response rides on the next request, or on the FIN.
+		setsockoptInt(c.fd[sideServer], unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
+	}
+	if sent > 0 {
+		up := &c.up
+		up.writable = true
+		up.poff += sent
+		l.count(up, sent)
+		if up.poff == up.plen {
+			l.putBuf(up)
+		}
+	}
 	l.pump(&c.up)
 	if c.state == stOpen {
 		l.pump(&c.down)
@@ -666,7 +751,7 @@ func (l *loop) pump(f *flow) {
 			if !f.writable {
 				return
 			}
-			n, err := unix.Write(c.fd[f.dst], f.pend[f.poff:f.plen])
+			n, err := send(c.fd[f.dst], f.pend[f.poff:f.plen], 0)
 			if n > 0 {
 				f.poff += n
 				l.count(f, n)
@@ -680,8 +765,7 @@ func (l *loop) pump(f *flow) {
 				return
 			}
 			if f.poff == f.plen {
-				l.p.bufs.Put(f.pend)
-				f.pend, f.poff, f.plen = nil, 0, 0
+				l.putBuf(f)
 			}
 			continue
 		case f.piped > 0:
@@ -733,7 +817,7 @@ func (l *loop) pump(f *flow) {
 			continue
 		}
 		l.putPipe(f)
-		n, err := unix.Read(c.fd[f.src], l.buf[:])
+		n, err := rawRead(c.fd[f.src], l.buf[:])
 		switch {
 		case err == unix.EAGAIN:
 			f.readable = false
@@ -745,10 +829,16 @@ func (l *loop) pump(f *flow) {
 			f.eof = true
 			continue
 		}
-		m, err := unix.Write(c.fd[f.dst], l.buf[:n])
-		if m < 0 {
-			m = 0
+		// When the source's FIN is in already (hup) and this read
+		// did not fill the buffer, the next read finds the end:
+		// MSG_MORE holds these bytes back for the FIN to ride on
+		// (tcp_send_fin sets it on the last queued segment). The
+		// shutdown or close that follows always pushes them.
+		more := 0
+		if f.hup && n < bufSize {
+			more = unix.MSG_MORE
 		}
+		m, err := send(c.fd[f.dst], l.buf[:n], more)
 		if m > 0 {
 			l.count(f, m)
 		}
@@ -758,11 +848,8 @@ func (l *loop) pump(f *flow) {
 		}
 		if m < n {
 			// The destination is full: keep the rest for later.
-			f.pend, _ = l.p.bufs.Get().(*buffer)
-			if f.pend == nil {
-				f.pend = new(buffer)
-			}
-			f.plen = copy(f.pend[:], l.buf[m:n])
+			f.pend = l.p.getBuf()
+			f.poff, f.plen = 0, copy(f.pend[:], l.buf[m:n])
 			if err == unix.EAGAIN {
 				f.writable = false
 			}
@@ -782,16 +869,6 @@ func (l *loop) pump(f *flow) {
 	}
 }
 
-func splice(from, to, n int) (int, error) {
-	for {
-		m, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		if err == unix.EINTR {
-			continue
-		}
-		return int(m), err
-	}
-}
-
 // count records n bytes moved by f.
 func (l *loop) count(f *flow, n int) {
 	c, p := f.c, l.p
@@ -803,6 +880,21 @@ func (l *loop) count(f *flow, n int) {
 		c.b.bytesOut.Add(uint64(n))
 		p.bytesOut.Add(uint64(n))
 	}
+}
+
+// getBuf takes a buffer from the pool.
+func (p *Proxy) getBuf() *buffer {
+	b, _ := p.bufs.Get().(*buffer)
+	if b == nil {
+		b = new(buffer)
+	}
+	return b
+}
+
+// putBuf gives f's buffer back to the pool.
+func (l *loop) putBuf(f *flow) {
+	l.p.bufs.Put(f.pend)
+	f.pend, f.poff, f.plen = nil, 0, 0
 }
 
 // getPipe gives f an empty pipe from the pool, or a new one.
@@ -831,8 +923,8 @@ func (l *loop) putPipe(f *flow) {
 	if len(l.pipes) < maxFreePipes {
 		l.pipes = append(l.pipes, f.pipe)
 	} else {
-		unix.Close(f.pipe.r)
-		unix.Close(f.pipe.w)
+		rawClose(f.pipe.r)
+		rawClose(f.pipe.w)
 	}
 	f.pipe = noPipe
 }
@@ -846,7 +938,7 @@ func (l *loop) finish(f *flow) {
 	l.putPipe(f)
 	c.open--
 	if c.open > 0 {
-		unix.Shutdown(c.fd[f.dst], unix.SHUT_WR)
+		rawShutdown(c.fd[f.dst], unix.SHUT_WR)
 		return
 	}
 	l.release(c)
@@ -868,10 +960,9 @@ func (l *loop) abort(c *proxyConn, rst bool) {
 		return
 	}
 	if rst {
-		lg := unix.Linger{Onoff: 1, Linger: 0}
 		for _, fd := range c.fd {
 			if fd >= 0 {
-				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &lg)
+				setLingerZero(fd)
 			}
 		}
 	}
@@ -889,8 +980,8 @@ func (l *loop) release(c *proxyConn) {
 	for _, f := range []*flow{&c.up, &c.down} {
 		if f.pipe.r >= 0 {
 			// Bytes still in it are lost with the connection.
-			unix.Close(f.pipe.r)
-			unix.Close(f.pipe.w)
+			rawClose(f.pipe.r)
+			rawClose(f.pipe.w)
 			f.pipe, f.piped = noPipe, 0
 		}
 		if f.pend != nil {
@@ -899,13 +990,14 @@ func (l *loop) release(c *proxyConn) {
 		}
 	}
 	if fd := c.fd[sideClient]; fd >= 0 {
-		unix.Close(fd)
+		rawClose(fd)
 		c.fd[sideClient] = -1
 	}
 	l.closeServer(c)
 	c.reg = [2]uint32{}
 	l.conns[c.slot] = nil
 	l.free = append(l.free, c.slot)
+	l.load.Add(-1)
 	l.p.release(c, open)
 }
 
@@ -1059,7 +1151,7 @@ func setSockoptsFD(fd int, cfg *Config) error {
 	}
 	var serr error
 	for _, o := range opts[:n] {
-		if e := unix.SetsockoptInt(fd, o.level, o.opt, o.v); e != nil {
+		if e := setsockoptInt(fd, o.level, o.opt, o.v); e != nil {
 			serr = errors.Join(serr, fmt.Errorf("lb: setsockopt %d/%d: %w", o.level, o.opt, e))
 		}
 	}
@@ -1074,7 +1166,7 @@ func setNoDelay(c syscall.Conn) error {
 		return err
 	}
 	var serr error
-	err = rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) })
+	err = rc.Control(func(fd uintptr) { serr = setsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) })
 	return errors.Join(err, serr)
 }
 

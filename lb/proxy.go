@@ -241,7 +241,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	p.mu.Unlock()
 
 	for _, l := range loops {
-		p.goBG(func() { l.run(lns) })
+		p.goBG(func() { l.run(lns, loops) })
 	}
 	for _, ln := range lns {
 		p.log.Info("proxy listening", "addr", ln.Addr().String())
@@ -687,12 +687,10 @@ func (p *Proxy) stopAccepting() {
 	}
 }
 
-// defaultLoops is the number of event loops: one per two CPUs the Go
-// runtime may use, at least one. A loop serves a connection with no
-// goroutine switch, so one loop keeps up with the load one core of kernel
-// TCP work can carry, and the remaining cores are left to the kernel's
-// network processing (loopback's softirq work runs in the sender's
-// context) and to the clients and backends on the same machine.
+// defaultLoops is the number of event loops: one per CPU the Go runtime
+// may use, as HAProxy runs one thread per CPU. Most of a proxied
+// connection's cost is the kernel's TCP work in the loop's system calls,
+// which runs in parallel on as many cores as there are loops.
 func defaultLoops() int {
-	return max(1, runtime.GOMAXPROCS(0)/2)
+	return max(1, runtime.GOMAXPROCS(0))
 }
