@@ -77,8 +77,6 @@ const (
 
 const epollConn = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
-var noPipe = pipe{-1, -1}
-
 // newLoop creates a loop's epoll set and eventfd. It is called from
 // Listen; run starts it.
 func newLoop(p *Proxy) (*loop, error) {
@@ -228,7 +226,7 @@ func (l *loop) dispatch(ev *unix.EpollEvent) {
 	}
 	switch c.state {
 	case stDialing:
-		if side == sideServer && (out || e&unix.EPOLLERR != 0) {
+		if side == sideServer && out { // writable, or failed
 			l.connectDone(c, e)
 		}
 	case stOpen:
@@ -313,9 +311,7 @@ func (l *loop) runTasks() {
 // stop makes the loop return from run; the loop then releases its
 // descriptors. Connections must have been released before.
 func (l *loop) stop() {
-	if !l.post(func() { l.exit = true }) {
-		return
-	}
+	l.post(func() { l.exit = true })
 }
 
 // close releases the loop's descriptors; it is idempotent and also used
@@ -417,9 +413,9 @@ func ntohs(v uint16) uint16 {
 }
 
 // accepted admits a new client socket (limit, counters) and hands it to
-// the least loaded loop, this one when it is no more loaded than any: a
-// loop accepts whatever arrives when it wakes, so without this a burst of
-// long-lived connections could all land on one loop and one core.
+// the least loaded loop: a loop accepts whatever arrives when it wakes, so
+// without this a burst of long-lived connections could all land on one
+// loop and one core.
 func (l *loop) accepted(fd int) {
 	p := l.p
 	p.accepted.Add(1)
@@ -432,10 +428,16 @@ func (l *loop) accepted(fd int) {
 	}
 	p.connWG.Add(1)
 	peer := addrPort(&l.rsa)
-	to := l
+	// Keep it unless another loop is less loaded by more than a slack
+	// that grows with the load: long-lived connections spread evenly,
+	// while under a churn of short ones, where loads differ by a few at
+	// any instant, most stay where they were accepted (a handoff costs a
+	// wake-up of the other loop).
+	to, least := l, l.load.Load()
+	least -= least / 8
 	for _, o := range l.peers {
-		if o.load.Load() < to.load.Load() {
-			to = o
+		if n := o.load.Load(); n < least {
+			to, least = o, n
 		}
 	}
 	to.load.Add(1)
@@ -458,8 +460,8 @@ func (l *loop) adopt(fd int, peer netip.AddrPort) {
 	p := l.p
 	cfg := p.cfg.Load()
 	c := &proxyConn{p: p, l: l, fd: [2]int{fd, -1}, peer: peer}
-	c.up = flow{c: c, src: sideClient, dst: sideServer, in: true, pipe: noPipe}
-	c.down = flow{c: c, src: sideServer, dst: sideClient, pipe: noPipe}
+	c.up = flow{c: c, src: sideClient, dst: sideServer, in: true, pipe: pipe{-1, -1}}
+	c.down = flow{c: c, src: sideServer, dst: sideClient, pipe: pipe{-1, -1}}
 	c.touch(l.now)
 	if n := len(l.free); n > 0 {
 		c.slot = l.free[n-1]
@@ -926,7 +928,7 @@ func (l *loop) putPipe(f *flow) {
 		rawClose(f.pipe.r)
 		rawClose(f.pipe.w)
 	}
-	f.pipe = noPipe
+	f.pipe = pipe{-1, -1}
 }
 
 // finish ends f after its source's EOF: the half-close is passed on, and
@@ -982,7 +984,7 @@ func (l *loop) release(c *proxyConn) {
 			// Bytes still in it are lost with the connection.
 			rawClose(f.pipe.r)
 			rawClose(f.pipe.w)
-			f.pipe, f.piped = noPipe, 0
+			f.pipe, f.piped = pipe{-1, -1}, 0
 		}
 		if f.pend != nil {
 			l.p.bufs.Put(f.pend)
