@@ -475,10 +475,6 @@ func (l *loop) adopt(fd int, peer netip.AddrPort) {
 		// The listener is not ours: what Go's accept did.
 		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	// Delayed ACKs (tcp(7) TCP_QUICKACK; not inherited from the
-	// listener): the ACK of a request rides on its response instead of a
-	// segment of its own.
-	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
 	// The client usually sent its first bytes (a TLS ClientHello, say)
 	// with or right after the handshake: read them before dialling, so
 	// that they leave with the backend's handshake (see connect). Read
@@ -497,6 +493,14 @@ func (l *loop) adopt(fd int, peer netip.AddrPort) {
 		p.log.Debug("connection failed", "client", c.client(), "err", err)
 		l.abort(c, true)
 		return
+	default:
+		// Nothing yet: delayed ACKs (tcp(7) TCP_QUICKACK, which the
+		// listener does not pass on), so that the ACK of the first
+		// request rides on its response instead of a segment of its
+		// own. (Bytes already here were ACKed on arrival; later
+		// exchanges get delayed ACKs anyway once the kernel sees the
+		// request/response pattern.)
+		setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
 	}
 	if err := l.register(c, sideClient); err != nil {
 		p.log.Error("proxy connection", "err", err)
