@@ -679,7 +679,8 @@ func (l *loop) closeServer(c *proxyConn) {
 	c.up.writable, c.down.readable, c.down.hup = false, false, false
 }
 
-// dialFailed marks b suspect after a failed dial, as the old dial path did.
+// dialFailed counts a failed dial and marks b suspect (logged once per
+// suspect period).
 func (l *loop) dialFailed(c *proxyConn, b *backend, err error) {
 	b.dialFailures.Add(1)
 	if b.suspectSince.Swap(time.Now().UnixNano()) == 0 {
@@ -700,8 +701,8 @@ func (l *loop) noBackend(c *proxyConn) {
 	l.abort(c, true)
 }
 
-// connected starts proxying c over b; the first
-// sent bytes of the client's first ones left already, with the handshake.
+// connected starts proxying c over b. sent is how many of the client's
+// first bytes connect already sent along with the handshake.
 func (l *loop) connected(c *proxyConn, b *backend, sent int) {
 	p := l.p
 	b.suspectSince.Store(0)
@@ -984,6 +985,7 @@ func (l *loop) release(c *proxyConn) {
 	c.state = stDone
 	c.closed.Store(true)
 	for _, f := range []*flow{&c.up, &c.down} {
+		l.putPipe(f)
 		if f.pipe.r >= 0 {
 			// Bytes still in it are lost with the connection.
 			rawClose(f.pipe.r)
