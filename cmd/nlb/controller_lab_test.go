@@ -134,7 +134,8 @@ func controllerConf(ifName string, extra string, insts ...vrrpOpts) []byte {
 //   - It recovers: after `rise` successes its priority is back; with equal
 //     priorities it stays Backup (no needless move).
 //   - The new master's check alternates between success and failure: the
-//     VIP does not move (fall 3 is never reached).
+//     VIP does not move (fall 5 is not reached even if a loaded machine
+//     makes one success in a row late).
 //   - A node that fails again soon after recovering needs twice as many
 //     successes next time (flap damping).
 func TestLabControllerHealth(t *testing.T) {
@@ -145,7 +146,7 @@ func TestLabControllerHealth(t *testing.T) {
 	_, adminCert, adminKey := ca.issue(t, "admin", true)
 	const extra = `
 disableLoadBalancer: true
-apiServerHealth: {interval: 100ms, timeout: 90ms, fall: 3, rise: 3}`
+apiServerHealth: {interval: 200ms, timeout: 200ms, fall: 5, rise: 3}`
 	c := cluster{vrid: vrid, vip: vip}
 	api := map[*node]*readyzServer{}
 	for _, h := range lab.Hosts {
@@ -199,7 +200,7 @@ apiServerHealth: {interval: 100ms, timeout: 90ms, fall: 3, rise: 3}`
 	// A flapping check on the master does not move the VIP.
 	served0, failed0 := api[next].counts()
 	api[next].set(strings.Repeat("-+", 30) + "+")
-	consistently(t, 3*time.Second, "master with an alternating /readyz", func() error {
+	consistently(t, 4*time.Second, "master with an alternating /readyz", func() error {
 		return c.exactlyMaster(next, next.h.Addr4)
 	})
 	served, failed := api[next].counts()

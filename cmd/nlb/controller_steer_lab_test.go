@@ -124,7 +124,7 @@ func TestLabControllerSteering(t *testing.T) {
 				backends = append(backends, "--backend", netip.AddrPortFrom(h.Addr4, 6443).String())
 			}
 			start := func(h *netlab.Host) *node {
-				conf := controllerConf(h.IfName, "steering: "+mode+"\napiServerHealth: {interval: 100ms, fall: 3, rise: 3}",
+				conf := controllerConf(h.IfName, "steering: "+mode+"\napiServerHealth: {interval: 200ms, fall: 5, rise: 3}",
 					vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}}.fast())
 				args := append([]string{"--local-api-server", netip.AddrPortFrom(h.Addr4, 6443).String()}, backends...)
 				return startNLBCommand(t, h, conf, "controller", args...)
