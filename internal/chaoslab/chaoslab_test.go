@@ -34,18 +34,23 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 
 	t.Run("peer", func(t *testing.T) {
-		smoke(ctx, t, lab, NewPeer(c, lab.Params, filepath.Join(dir, "peer")))
+		smoke(ctx, t, lab, NewPeer(c, lab.Params, filepath.Join(dir, "peer")), false)
 	})
 	t.Run("nlb", func(t *testing.T) {
 		bin := netlab.BuildNLB(t)
 		if err := NLBAvailable(ctx, bin); err != nil {
 			t.Skipf("%v", err)
 		}
-		smoke(ctx, t, lab, NewNLB(c, lab.Params, bin, filepath.Join(dir, "nlb")))
+		smoke(ctx, t, lab, NewNLB(c, lab.Params, bin, filepath.Join(dir, "nlb")), true)
 	})
 }
 
-func smoke(ctx context.Context, t *testing.T, lab *Lab, impl Impl) {
+// smoke runs one kill round of impl and checks that the measurements are
+// sane. Only nlb must recover within the fault phase: the peer's own
+// failures (a tie of its backups on a loaded machine can leave clients on
+// the wrong MAC for seconds) are what the bench measures, not a test
+// failure.
+func smoke(ctx context.Context, t *testing.T, lab *Lab, impl Impl, mustRecover bool) {
 	s, err := lab.Begin(ctx, impl)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +91,11 @@ func smoke(ctx context.Context, t *testing.T, lab *Lab, impl Impl) {
 		t.Errorf("no other controller advertised after the kill")
 	}
 	if !res.Recovered || res.HoldTimedOut {
-		t.Errorf("the probes did not recover before the restart: %+v", res)
+		if mustRecover {
+			t.Errorf("the probes did not recover before the restart: %+v", res)
+		} else {
+			t.Logf("the probes did not recover before the restart (the peer's behaviour, measured by the bench): %+v", res)
+		}
 	}
 	// The SIGKILLed holder kept its address until the restart.
 	if res.DupVIPFaultMS <= 0 {
