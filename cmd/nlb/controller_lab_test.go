@@ -153,7 +153,7 @@ apiServerHealth: {interval: 200ms, timeout: 200ms, fall: 5, rise: 3}`
 		srv := startReadyz(t, h, ca)
 		kc := filepath.Join(t.TempDir(), "admin.conf")
 		writeKubeconfig(t, kc, "https://"+netip.AddrPortFrom(h.Addr4, 6443).String(), ca.pem, adminCert, adminKey)
-		conf := controllerConf(h.IfName, extra, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}}.fast())
+		conf := controllerConf(h.IfName, extra, controllerVRRP(vip))
 		n := startNLBCommand(t, h, conf, "controller", "--kubeconfig", kc)
 		c.nodes = append(c.nodes, n)
 		api[n] = srv
@@ -255,6 +255,15 @@ apiServerHealth: {interval: 200ms, timeout: 200ms, fall: 5, rise: 3}`
 	if st, err := old.controllerStatus(); err != nil || st.Steering.Mode != "off" {
 		t.Errorf("steering mode %q (%v), want off with disableLoadBalancer", st.Steering.Mode, err)
 	}
+}
+
+// controllerVRRP is the VRRP instance of the controller lab tests: VRRPv3
+// at 300 ms (Master_Down_Interval about 1.1 s), slower than fastInterval
+// so that a loaded CI machine (the race detector, parallel labs) stalling
+// a Master for half a second does not move the VIP in the middle of a
+// check that it stays put.
+func controllerVRRP(vip netip.Prefix) vrrpOpts {
+	return vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}, Version: 3, Interval: 300 * time.Millisecond}
 }
 
 // masterOf returns the one Master of c.

@@ -125,7 +125,7 @@ func TestLabControllerSteering(t *testing.T) {
 			}
 			start := func(h *netlab.Host) *node {
 				conf := controllerConf(h.IfName, "steering: "+mode+"\napiServerHealth: {interval: 200ms, fall: 5, rise: 3}",
-					vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}}.fast())
+					controllerVRRP(vip))
 				args := append([]string{"--local-api-server", netip.AddrPortFrom(h.Addr4, 6443).String()}, backends...)
 				return startNLBCommand(t, h, conf, "controller", args...)
 			}
