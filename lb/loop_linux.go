@@ -31,6 +31,7 @@ type loop struct {
 	evfd   int // eventfd: post wakes the loop with it
 	file   *os.File
 	rc     syscall.RawConn // of file: the loop parks in Go's netpoller
+	pollFn func(uintptr) bool
 	events []unix.EpollEvent
 	now    int64 // UnixNano at the start of the current round
 	regSeq uint32
@@ -148,8 +149,9 @@ func (l *loop) run(lns []*net.TCPListener, peers []*loop) {
 		}
 		ls.active = true
 	}
+	l.pollFn = l.poll // one method value, not one per wake-up
 	for !l.exit {
-		if err := l.rc.Read(l.poll); err != nil {
+		if err := l.rc.Read(l.pollFn); err != nil {
 			l.p.log.Error("event loop stopped", "err", err)
 			break
 		}
