@@ -362,3 +362,41 @@ func inLoopOf(t *testing.T, l *loop, fn func()) {
 	}
 	<-done
 }
+
+// TestServerFirstAndEarlyHalfClose: a backend that speaks first still
+// gets its handshake completed and its bytes through when the client
+// sends nothing, and a client's half-close that arrives before the proxy
+// even dialled reaches the backend.
+func TestServerFirstAndEarlyHalfClose(t *testing.T) {
+	backend := serve(t, "127.0.0.1:0", func(c *net.TCPConn) {
+		fmt.Fprint(c, "banner;")
+		rest, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "got %q;bye", rest)
+		c.CloseWrite()
+	})
+	p := startProxy(t, Config{Backends: []string{backend}}, Options{})
+	for i := range 20 {
+		c := dial(t, p.addr)
+		if i%2 == 0 {
+			c.CloseWrite() // before the proxy's first read, mostly
+		} else {
+			buf := make([]byte, len("banner;"))
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "banner;" {
+				t.Fatalf("banner %q, %v", buf, err)
+			}
+			c.Write([]byte("x"))
+			c.CloseWrite()
+		}
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `banner;got "";bye`
+		if i%2 == 1 {
+			want = `got "x";bye`
+		}
+		if string(got) != want {
+			t.Fatalf("connection %d: %q, want %q", i, got, want)
+		}
+	}
+}
