@@ -22,15 +22,18 @@ import (
 // every connection that is ready in one pass with no goroutine switches.
 // A loop waits in Go's netpoller on its epoll file descriptor (epoll sets
 // nest), so an idle loop holds no thread. Whichever loop wakes first
-// accepts; a new connection goes to the least loaded loop.
+// accepts; it keeps the connection unless another loop serves fewer by
+// more than a slack that grows with the numbers.
 //
 // Fewer TCP segments per connection: on loopback each one costs as much
 // kernel work as a system call or two. The client's first bytes are read
 // right after accept; when there are some, the backend socket turns
 // TCP_QUICKACK off before connect so that the handshake's last ACK rides
 // on them (HAProxy's tcp-smart-connect), and they are sent as soon as
-// connect returns. Both sockets run with delayed ACKs (TCP_QUICKACK off),
-// so that the ACK of a request rides on its response. Bytes read after
+// connect returns. Both sockets run with delayed ACKs (TCP_QUICKACK off;
+// on the client side only if its first bytes had not arrived at accept,
+// as the kernel ACKed those already), so that the ACK of a request rides
+// on its response. Bytes read after
 // the source's FIN arrived go out with MSG_MORE, so that the FIN passed on
 // by the shutdown that follows shares their segment. A request/response
 // connection through nlb takes about 16 segments where HAProxy's take 20.
