@@ -164,9 +164,8 @@ apiServerHealth: {interval: 200ms, timeout: 200ms, fall: 5, rise: 3}`
 	// The master's API server stops being ready: the VIP moves.
 	api[old].set("-")
 	eventually(t, fastWait, "health-driven handover", func() error {
-		if err := c.exactlyMaster(nil, netip.Addr{}); err != nil {
-			return err
-		}
+		// old first: once it is a dormant Backup it stays one, so the
+		// Master found next is another node.
 		in, err := old.inst(vrid)
 		if err != nil {
 			return err
@@ -174,7 +173,7 @@ apiServerHealth: {interval: 200ms, timeout: 200ms, fall: 5, rise: 3}`
 		if in.State != "Backup" || in.Priority != 0 {
 			return fmt.Errorf("%s: %s priority %d, want Backup priority 0", old.name, in.State, in.Priority)
 		}
-		return nil
+		return c.exactlyMaster(nil, netip.Addr{})
 	})
 	next := masterOf(t, c)
 	if in, _ := old.inst(vrid); !strings.Contains(in.LastReason, "priority set to 0") {
