@@ -675,7 +675,9 @@ func TestIdleConnectionsHoldNothing(t *testing.T) {
 		n, h := holding(t, p.Proxy)
 		return n == 21 && h == 0
 	})
-	if g := proxyGoroutines(); g != goroutines {
+	// A goroutine per connection would add 20 or 40; a timer's callback
+	// may come and go meanwhile.
+	if g := proxyGoroutines(); g >= goroutines+10 {
 		t.Errorf("the proxy runs %d goroutines with 20 more idle connections, %d before", g, goroutines)
 	}
 	for i, c := range cs {
