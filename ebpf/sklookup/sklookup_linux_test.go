@@ -178,6 +178,9 @@ func TestProgramDecisions(t *testing.T) {
 		t.Skip("requires root")
 	}
 	if err := Supported(); err != nil {
+		if os.Getenv("NLB_PRIVILEGED") == "1" && !errors.Is(err, ErrNotSupported) {
+			t.Fatal(err)
+		}
 		t.Skip(err)
 	}
 	vip4 := netip.MustParseAddr("192.0.2.100")

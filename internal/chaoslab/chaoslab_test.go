@@ -39,7 +39,7 @@ func TestSmoke(t *testing.T) {
 	t.Run("nlb", func(t *testing.T) {
 		bin := netlab.BuildNLB(t)
 		if err := NLBAvailable(ctx, bin); err != nil {
-			t.Skipf("%v", err)
+			unavailable(t, "%v", err)
 		}
 		smoke(ctx, t, lab, NewNLB(c, lab.Params, bin, filepath.Join(dir, "nlb")), true)
 	})
