@@ -80,6 +80,17 @@ type Config struct {
 	// UserTimeout is TCP_USER_TIMEOUT on both sides: how long sent data
 	// may stay unacknowledged before the kernel drops the connection.
 	UserTimeout Duration `json:"userTimeout,omitempty"`
+	// LoopbackCongestionControl is the TCP congestion control algorithm
+	// (TCP_CONGESTION) of the proxy's loopback legs: connections to a
+	// backend on a loopback address, and connections accepted on a
+	// loopback listener (client mode on workers). A loopback leg has no
+	// queue to protect, and a pacing algorithm such as BBR, without an fq
+	// qdisc, paces every burst with a kernel timer there: up to a fifth of
+	// the CPU of a bulk transfer on loopback. Default "reno", which every
+	// Linux lets any process choose and which does not pace; "system"
+	// keeps the system's default (net.ipv4.tcp_congestion_control). Legs
+	// to other addresses always keep the system's default.
+	LoopbackCongestionControl string `json:"loopbackCongestionControl,omitempty"`
 	// HealthCheck configures active health checks.
 	HealthCheck HealthCheck `json:"healthCheck,omitempty"`
 	// Admin is the address of the admin HTTP server (metrics, health,
@@ -146,6 +157,11 @@ const (
 	DefaultRise          = 2
 	DefaultFall          = 3
 	DefaultCheckPath     = "/readyz"
+	// DefaultLoopbackCongestionControl: see Config.LoopbackCongestionControl.
+	DefaultLoopbackCongestionControl = "reno"
+	// SystemCongestionControl as Config.LoopbackCongestionControl leaves
+	// loopback legs with the system's default algorithm.
+	SystemCongestionControl = "system"
 )
 
 // SetDefaults fills every unset field with its default.
@@ -168,6 +184,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.LoopbackCongestionControl == "" {
+		c.LoopbackCongestionControl = DefaultLoopbackCongestionControl
 	}
 	h := &c.HealthCheck
 	if h.Type == "" {
@@ -250,6 +269,9 @@ func (c *Config) Validate() error {
 	}
 	if c.UserTimeout < 0 {
 		bad("userTimeout", "must not be negative")
+	}
+	if cc := c.LoopbackCongestionControl; !validCongestionName(cc) {
+		bad("loopbackCongestionControl", "must be %q or an algorithm name such as reno or cubic (lower-case letters, digits and _, at most 15), got %q", SystemCongestionControl, cc)
 	}
 	h := c.HealthCheck
 	switch h.Type {
@@ -384,3 +406,17 @@ func unknownFields(prefix string, v any, t reflect.Type) []string {
 
 // String returns the duration as Go writes it, e.g. "250ms".
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// validCongestionName reports whether s can name a Linux TCP congestion
+// control algorithm (TCP_CA_NAME_MAX is 16 with the terminating NUL).
+func validCongestionName(s string) bool {
+	if s == "" || len(s) > 15 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -8,7 +8,10 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -213,6 +216,64 @@ func TestSocketOptionsOnLiveConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLoopbackCongestionControl: both of the proxy's sockets of a
+// loopback connection (accepted on a loopback listener, dialled to a
+// loopback backend) use Config.LoopbackCongestionControl, "system" leaves
+// them with the system's default, and an algorithm the kernel refuses
+// leaves the default too without costing the connection.
+func TestLoopbackCongestionControl(t *testing.T) {
+	def, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		t.Skipf("no system default congestion control to compare with: %v", err)
+	}
+	system := strings.TrimSpace(string(def))
+	for _, tc := range []struct {
+		name, cc, want string
+	}{
+		{"default", "", DefaultLoopbackCongestionControl},
+		{"system", SystemCongestionControl, system},
+		{"refused", "nosuchalgo", system},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			var mu sync.Mutex
+			log := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return logs.Write(b)
+			}), nil))
+			p := startProxy(t, Config{Backends: []string{echoServer(t)}, LoopbackCongestionControl: tc.cc}, Options{Logger: log})
+			for i := range 2 {
+				c := dial(t, p.addr)
+				if err := roundTrip(c, fmt.Sprintf("hello %d", i)); err != nil {
+					t.Fatal(err)
+				}
+				pc := onlyConn(t, p.Proxy)
+				for side, name := range map[int]string{sideClient: "client", sideServer: "backend"} {
+					var got string
+					var err error
+					inLoop(t, pc, func() { got, err = unix.GetsockoptString(pc.fd[side], unix.IPPROTO_TCP, unix.TCP_CONGESTION) })
+					if err != nil || got != tc.want {
+						t.Errorf("connection %d, %s side: congestion control %q (%v), want %q", i, name, got, err, tc.want)
+					}
+				}
+				c.Close()
+				waitFor(t, "connection released", func() bool { return p.Status().Active == 0 })
+			}
+			mu.Lock()
+			refusals := strings.Count(logs.String(), "refused by the kernel")
+			mu.Unlock()
+			if want := map[bool]int{true: 1, false: 0}[tc.name == "refused"]; refusals != want {
+				t.Errorf("%d refusal warnings logged, want %d:\n%s", refusals, want, logs.String())
+			}
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // fullListener returns the address of a listening socket whose accept
 // queue is full (backlog 0, one connection never accepted): Linux drops

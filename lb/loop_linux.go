@@ -576,6 +576,11 @@ func (l *loop) connect(c *proxyConn, b *backend) error {
 	}
 	// As Go's dialer does: small messages leave at once.
 	setsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if b.ap.Addr().Unmap().IsLoopback() {
+		// Before connect, so that a pacing default never starts pacing
+		// this socket (switching later leaves the pacing on).
+		p.loopbackCongestion(fd, ds.cfg.LoopbackCongestionControl)
+	}
 	up := &c.up
 	if up.plen > 0 {
 		// Bytes are ready to go: let the kernel hold back the last ACK

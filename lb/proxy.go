@@ -46,6 +46,9 @@ type Proxy struct {
 	// the listener. tuneAccepted: they must be tuned one by one.
 	ownListen    bool
 	tuneAccepted atomic.Bool
+	// ccRefused is the loopback congestion control algorithm the kernel
+	// refused (logged once; not tried again while it stays configured).
+	ccRefused atomic.Pointer[string]
 
 	// dialHook: dial comes from Options.Dial and every backend is dialled
 	// through it, in a goroutine; otherwise the loops connect themselves
@@ -199,6 +202,7 @@ func (p *Proxy) Listen(ctx context.Context) error {
 	p.reconf.Lock()
 	p.tuneListeners(p.cfg.Load())
 	p.reconf.Unlock()
+	p.loopbackListeners(lns, p.cfg.Load().LoopbackCongestionControl)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for len(p.loops) < p.nloops && !p.running {
@@ -309,6 +313,56 @@ func (p *Proxy) tuneListeners(cfg *Config) {
 		}
 	}
 	p.tuneAccepted.Store(!ok)
+}
+
+// loopbackListeners sets the loopback congestion control algorithm on the
+// listeners bound to a loopback address; accepted connections inherit it
+// (the kernel keeps a listener's setsockopt choice for its children). It
+// is set once, at Listen: a reload changes it for new backend connections
+// only.
+func (p *Proxy) loopbackListeners(lns []*net.TCPListener, cc string) {
+	if cc == SystemCongestionControl {
+		return
+	}
+	for _, ln := range lns {
+		a, ok := ln.Addr().(*net.TCPAddr)
+		if !ok || !a.IP.IsLoopback() {
+			continue
+		}
+		rc, err := ln.SyscallConn()
+		if err != nil {
+			continue
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = setCongestion(int(fd), cc) }); err == nil && serr != nil {
+			p.congestionRefused(cc, serr)
+			return
+		}
+	}
+}
+
+// loopbackCongestion sets the loopback congestion control algorithm on a
+// new socket to a loopback backend, unless the kernel refused it before.
+func (p *Proxy) loopbackCongestion(fd int, cc string) {
+	if cc == SystemCongestionControl {
+		return
+	}
+	if r := p.ccRefused.Load(); r != nil && *r == cc {
+		return
+	}
+	if err := setCongestion(fd, cc); err != nil {
+		p.congestionRefused(cc, err)
+	}
+}
+
+// congestionRefused logs, once per algorithm, that the kernel refused it
+// (not built, or not in net.ipv4.tcp_allowed_congestion_control for a
+// process without CAP_NET_ADMIN); the sockets keep the system's default.
+func (p *Proxy) congestionRefused(cc string, err error) {
+	if old := p.ccRefused.Swap(&cc); old == nil || *old != cc {
+		p.log.Warn("loopbackCongestionControl refused by the kernel: loopback legs keep the system's default",
+			"algorithm", cc, "err", err)
+	}
 }
 
 // release forgets a connection its loop has closed; open tells whether it

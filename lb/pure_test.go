@@ -156,19 +156,24 @@ healthCheck: {type: https, path: /livez, rise: 1, fall: 2, caFile: /etc/ca.crt}
 		Backends:    []string{"a:1", "a:1", ":80"},
 		Balance:     "random",
 		HealthCheck: HealthCheck{Type: "icmp", Path: "readyz", CertFile: "x"},
+
+		LoopbackCongestionControl: "BBR; rm",
 	}
 	bad.SetDefaults()
 	err = bad.Validate()
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, f := range []string{"listen[0]", "backends[1]: duplicate", "backends[2]", "balance", "healthCheck.type", "healthCheck.path", "healthCheck.certFile"} {
+	for _, f := range []string{"listen[0]", "backends[1]: duplicate", "backends[2]", "balance", "healthCheck.type", "healthCheck.path", "healthCheck.certFile", "loopbackCongestionControl"} {
 		if !strings.Contains(err.Error(), f) {
 			t.Errorf("error does not mention %q:\n%v", f, err)
 		}
 	}
 	var empty Config
 	empty.SetDefaults()
+	if empty.LoopbackCongestionControl != DefaultLoopbackCongestionControl {
+		t.Errorf("loopbackCongestionControl defaults to %q", empty.LoopbackCongestionControl)
+	}
 	if err := empty.Validate(); err == nil || !strings.Contains(err.Error(), "backends") {
 		t.Errorf("no backends: %v", err)
 	}

@@ -3,6 +3,7 @@
 package lb
 
 import (
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -119,6 +120,15 @@ func setsockoptInt(fd, level, opt, v int) error {
 	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
 		uintptr(unsafe.Pointer(&iv)), 4, 0)
 	return rawErr(e)
+}
+
+// setCongestion selects a socket's TCP congestion control algorithm. Not a
+// raw system call: the kernel may load the algorithm's module.
+func setCongestion(fd int, name string) error {
+	if err := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name); err != nil {
+		return fmt.Errorf("lb: setsockopt TCP_CONGESTION %q: %w", name, err)
+	}
+	return nil
 }
 
 func getsockoptInt(fd, level, opt int) (int, error) {
