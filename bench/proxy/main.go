@@ -53,6 +53,7 @@ type config struct {
 	idleRequested  int
 	haproxyThreads int
 	haproxyTune    string
+	nlbSystemCC    bool
 	haproxySplice  string
 	nice           int
 	results        string
@@ -86,6 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.haproxyThreads, "haproxy-threads", 2, "HAProxy nbthread (nlb's Go runtime uses every core)")
 	fs.StringVar(&cfg.haproxySplice, "haproxy-splice", "always", "HAProxy splicing: always (splice-request and splice-response), auto (splice-auto) or off")
 	fs.StringVar(&cfg.haproxyTune, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (for tuning experiments)")
+	fs.BoolVar(&cfg.nlbSystemCC, "nlb-system-cc", true, "also measure nlb's bulk throughput with loopbackCongestionControl: system")
 	fs.IntVar(&cfg.nice, "nice", 0, "nice value for the bench and every child (e.g. -10 on a shared machine; needs root)")
 	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
 	if err := fs.Parse(args); err != nil {
@@ -274,11 +276,39 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes *no
 		fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU, lr.Foreign)
 	}
 
+	if err := bulk(ctx, cfg, impl, lc, r, notes, stderr, mThroughput1, mThroughput8, mCPU1, mCPU8); err != nil {
+		return err
+	}
+	if impl != implNLB || !cfg.nlbSystemCC || !cfg.tests["bulk1"] && !cfg.tests["bulk8"] {
+		return nil
+	}
+	// The same bulk tests on a second nlb that keeps the system's
+	// congestion control on its loopback legs (see mThroughput1Sys).
+	p.stop()
+	file := filepath.Join(cfg.tmp, "nlb-system-cc.yaml")
+	if err := os.WriteFile(file, []byte("loopbackCongestionControl: system\n"), 0o644); err != nil {
+		return err
+	}
+	ps, err := startProxy(ctx, cfg, impl, baddr, "--config", file)
+	if err != nil {
+		return fmt.Errorf("nlb with the system congestion control: %w", err)
+	}
+	defer ps.stop()
+	lc.addr, lc.pid = ps.addr, ps.pid()
+	fmt.Fprintln(stderr, "  nlb with loopbackCongestionControl: system")
+	return bulk(ctx, cfg, impl, lc, r, notes, stderr, mThroughput1Sys, mThroughput8Sys, "", "")
+}
+
+// bulk runs the selected bulk tests (1 and 8 streams) against lc.addr and
+// records them under the given metrics; an empty CPU metric is not
+// recorded.
+func bulk(ctx context.Context, cfg *config, impl string, lc loadConfig, r results, notes *notes, stderr io.Writer,
+	m1, m8, cpu1, cpu8 string) error {
 	for _, b := range []struct {
 		streams     int
 		test        string
 		metric, cpu string
-	}{{1, "bulk1", mThroughput1, mCPU1}, {8, "bulk8", mThroughput8, mCPU8}} {
+	}{{1, "bulk1", m1, cpu1}, {8, "bulk8", m8, cpu8}} {
 		if !cfg.tests[b.test] {
 			continue
 		}
@@ -289,7 +319,9 @@ func session(ctx context.Context, cfg *config, impl string, r results, notes *no
 		}
 		noteErrors(notes, impl, fmt.Sprintf("bulk %d", b.streams), lr)
 		r.add(impl, b.metric, lr.Gbps)
-		addCPU(r, impl, b.cpu, lr.CPU)
+		if b.cpu != "" {
+			addCPU(r, impl, b.cpu, lr.CPU)
+		}
 		fmt.Fprintf(stderr, "  bulk %d stream(s) %.2f Gbit/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", b.streams, lr.Gbps, lr.Errors, lr.CPU, lr.Foreign)
 	}
 	return nil

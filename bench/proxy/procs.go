@@ -222,7 +222,7 @@ func spliceOptions(mode string) string {
 }
 
 // startProxy starts impl in front of backend and waits until it accepts.
-func startProxy(ctx context.Context, cfg *config, impl, backend string) (*proxy, error) {
+func startProxy(ctx context.Context, cfg *config, impl, backend string, nlbArgs ...string) (*proxy, error) {
 	if impl == implDirect {
 		return &proxy{impl: impl, addr: backend}, nil
 	}
@@ -248,7 +248,8 @@ func startProxy(ctx context.Context, cfg *config, impl, backend string) (*proxy,
 		}
 		admin := fmt.Sprintf("127.0.0.1:%d", aport)
 		readyURL = "http://" + admin + "/readyz"
-		p.proc, err = startChild(ctx, "nlb", cfg.nlb, "proxy", "--listen", listen, "--backend", backend, "--admin", admin)
+		args := append([]string{"proxy", "--listen", listen, "--backend", backend, "--admin", admin}, nlbArgs...)
+		p.proc, err = startChild(ctx, "nlb", cfg.nlb, args...)
 	default:
 		return nil, fmt.Errorf("unknown implementation %q", impl)
 	}

@@ -33,6 +33,12 @@ const (
 	mCPU1        = "proxy_cpu_1stream"
 	mCPU8        = "proxy_cpu_8streams"
 	mCPUConn     = "proxy_cpu_conn_rate"
+	// nlb's bulk throughput again with loopbackCongestionControl:
+	// system, which keeps the system's (possibly pacing) algorithm on
+	// the loopback legs: what the same proxy moves on a machine where
+	// that setting does not apply (legs to other hosts).
+	mThroughput1Sys = "throughput_1stream_system_cc"
+	mThroughput8Sys = "throughput_8streams_system_cc"
 )
 
 // metricDef describes how one metric is printed.
@@ -41,26 +47,39 @@ type metricDef struct {
 	unit     string
 	label    string // table text
 	decimals int
+	// peers, when set, is the metric whose direct and haproxy figures
+	// this nlb-only row is shown and compared with.
+	peers string
+}
+
+// peerMetric is the metric of the direct and haproxy columns of d's row.
+func (d metricDef) peerMetric() string {
+	if d.peers != "" {
+		return d.peers
+	}
+	return d.name
 }
 
 // metricDefs lists every metric in output order: the goal metrics first,
 // then the diagnostics.
 func metricDefs() []metricDef {
 	return []metricDef{
-		{mThroughput1, "Gbit/s", "bulk throughput, 1 stream", 2},
-		{mThroughput8, "Gbit/s", "bulk throughput, 8 streams", 2},
-		{mConnRate, "conn/s", "new connections per second", 0},
-		{mLatencyP50, "us", "request/response latency p50", 1},
-		{mLatencyP99, "us", "request/response latency p99", 1},
-		{mIdleMem, "KiB", "memory per idle proxied connection", 1},
-		{mRRRate, "req/s", "kept-alive request/response rate", 0},
-		{mIdleRSS, "KiB", "idle conn: proxy RSS", 1},
-		{mIdleKernel, "KiB", "idle conn: proxy's kernel objects", 1},
-		{mIdleSystem, "KiB", "idle conn: system-wide kernel growth, whole path", 1},
-		{mIdleFDs, "fds", "idle conn: proxy fds", 2},
-		{mCPU1, "cores", "proxy CPU, 1 stream", 2},
-		{mCPU8, "cores", "proxy CPU, 8 streams", 2},
-		{mCPUConn, "cores", "proxy CPU, new connections", 2},
+		{mThroughput1, "Gbit/s", "bulk throughput, 1 stream", 2, ""},
+		{mThroughput8, "Gbit/s", "bulk throughput, 8 streams", 2, ""},
+		{mConnRate, "conn/s", "new connections per second", 0, ""},
+		{mLatencyP50, "us", "request/response latency p50", 1, ""},
+		{mLatencyP99, "us", "request/response latency p99", 1, ""},
+		{mIdleMem, "KiB", "memory per idle proxied connection", 1, ""},
+		{mRRRate, "req/s", "kept-alive request/response rate", 0, ""},
+		{mIdleRSS, "KiB", "idle conn: proxy RSS", 1, ""},
+		{mIdleKernel, "KiB", "idle conn: proxy's kernel objects", 1, ""},
+		{mIdleSystem, "KiB", "idle conn: system-wide kernel growth, whole path", 1, ""},
+		{mIdleFDs, "fds", "idle conn: proxy fds", 2, ""},
+		{mCPU1, "cores", "proxy CPU, 1 stream", 2, ""},
+		{mCPU8, "cores", "proxy CPU, 8 streams", 2, ""},
+		{mCPUConn, "cores", "proxy CPU, new connections", 2, ""},
+		{mThroughput1Sys, "Gbit/s", "bulk, 1 stream, nlb with loopbackCongestionControl: system", 2, mThroughput1},
+		{mThroughput8Sys, "Gbit/s", "bulk, 8 streams, nlb with loopbackCongestionControl: system", 2, mThroughput8},
 	}
 }
 
@@ -216,8 +235,13 @@ func (r results) cell(impl string, d metricDef) string {
 }
 
 func (r results) ratio(impl, base, metric string) string {
+	return r.ratioOf(impl, metric, base, metric)
+}
+
+// ratioOf formats impl's metric over base's baseMetric.
+func (r results) ratioOf(impl, metric, base, baseMetric string) string {
 	a, ok1 := r.median(impl, metric)
-	b, ok2 := r.median(base, metric)
+	b, ok2 := r.median(base, baseMetric)
 	if !ok1 || !ok2 || b == 0 {
 		return "—"
 	}
@@ -232,9 +256,12 @@ func writeTable(w io.Writer, r results) error {
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|---|---|\n")
 	gs := goals()
 	for _, d := range metricDefs() {
-		if len(r[implDirect][d.name])+len(r[implHAProxy][d.name])+len(r[implNLB][d.name]) == 0 {
+		pm := d.peerMetric()
+		if len(r[implDirect][pm])+len(r[implHAProxy][pm])+len(r[implNLB][d.name]) == 0 {
 			continue
 		}
+		pd := d
+		pd.name = pm
 		var texts, verdicts []string
 		for _, g := range gs {
 			if g.metric != d.name {
@@ -253,8 +280,8 @@ func writeTable(w io.Writer, r results) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			strings.TrimSpace(d.label), d.unit,
-			r.cell(implDirect, d), r.cell(implHAProxy, d), r.cell(implNLB, d),
-			r.ratio(implNLB, implHAProxy, d.name), r.ratio(implNLB, implDirect, d.name),
+			r.cell(implDirect, pd), r.cell(implHAProxy, pd), r.cell(implNLB, d),
+			r.ratioOf(implNLB, d.name, implHAProxy, pm), r.ratioOf(implNLB, d.name, implDirect, pm),
 			strings.Join(texts, ", "), strings.Join(verdicts, ", "))
 	}
 	met, total := 0, 0

@@ -76,6 +76,7 @@ func sample() results {
 		{implHAProxy, mLatencyP99, []float64{400}},
 		{implNLB, mLatencyP99, []float64{390}},
 		{implNLB, mIdleMem, []float64{12.5}},
+		{implNLB, mThroughput1Sys, []float64{25.2, 26.25}},
 	} {
 		for _, x := range v.runs {
 			r.add(v.impl, v.metric, x)
@@ -140,8 +141,8 @@ func TestJSONLines(t *testing.T) {
 			t.Errorf("line %q: value is not a number", sc.Text())
 		}
 	}
-	if n != 11 {
-		t.Errorf("%d lines, want 11 (one per measured impl and metric)", n)
+	if n != 12 {
+		t.Errorf("%d lines, want 12 (one per measured impl and metric)", n)
 	}
 	var b2 bytes.Buffer
 	if err := writeJSONLines(&b2, sample(), []string{implNLB}); err != nil {
@@ -164,6 +165,8 @@ func TestTable(t *testing.T) {
 		"| bulk throughput, 1 stream | Gbit/s | 51.00 | 21.00 | 31.00 | 1.48× | 0.61× | ≥ 1.3× haproxy, ≥ 0.6× direct | yes, yes |",
 		"| bulk throughput, 8 streams | Gbit/s | 40.00 | 30.00 | 35.00 | 1.17× | 0.88× | ≥ 1.3× haproxy, ≥ 0.6× direct | **no**, yes |",
 		"| memory per idle proxied connection | KiB | — | — | 12.5 | — | — | ≤ 16 | yes |",
+		// An nlb-only row is compared with the others' figures of its peer metric.
+		"| bulk, 1 stream, nlb with loopbackCongestionControl: system | Gbit/s | 51.00 | 21.00 | 25.73 | 1.23× | 0.50× |  |  |",
 		"Goals met: 6 of 7. Unmet: throughput_8streams ≥ 1.3× haproxy (not met).",
 	} {
 		if !strings.Contains(out, want) {
