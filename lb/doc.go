@@ -52,5 +52,14 @@
 // 250 ms old, as they act only after seconds; an optional IdleTimeout closes quiet connections; past
 // MaxConnections new clients are closed, logged and counted.
 //
+// Loopback legs (a backend on a loopback address; a listener on one, as
+// in client mode on workers) use LoopbackCongestionControl, "reno" by
+// default, instead of the system's TCP congestion control. A pacing
+// algorithm such as BBR without an fq qdisc arms a kernel timer for every
+// burst it sends; on loopback, where there is no queue to protect, that
+// is pure cost (about a sixth of the bulk throughput of a 2-core machine
+// in `make bench-proxy`). Legs to other addresses keep the system's
+// algorithm.
+//
 // Metrics are nlb_proxy_*; see `nlb proxy -h` for the list.
 package lb

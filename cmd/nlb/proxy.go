@@ -41,6 +41,9 @@ file (unknown fields are errors):
   shutdownTimeout: 30s           # graceful shutdown on SIGINT/SIGTERM
   keepAlive: {idle: 15s, interval: 5s, count: 3}
   userTimeout: 30s               # TCP_USER_TIMEOUT; 0 leaves the kernel default
+  loopbackCongestionControl: reno  # TCP congestion control of loopback legs (no
+                                   # pacing timers where nothing queues); "system"
+                                   # keeps net.ipv4.tcp_congestion_control
   healthCheck:
     type: tcp                    # tcp, tls, https (GET path, 200 = healthy) or none
     interval: 500ms
