@@ -223,13 +223,15 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			case <-serveCtx.Done():
 				return
 			case <-hup:
-				next, err := load()
-				if err == nil {
-					err = p.Reload(next)
-				}
-				if err != nil {
-					log.Error("reload failed: keeping the running configuration", "err", err)
-				}
+				disc.exclusive(func() {
+					next, err := load()
+					if err == nil {
+						err = p.Reload(next)
+					}
+					if err != nil {
+						log.Error("reload failed: keeping the running configuration", "err", err)
+					}
+				})
 			}
 		}
 	}()

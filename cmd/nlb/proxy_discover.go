@@ -37,6 +37,31 @@ type proxyDiscover struct {
 
 	mu         sync.Mutex
 	discovered []netip.AddrPort
+
+	// applyMu orders the two writers of the proxy's backends: discovery
+	// (update) and a SIGHUP reload (exclusive), which reads the
+	// discovered list through fill. Without it a reload could read the
+	// list, lose the race to a discovery change, then put the older list
+	// back until the next change.
+	applyMu sync.Mutex
+}
+
+// exclusive runs fn (a reload: load, then lb.Proxy.Reload) with no
+// discovery update in between.
+func (d *proxyDiscover) exclusive(fn func()) {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	fn()
+}
+
+// update records a discovered backend list and gives it to p.
+func (d *proxyDiscover) update(p *lb.Proxy, list []netip.AddrPort) {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	d.mu.Lock()
+	d.discovered = slices.Clone(list)
+	d.mu.Unlock()
+	p.SetBackends(k8s.Addrs(list, 0))
 }
 
 // addProxyDiscoverFlags registers the discovery flags on fs.
@@ -156,12 +181,7 @@ func (d *proxyDiscover) run(ctx context.Context, p *lb.Proxy, log *slog.Logger) 
 		Port:      uint16(d.apiPort),
 		CacheFile: d.cacheFile,
 		Logger:    log.With("component", "discovery"),
-		OnChange: func(list []netip.AddrPort) {
-			d.mu.Lock()
-			d.discovered = slices.Clone(list)
-			d.mu.Unlock()
-			p.SetBackends(k8s.Addrs(list, 0))
-		},
+		OnChange:  func(list []netip.AddrPort) { d.update(p, list) },
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
