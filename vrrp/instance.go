@@ -132,6 +132,15 @@ type InstanceConfig struct {
 	// Master_Down timer, and with it the takeover, is not late. cmd/nlb
 	// passes clock_nanosleep; nil keeps plain timers.
 	FineSleep func(d time.Duration)
+	// HandoverOnShutdown makes a Master that is shut down (Run's ctx
+	// cancelled) release as [Instance.SetPriority](0) does: a
+	// priority-0 advert, and the VIPs kept until the first advert of a
+	// new Master, at most Master_Down_Interval, before Run shuts down.
+	// Clients keep being served during the Backup's Skew_Time (a planned
+	// restart costs no gap). False is keepalived's behaviour: the VIPs go
+	// with the priority-0 advert. Set it when this node can still serve
+	// the VIPs while it stops (nlb controller's proxy drains after VRRP).
+	HandoverOnShutdown bool
 }
 
 // FineSleepLead is how much earlier than a deadline the instance wakes when
@@ -387,9 +396,19 @@ func (i *Instance) Run(ctx context.Context) error {
 	var (
 		runErr error
 		wake   time.Time
+		// stopping is ctx.Done() until a shutdown starts a handover
+		// (HandoverOnShutdown), then nil; ectx is the context of the
+		// effects, which must outlive ctx during the handover.
+		stopping  = ctx.Done()
+		prioWake  = i.prioWake
+		ectx      = ctx
+		handUntil time.Time
 	)
 loop:
 	for {
+		if !handUntil.IsZero() && (!i.m.HandingOver() || !time.Now().Before(handUntil)) {
+			break // the handover on shutdown is over
+		}
 		if wake = i.nextWake(); wake.IsZero() {
 			timer.Stop()
 		} else if i.cfg.FineSleep != nil {
@@ -398,14 +417,28 @@ loop:
 			timer.Reset(time.Until(wake))
 		}
 		select {
-		case <-ctx.Done():
-			break loop
+		case <-stopping:
+			if !i.cfg.HandoverOnShutdown || i.m.State() != Master {
+				break loop
+			}
+			now := time.Now()
+			// Released, the Machine waits at most its own
+			// Master_Down_Interval at priority 0, longer than any
+			// Backup's.
+			limit := 3*i.m.MasterAdverInterval() + i.m.MasterAdverInterval()
+			var cancel context.CancelFunc
+			ectx, cancel = context.WithTimeout(context.WithoutCancel(ctx), limit+shutdownTimeout)
+			defer cancel()
+			stopping, prioWake = nil, nil // health changes no longer matter
+			handUntil = now.Add(limit + time.Second)
+			i.log.Info("vrrp shutting down: keeping the VIPs until a new Master speaks", "at_most", limit)
+			i.exec(ectx, now, i.m.SetPriority(now, 0))
 		case err := <-readErr:
 			runErr = fmt.Errorf("vrrp: instance %q: reading: %w", i.name, err)
 			i.log.Error("vrrp read failed, shutting down", "err", err)
 			break loop
 		case p := <-pkts:
-			i.receive(ctx, p)
+			i.receive(ectx, p)
 		case <-timer.C:
 			now := time.Now()
 			if rest := wake.Sub(now); rest > 0 && i.cfg.FineSleep != nil {
@@ -414,7 +447,7 @@ loop:
 				// reset the timer, RFC 3768 §6.4.2).
 				select {
 				case p := <-pkts:
-					i.receive(ctx, p)
+					i.receive(ectx, p)
 					i.syncStatus()
 					continue loop
 				default:
@@ -425,14 +458,14 @@ loop:
 			i.lastStep = now
 			if dl := i.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				wasMaster := i.m.State() == Master
-				i.exec(ctx, now, i.m.Expire(now))
+				i.exec(ectx, now, i.m.Expire(now))
 				if wasMaster && i.addPending && i.m.State() == Master {
-					i.retryAddVIPs(ctx, now) // the Adver_Timer tick
+					i.retryAddVIPs(ectx, now) // the Adver_Timer tick
 				}
 			}
-			i.runGARP(ctx, now)
-		case <-i.prioWake:
-			i.applyPriority(ctx, time.Now())
+			i.runGARP(ectx, now)
+		case <-prioWake:
+			i.applyPriority(ectx, time.Now())
 		}
 		i.syncStatus()
 	}

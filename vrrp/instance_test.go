@@ -452,6 +452,88 @@ func TestInstanceGracefulStop(t *testing.T) {
 	})
 }
 
+// TestInstanceHandoverOnShutdown: with HandoverOnShutdown a Master that is
+// stopped sends its priority-0 advert but keeps the VIPs until the Backup
+// speaks (after its Skew_Time), and only then returns; alone, it waits at
+// most the Master_Down_Interval of priority 0.
+func TestInstanceHandoverOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub()
+		cfg := instCfg("a", 200, addrB)
+		cfg.HandoverOnShutdown = true
+		a := startNode(t, h, cfg, nil)
+		b := startNode(t, h, instCfg("b", 100, addrA), nil)
+		defer stopAll(t, b)
+		sleep(10 * time.Second)
+		wantState(t, a, Master)
+
+		stopAt := time.Now()
+		a.cancel()
+		synctest.Wait()
+		select {
+		case err := <-a.done:
+			t.Fatalf("Run returned (%v) before a new Master spoke", err)
+		default:
+		}
+		if st := a.inst.Status(); !st.VIPsConfigured {
+			t.Errorf("a gave up its VIPs at the stop: %+v", st)
+		}
+		if ads := h.adverts(addrB); ads[len(ads)-1].prio != 0 {
+			t.Errorf("last advert %+v, want priority 0", ads[len(ads)-1])
+		}
+		var err error
+		select {
+		case err = <-a.done:
+		case <-time.After(time.Minute):
+			t.Fatal("Run did not return after the handover")
+		}
+		returned := time.Now()
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		st := wantState(t, b, Master)
+		// Skew_Time for priority 100: 156/256 s; a stops as b's first
+		// advert arrives.
+		if got := st.LastTransition.Sub(stopAt); got != 609375*time.Microsecond {
+			t.Errorf("b took over %v after the stop, want 0.609375s", got)
+		}
+		removed := a.fx.times("remove")
+		if len(removed) < 2 || !removed[1].Equal(st.LastTransition) || !returned.Equal(st.LastTransition) {
+			t.Errorf("a removed its VIPs at %v and returned at %v, want when b took over at %v", removed, returned, st.LastTransition)
+		}
+		if st := a.inst.Status(); st.State != Initialize || st.VIPsConfigured {
+			t.Errorf("a status after Run %+v", st)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		h := newHub()
+		cfg := instCfg("alone", 200, addrB)
+		cfg.HandoverOnShutdown = true
+		a := startNode(t, h, cfg, nil)
+		sleep(10 * time.Second)
+		wantState(t, a, Master)
+		stopAt := time.Now()
+		a.cancel()
+		var err error
+		select {
+		case err = <-a.done:
+		case <-time.After(time.Minute):
+			t.Fatal("Run did not return with nobody to hand over to")
+		}
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		// The Master_Down_Interval of a priority-0 router at 1 s:
+		// 3 + 256/256 s, longer than any Backup's.
+		if got := time.Since(stopAt); got != 4*time.Second {
+			t.Errorf("alone, Run returned %v after the stop, want 4s", got)
+		}
+		if st := a.inst.Status(); st.VIPsConfigured {
+			t.Errorf("VIPs left: %+v", st)
+		}
+	})
+}
+
 func TestInstancePreemption(t *testing.T) {
 	for _, preempt := range []bool{true, false} {
 		t.Run(map[bool]string{true: "preempt", false: "nopreempt"}[preempt], func(t *testing.T) {

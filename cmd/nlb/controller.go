@@ -95,7 +95,9 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return printControllerCheck(stdout, ctl)
 	}
-	v, err := startVRRP(cfg, logf, stderr)
+	// The controller serves the VIPs through its proxy until VRRP has
+	// stopped: on SIGTERM the VIPs stay until a new Master speaks.
+	v, err := startVRRP(cfg, logf, stderr, true)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
@@ -182,8 +184,10 @@ type controller struct {
 }
 
 // run runs every part until ctx ends or one fails, then stops them in the
-// order that keeps clients best served: VRRP first (the VIP leaves at once
-// with a priority-0 advert), then steering, then the proxy drains.
+// order that keeps clients best served: VRRP first (a priority-0 advert;
+// the VIPs stay, steered into the proxy, until the new Master's first
+// advert, at most the Master_Down_Interval of priority 0), then steering,
+// then the proxy drains.
 func (c *controller) run(ctx context.Context, cancel context.CancelFunc, disc *proxyDiscover) error {
 	var (
 		wg   sync.WaitGroup

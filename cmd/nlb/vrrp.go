@@ -64,7 +64,7 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *check {
 		return printCheck(stdout, *path, cfg)
 	}
-	v, err := startVRRP(cfg, logf, stderr)
+	v, err := startVRRP(cfg, logf, stderr, false)
 	if err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
@@ -117,7 +117,8 @@ type vrrpSet struct {
 
 // startVRRP builds a vrrpSet from a loaded configuration: it logs the
 // warnings, resolves the interfaces and opens every instance's sockets.
-func startVRRP(cfg *config.Config, logf logFlags, stderr io.Writer) (*vrrpSet, error) {
+// handover sets vrrp.InstanceConfig.HandoverOnShutdown on every instance.
+func startVRRP(cfg *config.Config, logf logFlags, stderr io.Writer, handover bool) (*vrrpSet, error) {
 	log, err := logf.logger(stderr)
 	if err != nil {
 		return nil, err
@@ -141,7 +142,7 @@ func startVRRP(cfg *config.Config, logf logFlags, stderr io.Writer) (*vrrpSet, e
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	for _, in := range insts {
-		r, err := newVRRPRunner(in, log, metrics)
+		r, err := newVRRPRunner(in, log, metrics, handover)
 		if err != nil {
 			v.close()
 			return nil, err
@@ -167,7 +168,7 @@ type vrrpRunner struct {
 	vips *vip.Manager
 }
 
-func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) (*vrrpRunner, error) {
+func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, handover bool) (*vrrpRunner, error) {
 	fail := func(err error) (*vrrpRunner, error) {
 		return nil, fmt.Errorf("vrrp: instance %s on %s: %w", in.Name, in.Interface, err)
 	}
@@ -258,6 +259,8 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics) 
 		ChecksumForm: in.ChecksumForm,
 		GARP:         garp,
 		FineSleep:    fineSleeper(),
+
+		HandoverOnShutdown: handover,
 	}
 	fx := vrrp.Effects{
 		AddVIPs:    func(context.Context) error { return mgr.Add() },
