@@ -12,12 +12,13 @@ import (
 	"github.com/nlb-dev/nlb/internal/netlab"
 )
 
-// TestSmoke runs one kill scenario for keepalived + HAProxy and for `nlb
-// controller` on a real cluster and checks that the measurements are
-// sane: traffic flowed through the VIP, the fault was seen (probes and
-// watches broke, another controller took over), and no VIP was left
-// behind, neither after the scenario nor after the teardown. It asserts
-// no timings: those are `make bench-chaos`'s.
+// TestSmoke runs one kill and one restart scenario for keepalived +
+// HAProxy and for `nlb controller` on a real cluster and checks that the
+// measurements are sane: traffic flowed through the VIP, the fault was seen
+// (kill: probes and watches broke; both: another controller took over),
+// the planned restart stopped the LB cleanly before starting it again, and
+// no VIP was left behind, neither after a scenario nor after the teardown.
+// It asserts no timings: those are `make bench-chaos`'s.
 func TestSmoke(t *testing.T) {
 	netlab.Require(t)
 	if err := PeerAvailable(); err != nil {
@@ -45,8 +46,8 @@ func TestSmoke(t *testing.T) {
 	})
 }
 
-// smoke runs one kill round of impl and checks that the measurements are
-// sane. Only nlb must recover within the fault phase: the peer's own
+// smoke runs one kill and one restart round of impl and checks that the
+// measurements are sane. Only nlb must recover within the fault phase: the peer's own
 // failures (a tie of its backups on a loaded machine can leave clients on
 // the wrong MAC for seconds) are what the bench measures, not a test
 // failure.
@@ -67,6 +68,16 @@ func smoke(ctx context.Context, t *testing.T, lab *Lab, impl Impl, mustRecover b
 	}
 	line, _ := json.Marshal(res)
 	t.Logf("%s; errors %q", line, res.Errors)
+	checkKill(t, res, mustRecover)
+
+	res, err = s.Run(ctx, Restart)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, s.Tails(40))
+	}
+	line, _ = json.Marshal(res)
+	t.Logf("%s; errors %q", line, res.Errors)
+	checkRestart(t, res, mustRecover)
+
 	td, err := s.End(ctx)
 	ended = true
 	if err != nil {
@@ -74,7 +85,14 @@ func smoke(ctx context.Context, t *testing.T, lab *Lab, impl Impl, mustRecover b
 	}
 	line, _ = json.Marshal(td)
 	t.Logf("%s", line)
+	if td.LeftoverVIPs != 0 {
+		t.Errorf("%d VIPs left after the teardown", td.LeftoverVIPs)
+	}
+}
 
+// checkKill checks the measurements of a kill round.
+func checkKill(t *testing.T, res Result, mustRecover bool) {
+	t.Helper()
 	// Traffic flowed: well over a second of probes, most of them good.
 	if ok := res.Requests - res.FailedRequests; res.Requests < 100 || ok < res.Requests/2 {
 		t.Errorf("%d probes, %d failed: the traffic did not flow", res.Requests, res.FailedRequests)
@@ -104,8 +122,31 @@ func smoke(ctx context.Context, t *testing.T, lab *Lab, impl Impl, mustRecover b
 	if res.LeftoverVIPs != 0 {
 		t.Errorf("%d VIPs left on controllers that are not the master", res.LeftoverVIPs)
 	}
-	if td.LeftoverVIPs != 0 {
-		t.Errorf("%d VIPs left after the teardown", td.LeftoverVIPs)
+}
+
+// checkRestart checks the measurements of a restart round: the stop ran
+// to its end, cleanly, before the fault phase ended, another controller
+// took over, and the lab settled with the VIP on the master alone. Whether
+// clients saw an outage is the bench's figure, not a test failure.
+func checkRestart(t *testing.T, res Result, mustRecover bool) {
+	t.Helper()
+	if ok := res.Requests - res.FailedRequests; res.Requests < 100 || ok < res.Requests/2 {
+		t.Errorf("%d probes, %d failed: the traffic did not flow", res.Requests, res.FailedRequests)
+	}
+	if res.StopError != "" {
+		t.Errorf("the graceful stop of %s was not clean: %s", res.Victim, res.StopError)
+	}
+	if res.StopMS <= 0 || res.StopMS > res.HoldMS {
+		t.Errorf("the stop (%v ms) did not end within the fault phase (%v ms)", res.StopMS, res.HoldMS)
+	}
+	if res.FailoverMS == nil {
+		t.Errorf("no other controller advertised after the stop")
+	}
+	if mustRecover && (!res.Recovered || res.HoldTimedOut) {
+		t.Errorf("the probes did not recover before the restart: %+v", res)
+	}
+	if res.LeftoverVIPs != 0 {
+		t.Errorf("%d VIPs left on controllers that are not the master", res.LeftoverVIPs)
 	}
 }
 

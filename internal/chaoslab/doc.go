@@ -43,14 +43,24 @@
 //   - kill: SIGKILLs the victim's LB processes (nlb; or keepalived and
 //     HAProxy) and its kube-apiserver;
 //   - apiserver: SIGKILLs only the victim's kube-apiserver;
-//   - link: takes the victim's link down (netlab.Host.LinkDown).
+//   - link: takes the victim's link down (netlab.Host.LinkDown);
+//   - restart: a planned restart of the victim's LB: Impl.Stop (SIGTERM to
+//     nlb; to keepalived, then HAProxy), run in the background so that the
+//     measurements go on while it lasts; the API server stays up. nlb hands
+//     the VIP over make-before-break and drains its proxy for up to 30 s;
+//     keepalived drops the VIP with its priority-0 advertisement and
+//     HAProxy stops at once.
 //
 // The fault phase lasts until at least MinHold has passed (LinkHold for
 // link), the bystander hears advertisements only from another controller,
-// and every probe of the last CleanFor (2 s) succeeded; or until MaxHold.
-// Then, at tRecover, the recovery action: restart the LB and the API server
-// as a kubelet would (kill), restart the API server (apiserver), bring the
-// link up (link). The scenario ends, at tEnd, when the lab has settled:
+// every probe of the last CleanFor (2 s) succeeded, and (restart) the
+// victim's LB has exited; or until MaxHold, after which restart still waits
+// up to StopWait for the LB to exit. A stop that had to be SIGKILLed or
+// did not exit cleanly is recorded (stop_error), not an error of the run:
+// the scenario is measured all the same. Then, at tRecover, the recovery
+// action: restart the LB and the API server as a kubelet would (kill),
+// restart the API server (apiserver), bring the link up (link), start the
+// LB again (restart). The scenario ends, at tEnd, when the lab has settled:
 // every API server ready, the implementation healthy (Impl.Ready), one
 // controller advertising with its full configured priority (and that is the
 // highest priority configured), the VIP on that controller alone and on no
@@ -71,14 +81,17 @@
 //     controllers held the VIP at once (addresses polled through netlink
 //     every 5 ms in each namespace): after the heal (link), after the
 //     SIGKILLed LB's restart (kill), after the API server's restart
-//     (apiserver). The time with two holders during the fault phase (the
-//     SIGKILLed or cut-off holder still has its address) is
-//     dup_vip_fault_ms.
+//     (apiserver), after the stopped LB's start (restart). The time with
+//     two holders during the fault phase (the SIGKILLed or cut-off holder
+//     still has its address; a stopping nlb keeps it until the new master
+//     has taken it) is dup_vip_fault_ms.
 //   - leftover_vips: at tEnd, controllers other than the advertising
 //     master that hold the VIP. After an implementation is torn down
 //     (SIGTERM to every node, backups first), hosts still holding the VIP
 //     are reported in a separate "teardown" result.
 //   - failover_ms: t0 to the first advertisement from another controller.
+//   - stop_ms, stop_error (restart): t0 to the end of Impl.Stop (the
+//     handover and the drain), and its error; a clean stop is expected.
 //   - watch_broken_ms: for each watch, the gaps between consecutive events
 //     in [t0, tEnd] longer than three ticks, minus one tick each, summed;
 //     the largest over the watches. watch_reconnects counts reconnects.

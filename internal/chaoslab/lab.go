@@ -208,10 +208,14 @@ const (
 	APIServer Scenario = "apiserver"
 	// Link takes the VIP holder's link down, then up.
 	Link Scenario = "link"
+	// Restart is a planned restart of the VIP holder's load balancer: it
+	// stops it gracefully (Impl.Stop, SIGTERM) while its API server stays
+	// up, waits until it has exited, then starts it again.
+	Restart Scenario = "restart"
 )
 
 // Scenarios returns every scenario, in the bench's order.
-func Scenarios() []Scenario { return []Scenario{Kill, APIServer, Link} }
+func Scenarios() []Scenario { return []Scenario{Kill, APIServer, Link, Restart} }
 
 // ParseScenario checks a scenario name.
 func ParseScenario(s string) (Scenario, error) {
@@ -220,7 +224,7 @@ func ParseScenario(s string) (Scenario, error) {
 			return sc, nil
 		}
 	}
-	return "", fmt.Errorf("chaoslab: unknown scenario %q (want kill, apiserver or link)", s)
+	return "", fmt.Errorf("chaoslab: unknown scenario %q (want kill, apiserver, link or restart)", s)
 }
 
 // Session is one implementation running on the lab with the traffic on

@@ -124,8 +124,17 @@ func (n *NLB) Start(i int) error {
 // Kill implements Impl.
 func (n *NLB) Kill(i int) error { return n.nodes[i].Kill() }
 
-// Stop implements Impl: SIGTERM releases the VIP (priority 0) and exits.
-func (n *NLB) Stop(i int) error { return n.nodes[i].Stop(10 * time.Second) }
+// NLBStopTimeout is how long Stop waits after SIGTERM before it kills.
+// A stopping Master sends a priority-0 advertisement, keeps the VIP
+// (steered into its proxy) until the new Master's first advertisement (at
+// most 4 s), then lets the proxy drain open connections for up to its
+// shutdownTimeout (30 s by default; long-lived watches use all of it): 40 s
+// covers both, so that a clean stop is not taken for a hung one.
+const NLBStopTimeout = 40 * time.Second
+
+// Stop implements Impl: SIGTERM hands the VIP over (make-before-break),
+// the proxy drains, and nlb exits; see NLBStopTimeout.
+func (n *NLB) Stop(i int) error { return n.nodes[i].Stop(NLBStopTimeout) }
 
 // Status fetches node i's admin /status as generic JSON.
 func (n *NLB) Status(ctx context.Context, i int) (map[string]any, error) {

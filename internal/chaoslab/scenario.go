@@ -51,6 +51,12 @@ type Result struct {
 	SettleMS float64 `json:"settle_ms"`
 	// HoldTimedOut is true when the fault phase ended at MaxHold.
 	HoldTimedOut bool `json:"hold_timed_out,omitempty"`
+	// StopMS (restart) runs from the SIGTERM to the end of Impl.Stop:
+	// the victim's handover and drain. StopError is Impl.Stop's error (a
+	// stop that had to be SIGKILLed, or an unclean exit); the run is
+	// measured all the same.
+	StopMS    float64 `json:"stop_ms,omitempty"`
+	StopError string  `json:"stop_error,omitempty"`
 
 	// Errors summarises the failed probes of the scenario by kind (see
 	// ErrorSummary), most frequent first, at most five kinds.
@@ -60,6 +66,17 @@ type Result struct {
 // FaultPhase is when, after one of the victim's advertisements, a
 // scenario strikes.
 const FaultPhase = 10 * time.Millisecond
+
+// StopWait bounds the wait, once the fault phase is over, for the
+// graceful stop of the restart scenario: longer than any Impl.Stop takes
+// (NLB.Stop: NLBStopTimeout for SIGTERM, then 10 s for SIGKILL).
+const StopWait = time.Minute
+
+// stopped is the outcome of the restart scenario's Impl.Stop.
+type stopped struct {
+	err error
+	at  time.Time
+}
 
 // afterAdvert waits for the next advertisement from src, then FaultPhase.
 func (l *Lab) afterAdvert(ctx context.Context, src netip.Addr) error {
@@ -101,6 +118,13 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 	}
 
 	t0 := time.Now()
+	// Restart: Impl.Stop runs in the background (it lasts as long as the
+	// victim's handover and drain); stopc delivers its outcome, stop holds
+	// it once received.
+	var (
+		stopc chan stopped
+		stop  *stopped
+	)
 	switch sc {
 	case Kill:
 		var wg sync.WaitGroup
@@ -114,6 +138,12 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 		err = victim.Kill()
 	case Link:
 		err = victim.Host.LinkDown()
+	case Restart:
+		stopc = make(chan stopped, 1)
+		go func() {
+			err := s.Impl.Stop(vi)
+			stopc <- stopped{err: err, at: time.Now()}
+		}()
 	default:
 		err = fmt.Errorf("unknown scenario %q", sc)
 	}
@@ -135,12 +165,48 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 			l.logf("%s %s: fault phase ended after %v without recovery: %s", s.Impl.Name(), sc, tm.MaxHold, why)
 			break
 		}
-		if why = s.failedOver(now, victim.Addr, t0); why == "" && now.Sub(t0) >= hold {
+		if stopc != nil && stop == nil {
+			select {
+			case st := <-stopc:
+				stop = &st
+			default:
+			}
+		}
+		why = s.failedOver(now, victim.Addr, t0)
+		if why == "" && stopc != nil && stop == nil {
+			why = "the graceful stop has not finished"
+		}
+		if why == "" && now.Sub(t0) >= hold {
 			break
 		}
 		if err := netlab.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return res, err
 		}
+	}
+	if stopc != nil {
+		// The restart must not race the old process (Start does nothing
+		// while it runs): wait for the stop, which its own timeouts bound.
+		if stop == nil {
+			t := time.NewTimer(StopWait)
+			select {
+			case st := <-stopc:
+				stop = &st
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		if stop == nil {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			return res, fmt.Errorf("chaoslab: %s %s: the graceful stop of %s did not end within %v after the fault phase", s.Impl.Name(), sc, victim.Host.Name, StopWait)
+		}
+		res.StopMS = ms(stop.at.Sub(t0))
+		if stop.err != nil {
+			res.StopError = stop.err.Error()
+		}
+		l.logf("%s %s: stop of %s took %v (error: %v)", s.Impl.Name(), sc, victim.Host.Name, stop.at.Sub(t0).Round(time.Millisecond), stop.err)
 	}
 
 	tRecover := time.Now()
@@ -152,6 +218,8 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 		err = victim.Start()
 	case Link:
 		err = victim.Host.LinkUp()
+	case Restart:
+		err = s.Impl.Start(vi)
 	}
 	if err != nil {
 		return res, fmt.Errorf("chaoslab: %s %s: restore %s: %w", s.Impl.Name(), sc, victim.Host.Name, err)
