@@ -8,7 +8,9 @@
 //   - kill: SIGKILLed (its LB processes and its API server, then both
 //     restarted as a kubelet would);
 //   - apiserver: deprived of its API server alone (SIGKILL, then restart);
-//   - link: cut off (link down, then up).
+//   - link: cut off (link down, then up);
+//   - restart: restarted as planned (its LB gets SIGTERM and, once it has
+//     exited, is started again; the API server stays up).
 //
 // It prints one JSON line per implementation, scenario and repetition,
 //
@@ -63,7 +65,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	nlbPath := fs.String("nlb", "bin/nlb", "nlb binary (with `nlb controller`)")
 	reps := fs.Int("reps", 3, "repetitions of every scenario")
 	impls := fs.String("impls", "keepalived+haproxy,nlb", "implementations, in order")
-	scenarios := fs.String("scenarios", "kill,apiserver,link", "scenarios, in order")
+	var all []string
+	for _, sc := range chaoslab.Scenarios() {
+		all = append(all, string(sc))
+	}
+	scenarios := fs.String("scenarios", strings.Join(all, ","), "scenarios, in order")
 	out := fs.String("out", "bench/results", "directory for chaos.jsonl and chaos.md (empty: none)")
 	apiserver := fs.String("apiserver", "", "kube-apiserver binary (default: built from e2e/ into the user cache, or $"+k8slab.APIServerEnv+")")
 	watches := fs.Int("watches", 3, "long-lived watches")
@@ -245,6 +251,9 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 			logf("%s %s rep %d on %s: outage %.0f ms in %d bursts, %d/%d failed (%d after the restore), dup %.0f ms, leftover %d, watch broken %.0f ms",
 				impl.Name(), sc, rep, res.Victim, res.OutageMS, res.OutageBursts, res.FailedRequests, res.Requests,
 				res.RestoreFailed, res.DupVIPMS, res.LeftoverVIPs, res.WatchBrokenMS)
+			if sc == chaoslab.Restart {
+				logf("  stop took %.0f ms (error: %q)", res.StopMS, res.StopError)
+			}
 			for _, e := range res.Errors {
 				logf("  %s", e)
 			}

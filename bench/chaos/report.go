@@ -37,6 +37,8 @@ type medianLine struct {
 	LeftoverVIPs   int               `json:"leftover_vips"`
 	FailoverMS     float64           `json:"failover_ms"`
 	WatchBrokenMS  float64           `json:"watch_broken_ms"`
+	// StopMS is the median graceful stop of the restart scenario.
+	StopMS float64 `json:"stop_ms,omitempty"`
 }
 
 // series collects one figure of the runs of an implementation and
@@ -59,6 +61,7 @@ func leftover(r chaoslab.Result) float64  { return float64(r.LeftoverVIPs) }
 func restore(r chaoslab.Result) float64   { return float64(r.RestoreFailed) }
 func broken(r chaoslab.Result) float64    { return r.WatchBrokenMS }
 func reconnect(r chaoslab.Result) float64 { return float64(r.WatchReconnects) }
+func stopTime(r chaoslab.Result) float64  { return r.StopMS }
 
 // failovers collects the failover times of the runs that had one.
 func failovers(rs []chaoslab.Result, sc chaoslab.Scenario) []float64 {
@@ -97,6 +100,7 @@ func medianLines(runs []*implRun, scs []chaoslab.Scenario) []medianLine {
 				LeftoverVIPs:   int(maxOf(series(r.results, sc, leftover))),
 				FailoverMS:     stats.Median(failovers(r.results, sc)),
 				WatchBrokenMS:  stats.Median(series(r.results, sc, broken)),
+				StopMS:         stats.Median(series(r.results, sc, stopTime)),
 			})
 		}
 	}
@@ -165,7 +169,24 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 			tds = append(tds, r.name+" -")
 		}
 	}
-	b.WriteString(strings.Join(tds, ", ") + ".\n\n")
+	b.WriteString(strings.Join(tds, ", ") + ".\n")
+	if slices.Contains(scs, chaoslab.Restart) {
+		b.WriteString("\nPlanned restart (`restart`), SIGTERM to the exit of the victim's LB (handover and drain), ms: ")
+		var sts, unclean []string
+		for _, r := range runs {
+			sts = append(sts, r.name+" "+spread(series(r.results, chaoslab.Restart, stopTime)))
+			for _, res := range r.results {
+				if res.Scenario == chaoslab.Restart && res.StopError != "" {
+					unclean = append(unclean, fmt.Sprintf("%s rep %d: %s", r.name, res.Rep, firstLine(res.StopError)))
+				}
+			}
+		}
+		if len(unclean) == 0 {
+			unclean = []string{"none"}
+		}
+		fmt.Fprintf(&b, "%s. Stops that were not clean (killed after the timeout, or a failed exit): %s.\n", strings.Join(sts, ", "), strings.Join(unclean, "; "))
+	}
+	b.WriteString("\n")
 
 	// Goals, judged on the worst run.
 	b.WriteString("| goal (worst run) |")
@@ -213,6 +234,21 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 			return fmt.Sprintf("%.0f ms: %s", maxOf(d), met(maxOf(d) <= float64(p.Advert.Milliseconds())))
 		})
 	}
+	if has(chaoslab.Restart) {
+		// Judged for nlb alone: keepalived drops the VIP with its
+		// priority-0 advertisement by design, so its figure is there to
+		// compare with, not a goal it could meet.
+		goal("restart: nlb outage 0 ms (make-before-break)", func(r *implRun) string {
+			o := series(r.results, chaoslab.Restart, outage)
+			switch {
+			case len(o) == 0:
+				return "-"
+			case r.name != chaoslab.NLBName:
+				return fmt.Sprintf("%.0f ms (not judged)", maxOf(o))
+			}
+			return fmt.Sprintf("%.0f ms: %s", maxOf(o), met(maxOf(o) == 0))
+		})
+	}
 	goal("no VIP left behind (every run, and after teardown)", func(r *implRun) string {
 		if len(r.results) == 0 {
 			return "-"
@@ -244,12 +280,15 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 	fmt.Fprintf(&b, `
 - outage_ms: the failure bursts of new connections in the fault phase, summed; a burst runs from the first failed probe (started up to 1 s before the fault) to the first successful one followed by 500 ms without a failure.
 - failed_requests / requests: every probe from 1 s before the fault until the lab has settled again; "failed after the restore" are those after the recovery action (restart, link up).
-- dup_vip_ms: time two controllers held the VIP at once after the recovery action (link up; restart of the killed LB and API server; restart of the API server).
+- dup_vip_ms: time two controllers held the VIP at once after the recovery action (link up; restart of the killed LB and API server; restart of the API server; start of the stopped LB).
 - leftover_vips: controllers other than the master holding the VIP once settled.
 - failover_ms: fault to the first advertisement of another controller. watch_broken_ms: the longest total break of one of the watches (gaps over 600 ms between events written every 200 ms, minus 200 ms).
 - Master_Down_Interval: 3 x %v + Skew_Time of the backup taking over: nlb priority %d, %s backup priority %d.
 - Clients: nlb VIP:%d (steered into the proxy on :%d), %s VIP:%d (HAProxy); the check script and HAProxy follow the kubeadm guide (see bench/README.md).
 `, p.Advert, chaoslab.NLBPriority, chaoslab.PeerName, takeover(chaoslab.PeerName), 6443, chaoslab.NLBProxyPort, chaoslab.PeerName, chaoslab.HAProxyPort)
+	if has(chaoslab.Restart) {
+		b.WriteString("- restart: the victim's LB gets SIGTERM (its API server stays up) and the fault phase lasts until it has exited; nlb keeps the VIP, steered into its draining proxy, until the new master's first advertisement, keepalived drops it with its priority-0 advertisement and HAProxy stops at once. Only nlb is judged on its outage.\n")
+	}
 	return b.String()
 }
 

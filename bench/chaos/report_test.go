@@ -2,11 +2,18 @@ package main
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nlb-dev/nlb/internal/chaoslab"
 )
+
+// stop sets the graceful stop figures of a restart result.
+func stop(r chaoslab.Result, ms float64, err string) chaoslab.Result {
+	r.StopMS, r.StopError = ms, err
+	return r
+}
 
 func TestMarkdown(t *testing.T) {
 	res := func(impl string, sc chaoslab.Scenario, outage float64, failed int, dup float64, left int) chaoslab.Result {
@@ -17,12 +24,17 @@ func TestMarkdown(t *testing.T) {
 		res("nlb", chaoslab.Kill, 3500, 170, 20, 0), // worst run over 3419 ms
 		res("nlb", chaoslab.APIServer, 10, 1, 0, 0),
 		res("nlb", chaoslab.Link, 3200, 160, 1200, 1),
+		stop(res("nlb", chaoslab.Restart, 0, 0, 0, 0), 31000, ""),
+		stop(res("nlb", chaoslab.Restart, 0, 0, 0, 0), 33000, ""),
 	}}
 	peer := &implRun{name: chaoslab.PeerName, teardown: &chaoslab.Teardown{}, results: []chaoslab.Result{
 		res(chaoslab.PeerName, chaoslab.Kill, 3600, 180, 20, 0),
 		res(chaoslab.PeerName, chaoslab.APIServer, 40, 2, 0, 0),
 		res(chaoslab.PeerName, chaoslab.Link, 10000, 280, 0, 0),
+		stop(res(chaoslab.PeerName, chaoslab.Restart, 620, 31, 10, 0), 25, ""),
+		stop(res(chaoslab.PeerName, chaoslab.Restart, 600, 30, 10, 0), 5020, "haproxy@h1 did not exit\nwithin 5s"),
 	}}
+	peer.results[len(peer.results)-1].Rep = 2
 	md := markdown([]*implRun{peer, nlb}, chaoslab.Scenarios(), chaoslab.DefaultParams(), 2)
 	for _, want := range []string{
 		"| kill | nlb | 2 | 3400 (3300-3500) | 165 (160-170) / 500 (500-500) |",
@@ -32,10 +44,28 @@ func TestMarkdown(t *testing.T) {
 		"| kill: nlb no worse than keepalived+haproxy (medians) | | met |",
 		"| link: nlb no worse than keepalived+haproxy (medians) | | **not met**: dup_vip_ms 1200 > 0, leftover_vips 1 > 0 |",
 		"1 in runs, 0 after teardown: **not met**",
+		// The peer's restart outage is shown, not judged; nlb's must be 0.
+		"| restart: nlb outage 0 ms (make-before-break) | 620 ms (not judged) | 0 ms: met |",
+		"| restart: nlb no worse than keepalived+haproxy (medians) | | met |",
+		"ms: keepalived+haproxy 2522 (25-5020), nlb 32000 (31000-33000). Stops that were not clean (killed after the timeout, or a failed exit): keepalived+haproxy rep 2: haproxy@h1 did not exit.",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
 		}
+	}
+
+	// One nlb restart with a failed probe misses the goal, judged on the
+	// worst run although the median is 0.
+	worse := &implRun{name: chaoslab.NLBName, teardown: &chaoslab.Teardown{}, results: append(slices.Clone(nlb.results),
+		res("nlb", chaoslab.Restart, 40, 2, 0, 0))}
+	md = markdown([]*implRun{peer, worse}, chaoslab.Scenarios(), chaoslab.DefaultParams(), 3)
+	if want := "| restart: nlb outage 0 ms (make-before-break) | 620 ms (not judged) | 40 ms: **not met** |"; !strings.Contains(md, want) {
+		t.Errorf("table lacks %q:\n%s", want, md)
+	}
+	// Without the restart scenario there is no restart goal.
+	md = markdown([]*implRun{peer, nlb}, chaoslab.Scenarios()[:3], chaoslab.DefaultParams(), 2)
+	if strings.Contains(md, "| restart") || strings.Contains(md, "Planned restart") || strings.Contains(md, "- restart:") {
+		t.Errorf("table without the restart scenario mentions it:\n%s", md)
 	}
 
 	// An implementation that did not run says why.
@@ -46,7 +76,8 @@ func TestMarkdown(t *testing.T) {
 	}
 
 	lines := medianLines([]*implRun{nlb}, chaoslab.Scenarios())
-	if len(lines) != 3 || lines[0].OutageMS != 3400 || lines[2].LeftoverVIPs != 1 || lines[0].Stat != "median" {
+	if len(lines) != 4 || lines[0].OutageMS != 3400 || lines[2].LeftoverVIPs != 1 || lines[0].Stat != "median" ||
+		lines[3].Scenario != chaoslab.Restart || lines[3].StopMS != 32000 || lines[0].StopMS != 0 {
 		t.Errorf("median lines = %+v", lines)
 	}
 }
