@@ -11,6 +11,23 @@ import (
 	"time"
 )
 
+// buildChecker builds the check function of cfg.HealthCheck for
+// startChecks, loading the CA and client certificate files: at Listen and
+// at every Reload (so that certificates rotated in place are picked up).
+// An unreadable file is an error there, never checks silently off. The
+// caller holds p.reconf.
+func (p *Proxy) buildChecker(cfg *Config) error {
+	if p.check != nil || cfg.HealthCheck.Type == CheckNone {
+		return nil
+	}
+	check, err := newChecker(cfg.HealthCheck)
+	if err != nil {
+		return fmt.Errorf("lb: healthCheck: %w", err)
+	}
+	p.checker = check
+	return nil
+}
+
 // startChecks starts b's active health checker if the proxy is serving and
 // checks are configured. The caller holds p.reconf.
 func (p *Proxy) startChecks(b *backend) {
@@ -28,11 +45,8 @@ func (p *Proxy) startChecks(b *backend) {
 			}
 			return
 		}
-		var err error
-		check, err = newChecker(cfg.HealthCheck)
-		if err != nil {
-			p.log.Error("health checks disabled: bad TLS settings", "backend", b.addr, "err", err)
-			return
+		if check = p.checker; check == nil {
+			return // before Listen: Serve starts the checks
 		}
 	}
 	ctx, cancel := context.WithCancel(p.bgCtx)

@@ -723,6 +723,10 @@ func (l *loop) connected(c *proxyConn, b *backend, sent int) {
 	if p.closing.Load() {
 		// Shutdown may have walked p.conns before we registered.
 		c.close()
+	} else if b.removed.Load() && !b.draining.Load() {
+		// The backend was removed while this dial was in flight: the
+		// connection is drained like the ones it had then.
+		p.retire(b)
 	}
 	at := l.now + int64(tuneAfter)
 	l.tuneQ.push(timerEntry{at: at, c: c})

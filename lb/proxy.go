@@ -41,6 +41,9 @@ type Proxy struct {
 	dial   func(ctx context.Context, addr string) (*net.TCPConn, error)
 	listen func(ctx context.Context, addr string) (*net.TCPListener, error)
 	check  func(ctx context.Context, addr string) error // from Options; nil = from config
+	// checker is the check built from the configuration (buildChecker),
+	// when check is nil; guarded by reconf.
+	checker func(ctx context.Context, addr string) error
 	// ownListen: listeners come from defaultListen, which turns off Go's
 	// keepalive on accept, so accepted connections keep the options set on
 	// the listener. tuneAccepted: they must be tuned one by one.
@@ -185,6 +188,12 @@ func (p *Proxy) defaultDial(ctx context.Context, addr string) (*net.TCPConn, err
 // bound.
 func (p *Proxy) Listen(ctx context.Context) error {
 	cfg := p.cfg.Load()
+	p.reconf.Lock()
+	err := p.buildChecker(cfg)
+	p.reconf.Unlock()
+	if err != nil {
+		return err
+	}
 	var lns []*net.TCPListener
 	for _, a := range cfg.Listen {
 		ln, err := p.listen(ctx, a)
@@ -477,13 +486,27 @@ func (p *Proxy) setBackendsLocked(addrs []string) {
 		p.stopChecks(b)
 		p.log.Info("backend removed", "backend", b.addr, "active", b.active.Load())
 		if b.active.Load() > 0 {
-			p.mu.Lock()
-			p.retired = append(p.retired, b)
-			p.mu.Unlock()
-			p.startDrain(b, "removed")
+			p.retire(b)
 		}
 	}
 	p.backends.Store(next)
+}
+
+// retire keeps a removed backend that holds connections listed (status)
+// and drains it, unless a drain already runs. Both setBackendsLocked and a
+// loop completing a dial to a backend removed meanwhile call it: the loop
+// counts the connection (active) before it reads removed, setBackendsLocked
+// stores removed before it reads active, so one of them always sees the
+// connection.
+func (p *Proxy) retire(b *backend) {
+	p.mu.Lock()
+	if !slices.Contains(p.retired, b) {
+		p.retired = append(p.retired, b)
+	}
+	p.mu.Unlock()
+	if !b.draining.Load() {
+		p.startDrain(b, "removed")
+	}
 }
 
 func (p *Proxy) forgetRetired(b *backend) {
@@ -504,6 +527,9 @@ func (p *Proxy) Reload(cfg Config) error {
 	p.reconf.Lock()
 	defer p.reconf.Unlock()
 	old := p.cfg.Load()
+	if err := p.buildChecker(&cfg); err != nil {
+		return err // nothing changed
+	}
 	if !slices.Equal(old.Listen, cfg.Listen) {
 		p.log.Warn("listen addresses changed: restart to apply", "old", old.Listen, "new", cfg.Listen)
 		cfg.Listen = old.Listen
@@ -519,7 +545,11 @@ func (p *Proxy) Reload(cfg Config) error {
 	if cfg.KeepAlive != old.KeepAlive || cfg.UserTimeout != old.UserTimeout {
 		p.tuneListeners(&cfg)
 	}
-	if cfg.HealthCheck != old.HealthCheck {
+	hc := cfg.HealthCheck
+	// buildChecker re-read the files: restart the checks with them, for
+	// certificates rotated in place.
+	reread := p.check == nil && (hc.CAFile != "" || hc.CertFile != "")
+	if hc != old.HealthCheck || reread {
 		for _, b := range p.backends.Load().list {
 			p.stopChecks(b)
 			b.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -551,6 +552,8 @@ func TestDrainUnhealthyAndRemoved(t *testing.T) {
 			closed++
 		}
 	}
+	// The drain counts a close after handing it to the loop: wait for it.
+	waitFor(t, "three drained", func() bool { return p.drained.Load() >= 3 })
 	if closed != 3 || p.drained.Load() != 3 {
 		t.Errorf("%d connections closed, %d drained; want 3", closed, p.drained.Load())
 	}
@@ -571,7 +574,9 @@ func TestDrainUnhealthyAndRemoved(t *testing.T) {
 }
 
 func TestConnectionLimit(t *testing.T) {
-	p := startProxy(t, Config{Backends: []string{echoServer(t)}, MaxConnections: 2}, Options{})
+	logs := &syncLog{}
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}, MaxConnections: 2},
+		Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	c1, c2 := dial(t, p.addr), dial(t, p.addr)
 	for _, c := range []net.Conn{c1, c2} {
 		if err := roundTrip(c, "a"); err != nil {
@@ -582,9 +587,14 @@ func TestConnectionLimit(t *testing.T) {
 	if roundTrip(c3, "b") == nil {
 		t.Fatal("third connection proxied beyond the limit of 2")
 	}
+	// The loop closes the rejected socket before it counts it.
+	waitFor(t, "the rejection counted", func() bool { return p.limitHits.Load() >= 1 })
 	if p.limitHits.Load() != 1 {
 		t.Errorf("limit_reached_total %d, want 1", p.limitHits.Load())
 	}
+	waitFor(t, "the limit logged", func() bool {
+		return strings.Contains(logs.String(), "connection limit reached") && strings.Contains(logs.String(), "max_connections=2")
+	})
 	c1.Close()
 	waitFor(t, "slot freed", func() bool { return p.Status().Active == 1 })
 	if err := roundTrip(dial(t, p.addr), "c"); err != nil {
@@ -911,10 +921,110 @@ func TestDrainUnhealthyNoStagger(t *testing.T) {
 	// With an hour of stagger, the second and third would wait 30 and 60
 	// minutes.
 	waitFor(t, "all of a's connections closed", func() bool { return backendStatus(p.Proxy, a).Active == 0 })
+	// The drain counts a close after handing it to the loop: wait for it.
+	waitFor(t, "three drained", func() bool { return p.drained.Load() >= 3 })
 	if p.drained.Load() != 3 {
 		t.Errorf("%d drained, want 3", p.drained.Load())
 	}
 	if backendStatus(p.Proxy, b).Active != 3 {
 		t.Errorf("b's connections: %+v, want 3 untouched", backendStatus(p.Proxy, b))
+	}
+}
+
+// syncLog collects log output written from several goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDrainDialCompletingAfterRemoval: a connection whose dial was in
+// flight when its backend was removed is drained like the backend's other
+// connections (it used to stay, uncounted by any drain, for ever).
+func TestDrainDialCompletingAfterRemoval(t *testing.T) {
+	a, b := echoServer(t), echoServer(t)
+	release := make(chan struct{})
+	dialing := make(chan struct{}, 1)
+	d := func(ctx context.Context, addr string) (*net.TCPConn, error) {
+		if addr == a {
+			dialing <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		var nd net.Dialer
+		c, err := nd.DialContext(context.WithoutCancel(ctx), "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
+	}
+	p := startProxy(t, Config{Backends: []string{a}, ConnectTimeout: Duration(time.Minute),
+		DrainPeriod: Duration(10 * time.Millisecond), DrainStagger: Duration(time.Millisecond)}, Options{Dial: d})
+	c := dial(t, p.addr)
+	select {
+	case <-dialing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dial to a")
+	}
+	p.SetBackends([]string{b}) // a has no connection yet: nothing to drain
+	close(release)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// The connection reaches a, then is closed by the drain.
+	if err := roundTrip(c, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the connection to the removed backend stayed open: %v", err)
+	}
+	waitFor(t, "a forgotten", func() bool { return backendStatus(p.Proxy, a).Address == "" && p.Status().Active == 0 })
+}
+
+// TestBadCheckFiles: a CA or client certificate file that cannot be read
+// fails Listen (and a Reload, which then keeps the running configuration)
+// with an error naming healthCheck, instead of leaving the backends
+// unchecked and healthy for ever.
+func TestBadCheckFiles(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing-ca.crt")
+	cfg := Config{Listen: []string{"127.0.0.1:0"}, Backends: []string{echoServer(t)},
+		HealthCheck: HealthCheck{Type: CheckHTTPS, CAFile: missing}}
+	p, err := New(cfg, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("New (no I/O) = %v", err)
+	}
+	err = p.Listen(context.Background())
+	if err == nil {
+		p.Shutdown(context.Background())
+		t.Fatal("Listen accepted an unreadable caFile")
+	}
+	if !strings.Contains(err.Error(), "healthCheck") || !strings.Contains(err.Error(), "missing-ca.crt") {
+		t.Errorf("Listen error %q does not name healthCheck and the file", err)
+	}
+	if len(p.Addrs()) != 0 {
+		t.Errorf("bound %v after the error", p.Addrs())
+	}
+
+	tp := startProxy(t, Config{Backends: []string{echoServer(t)}, HealthCheck: HealthCheck{Type: CheckTCP}}, Options{})
+	next := *tp.cfg.Load()
+	next.Backends = []string{echoServer(t)}
+	next.HealthCheck = HealthCheck{Type: CheckTLS, CertFile: missing, KeyFile: missing}
+	if err := tp.Reload(next); err == nil || !strings.Contains(err.Error(), "healthCheck") {
+		t.Errorf("Reload with an unreadable certFile = %v", err)
+	}
+	if got := tp.cfg.Load(); got.HealthCheck.Type != CheckTCP || got.Backends[0] == next.Backends[0] {
+		t.Errorf("a failed Reload changed the configuration: %+v", got)
 	}
 }
