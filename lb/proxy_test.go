@@ -159,8 +159,15 @@ func dial(t *testing.T, addr string) *net.TCPConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// A regression that leaves a read or write hanging fails the test
+	// instead of running into the package timeout.
+	c.SetDeadline(time.Now().Add(testConnDeadline))
 	return c.(*net.TCPConn)
 }
+
+// testConnDeadline bounds every test connection's I/O; no test needs a
+// connection longer.
+const testConnDeadline = 2 * time.Minute
 
 // roundTrip sends msg and expects it echoed. It writes while it reads, so
 // that a message larger than the socket buffers cannot deadlock.
