@@ -177,6 +177,20 @@ func tcpCheck(ctx context.Context, addr string) error {
 	return c.Close()
 }
 
+// LoadFiles reads the files c names (the health check's CA and client
+// certificate) and reports the first that cannot be used, as Listen would.
+// Unlike Validate it does I/O; `nlb proxy --check` calls it.
+func (c *Config) LoadFiles() error {
+	hc := c.HealthCheck
+	if hc.Type != CheckTLS && hc.Type != CheckHTTPS {
+		return nil
+	}
+	if _, err := tlsConfig(hc); err != nil {
+		return fmt.Errorf("lb: healthCheck: %w", err)
+	}
+	return nil
+}
+
 func tlsConfig(hc HealthCheck) (*tls.Config, error) {
 	c := &tls.Config{
 		ServerName:         hc.ServerName,
@@ -186,18 +200,18 @@ func tlsConfig(hc HealthCheck) (*tls.Config, error) {
 	if hc.CAFile != "" {
 		pem, err := os.ReadFile(hc.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("lb: health check CA: %w", err)
+			return nil, fmt.Errorf("caFile: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("lb: health check CA %s: no PEM certificates", hc.CAFile)
+			return nil, fmt.Errorf("caFile %s: no PEM certificates", hc.CAFile)
 		}
 		c.RootCAs = pool
 	}
 	if hc.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(hc.CertFile, hc.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("lb: health check client certificate: %w", err)
+			return nil, fmt.Errorf("certFile/keyFile: %w", err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

@@ -1023,6 +1023,9 @@ func TestBadCheckFiles(t *testing.T) {
 	if len(p.Addrs()) != 0 {
 		t.Errorf("bound %v after the error", p.Addrs())
 	}
+	if err := cfg.LoadFiles(); err == nil || !strings.Contains(err.Error(), "missing-ca.crt") {
+		t.Errorf("LoadFiles = %v, want the missing CA file", err)
+	}
 
 	tp := startProxy(t, Config{Backends: []string{echoServer(t)}, HealthCheck: HealthCheck{Type: CheckTCP}}, Options{})
 	next := *tp.cfg.Load()

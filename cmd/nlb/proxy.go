@@ -167,6 +167,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *check {
+		if err := cfg.LoadFiles(); err != nil {
+			return err
+		}
 		_, err := fmt.Fprintln(stdout, "configuration ok")
 		return err
 	}
