@@ -77,3 +77,34 @@ keepalived:
 		}
 	}
 }
+
+// TestKonnectivityAgentPort: spec.konnectivity.agentPort is read (the rest
+// of spec.konnectivity is k0s's and ignored), defaults to 8132 and is
+// checked as a port.
+func TestKonnectivityAgentPort(t *testing.T) {
+	doc := func(konn string) []byte {
+		return []byte("spec:\n" + konn + `  network:
+    nodeLocalLoadBalancing: {enabled: true}
+`)
+	}
+	for _, tc := range []struct {
+		konn string
+		want int
+	}{
+		{"", 8132},
+		{"  konnectivity: {adminPort: 8133}\n", 8132},
+		{"  konnectivity: {agentPort: 9132, adminPort: 8133}\n", 9132},
+	} {
+		c, err := Load(doc(tc.konn))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.konn, err)
+		}
+		if got := c.KonnectivityAgentPort(); got != tc.want {
+			t.Errorf("%q: agent port %d, want %d", tc.konn, got, tc.want)
+		}
+	}
+	_, err := Load(doc("  konnectivity: {agentPort: 70000}\n"))
+	if err == nil || !strings.Contains(err.Error(), "spec.konnectivity.agentPort") {
+		t.Errorf("port 70000: %v", err)
+	}
+}

@@ -111,6 +111,15 @@ func (c *Config) Warnings() []string {
 	return slices.Clone(c.warnings)
 }
 
+// KonnectivityAgentPort returns spec.konnectivity.agentPort, 8132 by
+// default.
+func (c *Config) KonnectivityAgentPort() int {
+	if c.Konnectivity.AgentPort == 0 {
+		return DefaultKonnectivityAgentPort
+	}
+	return c.Konnectivity.AgentPort
+}
+
 // APIPort returns spec.api.port, 6443 by default.
 func (c *Config) APIPort() int {
 	if c.API.Port == 0 {

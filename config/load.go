@@ -106,6 +106,9 @@ type Config struct {
 	// API holds spec.api.port and spec.api.externalAddress; zero for forms
 	// without spec.api.
 	API APISpec
+	// Konnectivity holds spec.konnectivity.agentPort; zero for forms
+	// without spec.konnectivity.
+	Konnectivity KonnectivitySpec
 	// ControlPlaneLoadBalancing is spec.network.controlPlaneLoadBalancing.
 	ControlPlaneLoadBalancing ControlPlaneLoadBalancing
 	// NodeLocalLoadBalancing is spec.network.nodeLocalLoadBalancing.
@@ -312,6 +315,11 @@ func (c *Config) loadSpec(p *problems, spec map[string]any, path string) {
 		// Only port and externalAddress are nlb's business; the rest of
 		// spec.api is k0s's and is ignored.
 		decodeField(p, child(path, "api"), api, &c.API, false)
+	}
+	if kn, ok := object(p, spec, "konnectivity", child(path, "konnectivity")); ok {
+		// Only agentPort is nlb's business (the NLLB konnectivity
+		// upstream port); the rest is k0s's.
+		decodeField(p, child(path, "konnectivity"), kn, &c.Konnectivity, false)
 	}
 	if nw, ok := object(p, spec, "network", child(path, "network")); ok {
 		c.loadNetwork(p, nw, child(path, "network"))

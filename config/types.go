@@ -29,6 +29,11 @@ const (
 const (
 	// DefaultAPIPort is spec.api.port's default (k0s api.go).
 	DefaultAPIPort = 6443
+	// DefaultKonnectivityAgentPort is spec.konnectivity.agentPort's
+	// default (k0s konnectivity.go): the port konnectivity agents dial on
+	// the controllers, the upstream of node-local load balancing's
+	// konnectivity listener.
+	DefaultKonnectivityAgentPort = 8132
 	// DefaultUserSpaceProxyPort is keepalived.userSpaceProxyBindPort's
 	// default (k0s cplb.go KeepalivedSpec.Validate).
 	DefaultUserSpaceProxyPort = 6444
@@ -67,6 +72,12 @@ type APISpec struct {
 	// ExternalAddress is spec.api.externalAddress. Node-local load
 	// balancing cannot be used with it.
 	ExternalAddress string `json:"externalAddress,omitempty"`
+}
+
+// KonnectivitySpec is the part of spec.konnectivity nlb reads.
+type KonnectivitySpec struct {
+	// AgentPort is spec.konnectivity.agentPort; 0 means 8132.
+	AgentPort int `json:"agentPort,omitempty"`
 }
 
 // ControlPlaneLoadBalancing is spec.network.controlPlaneLoadBalancing

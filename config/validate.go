@@ -54,6 +54,12 @@ func (c *Config) checkAPI(p *problems) {
 	} else {
 		checkPort(p, child(c.Form.apiPath(), "port"), c.API.Port)
 	}
+	if c.Konnectivity.AgentPort == 0 {
+		c.Konnectivity.AgentPort = DefaultKonnectivityAgentPort
+	} else {
+		sp, _ := c.Form.specPath()
+		checkPort(p, child(child(sp, "konnectivity"), "agentPort"), c.Konnectivity.AgentPort)
+	}
 }
 
 // checkNLLB follows k0s nllb.go NodeLocalLoadBalancing.Validate and

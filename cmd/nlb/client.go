@@ -65,7 +65,9 @@ through a healthy one instead of hanging until TCP gives up.
 --config takes a k0s ClusterConfig (or its spec or spec.network): the bind
 ports come from spec.network.nodeLocalLoadBalancing (envoyProxy or traefik
 .apiServerBindPort and .konnectivityServerBindPort; both types are accepted
-as aliases). --api-port and --konnectivity-port override it.
+as aliases), the konnectivity upstream port from spec.konnectivity.agentPort.
+--api-port, --konnectivity-port and --konnectivity-upstream-port override
+them.
 
 Point clients at it with 'nlb kubeconfig --in kubelet.conf --out FILE
 --server https://127.0.0.1:7443'.
@@ -126,7 +128,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	bind := fs.String("bind", "", "listen `IP` (default: the first loopback address localhost resolves to, else 127.0.0.1)")
 	apiPort := fs.Int("api-port", config.DefaultNLLBAPIServerBindPort, "API server listen `port` (overrides --config)")
 	konnPort := fs.Int("konnectivity-port", config.DefaultNLLBKonnectivityServerBindPort, "konnectivity listen `port` (overrides --config)")
-	konnUpstream := fs.Int("konnectivity-upstream-port", 8132, "konnectivity server `port` on the API server hosts (k0s agentPort)")
+	konnUpstream := fs.Int("konnectivity-upstream-port", config.DefaultKonnectivityAgentPort, "konnectivity server `port` on the API server hosts (overrides --config's spec.konnectivity.agentPort)")
 	readyz := fs.Bool("readyz", false, "also GET /readyz (200) with the kubeconfig's identity in health checks")
 	admin := fs.String("admin", "", "admin server `address`, e.g. 127.0.0.1:9902 (empty: none)")
 	interval := fs.Duration("check-interval", defaultClientCheckInterval, "health check `interval`")
@@ -187,6 +189,9 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if !set["konnectivity-port"] {
 			o.konnPort = k
 		}
+		if !set["konnectivity-upstream-port"] {
+			o.konnUpstream = cfg.KonnectivityAgentPort()
+		}
 	}
 	if o.bind == "" {
 		o.bind = loopbackBind(ctx, net.DefaultResolver)
@@ -196,9 +201,9 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *check {
-		_, err := fmt.Fprintf(stdout, "configuration ok: apiserver %s, konnectivity %s, upstreams %v\n",
+		_, err := fmt.Fprintf(stdout, "configuration ok: apiserver %s, konnectivity %s (to port %d), upstreams %v\n",
 			net.JoinHostPort(o.bind, strconv.Itoa(o.apiPort)), net.JoinHostPort(o.bind, strconv.Itoa(o.konnPort)),
-			c.api.Status().Backends)
+			o.konnUpstream, c.api.Status().Backends)
 		return err
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {

@@ -878,6 +878,7 @@ func TestClientFlags(t *testing.T) {
 kind: ClusterConfig
 metadata: {name: k0s}
 spec:
+  konnectivity: {agentPort: 8140, adminPort: 8133}
   network:
     nodeLocalLoadBalancing:
       enabled: true
@@ -892,8 +893,14 @@ spec:
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
-	if !strings.Contains(out.String(), "apiserver 127.0.0.1:7444, konnectivity 127.0.0.1:7200") {
+	if !strings.Contains(out.String(), "apiserver 127.0.0.1:7444, konnectivity 127.0.0.1:7200 (to port 8140)") {
 		t.Errorf("--check output %q", out.String())
+	}
+	out.Reset()
+	err = runClient(context.Background(), []string{"--check", "--config", cfgFile, "--kubeconfig", c.kubeconfig,
+		"--bind", "127.0.0.1", "--cache-file", "", "--konnectivity-upstream-port", "9132"}, &out, &errOut)
+	if err != nil || !strings.Contains(out.String(), "konnectivity 127.0.0.1:7133 (to port 9132)") {
+		t.Errorf("--konnectivity-upstream-port over the file: %v, %q", err, out.String())
 	}
 	if err := runClient(context.Background(), []string{"--check"}, &out, &errOut); err == nil {
 		t.Error("no --kubeconfig: no error")
