@@ -19,8 +19,8 @@
 //     keepalived).
 //
 // Everything k0s has outside the sections nlb owns is accepted and ignored
-// (spec.storage, spec.network.provider, ...), except that spec.api.port and
-// spec.api.externalAddress are read. Inside controlPlaneLoadBalancing and
+// (spec.storage, spec.network.provider, ...), except that spec.api.port,
+// spec.api.externalAddress and spec.konnectivity.agentPort are read. Inside controlPlaneLoadBalancing and
 // nodeLocalLoadBalancing decoding is strict: an unknown or mis-cased field
 // is an error, as is a value of the wrong type. Duplicate YAML keys are
 // errors everywhere.
