@@ -3,6 +3,7 @@ package chaoslab
 import (
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -167,7 +168,7 @@ func TestAdvertisers(t *testing.T) {
 
 func TestStatusFacts(t *testing.T) {
 	doc := `{
-	  "instances": [{"name": "k0s-vip-0", "state": "Master", "priority": 200}],
+	  "instances": [{"name": "k0s-vip-0", "state": "Master", "priority": 200}, {"name": "other", "state": "Backup"}],
 	  "health": {"healthy": true},
 	  "proxy": {"listeners": [":6444"], "backends": [
 	    {"address": "192.0.2.11:6443", "healthy": true},
@@ -179,9 +180,9 @@ func TestStatusFacts(t *testing.T) {
 	if err := json.Unmarshal([]byte(doc), &v); err != nil {
 		t.Fatal(err)
 	}
-	states, backends := statusFacts(v)
-	if len(states) != 1 || states[0] != "Master" {
-		t.Errorf("states = %q, want [Master]", states)
+	insts, backends := statusFacts(v)
+	if want := []statusInstance{{"Master", 200}, {"Backup", -1}}; !slices.Equal(insts, want) {
+		t.Errorf("instances = %+v, want %+v", insts, want)
 	}
 	if len(backends) != 2 || !backends["192.0.2.11:6443"] || backends["192.0.2.12:6443"] {
 		t.Errorf("backends = %v, want .11 healthy, .12 not, the removed one left out", backends)

@@ -162,8 +162,10 @@ func (n *NLB) Status(ctx context.Context, i int) (map[string]any, error) {
 }
 
 // Ready implements Impl: every node runs and answers /status, every VRRP
-// instance is Master or Backup and exactly one is Master, and every proxy
-// backend listed is healthy.
+// instance is Master or Backup at its configured priority (not lowered to
+// 0 by the health tracking, whose rise can lag the API server's readiness
+// by seconds: a scenario must not start while a Backup cannot take over)
+// and exactly one is Master, and every proxy backend listed is healthy.
 func (n *NLB) Ready(ctx context.Context) error {
 	masters := 0
 	for i, d := range n.nodes {
@@ -174,17 +176,20 @@ func (n *NLB) Ready(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.Name, err)
 		}
-		states, backends := statusFacts(st)
-		if len(states) == 0 {
+		insts, backends := statusFacts(st)
+		if len(insts) == 0 {
 			return fmt.Errorf("%s: /status lists no VRRP instance", d.Name)
 		}
-		for _, s := range states {
-			switch s {
+		for _, in := range insts {
+			switch in.state {
 			case "Master":
 				masters++
 			case "Backup":
 			default:
-				return fmt.Errorf("%s: instance in state %q", d.Name, s)
+				return fmt.Errorf("%s: instance in state %q", d.Name, in.state)
+			}
+			if in.priority >= 0 && in.priority != int(n.Priority(i)) {
+				return fmt.Errorf("%s: %s at priority %d (configured %d)", d.Name, in.state, in.priority, n.Priority(i))
 			}
 		}
 		for addr, healthy := range backends {
@@ -199,12 +204,19 @@ func (n *NLB) Ready(ctx context.Context) error {
 	return nil
 }
 
-// statusFacts digs the VRRP states (objects with "state" inside an
-// "instances" list) and the proxy backends (objects with "address" and
-// "healthy" inside a "backends" list, not removed ones) out of a /status
-// document, wherever they sit, so that the bench does not depend on the
-// exact shape.
-func statusFacts(v any) (states []string, backends map[string]bool) {
+// statusInstance is a VRRP instance in a /status document: its state and
+// its effective priority (-1 when not given).
+type statusInstance struct {
+	state    string
+	priority int
+}
+
+// statusFacts digs the VRRP instances (objects with "state", and maybe
+// "priority", inside an "instances" list) and the proxy backends (objects
+// with "address" and "healthy" inside a "backends" list, not removed ones)
+// out of a /status document, wherever they sit, so that the bench does not
+// depend on the exact shape.
+func statusFacts(v any) (insts []statusInstance, backends map[string]bool) {
 	backends = map[string]bool{}
 	var walk func(key string, v any)
 	walk = func(key string, v any) {
@@ -222,7 +234,11 @@ func statusFacts(v any) (states []string, backends map[string]bool) {
 				switch key {
 				case "instances":
 					if s, ok := m["state"].(string); ok {
-						states = append(states, s)
+						in := statusInstance{state: s, priority: -1}
+						if p, ok := m["priority"].(float64); ok {
+							in.priority = int(p)
+						}
+						insts = append(insts, in)
 					}
 				case "backends":
 					addr, _ := m["address"].(string)
@@ -237,7 +253,7 @@ func statusFacts(v any) (states []string, backends map[string]bool) {
 		}
 	}
 	walk("", v)
-	return states, backends
+	return insts, backends
 }
 
 // Tail implements Impl.
