@@ -140,6 +140,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 			c.proxy.Shutdown(context.Background())
 			return fmt.Errorf("controller: %w", err)
 		}
+		if sc := newSteeringCollector(c.steer); sc != nil {
+			if err := reg.Register(sc); err != nil {
+				return fmt.Errorf("controller: steering metrics: %w", err)
+			}
+		}
 	}
 
 	// Health tracking: one Tracker per instance (their base priorities
@@ -227,10 +232,11 @@ func (c *controller) run(ctx context.Context, cancel context.CancelFunc, disc *p
 			<-ctx.Done()
 			<-vrrpDone
 			if c.steer != nil {
+				// Close is idempotent (close calls it again); c.steer
+				// stays for /status and /metrics readers.
 				if err := c.steer.Close(); err != nil {
 					c.log.Error("removing steering", "err", err)
 				}
-				c.steer = nil
 			}
 			pcancel()
 		}()

@@ -135,12 +135,21 @@ func TestLabControllerSteering(t *testing.T) {
 			eventually(t, fastWait, "election", func() error { return c.exactlyMaster(nil, netip.Addr{}) })
 			holder := masterOf(t, c)
 
+			steeredMetric := func(n *node) float64 {
+				t.Helper()
+				v, err := n.metricSum("nlb_steering_connections_total", map[string]string{"result": "steered"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
 			steered := func(n *node, count int) {
 				t.Helper()
 				before, gotMode, err := n.proxyTotal()
 				if err != nil {
 					t.Fatal(err)
 				}
+				mBefore := steeredMetric(n)
 				if gotMode != mode {
 					t.Errorf("%s: steering mode %q, want %q", n.name, gotMode, mode)
 				}
@@ -156,6 +165,15 @@ func TestLabControllerSteering(t *testing.T) {
 				}
 				if after-before != uint64(count) {
 					t.Errorf("%s proxy accepted %d connections for %d to VIP:6443, want all steered", n.name, after-before, count)
+				}
+				// sk_lookup counts them in nlb_steering_connections_total;
+				// nftables keeps no counters of ours.
+				want := float64(count)
+				if mode == "nftables" {
+					want = 0
+				}
+				if got := steeredMetric(n) - mBefore; got != want {
+					t.Errorf("%s: nlb_steering_connections_total{result=\"steered\"} grew by %v, want %v", n.name, got, want)
 				}
 			}
 			steered(holder, 6)

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nlb-dev/nlb/config"
 )
 
@@ -16,6 +18,9 @@ type steering interface {
 	Mode() string
 	Close() error
 }
+
+// newSteeringCollector has nothing to export off Linux.
+func newSteeringCollector(steering) prometheus.Collector { return nil }
 
 // attachSteering needs Linux (sk_lookup or nftables).
 func attachSteering(config.Controller, []netip.Addr, []*net.TCPListener, *slog.Logger) (steering, error) {

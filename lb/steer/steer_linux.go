@@ -191,6 +191,23 @@ func (s *Steering) attachNFTables(cfg Config) error {
 // Mode returns the method in use: ModeSKLookup or ModeNFTables.
 func (s *Steering) Mode() string { return s.mode }
 
+// Stats returns the sk_lookup program's counters (connections steered,
+// left to the regular lookup for want of a listener, refused by
+// bpf_sk_assign). ok is false with nftables, which keeps no counters of
+// ours, and after Close.
+func (s *Steering) Stats() (st sklookup.Stats, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.sk == nil {
+		return sklookup.Stats{}, false, nil
+	}
+	st, err = s.sk.Stats()
+	if err != nil {
+		return sklookup.Stats{}, false, fmt.Errorf("steer: %w", err)
+	}
+	return st, true, nil
+}
+
 // Close removes the steering. It may be called more than once.
 func (s *Steering) Close() error {
 	s.mu.Lock()
