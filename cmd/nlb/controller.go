@@ -40,8 +40,10 @@ keepalived, on each controller, in one process:
 With keepalived.disableLoadBalancer: true only the VIPs run (no proxy, no
 steering); health tracking still applies.
 
-SIGTERM or SIGINT releases the VIPs at once with a priority-0 advertisement,
-removes the steering, then lets proxied connections finish (up to 30 s).
+SIGTERM or SIGINT hands the VIPs over make-before-break: a priority-0
+advertisement, the VIPs kept (and steered into the proxy) until the new
+master's first advertisement (at most 4 advertisement intervals), then the
+steering removed and proxied connections left to finish (up to 30 s).
 
 Without --kubeconfig the proxy uses the --backend addresses, or else sends
 everything to 127.0.0.1:<api port> (as k0s does before its first
@@ -49,6 +51,9 @@ discovery), and the local API server is checked with a TCP connect only.
 
 Admin server (--admin): /metrics, /healthz, /readyz (the node can serve:
 healthy API server and proxy) and /status (JSON, rendered by nlb status).
+Metrics: nlb_vrrp_* (as nlb vrrp), nlb_proxy_* (as nlb proxy), the health
+tracking's, and nlb_steering_connections_total{result} (sk_lookup only:
+steered, no_listener, assign_failed).
 
 Flags:
 `
