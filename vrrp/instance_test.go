@@ -664,10 +664,10 @@ func TestInstanceReannounce(t *testing.T) {
 		}
 		ann := b.fx.times("announce")
 		// The loser's advert arrives as b becomes Master: b's own burst
-		// (t1, +100ms), one answer at once, and a burst of 2 after
-		// ReannounceDelay (+100ms, +200ms).
+		// (t1, +100ms), one answer at once, one at ReannounceEcho, and a
+		// burst of 2 after ReannounceDelay (+100ms, +200ms).
 		t1 := st.LastTransition
-		want := []time.Time{t1, t1, t1.Add(100 * ms), t1.Add(ReannounceDelay), t1.Add(ReannounceDelay + 100*ms)}
+		want := []time.Time{t1, t1, t1.Add(ReannounceEcho), t1.Add(100 * ms), t1.Add(ReannounceDelay), t1.Add(ReannounceDelay + 100*ms)}
 		if len(ann) != len(want) {
 			t.Fatalf("b announced at %v, want %v", ann, want)
 		}
