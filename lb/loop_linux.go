@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -1193,4 +1194,39 @@ func setNoDelay(c syscall.Conn) error {
 // does.
 func secs(d time.Duration) int {
 	return max(int((d+time.Second-1)/time.Second), 1)
+}
+
+// closeAccepted closes those of conns whose client socket's local address
+// is one of addrs (Proxy.CloseAccepted); it runs on the loop.
+func (l *loop) closeAccepted(conns []*proxyConn, addrs []netip.Addr) int {
+	n := 0
+	for _, c := range conns {
+		fd := c.fd[sideClient]
+		if fd < 0 || c.closed.Load() {
+			continue
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		var local netip.Addr
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			local = netip.AddrFrom4(a.Addr)
+		case *unix.SockaddrInet6:
+			local = netip.AddrFrom16(a.Addr).Unmap()
+		}
+		// A connection redirected by NAT (nftables steering) was
+		// accepted on a node address; conntrack knows the address the
+		// client dialled.
+		if !slices.Contains(addrs, local) && !slices.Contains(addrs, originalDst(fd, local.Is4())) {
+			continue
+		}
+		if !c.closed.CompareAndSwap(false, true) {
+			continue
+		}
+		l.abort(c, false)
+		n++
+	}
+	return n
 }

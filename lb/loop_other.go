@@ -5,6 +5,7 @@ package lb
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"syscall"
 	"time"
 )
@@ -15,16 +16,17 @@ var errNotLinux = errors.New("lb: the proxy data path needs Linux")
 // splice); elsewhere Listen fails.
 type loop struct{}
 
-func newLoop(*Proxy) (*loop, error)             { return nil, errNotLinux }
-func (l *loop) run([]*net.TCPListener, []*loop) {}
-func (l *loop) post(func()) bool                { return false }
-func (l *loop) stop()                           {}
-func (l *loop) close()                          {}
-func (l *loop) dropListeners()                  {}
-func (l *loop) abort(*proxyConn, bool)          {}
-func setNoDelay(syscall.Conn) error             { return errNotLinux }
-func setSockoptsFD(int, *Config) error          { return errNotLinux }
-func setCongestion(int, string) error           { return errNotLinux }
+func newLoop(*Proxy) (*loop, error)                          { return nil, errNotLinux }
+func (l *loop) run([]*net.TCPListener, []*loop)              {}
+func (l *loop) post(func()) bool                             { return false }
+func (l *loop) stop()                                        {}
+func (l *loop) close()                                       {}
+func (l *loop) dropListeners()                               {}
+func (l *loop) abort(*proxyConn, bool)                       {}
+func (l *loop) closeAccepted([]*proxyConn, []netip.Addr) int { return 0 }
+func setNoDelay(syscall.Conn) error                          { return errNotLinux }
+func setSockoptsFD(int, *Config) error                       { return errNotLinux }
+func setCongestion(int, string) error                        { return errNotLinux }
 
 func setSockopts(c syscall.Conn, cfg *Config) error {
 	tc, ok := c.(*net.TCPConn)

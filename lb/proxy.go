@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -372,6 +373,36 @@ func (p *Proxy) congestionRefused(cc string, err error) {
 		p.log.Warn("loopbackCongestionControl refused by the kernel: loopback legs keep the system's default",
 			"algorithm", cc, "err", err)
 	}
+}
+
+// CloseAccepted closes the proxied connections that were accepted on one
+// of addrs, and returns how many. It is for addresses that have left the
+// host: once a VIP has moved to another node, its clients' packets go
+// there, so the connections this proxy accepted on it can neither be
+// served nor reset, and draining them would only hold a stopping process
+// until ShutdownTimeout. The backend sides are closed gracefully.
+func (p *Proxy) CloseAccepted(addrs []netip.Addr) int {
+	if len(addrs) == 0 {
+		return 0
+	}
+	p.mu.Lock()
+	byLoop := map[*loop][]*proxyConn{}
+	for c := range p.conns {
+		byLoop[c.l] = append(byLoop[c.l], c)
+	}
+	p.mu.Unlock()
+	total := 0
+	for l, conns := range byLoop {
+		done := make(chan int, 1)
+		if !l.post(func() { done <- l.closeAccepted(conns, addrs) }) {
+			continue // stopped: its connections are closed already
+		}
+		total += <-done
+	}
+	if total > 0 {
+		p.log.Info("closed connections to addresses that left the host", "connections", total, "addrs", fmt.Sprint(addrs))
+	}
+	return total
 }
 
 // release forgets a connection its loop has closed; open tells whether it

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -1037,4 +1038,33 @@ func TestBadCheckFiles(t *testing.T) {
 	if got := tp.cfg.Load(); got.HealthCheck.Type != CheckTCP || got.Backends[0] == next.Backends[0] {
 		t.Errorf("a failed Reload changed the configuration: %+v", got)
 	}
+}
+
+// TestCloseAccepted: the connections accepted on the given addresses are
+// closed (the client sees the end), the others keep working.
+func TestCloseAccepted(t *testing.T) {
+	p := startProxy(t, Config{Listen: []string{"127.0.0.1:0", "127.0.0.2:0"}, Backends: []string{echoServer(t)}}, Options{})
+	addrs := p.Addrs()
+	if len(addrs) != 2 {
+		t.Fatalf("listening on %v", addrs)
+	}
+	keep, gone := dial(t, addrs[0].String()), dial(t, addrs[1].String())
+	for _, c := range []net.Conn{keep, gone} {
+		if err := roundTrip(c, "hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.CloseAccepted(nil); n != 0 {
+		t.Errorf("CloseAccepted(nil) closed %d", n)
+	}
+	if n := p.CloseAccepted([]netip.Addr{netip.MustParseAddr("127.0.0.2")}); n != 1 {
+		t.Errorf("CloseAccepted(127.0.0.2) closed %d, want 1", n)
+	}
+	if _, err := gone.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the connection to 127.0.0.2 is still open: %v", err)
+	}
+	if err := roundTrip(keep, "still here"); err != nil {
+		t.Errorf("the connection to 127.0.0.1: %v", err)
+	}
+	waitFor(t, "one connection left", func() bool { return p.Status().Active == 1 })
 }

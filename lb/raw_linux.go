@@ -4,6 +4,7 @@ package lb
 
 import (
 	"fmt"
+	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -178,4 +179,34 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 		}
 		return int(r), nil
 	}
+}
+
+// ip6tSOOriginalDst is IP6T_SO_ORIGINAL_DST (linux/netfilter_ipv6/ip6_tables.h),
+// which x/sys/unix does not define; SO_ORIGINAL_DST is its IPv4 twin.
+const ip6tSOOriginalDst = 80
+
+// originalDst returns the destination address a NATed (REDIRECT, DNAT)
+// connection's client dialled, from conntrack; the zero Addr when there is
+// no such record.
+func originalDst(fd int, ipv4 bool) netip.Addr {
+	var raw unix.RawSockaddrAny
+	n := uint32(unsafe.Sizeof(raw))
+	level, opt := unix.SOL_IP, unix.SO_ORIGINAL_DST
+	if !ipv4 {
+		level, opt = unix.SOL_IPV6, ip6tSOOriginalDst
+	}
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&raw)), uintptr(unsafe.Pointer(&n)), 0)
+	if e != 0 {
+		return netip.Addr{}
+	}
+	switch raw.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&raw))
+		return netip.AddrFrom4(sa.Addr)
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&raw))
+		return netip.AddrFrom16(sa.Addr).Unmap()
+	}
+	return netip.Addr{}
 }

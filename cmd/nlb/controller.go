@@ -43,7 +43,8 @@ steering); health tracking still applies.
 SIGTERM or SIGINT hands the VIPs over make-before-break: a priority-0
 advertisement, the VIPs kept (and steered into the proxy) until the new
 master's first advertisement (at most 4 advertisement intervals), then the
-steering removed and proxied connections left to finish (up to 30 s).
+steering removed. Proxied connections to the VIPs, whose clients now reach
+the new master, are closed; the others are left to finish (up to 30 s).
 
 Without --kubeconfig the proxy uses the --backend addresses, or else sends
 everything to 127.0.0.1:<api port> (as k0s does before its first
@@ -243,6 +244,11 @@ func (c *controller) run(ctx context.Context, cancel context.CancelFunc, disc *p
 					c.log.Error("removing steering", "err", err)
 				}
 			}
+			// The VIPs have moved: their clients now reach the new
+			// Master, so the connections accepted on them here can
+			// only wait for the drain deadline. Connections to the
+			// node's own addresses drain as usual.
+			c.proxy.CloseAccepted(c.vips)
 			pcancel()
 		}()
 		wg.Add(1)

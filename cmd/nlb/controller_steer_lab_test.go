@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -38,8 +39,15 @@ func startNameServer(t *testing.T, h *netlab.Host) {
 			if err != nil {
 				return
 			}
-			_, _ = c.Write([]byte(h.Name + "\n"))
-			c.Close()
+			go func() {
+				// The name, then the connection stays open until the
+				// client closes it (bounded), like a watch.
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				if _, err := c.Write([]byte(h.Name + "\n")); err == nil {
+					_, _ = io.Copy(io.Discard, c)
+				}
+			}()
 		}
 	}()
 }
@@ -239,12 +247,35 @@ func TestLabControllerSteering(t *testing.T) {
 				t.Errorf("after restart: %d sk_lookup links, %d nft rules; want exactly one copy", l, r)
 			}
 
-			// SIGTERM removes everything.
-			restarted.signal(syscall.SIGTERM)
-			if err := restarted.wait(); err != nil {
-				t.Errorf("%s after SIGTERM: %v", restarted.name, err)
+			// SIGTERM of the holder, with a client connection through
+			// the VIP open: the VIP moves, the connection (whose client
+			// now reaches the new holder) is closed rather than drained
+			// for 30 s, so the process exits within exitWait, and the
+			// steering is gone.
+			m := masterOf(t, c)
+			var held net.Conn
+			if err := client.Run(func() error {
+				var err error
+				held, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip.Addr(), 6443).String(), 2*time.Second)
+				if err != nil {
+					return err
+				}
+				_ = held.SetDeadline(time.Now().Add(5 * time.Second))
+				_, err = bufio.NewReader(held).ReadString('\n')
+				return err
+			}); err != nil {
+				t.Fatalf("a held connection through the VIP: %v", err)
 			}
-			if l, r := steeringLeft(t, restarted.h); l != 0 || r != 0 {
+			defer held.Close()
+			m.signal(syscall.SIGTERM)
+			if err := m.wait(); err != nil {
+				t.Errorf("%s after SIGTERM: %v", m.name, err)
+			}
+			if lg := m.log.String(); !strings.Contains(lg, "closed connections to addresses that left the host") ||
+				!strings.Contains(lg, "connections=1") {
+				t.Errorf("%s did not close its one VIP connection at the handover:\n%s", m.name, lg)
+			}
+			if l, r := steeringLeft(t, m.h); l != 0 || r != 0 {
 				t.Errorf("after SIGTERM: %d sk_lookup links, %d nft rules left", l, r)
 			}
 		})
