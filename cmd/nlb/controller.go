@@ -146,6 +146,13 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 			c.proxy.Shutdown(context.Background())
 			return fmt.Errorf("controller: %w", err)
 		}
+		for _, r := range c.runners {
+			vips := make([]netip.Addr, len(r.cfg.VIPs))
+			for i, p := range r.cfg.VIPs {
+				vips[i] = p.Addr()
+			}
+			r.beforeRemove = func() { c.proxy.CloseAccepted(vips) }
+		}
 		if sc := newSteeringCollector(c.steer); sc != nil {
 			if err := reg.Register(sc); err != nil {
 				return fmt.Errorf("controller: steering metrics: %w", err)

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -274,6 +275,12 @@ func TestLabControllerSteering(t *testing.T) {
 			if lg := m.log.String(); !strings.Contains(lg, "closed connections to addresses that left the host") ||
 				!strings.Contains(lg, "connections=1") {
 				t.Errorf("%s did not close its one VIP connection at the handover:\n%s", m.name, lg)
+			}
+			// Closed while the VIP was still there: the client got the
+			// FIN, and can reconnect at once.
+			_ = held.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := held.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+				t.Errorf("the held connection through the VIP: %v, want the end of stream", err)
 			}
 			if l, r := steeringLeft(t, m.h); l != 0 || r != 0 {
 				t.Errorf("after SIGTERM: %d sk_lookup links, %d nft rules left", l, r)

@@ -166,6 +166,11 @@ type vrrpRunner struct {
 	conn *socket.Conn
 	ann  *announce.Announcer
 	vips *vip.Manager
+	// beforeRemove, when set (before run), runs just before the VIPs are
+	// removed: the controller closes its proxied connections to them
+	// while the VIPs can still carry the FIN, so that clients reconnect
+	// (to the new holder) at once instead of finding out by timeout.
+	beforeRemove func()
 }
 
 func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, handover bool) (*vrrpRunner, error) {
@@ -264,7 +269,12 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, 
 	}
 	fx := vrrp.Effects{
 		AddVIPs:    func(context.Context) error { return mgr.Add() },
-		RemoveVIPs: func(context.Context) error { return mgr.Remove() },
+		RemoveVIPs: func(context.Context) error {
+			if r.beforeRemove != nil {
+				r.beforeRemove()
+			}
+			return mgr.Remove()
+		},
 		Announce:   func(context.Context) error { return r.ann.Announce(addrs) },
 	}
 	if r.inst, err = vrrp.NewInstance(icfg, r.conn, fx, ilog, metrics); err != nil {
