@@ -268,14 +268,14 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, 
 		HandoverOnShutdown: handover,
 	}
 	fx := vrrp.Effects{
-		AddVIPs:    func(context.Context) error { return mgr.Add() },
+		AddVIPs: func(context.Context) error { return mgr.Add() },
 		RemoveVIPs: func(context.Context) error {
 			if r.beforeRemove != nil {
 				r.beforeRemove()
 			}
 			return mgr.Remove()
 		},
-		Announce:   func(context.Context) error { return r.ann.Announce(addrs) },
+		Announce: func(context.Context) error { return r.ann.Announce(addrs) },
 	}
 	if r.inst, err = vrrp.NewInstance(icfg, r.conn, fx, ilog, metrics); err != nil {
 		r.close()
