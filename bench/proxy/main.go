@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&cfg.haproxy, "haproxy", "haproxy", "HAProxy binary")
 	fs.StringVar(&impls, "impls", "direct,haproxy,nlb", "implementations to measure")
 	fs.StringVar(&tests, "tests", strings.Join(allTests, ","), "tests to run (a subset, for quick comparisons while tuning)")
-	fs.IntVar(&cfg.runs, "runs", 3, "runs per implementation, interleaved; medians are reported")
+	fs.IntVar(&cfg.runs, "runs", 5, "runs per implementation, interleaved; medians are reported")
 	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time at the start of each test")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time of each test")
 	fs.IntVar(&cfg.connWorkers, "conn-workers", 32, "concurrent workers in the new-connection test")
@@ -488,7 +488,7 @@ func renderMarkdown(cfg *config, e env, elapsed time.Duration, table, extra stri
 		}
 		only = " --tests " + strings.Join(ts, ",")
 	}
-	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v --nice %d%s` (`make bench-proxy` runs the defaults: 3 runs, 3s, nice 0, every test), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, cfg.nice, only, elapsed)
+	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v --nice %d%s` (`make bench-proxy` runs the defaults: 5 runs, 3s, nice 0, every test), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, cfg.nice, only, elapsed)
 	fmt.Fprintf(&b, "Medians of %d interleaved runs; nice %d; HAProxy nbthread %d, splice %s; %d idle connections", cfg.runs, cfg.nice, cfg.haproxyThreads, cfg.haproxySplice, cfg.idleConns)
 	if cfg.idleConns < cfg.idleRequested {
 		fmt.Fprintf(&b, " (not %d: RLIMIT_NOFILE's hard limit allows no more)", cfg.idleRequested)
