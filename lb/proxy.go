@@ -375,6 +375,10 @@ func (p *Proxy) congestionRefused(cc string, err error) {
 	}
 }
 
+// closeAcceptedWait bounds how long CloseAccepted waits for one event
+// loop (which answers in microseconds unless it is stopping).
+const closeAcceptedWait = 2 * time.Second
+
 // CloseAccepted closes the proxied connections that were accepted on one
 // of addrs, and returns how many. It is for addresses that have left the
 // host: once a VIP has moved to another node, its clients' packets go
@@ -397,7 +401,16 @@ func (p *Proxy) CloseAccepted(addrs []netip.Addr) int {
 		if !l.post(func() { done <- l.closeAccepted(conns, addrs) }) {
 			continue // stopped: its connections are closed already
 		}
-		total += <-done
+		// A loop that stops right now may never run the task: bounded.
+		t := time.NewTimer(closeAcceptedWait)
+		select {
+		case n := <-done:
+			total += n
+		case <-p.stoppedCh:
+		case <-t.C:
+			p.log.Warn("closing connections to addresses that left the host: an event loop did not answer", "wait", closeAcceptedWait)
+		}
+		t.Stop()
 	}
 	if total > 0 {
 		p.log.Info("closed connections to addresses that left the host", "connections", total, "addrs", fmt.Sprint(addrs))
