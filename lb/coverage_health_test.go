@@ -30,7 +30,16 @@ type covCA struct {
 	pemFile string // the CA certificate, PEM, in the test's temp dir
 }
 
-var covSerial atomic.Int64
+// covSerial returns a random certificate serial number (RFC 5280: unique
+// per CA; 62 random bits make a collision in a test run negligible).
+func covSerial(t *testing.T) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Add(n, big.NewInt(1))
+}
 
 func newCovCA(t *testing.T, name string) *covCA {
 	t.Helper()
@@ -39,7 +48,7 @@ func newCovCA(t *testing.T, name string) *covCA {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(covSerial.Add(1)),
+		SerialNumber:          covSerial(t),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -75,7 +84,7 @@ func (ca *covCA) issue(t *testing.T, cn string, client bool) (cert tls.Certifica
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(covSerial.Add(1)),
+		SerialNumber: covSerial(t),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
