@@ -58,6 +58,9 @@ type loop struct {
 	tasks     []func()
 	signalled bool // evfd written since the loop last took the tasks
 	closed    bool // the loop has stopped: post refuses work
+	// gone is closed with closed set: tasks posted before that may never
+	// run, so whoever waits for one waits for gone too.
+	gone chan struct{}
 
 	exit bool
 }
@@ -91,7 +94,7 @@ func newLoop(p *Proxy) (*loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("lb: eventfd: %w", err)
 	}
-	l := &loop{p: p, epfd: epfd, evfd: evfd, events: make([]unix.EpollEvent, 256)}
+	l := &loop{p: p, epfd: epfd, evfd: evfd, events: make([]unix.EpollEvent, 256), gone: make(chan struct{})}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: tokWake}
 	if err := epollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
 		l.closeFDs()
@@ -326,6 +329,7 @@ func (l *loop) close() {
 		return
 	}
 	l.closed = true
+	close(l.gone)
 	l.mu.Unlock()
 	l.timer.Stop()
 	for _, pp := range l.pipes {

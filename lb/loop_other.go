@@ -14,7 +14,7 @@ var errNotLinux = errors.New("lb: the proxy data path needs Linux")
 
 // loop is the event loop of the data path, which needs Linux (epoll,
 // splice); elsewhere Listen fails.
-type loop struct{}
+type loop struct{ gone chan struct{} }
 
 func newLoop(*Proxy) (*loop, error)                          { return nil, errNotLinux }
 func (l *loop) run([]*net.TCPListener, []*loop)              {}

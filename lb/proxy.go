@@ -751,6 +751,16 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for _, l := range p.listeners {
 		l.Close()
 	}
+	if !p.running {
+		// Serve never started the loops (a start that failed after
+		// Listen, say): no connection exists, and a loop that never
+		// runs would never answer stopAccepting. Release them now;
+		// a later Serve finds the proxy stopped.
+		p.stopped = true
+		for _, l := range p.loops {
+			l.close()
+		}
+	}
 	p.mu.Unlock()
 	p.stopAccepting() // no connWG.Add after this
 	finished := make(chan struct{})
@@ -775,7 +785,16 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			c.close()
 		}
 		p.log.Warn("shutdown deadline: closed remaining connections", "connections", len(left))
-		<-finished
+		// The loops close them in microseconds; bounded all the same,
+		// so that a loop that died (epoll failure) cannot hold a
+		// stopping process.
+		t := time.NewTimer(closeAcceptedWait)
+		select {
+		case <-finished:
+		case <-t.C:
+			p.log.Error("shutdown: connections still open after the deadline; stopping anyway", "wait", closeAcceptedWait)
+		}
+		t.Stop()
 	}
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
@@ -810,7 +829,12 @@ func (p *Proxy) stopAccepting() {
 	for _, l := range loops {
 		done := make(chan struct{})
 		if l.post(func() { l.dropListeners(); close(done) }) {
-			<-done
+			// A loop that stops (an epoll failure) before it runs the
+			// task accepts nothing more either.
+			select {
+			case <-done:
+			case <-l.gone:
+			}
 		}
 	}
 }
