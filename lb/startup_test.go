@@ -35,7 +35,9 @@ func TestShutdownAfterFailedStart(t *testing.T) {
 		ctx  func() (context.Context, context.CancelFunc)
 	}{
 		{"no deadline", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
-		{"deadline", func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), time.Second) }},
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), time.Second)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Backends: []string{closedAddr(t)}}, Options{Logger: testLogger(t)})
