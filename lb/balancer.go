@@ -5,18 +5,20 @@ import (
 	"sync/atomic"
 )
 
-// Policy names a balancing algorithm.
+// Policy names a balancing algorithm. The names are lowerCamelCase, as
+// k0s's and Kubernetes' enumerations are spelled; there is no other
+// spelling.
 type Policy string
 
 const (
 	// RoundRobin hands each new connection to the next backend in turn, as
 	// the k0s CPLB proxy does, but with an atomic counter so that concurrent
 	// accepts neither race nor skew the rotation.
-	RoundRobin Policy = "round-robin"
+	RoundRobin Policy = "roundRobin"
 	// LeastConnections picks two random candidates and takes the one with
 	// fewer active connections (power of two choices, like Envoy's
 	// LEAST_REQUEST with choice_count 2).
-	LeastConnections Policy = "least-connections"
+	LeastConnections Policy = "leastConnections"
 )
 
 // valid reports whether p names a known policy.
@@ -30,7 +32,7 @@ type balancer struct {
 	policy Policy
 	next   atomic.Uint64
 	// rand returns a pseudo-random integer in [0, n). It is a field so that
-	// tests can make least-connections deterministic.
+	// tests can make leastConnections deterministic.
 	rand func(n int) int
 }
 
@@ -58,7 +60,7 @@ func (b *balancer) first(n int, skip func(int) bool, load func(int) int64) int {
 
 // retry chooses the backend to try after prev failed, or returns -1 when
 // every candidate is skipped. Round robin moves on to the next backend in
-// ring order; least-connections takes the least loaded remaining one.
+// ring order; leastConnections takes the least loaded remaining one.
 func (b *balancer) retry(prev, n int, skip func(int) bool, load func(int) int64) int {
 	if n <= 0 {
 		return -1

@@ -56,7 +56,7 @@ type Config struct {
 	Listen []string `json:"listen,omitempty"`
 	// Backends are the upstream addresses, host:port.
 	Backends []string `json:"backends,omitempty"`
-	// Balance is "round-robin" (default) or "least-connections".
+	// Balance is "roundRobin" (default) or "leastConnections".
 	Balance Policy `json:"balance,omitempty"`
 	// ConnectTimeout bounds one dial to a backend before the next is tried.
 	ConnectTimeout Duration `json:"connectTimeout,omitempty"`
@@ -239,7 +239,7 @@ func (c *Config) Validate() error {
 		seen[a] = true
 	}
 	if !c.Balance.valid() {
-		bad("balance", "must be %q or %q, got %q", RoundRobin, LeastConnections, c.Balance)
+		bad("balance", "must be one of %s, %s; got %q", RoundRobin, LeastConnections, c.Balance)
 	}
 	positive := func(field string, d Duration) {
 		if d <= 0 {

@@ -108,11 +108,11 @@ func TestBalanceSelectsPolicy(t *testing.T) {
 		reload Policy // if set, Reload to it before b is added
 		want   string // backends of the three connections after b appears
 	}{
-		{"least-connections", LeastConnections, "", "b b b"},
-		{"round-robin", RoundRobin, "", "b a b"},
+		{"leastConnections", LeastConnections, "", "b b b"},
+		{"roundRobin", RoundRobin, "", "b a b"},
 		{"default", "", "", "b a b"},
-		{"reload-to-least-connections", RoundRobin, LeastConnections, "b b b"},
-		{"reload-to-round-robin", LeastConnections, RoundRobin, "b a b"},
+		{"reload-to-leastConnections", RoundRobin, LeastConnections, "b b b"},
+		{"reload-to-roundRobin", LeastConnections, RoundRobin, "b a b"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := namedServer(t, "a"), namedServer(t, "b")

@@ -118,7 +118,7 @@ func TestLoadConfig(t *testing.T) {
 	good := `
 listen: [":6444", "[::1]:6445"]
 backends: ["10.0.0.1:6443", "10.0.0.2:6443"]
-balance: least-connections
+balance: leastConnections
 connectTimeout: 100ms
 healthCheck: {type: https, path: /livez, rise: 1, fall: 2, caFile: /etc/ca.crt}
 `
@@ -189,4 +189,51 @@ func equal(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// TestBalanceSpelling: balance takes k0s's lowerCamelCase names and only
+// them; anything else is an error that names the field and lists the
+// valid values.
+func TestBalanceSpelling(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want Policy // "" when invalid
+	}{
+		{"roundRobin", RoundRobin},
+		{"leastConnections", LeastConnections},
+		{`""`, RoundRobin}, // the default
+		{"round-robin", ""},
+		{"least-connections", ""},
+		{"RoundRobin", ""},
+		{"leastconnections", ""},
+		{"random", ""},
+	} {
+		c, err := Load(strings.NewReader("backends: [\"192.0.2.1:6443\"]\nbalance: " + tc.yaml + "\n"))
+		if err != nil {
+			t.Fatalf("balance: %s: %v", tc.yaml, err)
+		}
+		c.SetDefaults()
+		err = c.Validate()
+		if tc.want != "" {
+			if err != nil || c.Balance != tc.want {
+				t.Errorf("balance: %s: %q, %v; want %q", tc.yaml, c.Balance, err, tc.want)
+			}
+			if _, err := newBalancer(c.Balance, nil); err != nil {
+				t.Errorf("balance: %s: %v", tc.yaml, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("balance: %s accepted", tc.yaml)
+			continue
+		}
+		for _, s := range []string{"balance:", "roundRobin", "leastConnections", tc.yaml} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("balance: %s: error %q does not mention %s", tc.yaml, err, s)
+			}
+		}
+	}
+	if RoundRobin != "roundRobin" || LeastConnections != "leastConnections" {
+		t.Errorf("policy names %q, %q", RoundRobin, LeastConnections)
+	}
 }

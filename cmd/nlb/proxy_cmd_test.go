@@ -253,7 +253,7 @@ func reloadUntil(t *testing.T, what string, cond func() bool) {
 }
 
 // TestProxyCommandConfigAndFlags: `nlb proxy --config FILE --backend ...`
-// takes its settings from the file (least-connections, maxConnections)
+// takes its settings from the file (leastConnections, maxConnections)
 // and its backends from the command line, never the file's; a SIGHUP
 // re-reads the file and the flags still apply.
 func TestProxyCommandConfigAndFlags(t *testing.T) {
@@ -263,7 +263,7 @@ func TestProxyCommandConfigAndFlags(t *testing.T) {
 	// The file's own backends are documentation addresses: the flags
 	// replace them, so they are never dialled.
 	writeConfig(t, cfgFile, `backends: ["192.0.2.10:6443", "192.0.2.11:6443"]
-balance: least-connections
+balance: leastConnections
 maxConnections: 77
 connectTimeout: 300ms
 healthCheck: {type: none}
@@ -306,12 +306,12 @@ shutdownTimeout: 2s
 		got = append(got, pcDial(t, addr).backend)
 	}
 	if !slices.Equal(got, []string{"a", "a"}) {
-		t.Errorf("with a idle and b holding 2, new connections went to %v, want [a a] (least-connections from the file)", got)
+		t.Errorf("with a idle and b holding 2, new connections went to %v, want [a a] (leastConnections from the file)", got)
 	}
 
 	// SIGHUP: the file's new settings apply, its backends still do not.
 	writeConfig(t, cfgFile, `backends: ["192.0.2.12:6443"]
-balance: least-connections
+balance: leastConnections
 maxConnections: 88
 healthCheck: {type: none}
 shutdownTimeout: 2s
@@ -426,7 +426,7 @@ func TestProxyCommandCheck(t *testing.T) {
 	}
 
 	good := filepath.Join(dir, "good.yaml")
-	writeConfig(t, good, "backends: [\"192.0.2.1:6443\"]\nbalance: least-connections\n")
+	writeConfig(t, good, "backends: [\"192.0.2.1:6443\"]\nbalance: leastConnections\n")
 	var out bytes.Buffer
 	if err := runProxy(context.Background(), []string{"--check", "--config", good}, &out, io.Discard); err != nil {
 		t.Fatalf("--check with a good file: %v", err)
