@@ -469,6 +469,24 @@ func (c cluster) exactlyMaster(want *node, wantMasterAddr netip.Addr) error {
 	return nil
 }
 
+// oneMaster reports the only Master of c when exactlyMaster(nil, ...)
+// holds and every other node sees that Master's IPv4 address as master:
+// the outcome a test asserts when the protocol does not decide which node
+// wins.
+func (c cluster) oneMaster() (*node, error) {
+	if err := c.exactlyMaster(nil, netip.Addr{}); err != nil {
+		return nil, err
+	}
+	for _, n := range c.nodes {
+		if s, err := n.state(c.vrid); err != nil {
+			return nil, err
+		} else if s == "Master" {
+			return n, c.exactlyMaster(n, n.h.Addr4)
+		}
+	}
+	return nil, errors.New("no master")
+}
+
 // stateMetric checks that nlb_vrrp_state agrees with /status for every
 // node (0 Initialize, 1 Backup, 2 Master).
 func (c cluster) stateMetric() error {

@@ -45,6 +45,32 @@ func startCluster(t *testing.T, hosts []*netlab.Host, vip netip.Prefix, opt func
 	return c
 }
 
+// startClusterMasterFirst is startCluster with the node on hosts[master]
+// started first, alone, and the others only once it is Master holding the
+// VIP: they start as its Backups. With preempt: false the first Master
+// keeps the VIP whatever the priorities, so a test that wants a given
+// Master must not leave it to which process happens to start first (a
+// busy machine starting the intended Master 20 ms late makes another one
+// Master). The nodes of the result are in the order of hosts.
+func startClusterMasterFirst(t *testing.T, hosts []*netlab.Host, vip netip.Prefix, master int, opt func(i int, h *netlab.Host) vrrpOpts) cluster {
+	t.Helper()
+	c := cluster{vrid: vrid, vip: vip, nodes: make([]*node, len(hosts))}
+	start := func(i int) *node {
+		o := opt(i, hosts[i])
+		o.VRID, o.VIPs = vrid, []netip.Prefix{vip}
+		c.nodes[i] = startNLB(t, hosts[i], renderNLB(hosts[i].IfName, o))
+		return c.nodes[i]
+	}
+	m := start(master)
+	eventually(t, fastWait, m.name+" Master alone", all(wantState(m, vrid, "Master"), hasVIP(m.h, vip, true)))
+	for i := range hosts {
+		if i != master {
+			start(i)
+		}
+	}
+	return c
+}
+
 // TestLabElection: three nodes elect exactly one master, the
 // highest-priority one, or with equal priorities (k0s's default 200 on
 // every node) the one with the highest primary address (RFC 3768 §6.4.3).
@@ -780,13 +806,20 @@ func TestLabTshark(t *testing.T) {
 // TestLabLinkDown: a master whose link loses carrier is in fault: it
 // removes its VIP at once (keepalived's interface tracking), a backup takes
 // over, and when the link returns there is never a second holder.
+//
+// With preempt: false nothing but start order and timing decides which
+// node is Master: the intended one is started first and the others join
+// as its Backups (startClusterMasterFirst), and the takeover is "exactly
+// one of the two backups" because their Master_Down_Intervals differ by
+// a skew of (120-100)/256 intervals, 8 ms here, which a loaded machine can
+// reverse; whichever won keeps the VIP afterwards.
 func TestLabLinkDown(t *testing.T) {
 	netlab.Require(t)
 	t.Parallel()
 	lab := netlab.NewT(t, "", netlab.Options{Hosts: 3})
 	vip := lab.VIP4(0)
 	prios := []int{150, 120, 100}
-	c := startCluster(t, lab.Hosts, vip, func(i int, _ *netlab.Host) vrrpOpts {
+	c := startClusterMasterFirst(t, lab.Hosts, vip, 0, func(i int, _ *netlab.Host) vrrpOpts {
 		return vrrpOpts{Priority: prios[i], Preempt: boolPtr(false)}.fast()
 	})
 	old := c.nodes[0]
@@ -805,13 +838,19 @@ func TestLabLinkDown(t *testing.T) {
 		return hasVIP(old.h, vip, false)()
 	})
 	rest := cluster{nodes: c.nodes[1:], vrid: vrid, vip: vip}
-	eventually(t, fastWait, "takeover", func() error { return rest.exactlyMaster(c.nodes[1], c.nodes[1].h.Addr4) })
+	var next *node
+	eventually(t, fastWait, "takeover", func() error {
+		var err error
+		next, err = rest.oneMaster()
+		return err
+	})
 	if err := old.h.LinkUp(); err != nil {
 		t.Fatal(err)
 	}
 	// preempt: false, so the new master keeps the VIP; the old one is a
 	// plain Backup again.
-	eventually(t, fastWait, "after the link returns", func() error { return c.exactlyMaster(c.nodes[1], c.nodes[1].h.Addr4) })
+	eventually(t, fastWait, "after the link returns", func() error { return c.exactlyMaster(next, next.h.Addr4) })
+	consistently(t, 10*fastInterval, "no preemption after the link returns", func() error { return c.exactlyMaster(next, next.h.Addr4) })
 	if in, err := old.inst(vrid); err != nil || in.Fault {
 		t.Errorf("%s after link up: %+v %v", old.name, in, err)
 	}
