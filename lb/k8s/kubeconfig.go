@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -87,23 +90,15 @@ type AuthInfo struct {
 	AuthProvider          json.RawMessage     `json:"auth-provider"`
 }
 
-// v1Config is the file format: named lists.
+// v1Config is the file format: named lists, their entries decoded one by
+// one (decodeNamed) so that errors name the entry.
 type v1Config struct {
-	APIVersion     string `json:"apiVersion"`
-	Kind           string `json:"kind"`
-	CurrentContext string `json:"current-context"`
-	Clusters       []struct {
-		Name    string   `json:"name"`
-		Cluster *Cluster `json:"cluster"`
-	} `json:"clusters"`
-	Contexts []struct {
-		Name    string   `json:"name"`
-		Context *Context `json:"context"`
-	} `json:"contexts"`
-	AuthInfos []struct {
-		Name     string    `json:"name"`
-		AuthInfo *AuthInfo `json:"user"`
-	} `json:"users"`
+	APIVersion     string            `json:"apiVersion"`
+	Kind           string            `json:"kind"`
+	CurrentContext string            `json:"current-context"`
+	Clusters       []json.RawMessage `json:"clusters"`
+	Contexts       []json.RawMessage `json:"contexts"`
+	AuthInfos      []json.RawMessage `json:"users"`
 }
 
 // LoadKubeconfig reads the kubeconfig at path. It fails when the file cannot
@@ -132,7 +127,7 @@ func parseKubeconfig(path string, data []byte) (*Kubeconfig, error) {
 		dec := json.NewDecoder(bytes.NewReader(j))
 		dec.UseNumber() // WithServer writes numbers back as they were
 		if err := dec.Decode(&doc); err != nil {
-			return nil, fmt.Errorf("not a kubeconfig: %w", err)
+			return nil, fmt.Errorf("not a kubeconfig: %w", fieldError("", err))
 		}
 	}
 	if doc == nil {
@@ -148,8 +143,8 @@ func parseKubeconfig(path string, data []byte) (*Kubeconfig, error) {
 		return nil, err
 	}
 	var v1 v1Config
-	if err := json.Unmarshal(j, &v1); err != nil {
-		return nil, fmt.Errorf("not a kubeconfig: %w", err)
+	if err := decodeAt("", j, &v1); err != nil {
+		return nil, err
 	}
 	if v1.APIVersion != "" && v1.APIVersion != "v1" {
 		return nil, fmt.Errorf("apiVersion %q, want v1", v1.APIVersion)
@@ -163,20 +158,14 @@ func parseKubeconfig(path string, data []byte) (*Kubeconfig, error) {
 		Contexts:       map[string]*Context{},
 		AuthInfos:      map[string]*AuthInfo{},
 	}
-	for _, c := range v1.Clusters {
-		if err := addNamed(cfg.Clusters, "cluster", c.Name, c.Cluster); err != nil {
-			return nil, err
-		}
+	if err := decodeNamed(cfg.Clusters, "clusters", "cluster", v1.Clusters); err != nil {
+		return nil, err
 	}
-	for _, c := range v1.Contexts {
-		if err := addNamed(cfg.Contexts, "context", c.Name, c.Context); err != nil {
-			return nil, err
-		}
+	if err := decodeNamed(cfg.Contexts, "contexts", "context", v1.Contexts); err != nil {
+		return nil, err
 	}
-	for _, u := range v1.AuthInfos {
-		if err := addNamed(cfg.AuthInfos, "user", u.Name, u.AuthInfo); err != nil {
-			return nil, err
-		}
+	if err := decodeNamed(cfg.AuthInfos, "users", "user", v1.AuthInfos); err != nil {
+		return nil, err
 	}
 
 	k := &Kubeconfig{Path: path, Config: cfg, Context: cfg.CurrentContext, doc: doc}
@@ -197,16 +186,126 @@ func parseKubeconfig(path string, data []byte) (*Kubeconfig, error) {
 	return k, nil
 }
 
-// addNamed adds a named list entry to m; a missing body is an empty one.
-func addNamed[T any](m map[string]*T, kind, name string, v *T) error {
-	if _, dup := m[name]; dup {
-		return fmt.Errorf("duplicate %s name %q", kind, name)
+// decodeNamed decodes the entries of the named list key ({name, <body>})
+// into m; a missing body is an empty one. Errors name the entry's field,
+// as in users[0].user.client-key-data.
+func decodeNamed[T any](m map[string]*T, key, body string, entries []json.RawMessage) error {
+	for i, raw := range entries {
+		path := fmt.Sprintf("%s[%d]", key, i)
+		var e map[string]json.RawMessage
+		if err := decodeAt(path, raw, &e); err != nil {
+			return err
+		}
+		var name string
+		if n, ok := e["name"]; ok {
+			if err := decodeAt(path+".name", n, &name); err != nil {
+				return err
+			}
+		}
+		v := new(T)
+		if b, ok := e[body]; ok {
+			if err := decodeAt(path+"."+body, b, v); err != nil {
+				return err
+			}
+		}
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("%s.name: duplicate %s name %q", path, body, name)
+		}
+		m[name] = v
 	}
-	if v == nil {
-		v = new(T)
-	}
-	m[name] = v
 	return nil
+}
+
+// decodeAt decodes the JSON raw, found at path in the file, into v. Its
+// errors name the field by its path and the expected value in the file's
+// terms, never a Go type.
+func decodeAt(path string, raw json.RawMessage, v any) error {
+	err := json.Unmarshal(raw, v)
+	if err == nil {
+		return nil
+	}
+	var ce base64.CorruptInputError
+	if errors.As(err, &ce) {
+		// encoding/json does not say which field held the bad data.
+		var m map[string]json.RawMessage
+		_ = json.Unmarshal(raw, &m)
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			var s string
+			if !strings.HasSuffix(k, "-data") || json.Unmarshal(m[k], &s) != nil {
+				continue
+			}
+			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+				return fmt.Errorf("%s: %w", joinPath(path, k), err)
+			}
+		}
+	}
+	return fieldError(path, err)
+}
+
+// fieldError rewrites an encoding/json error at path without Go types.
+func fieldError(path string, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		got := te.Value
+		switch got {
+		case "object":
+			got = "a mapping"
+		case "array":
+			got = "a list"
+		case "string", "bool", "number":
+			got = "a " + got
+		}
+		return fmt.Errorf("%s: want %s, not %s", joinPath(path, te.Field), jsonKind(te.Type), got)
+	}
+	if path == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// joinPath joins a field path and a field ("" at the top level).
+func joinPath(path, field string) string {
+	switch {
+	case path == "" && field == "":
+		return "top level"
+	case path == "":
+		return field
+	case field == "":
+		return path
+	}
+	return path + "." + field
+}
+
+// jsonKind says what a kubeconfig holds for a value of Go type t.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "base64 data (a string)"
+		}
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	}
+	return "a value"
 }
 
 // resolvePaths makes the file references of every cluster and user in doc

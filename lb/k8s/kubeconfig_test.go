@@ -606,3 +606,52 @@ func TestClientCertificateFunc(t *testing.T) {
 		t.Error("a certificate without a key was accepted")
 	}
 }
+
+// TestKubeconfigFieldErrors: a malformed value is reported with its field
+// path in the file (as kubectl users read it) and what the field holds,
+// never a Go type or a bare decoder message.
+func TestKubeconfigFieldErrors(t *testing.T) {
+	dir := t.TempDir()
+	ok := "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nclusters:\n- name: k\n  cluster: {server: https://192.0.2.1}\n"
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"key data", ok + "users:\n- name: u\n  user: {client-key-data: '!!!'}\n",
+			"users[0].user.client-key-data: illegal base64 data at input byte 0"},
+		{"certificate data", ok + "users:\n- name: u\n  user: {client-key-data: " + b64([]byte("key")) + ", client-certificate-data: 'a b'}\n",
+			"users[0].user.client-certificate-data: illegal base64 data at input byte 1"},
+		{"CA data", ok + "- name: k2\n  cluster: {certificate-authority-data: '%%'}\n",
+			"clusters[1].cluster.certificate-authority-data: illegal base64 data at input byte 0"},
+		{"CA data type", ok + "- name: k2\n  cluster: {certificate-authority-data: {a: b}}\n",
+			"clusters[1].cluster.certificate-authority-data: want base64 data (a string), not a mapping"},
+		{"bool", ok + "- name: k2\n  cluster: {insecure-skip-tls-verify: 'yes'}\n",
+			"clusters[1].cluster.insecure-skip-tls-verify: want true or false, not a string"},
+		{"groups", ok + "users:\n- name: u\n  user: {as-groups: admins}\n",
+			"users[0].user.as-groups: want a list, not a string"},
+		{"extra", ok + "users:\n- name: u\n  user: {as-user-extra: {scopes: 1}}\n",
+			"users[0].user.as-user-extra: want a list, not a number"},
+		{"context", "current-context: c\ncontexts:\n- name: c\n  context: [k]\n",
+			"contexts[0].context: want a mapping, not a list"},
+		{"name", ok + "users:\n- name: {u: 1}\n",
+			"users[0].name: want a string, not a mapping"},
+		{"entry", ok + "users:\n- u\n",
+			"users[0]: want a mapping, not a string"},
+		{"list", "current-context: c\nclusters: {k: {server: https://192.0.2.1}}\n",
+			"clusters: want a list, not a mapping"},
+		{"current context", "current-context: [c]\n",
+			"current-context: want a string, not a list"},
+		{"top level", "- a\n",
+			"top level: want a mapping, not a list"},
+		{"duplicate", ok + "- name: k\n  cluster: {server: https://192.0.2.2}\n",
+			`clusters[1].name: duplicate cluster name "k"`},
+	} {
+		_, err := LoadKubeconfig(writeFile(t, dir, strings.ReplaceAll(tc.name, " ", "_"), []byte(tc.yaml)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+			continue
+		}
+		for _, goism := range []string{"Go ", "interface {}", "uint8", "struct", "json:", "RawMessage", "map["} {
+			if strings.Contains(err.Error(), goism) {
+				t.Errorf("%s: %q names Go's %q", tc.name, err, goism)
+			}
+		}
+	}
+}
