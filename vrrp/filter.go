@@ -39,6 +39,16 @@ const (
 	DropInterval DropReason = "interval"
 	// DropNoAddresses: Count IP Addrs is 0 (RFC 9568 erratum 8299).
 	DropNoAddresses DropReason = "no_addresses"
+	// DropAddresses: the advertised address list is not the instance's
+	// virtual addresses: the count differs, or one of ours is missing, or
+	// one listed is not ours. Dropped in every state and at every
+	// priority, 255 included: a sender on our VRID that advertises
+	// another VIP (another cluster with the same defaults) is not our
+	// Master and must not make us release ours. RFC 3768 §7.1 makes the
+	// check a MAY and exempts the address owner (priority 255) from the
+	// drop; RFC 5798 §7.1 only logs. keepalived (2.2.7 as in Debian;
+	// until 2.3.2) drops without the owner exemption; see [Filter.Check].
+	DropAddresses DropReason = "addresses"
 	// DropPeer: in unicast mode, the source is not a configured peer.
 	DropPeer DropReason = "peer"
 	// DropMalformed: the message is otherwise invalid, for example a zero
@@ -86,7 +96,7 @@ func drop(r DropReason, format string, args ...any) error {
 // applies the receive rules of RFC 3768 §7.1 and RFC 5798 / RFC 9568 §7.1,
 // in the order keepalived's vrrp_check_packet does where it matters:
 // length, TTL, version, type, checksum, VRID, authentication, interval,
-// address checks, unicast peer.
+// address list, unicast peer.
 //
 // A Filter is not modified by Check and may be shared by goroutines that do
 // not modify it.
@@ -111,17 +121,22 @@ type Filter struct {
 	Unicast bool
 	// Peers are the unicast peers' addresses; used only in unicast mode.
 	Peers []netip.Addr
+	// Addresses are the instance's virtual addresses, in any order. An
+	// advertisement must list exactly these (DropAddresses). Every
+	// instance has at least one, so an empty list matches no
+	// advertisement; [NewInstance] fills it from InstanceConfig.Addresses.
+	Addresses []netip.Addr
 }
 
 // Check validates one received packet, b being the IP payload and info what
 // the IP layer reported, and returns the decoded advertisement, or nil and
 // a [*DropError] saying why the packet must be discarded.
 //
-// Check does not compare the advertised addresses with the instance's
-// virtual addresses (keepalived only logs a mismatch), and accepts a VRRPv3
-// IPv6 advertisement whose first address is not link-local, as keepalived
-// sends them (RFC 9568 erratum 8300 is not enforced; see the comment in the
-// code).
+// Check requires the advertised addresses to be the instance's virtual
+// addresses, whatever the sender's priority (DropAddresses; see the comment
+// in the code), and accepts a VRRPv3 IPv6 advertisement whose first address
+// is not link-local, as keepalived sends them (RFC 9568 erratum 8300 is not
+// enforced; see the comment in the code).
 func (f *Filter) Check(info PacketInfo, b []byte) (*Advertisement, error) {
 	if len(b) < headerLen {
 		// RFC 3768 §7.1: the packet MUST be complete.
@@ -193,9 +208,27 @@ func (f *Filter) Check(info PacketInfo, b []byte) (*Advertisement, error) {
 	// link local" and sends anyway; testdata/golden/keepalived-v3-ipv6.txt).
 	// Interoperating with it wins.
 
-	// The address count and list are not compared with the instance's
-	// virtual addresses: RFC 3768 §7.1 makes that a MAY (MUST drop only for
-	// a v2 non-owner mismatch) and keepalived only logs and counts it.
+	// RFC 3768 §7.1: the receiver "MAY verify that 'Count IP Addrs' and
+	// the list of IP Address matches the IP_Addresses configured for the
+	// VRID"; on a mismatch it SHOULD log, and MUST drop unless the sender
+	// is the address owner (priority 255). RFC 5798 §7.1 (VRRPv3) has the
+	// same MAY and only logs. nlb drops every mismatch, v2 and v3, IPv4
+	// and IPv6, in every state and at every priority, as keepalived 2.2.7
+	// (Debian's, the interop peer) does: its vrrp_check_packet returns
+	// VRRP_PACKET_KO on "received an unexpected ip number count" and "ip
+	// address associated with VRID %d not present in MASTER advert"
+	// (addr_list_err), always in MASTER state and in BACKUP unless
+	// skip_check_adv_addr (nlb has no such option), with no owner
+	// exemption. Since 2.3.3 (commit 0a82ab55) keepalived only logs and
+	// counts a mismatch and accepts the advert. Dropping is deliberate:
+	// the advert comes from another virtual router that shares our VRID
+	// (another k0s cluster with the defaults, VRID 51 and the same
+	// password), so obeying it makes our Master release a VIP that
+	// nobody else then holds; and a stranger claiming priority 255 for
+	// somebody else's addresses is exactly the one to refuse.
+	if err := f.checkAddresses(a); err != nil {
+		return nil, drop(DropAddresses, "from %v (priority %d): %w", info.Src, a.Priority, err)
+	}
 
 	if f.Unicast && !f.isPeer(info.Src) {
 		// keepalived checks the unicast source against unicast_peer last.
@@ -211,4 +244,52 @@ func (f *Filter) isPeer(src netip.Addr) bool {
 	return src.IsValid() && slices.ContainsFunc(f.Peers, func(p netip.Addr) bool {
 		return p.Unmap().WithZone("") == src
 	})
+}
+
+// checkAddresses reports how a's address list differs from f.Addresses, or
+// nil if they are the same list in any order. Both lists are at most 255
+// long (Count IP Addrs is 8 bits; NewInstance enforces it for ours), so the
+// quadratic compare is bounded.
+func (f *Filter) checkAddresses(a *Advertisement) error {
+	if len(a.Addresses) != len(f.Addresses) {
+		return fmt.Errorf("%d addresses %v, want %d", len(a.Addresses), firstAddresses(a.Addresses), len(f.Addresses))
+	}
+	// Both directions, so that duplicates on either side cannot hide a
+	// foreign address behind an equal count.
+	for _, ours := range f.Addresses {
+		if !containsAddr(a.Addresses, ours) {
+			return fmt.Errorf("our address %v missing from %v", ours, firstAddresses(a.Addresses))
+		}
+	}
+	for _, theirs := range a.Addresses {
+		if !containsAddr(f.Addresses, theirs) {
+			return fmt.Errorf("address %v is not ours", theirs)
+		}
+	}
+	return nil
+}
+
+// sameAddresses reports whether a and b hold the same addresses in any
+// order (as sets, with equal lengths), ignoring IPv6 zones and IPv4-mapped
+// forms.
+func sameAddresses(a, b []netip.Addr) bool {
+	f := Filter{Addresses: b}
+	return f.checkAddresses(&Advertisement{Addresses: a}) == nil
+}
+
+// containsAddr reports whether list holds addr, ignoring IPv6 zones and
+// IPv4-mapped forms.
+func containsAddr(list []netip.Addr, addr netip.Addr) bool {
+	addr = addr.Unmap().WithZone("")
+	return slices.ContainsFunc(list, func(x netip.Addr) bool { return x.Unmap().WithZone("") == addr })
+}
+
+// firstAddresses returns addrs, shortened to the first few for an error
+// message.
+func firstAddresses(addrs []netip.Addr) []netip.Addr {
+	const show = 4
+	if len(addrs) > show {
+		return addrs[:show]
+	}
+	return addrs
 }

@@ -76,6 +76,31 @@ func FuzzParseAdvertisement(f *testing.F) {
 	})
 }
 
+// fuzzVIPs turns fuzzer bytes into the filter's virtual addresses: 16-byte
+// IPv6 addresses if ipv6, else 4-byte IPv4 ones; a short tail is ignored.
+func fuzzVIPs(b []byte, ipv6 bool) []netip.Addr {
+	n := 4
+	if ipv6 {
+		n = 16
+	}
+	var out []netip.Addr
+	for ; len(b) >= n; b = b[n:] {
+		out = append(out, fuzzAddr(b[:n]))
+	}
+	return out
+}
+
+// goldenVIPBytes returns the virtual addresses of a golden packet's
+// keepalived.conf, last first, as fuzzVIPs reads them.
+func goldenVIPBytes(tb testing.TB, p goldenPacket) []byte {
+	var out []byte
+	vips := goldenVIPs(tb, strings.TrimSuffix(p.file, ".txt")+".conf")
+	for _, v := range slices.Backward(vips) {
+		out = append(out, v.AsSlice()...)
+	}
+	return out
+}
+
 // FuzzFilterCheck checks that Filter.Check never panics, that every drop
 // carries a known reason and that whatever it accepts matches the filter.
 func FuzzFilterCheck(f *testing.F) {
@@ -84,20 +109,22 @@ func FuzzFilterCheck(f *testing.F) {
 		if strings.Contains(p.file, "pass") {
 			pass = []byte("nlbpass1")
 		}
-		f.Add(p.payload, p.src.AsSlice(), p.dst.AsSlice(), p.ttl, p.payload[0]>>4, uint8(51), uint16(100), uint8(len(pass)/8), pass, strings.Contains(p.file, "unicast"))
+		f.Add(p.payload, p.src.AsSlice(), p.dst.AsSlice(), p.ttl, p.payload[0]>>4, uint8(51), uint16(100), uint8(len(pass)/8), pass, strings.Contains(p.file, "unicast"),
+			goldenVIPBytes(f, p))
 	}
 	reasons := []DropReason{DropShort, DropVersion, DropType, DropTTL, DropChecksum, DropVRID, DropAuth,
-		DropInterval, DropNoAddresses, DropPeer, DropMalformed}
-	f.Fuzz(func(t *testing.T, b, srcB, dstB []byte, ttl int, version, vrid uint8, intervalCS uint16, authType uint8, pass []byte, unicast bool) {
+		DropInterval, DropNoAddresses, DropAddresses, DropPeer, DropMalformed}
+	f.Fuzz(func(t *testing.T, b, srcB, dstB []byte, ttl int, version, vrid uint8, intervalCS uint16, authType uint8, pass []byte, unicast bool, vips []byte) {
+		info := PacketInfo{Src: fuzzAddr(srcB), Dst: fuzzAddr(dstB), TTL: ttl}
 		flt := Filter{
-			Version:  Version(version),
-			VRID:     vrid,
-			Interval: time.Duration(intervalCS) * centisecond,
-			AuthType: AuthType(authType),
-			Unicast:  unicast,
+			Version:   Version(version),
+			VRID:      vrid,
+			Interval:  time.Duration(intervalCS) * centisecond,
+			AuthType:  AuthType(authType),
+			Unicast:   unicast,
+			Addresses: fuzzVIPs(vips, info.Dst.Is6()),
 		}
 		copy(flt.AuthData[:], pass)
-		info := PacketInfo{Src: fuzzAddr(srcB), Dst: fuzzAddr(dstB), TTL: ttl}
 		if unicast {
 			flt.Peers = []netip.Addr{info.Src}
 		}
@@ -122,6 +149,22 @@ func FuzzFilterCheck(f *testing.F) {
 			t.Fatalf("accepted v2 %+v for filter %+v", a, flt)
 		case a.Version == Version2 && a.AuthType == AuthPassword && a.AuthData != flt.AuthData:
 			t.Fatalf("accepted wrong password %q", a.AuthData)
+		case len(a.Addresses) != len(flt.Addresses):
+			t.Fatalf("accepted %d addresses for a filter of %d", len(a.Addresses), len(flt.Addresses))
+		}
+		ours := map[netip.Addr]bool{}
+		for _, v := range flt.Addresses {
+			ours[v.Unmap()] = true
+		}
+		theirs := map[netip.Addr]bool{}
+		for _, v := range a.Addresses {
+			theirs[v.Unmap()] = true
+			if !ours[v.Unmap()] {
+				t.Fatalf("accepted %v, not one of %v", v, flt.Addresses)
+			}
+		}
+		if len(theirs) != len(ours) {
+			t.Fatalf("accepted %v for %v", a.Addresses, flt.Addresses)
 		}
 	})
 }
@@ -140,8 +183,8 @@ func TestFuzzCorpus(t *testing.T) {
 		if strings.Contains(p.file, "pass") {
 			pass = []byte("nlbpass1")
 		}
-		seeds = append(seeds, seed{"FuzzFilterCheck", name, fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n[]byte(%q)\n[]byte(%q)\nint(%d)\nbyte(%q)\nbyte(%q)\nuint16(%d)\nbyte(%q)\n[]byte(%q)\nbool(%t)\n",
-			p.payload, p.src.AsSlice(), p.dst.AsSlice(), p.ttl, p.payload[0]>>4, byte(51), 100, byte(len(pass)/8), pass, strings.Contains(p.file, "unicast"))})
+		seeds = append(seeds, seed{"FuzzFilterCheck", name, fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n[]byte(%q)\n[]byte(%q)\nint(%d)\nbyte(%q)\nbyte(%q)\nuint16(%d)\nbyte(%q)\n[]byte(%q)\nbool(%t)\n[]byte(%q)\n",
+			p.payload, p.src.AsSlice(), p.dst.AsSlice(), p.ttl, p.payload[0]>>4, byte(51), 100, byte(len(pass)/8), pass, strings.Contains(p.file, "unicast"), goldenVIPBytes(t, p))})
 	}
 	for _, s := range seeds {
 		path := filepath.Join("testdata", "fuzz", s.fuzz, s.name)

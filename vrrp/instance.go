@@ -108,8 +108,9 @@ type InstanceConfig struct {
 	// Machine is the protocol configuration.
 	Machine MachineConfig
 	// Filter holds the receive rules. Zero Version, VRID and Interval are
-	// taken from Machine; set ones must agree with it. For VRRPv2 its
-	// AuthType and AuthData are also what the instance sends.
+	// taken from Machine, empty Addresses from Addresses; set ones must
+	// agree. For VRRPv2 its AuthType and AuthData are also what the
+	// instance sends.
 	Filter Filter
 	// Addresses are the virtual addresses listed in adverts (1-255, of the
 	// family of Source).
@@ -264,10 +265,16 @@ func NewInstance(cfg InstanceConfig, conn Conn, fx Effects, log *slog.Logger, m 
 	if f.Interval == 0 {
 		f.Interval = mc.AdvertInterval
 	}
+	if len(f.Addresses) == 0 {
+		f.Addresses = cfg.Addresses // adverts must list ours (DropAddresses)
+	}
 	var errs []error
 	if f.Version != mc.Version || f.VRID != mc.VRID || f.Interval != mc.AdvertInterval {
 		errs = append(errs, fmt.Errorf("filter (version %d, VRID %d, interval %v) disagrees with the machine (version %d, VRID %d, interval %v)",
 			f.Version, f.VRID, f.Interval, mc.Version, mc.VRID, mc.AdvertInterval))
+	}
+	if !sameAddresses(f.Addresses, cfg.Addresses) {
+		errs = append(errs, fmt.Errorf("filter addresses %v disagree with the addresses %v", f.Addresses, cfg.Addresses))
 	}
 	if len(cfg.Destinations) == 0 {
 		errs = append(errs, errors.New("no destinations"))
@@ -275,6 +282,7 @@ func NewInstance(cfg InstanceConfig, conn Conn, fx Effects, log *slog.Logger, m 
 	cfg.Addresses = slices.Clone(cfg.Addresses)
 	cfg.Destinations = slices.Clone(cfg.Destinations)
 	f.Peers = slices.Clone(f.Peers)
+	f.Addresses = slices.Clone(f.Addresses)
 	i := &Instance{
 		cfg:      cfg,
 		name:     cfg.Name,
