@@ -7,8 +7,9 @@
 //
 // # Input forms
 //
-// Load accepts one YAML or JSON document and recognises its shape by the
-// top-level keys (see Form):
+// Load accepts one YAML or JSON document of at most 1 MiB (a second,
+// non-empty document is an error, not ignored) and recognises its shape by
+// the top-level keys (see Form):
 //
 //   - a k0s ClusterConfig (k0s.yaml): apiVersion, kind, metadata, spec;
 //   - a k0sctl Cluster whose spec.k0s.config is the ClusterConfig (apiVersion
@@ -28,7 +29,8 @@
 // # Field paths
 //
 // Every problem is reported at once, in a *ValidationError whose Error
-// text has one "config: <path>: <message>" line per problem. Paths use
+// text has one "config: <path>: <message>" line per problem, the first 20
+// of them, then "config: ... and N more problems". Paths use
 // Kubernetes field-path syntax and are relative to the document given:
 // "spec.network.controlPlaneLoadBalancing.keepalived.vrrpInstances[1].authPass"
 // for a ClusterConfig, "spec.k0s.config.spec.network..." for a k0sctl
@@ -66,11 +68,23 @@
 // family; a VIP equal to any instance's unicastSourceIP or unicastPeers
 // (a node's own address); duplicate peers; a VRID used twice on one interface and address
 // family (re-checked after interface resolution); IPv4-mapped, zoned,
-// unspecified or multicast addresses; interface names the kernel would
-// refuse; a duplicate virtualServers ipAddress by address rather than by
-// string. Things k0s accepts but nlb ignores are reported by Warnings:
-// configTemplateVRRP/VS, the IPVS-only virtualServers settings, the NLLB
-// image fields, unicastSourceIP without peers, addressLabel for IPv4.
+// unspecified or multicast addresses; a loopback VIP, or one that is the
+// network or broadcast address of its IPv4 subnet (prefixes up to /30) or
+// the Subnet-Router anycast address of its IPv6 subnet (up to /126); a
+// unicastSourceIP that is not an address, even without peers; interface
+// names the kernel would refuse; a duplicate virtualServers ipAddress by
+// address rather than by string; more than 255 vrrpInstances (only the
+// first 255 are checked further). Things k0s accepts but nlb ignores are
+// reported by Warnings: configTemplateVRRP/VS, the IPVS-only
+// virtualServers settings, the NLLB image fields, a valid unicastSourceIP
+// without peers, addressLabel for IPv4.
+//
+// # Nothing to run
+//
+// A valid configuration may still give `nlb vrrp` and `nlb controller`
+// nothing to run: no controlPlaneLoadBalancing section, enabled: false, no
+// vrrpInstances. Config.Runnable names the reason; both commands call it
+// with --check and before running, so the two agree.
 //
 // # nlb additions
 //

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -32,10 +33,22 @@ type ValidationError struct {
 	Problems []*FieldError
 }
 
-// Error returns one "config: path: message" line per problem.
+// MaxReportedProblems is how many problems ValidationError.Error lists;
+// the rest are counted in a last line. A file with thousands of broken
+// instances then prints a screenful, not one line per problem (Problems
+// keeps them all).
+const MaxReportedProblems = 20
+
+// Error returns one "config: path: message" line per problem, at most
+// MaxReportedProblems of them, then "config: ... and N more problems" if
+// there are more.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	for i, p := range e.Problems {
+		if i == MaxReportedProblems {
+			fmt.Fprintf(&b, "\nconfig: ... and %d more problems", len(e.Problems)-i)
+			break
+		}
 		if i > 0 {
 			b.WriteByte('\n')
 		}

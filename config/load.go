@@ -2,11 +2,12 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/nlb-dev/nlb/input"
 )
 
 // Form is the shape of the document Load was given. It decides where field
@@ -116,6 +117,11 @@ type Config struct {
 
 	warnings  []string
 	instances []Instance
+	// absent is the field on the way to controlPlaneLoadBalancing that
+	// the document lacks or sets to null ("" when the section is there
+	// or the Config was built in Go); absentNull tells which.
+	absent     string
+	absentNull bool
 }
 
 // k0s ClusterConfig identifiers (k0s clusterconfig_types.go).
@@ -126,9 +132,11 @@ const (
 	k0sctlKind              = "Cluster"
 )
 
-// LoadFile reads and loads the YAML or JSON file at path; see Load.
+// LoadFile reads and loads the YAML or JSON file at path; see Load. A file
+// larger than input.MaxConfigSize (1 MiB) is refused without reading
+// further: "config: PATH is larger than 1 MiB".
 func LoadFile(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := input.ReadFile(path, input.MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -151,9 +159,18 @@ func isValidation(err error) bool {
 // sections nlb owns are accepted and ignored; unknown fields inside
 // controlPlaneLoadBalancing and nodeLocalLoadBalancing are errors.
 //
+// The data must hold one YAML document (a second, non-empty one is an
+// error, not ignored) of at most input.MaxConfigSize bytes.
+//
 // A YAML syntax error is returned as a plain error. Every other problem is
 // collected into one *ValidationError, one line per problem.
 func Load(data []byte) (*Config, error) {
+	if len(data) > input.MaxConfigSize {
+		return nil, fmt.Errorf("config: the document is larger than %s", input.FormatSize(input.MaxConfigSize))
+	}
+	if err := input.OneYAMLDocument(data); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	j, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -267,20 +284,35 @@ func object(p *problems, m map[string]any, key, path string) (map[string]any, bo
 	return o, true
 }
 
+// noteAbsent records that m[key], at path, is on the way to
+// controlPlaneLoadBalancing and is missing or null (for Runnable).
+func (c *Config) noteAbsent(m map[string]any, key, path string) {
+	if c.absent != "" {
+		return
+	}
+	v, ok := m[key]
+	if !ok || v == nil {
+		c.absent, c.absentNull = path, ok
+	}
+}
+
 func (c *Config) loadK0sctl(p *problems, top map[string]any) {
 	if k, ok := top["kind"]; ok && k != k0sctlKind {
 		p.add("kind", fmt.Sprintf("must be %q for apiVersion %s, got %s", k0sctlKind, top["apiVersion"], describe(k)))
 	}
 	spec, ok := object(p, top, "spec", "spec")
 	if !ok {
+		c.noteAbsent(top, "spec", "spec")
 		return
 	}
 	k0s, ok := object(p, spec, "k0s", "spec.k0s")
 	if !ok {
+		c.noteAbsent(spec, "k0s", "spec.k0s")
 		return
 	}
 	cfg, ok := object(p, k0s, "config", "spec.k0s.config")
 	if !ok {
+		c.noteAbsent(k0s, "config", "spec.k0s.config")
 		return
 	}
 	c.loadClusterConfig(p, cfg, "spec.k0s.config")
@@ -307,6 +339,8 @@ func (c *Config) loadClusterConfig(p *problems, top map[string]any, path string)
 	}
 	if spec, ok := object(p, top, "spec", child(path, "spec")); ok {
 		c.loadSpec(p, spec, child(path, "spec"))
+	} else {
+		c.noteAbsent(top, "spec", child(path, "spec"))
 	}
 }
 
@@ -323,10 +357,13 @@ func (c *Config) loadSpec(p *problems, spec map[string]any, path string) {
 	}
 	if nw, ok := object(p, spec, "network", child(path, "network")); ok {
 		c.loadNetwork(p, nw, child(path, "network"))
+	} else {
+		c.noteAbsent(spec, "network", child(path, "network"))
 	}
 }
 
 func (c *Config) loadNetwork(p *problems, nw map[string]any, path string) {
+	c.noteAbsent(nw, "controlPlaneLoadBalancing", child(path, "controlPlaneLoadBalancing"))
 	if v, ok := nw["controlPlaneLoadBalancing"]; ok {
 		decodeField(p, child(path, "controlPlaneLoadBalancing"), v, &c.ControlPlaneLoadBalancing, true)
 	}

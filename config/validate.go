@@ -159,14 +159,17 @@ func (c *Config) checkCPLB(p *problems) {
 	}
 
 	vpath := child(kpath, "vrrpInstances")
-	if len(ka.VRRPInstances) > MaxVRRPInstances {
-		p.add(vpath, fmt.Sprintf("must have at most %d items, got %d", MaxVRRPInstances, len(ka.VRRPInstances)))
+	specs := ka.VRRPInstances
+	if len(specs) > MaxVRRPInstances {
+		p.add(vpath, fmt.Sprintf("must have at most %d items, got %d (only the first %d are checked)",
+			MaxVRRPInstances, len(specs), MaxVRRPInstances))
+		specs = specs[:MaxVRRPInstances]
 	}
 	var insts []Instance
-	for i := range ka.VRRPInstances {
-		insts = append(insts, c.checkInstance(p, index(vpath, i), i, &ka.VRRPInstances[i]))
+	for i := range specs {
+		insts = append(insts, c.checkInstance(p, index(vpath, i), i, &specs[i]))
 	}
-	checkAcross(p, vpath, ka.VRRPInstances, insts)
+	checkAcross(p, vpath, specs, insts)
 	c.checkVirtualServers(p, child(kpath, "virtualServers"), ka.VirtualServers)
 	c.instances = insts
 }
@@ -187,10 +190,42 @@ func parseVIP(s string) (netip.Prefix, string) {
 	switch {
 	case a.Is4In6():
 		return netip.Prefix{}, fmt.Sprintf("IPv4-mapped IPv6 addresses are not supported, got %q", s)
-	case a.IsUnspecified() || a.IsMulticast():
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return netip.Prefix{}, fmt.Sprintf("must be a unicast address, got %q", s)
+	case a.IsLoopback():
+		return netip.Prefix{}, fmt.Sprintf("must not be a loopback address: no other node can reach it, got %q", s)
+	}
+	// The first and last addresses of an IPv4 subnet are its network and
+	// broadcast addresses (RFC 919, RFC 922); /31 (RFC 3021) and /32 have
+	// neither. An IPv6 subnet's first address is its Subnet-Router
+	// anycast address (RFC 4291 §2.6.1); /127 (RFC 6164) and /128 have
+	// none.
+	bits, max := pfx.Bits(), a.BitLen()
+	if bits < max-1 {
+		sub := pfx.Masked()
+		switch {
+		case a == sub.Addr() && a.Is4():
+			return netip.Prefix{}, fmt.Sprintf("%s is the network address of %s, not a host address: "+
+				"use one such as %s/%d", a, sub, a.Next(), bits)
+		case a == sub.Addr():
+			return netip.Prefix{}, fmt.Sprintf("%s is the Subnet-Router anycast address of %s, not a host address: "+
+				"use one such as %s/%d", a, sub, a.Next(), bits)
+		case a.Is4() && a == lastAddr(sub):
+			return netip.Prefix{}, fmt.Sprintf("%s is the broadcast address of %s, not a host address: "+
+				"use one such as %s/%d", a, sub, a.Prev(), bits)
+		}
 	}
 	return pfx, ""
+}
+
+// lastAddr returns the last address of the masked prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 // parseIP parses a unicast peer or source address, like k8s
@@ -441,7 +476,13 @@ func (c *Config) checkInstance(p *problems, path string, i int, in *VRRPInstance
 			}
 		}
 	} else if in.UnicastSourceIP != "" {
-		c.warn(srcPath, "ignored: unicastPeers is empty, the instance uses multicast")
+		// Ignored, but not when it is not even an address: a typo here
+		// usually means the peers were lost too.
+		if _, msg := parseIP(in.UnicastSourceIP); msg != "" {
+			p.add(srcPath, msg)
+		} else {
+			c.warn(srcPath, "ignored: unicastPeers is empty, the instance uses multicast")
+		}
 	}
 
 	// addressLabel (k0s): 0 -> 10000, 0xffffffff reserved, IPv6 only.
