@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test lint unit test-armv7 image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
+.PHONY: all build deps demo test lint unit e2e-build test-armv7 image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
 
 all: build
 
@@ -35,8 +35,21 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-unit:
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
+## unit: every package's tests, with the race detector; as root with NLB_PRIVILEGED=1
+## the privileged ones too, the k8slab ones on the kube-apiserver of e2e-build.
+unit: e2e-build
+	NLB_KUBE_APISERVER="$$(cat $(E2E_APISERVER))" CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+## e2e-build: the kube-apiserver the k8slab tests run, built from e2e/ once, before `go test`
+## (so that no test package builds it inside the test timeout, nor two at once), into
+## ~/.cache/nlb-e2e, where it is reused while e2e/ and the Go version are unchanged (a cold
+## build takes minutes). Its path goes to $(E2E_APISERVER) for NLB_KUBE_APISERVER; empty,
+## and nothing built, when not root (those tests skip). A set NLB_KUBE_APISERVER is kept.
+E2E_APISERVER ?= bin/e2e-apiserver
+e2e-build:
+	@mkdir -p $(dir $(E2E_APISERVER))
+	$(GO) run ./internal/e2ebuild > $(E2E_APISERVER).tmp
+	@mv $(E2E_APISERVER).tmp $(E2E_APISERVER); echo "NLB_KUBE_APISERVER=$$(cat $(E2E_APISERVER))"
 
 ## test-armv7: nlb builds for GOARCH=arm GOARM=7; the vrrp and lb unit tests run under
 ## Debian's qemu-user-static (unprivileged: NLB_PRIVILEGED is unset for them).

@@ -39,8 +39,12 @@ func DefaultCacheDir() (string, error) {
 // go.mod, go.sum and main.go and of the Go version, and is built into dir
 // only when no binary of that name is there yet, so repeated test runs reuse
 // it; binaries of other keys in dir are removed after a successful build.
-// The build is bounded by BuildTimeout. When APIServerEnv is set, its value
-// is returned without building.
+// Builds into dir are serialized by a lock file there (flock), so that test
+// packages running in parallel never build it twice at once: the second
+// waits and finds the first's binary. The build is bounded by
+// BuildTimeout, the wait for another's build by twice that. When
+// APIServerEnv is set, its value is returned without building (`make unit`
+// builds it once beforehand and sets it).
 func BuildAPIServer(ctx context.Context, dir string) (string, error) {
 	if p := os.Getenv(APIServerEnv); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -56,13 +60,58 @@ func BuildAPIServer(ctx context.Context, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	const prefix = "kube-apiserver-"
-	out := filepath.Join(dir, prefix+key)
+	b := builder{dir: dir, key: key, build: func(ctx context.Context, out string) error {
+		cmd := exec.CommandContext(ctx, "go", "build", "-mod=readonly", "-trimpath", "-buildvcs=false",
+			"-o", out, "./kube-apiserver")
+		cmd.Dir = e2e
+		cmd.Env = append(os.Environ(), "GOWORK=off")
+		cmd.WaitDelay = 10 * time.Second
+		var log bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build kube-apiserver in %s: %w\n%s", e2e, err, tail(log.String(), 40))
+		}
+		return nil
+	}}
+	return b.run(ctx)
+}
+
+// apiServerPrefix begins the name of every binary BuildAPIServer keeps.
+const apiServerPrefix = "kube-apiserver-"
+
+// lockPoll is how often a builder retries a lock another one holds.
+const lockPoll = 200 * time.Millisecond
+
+// builder builds one binary, named after key, into dir at most once at a
+// time across processes.
+type builder struct {
+	dir, key string
+	// build writes the binary to out (a temporary name in dir).
+	build func(ctx context.Context, out string) error
+	// waiting, if set, is called once when the lock is held by another
+	// build (for tests).
+	waiting func()
+}
+
+// run returns the binary, building it under dir's lock if it is missing.
+func (b builder) run(ctx context.Context) (string, error) {
+	out := filepath.Join(b.dir, apiServerPrefix+b.key)
 	if fi, err := os.Stat(out); err == nil && fi.Mode().IsRegular() {
 		return out, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(b.dir, 0o755); err != nil {
 		return "", fmt.Errorf("k8slab: %w", err)
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 2*BuildTimeout)
+	unlock, err := lockFile(lctx, filepath.Join(b.dir, ".build.lock"), b.waiting)
+	lcancel()
+	if err != nil {
+		return "", fmt.Errorf("k8slab: waiting for another build of kube-apiserver in %s: %w", b.dir, err)
+	}
+	defer unlock()
+	// Another process may have built it while this one waited.
+	if fi, err := os.Stat(out); err == nil && fi.Mode().IsRegular() {
+		return out, nil
 	}
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
@@ -71,25 +120,18 @@ func BuildAPIServer(ctx context.Context, dir string) (string, error) {
 
 	bctx, cancel := context.WithTimeout(ctx, BuildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(bctx, "go", "build", "-mod=readonly", "-trimpath", "-buildvcs=false",
-		"-o", tmp, "./kube-apiserver")
-	cmd.Dir = e2e
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	cmd.WaitDelay = 10 * time.Second
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := b.build(bctx, tmp); err != nil {
 		if bctx.Err() != nil {
-			err = fmt.Errorf("%w (after %v)", bctx.Err(), time.Since(start).Round(time.Second))
+			err = fmt.Errorf("%w (after %v): %w", bctx.Err(), time.Since(start).Round(time.Second), err)
 		}
-		return "", fmt.Errorf("k8slab: build kube-apiserver in %s: %w\n%s", e2e, err, tail(log.String(), 40))
+		return "", fmt.Errorf("k8slab: %w", err)
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return "", fmt.Errorf("k8slab: %w", err)
 	}
 	// Older binaries are 100+ MB each; keep only the current one.
-	if old, err := filepath.Glob(filepath.Join(dir, prefix+"*")); err == nil {
+	if old, err := filepath.Glob(filepath.Join(b.dir, apiServerPrefix+"*")); err == nil {
 		for _, o := range old {
 			if o != out && !strings.Contains(filepath.Base(o), ".tmp") {
 				_ = os.Remove(o)
