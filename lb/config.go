@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/nlb-dev/nlb/input"
 )
 
 // Duration is a time.Duration written in configuration files as a Go
@@ -211,6 +212,15 @@ func setDur(d *Duration, def time.Duration) {
 	}
 }
 
+// MinCheckInterval is the shortest healthCheck.interval. HAProxy ("inter")
+// and Envoy ("interval") only want a positive one, but every proxy checks
+// every backend, and `nlb client` runs on every worker: at 100 ms a
+// cluster of 1,000 workers already sends each API server 10,000 checks a
+// second (TLS handshakes for tls and https checks). Nothing needs faster
+// ones: a failed dial marks a backend down at once, and the default 500 ms
+// finds a dead backend within the 2 s goal.
+const MinCheckInterval = 100 * time.Millisecond
+
 // Validate reports every problem in c, each naming its field. Call it after
 // SetDefaults.
 func (c *Config) Validate() error {
@@ -279,7 +289,9 @@ func (c *Config) Validate() error {
 	default:
 		bad("healthCheck.type", "must be one of none, tcp, tls, https; got %q", h.Type)
 	}
-	positive("healthCheck.interval", h.Interval)
+	if time.Duration(h.Interval) < MinCheckInterval {
+		bad("healthCheck.interval", "must be at least %s, got %s", MinCheckInterval, time.Duration(h.Interval))
+	}
 	positive("healthCheck.timeout", h.Timeout)
 	if h.Rise <= 0 {
 		bad("healthCheck.rise", "must be positive, got %d", h.Rise)
@@ -330,10 +342,19 @@ func checkHostPort(a string, emptyHostOK bool) error {
 // duplicate keys and wrong types are errors, and all unknown fields are
 // reported together. It does not apply defaults or validate.
 func Load(r io.Reader) (Config, error) {
-	var c Config
-	b, err := io.ReadAll(r)
+	b, err := input.ReadAll(r, "the configuration", input.MaxConfigSize)
 	if err != nil {
-		return c, fmt.Errorf("lb: read config: %w", err)
+		return Config{}, fmt.Errorf("lb: read config: %w", err)
+	}
+	return load(b)
+}
+
+// load is Load on the bytes of one file of at most input.MaxConfigSize,
+// which must hold one YAML document.
+func load(b []byte) (Config, error) {
+	var c Config
+	if err := input.OneYAMLDocument(b); err != nil {
+		return c, fmt.Errorf("lb: config: %w", err)
 	}
 	j, err := yaml.YAMLToJSON(b)
 	if err != nil {
@@ -362,14 +383,13 @@ func Load(r io.Reader) (Config, error) {
 	return c, nil
 }
 
-// LoadFile is Load on the named file.
+// LoadFile is Load on the named file, of at most input.MaxConfigSize (1 MiB).
 func LoadFile(name string) (Config, error) {
-	f, err := os.Open(name)
+	b, err := input.ReadFile(name, input.MaxConfigSize)
 	if err != nil {
 		return Config{}, fmt.Errorf("lb: %w", err)
 	}
-	defer f.Close()
-	c, err := Load(f)
+	c, err := load(b)
 	if err != nil {
 		return c, fmt.Errorf("%w (in %s)", err, name)
 	}

@@ -250,7 +250,7 @@ func TestHTTPSCheckThroughProxy(t *testing.T) {
 	other := newCovCA(t, "other")
 	srv := startMTLSServer(t, ca, ca)
 	_, certFile, keyFile := ca.issue(t, "nlb-health", true)
-	hc := HealthCheck{Type: CheckHTTPS, Interval: Duration(10 * time.Millisecond), Timeout: Duration(5 * time.Second),
+	hc := HealthCheck{Type: CheckHTTPS, Interval: Duration(MinCheckInterval), Timeout: Duration(5 * time.Second),
 		Rise: 1, Fall: 1, CAFile: ca.pemFile, CertFile: certFile, KeyFile: keyFile}
 
 	p := startProxy(t, Config{Backends: []string{srv.addr}, HealthCheck: hc}, Options{})
@@ -349,7 +349,7 @@ func TestCheckTimeoutHonoured(t *testing.T) {
 			}
 
 			p := startProxy(t, Config{Backends: []string{addr}, HealthCheck: HealthCheck{
-				Type: typ, InsecureSkipVerify: true, Interval: Duration(20 * time.Millisecond),
+				Type: typ, InsecureSkipVerify: true, Interval: Duration(MinCheckInterval),
 				Timeout: Duration(200 * time.Millisecond), Rise: 1, Fall: 2,
 			}}, Options{})
 			waitFor(t, "silent backend unhealthy", func() bool { return !backendStatus(p.Proxy, addr).Healthy })

@@ -452,7 +452,7 @@ func (s *scriptedChecks) check(_ context.Context, addr string) error {
 }
 
 func fastChecks() HealthCheck {
-	return HealthCheck{Type: CheckTCP, Interval: Duration(5 * time.Millisecond), Timeout: Duration(time.Second), Rise: 2, Fall: 3}
+	return HealthCheck{Type: CheckTCP, Interval: Duration(MinCheckInterval), Timeout: Duration(time.Second), Rise: 2, Fall: 3}
 }
 
 func TestHealthTransitionsAndFailOpen(t *testing.T) {
