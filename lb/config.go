@@ -59,8 +59,21 @@ type Config struct {
 	Backends []string `json:"backends,omitempty"`
 	// Balance is "roundRobin" (default) or "leastConnections".
 	Balance Policy `json:"balance,omitempty"`
-	// ConnectTimeout bounds one dial to a backend before the next is tried.
+	// ConnectTimeout bounds one dial to a backend before the next is
+	// tried, in a client's first round over the backends: short, so that
+	// a dead host costs little.
 	ConnectTimeout Duration `json:"connectTimeout,omitempty"`
+	// DialBudget is how long a new client may wait for a backend in all,
+	// counted from its accept. When every backend failed its attempt, the
+	// client does not fail at once: after a short random pause (half to
+	// one ConnectTimeout) every backend is tried again, each attempt still
+	// bounded by ConnectTimeout, until one answers or the budget is spent
+	// (the first round always runs whole, whatever the budget). A backend
+	// whose accept queue is full drops SYNs, which Linux resends only
+	// after 1 s, so without the budget a burst of clients to a busy
+	// backend is refused as if the backend were dead; HAProxy's retries
+	// and seconds-long "timeout connect" make such a burst wait too.
+	DialBudget Duration `json:"dialBudget,omitempty"`
 	// IdleTimeout closes a proxied connection after no bytes moved in
 	// either direction for this long; 0 disables it.
 	IdleTimeout Duration `json:"idleTimeout,omitempty"`
@@ -143,6 +156,7 @@ type HealthCheck struct {
 const (
 	DefaultListen          = ":6444"
 	DefaultConnectTimeout  = 250 * time.Millisecond // Envoy's connect_timeout in k0s NLLB
+	DefaultDialBudget      = 3 * time.Second        // a connect burst waits, as with HAProxy's timeout connect
 	DefaultMaxConnections  = 10000
 	DefaultDrainPeriod     = 130 * time.Second // ≥ apiserver shutdown-delay + 60 s (OpenShift's arithmetic)
 	DefaultDrainStagger    = 10 * time.Second
@@ -174,6 +188,7 @@ func (c *Config) SetDefaults() {
 		c.Balance = RoundRobin
 	}
 	setDur(&c.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&c.DialBudget, DefaultDialBudget)
 	setDur(&c.DrainPeriod, DefaultDrainPeriod)
 	setDur(&c.DrainStagger, DefaultDrainStagger)
 	setDur(&c.ShutdownTimeout, DefaultShutdownTimeout)
@@ -257,6 +272,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	positive("connectTimeout", c.ConnectTimeout)
+	positive("dialBudget", c.DialBudget)
 	if c.IdleTimeout < 0 {
 		bad("idleTimeout", "must not be negative")
 	}

@@ -160,8 +160,11 @@ type flow struct {
 // pipe is one splice pipe, its read and write ends; r < 0 when none.
 type pipe struct{ r, w int }
 
-// dialState is the search for a backend of one new connection: the same
-// order as the balancer gives, eligible backends first, then the rest.
+// dialState is the search for a backend of one new connection: rounds over
+// the backends, each in the order the balancer gives, eligible backends
+// first, then the rest, each with ConnectTimeout. When all failed, later
+// rounds follow while the client's DialBudget lasts (see Config.DialBudget
+// and roundFailed).
 type dialState struct {
 	cfg      *Config
 	list     []*backend
@@ -174,29 +177,79 @@ type dialState struct {
 	cur      int // index being tried, -1 before the first
 	seq      uint32
 	deadline int64
-	errs     []error
+	errs     []error // of the current round
+	start    int64   // UnixNano of the accept: the budget counts from it
+	round    int     // 0 for the first round over the backends
+	attempts int     // dials started
+	waiting  bool    // pausing before the next round
 }
 
 // newDialState snapshots the backends for one connection, and the
 // fail-open state as dialBackend used to.
-func (p *Proxy) newDialState(cfg *Config) *dialState {
+func (p *Proxy) newDialState(cfg *Config, now int64) *dialState {
+	ds := &dialState{cfg: cfg, start: now}
+	if n := ds.snapshot(p); n > 0 {
+		p.setFailOpen(!ds.any, n)
+	}
+	return ds
+}
+
+// snapshot starts a round over the current backends and their
+// eligibility, and returns how many there are.
+func (ds *dialState) snapshot(p *Proxy) int {
 	list := p.backends.Load().list
-	ds := &dialState{cfg: cfg, list: list, cur: -1}
 	n := len(list)
+	ds.list, ds.cur, ds.pass, ds.any = list, -1, 0, false
 	ds.eligible, ds.tried = ds.eligBuf[:0], ds.tryBuf[:0]
 	if n > len(ds.eligBuf) {
 		ds.eligible, ds.tried = make([]bool, 0, n), make([]bool, 0, n)
 	}
 	ds.eligible, ds.tried = ds.eligible[:n], ds.tried[:n]
-	now, expiry := time.Now(), p.suspectExpiry(cfg)
+	now, expiry := time.Now(), p.suspectExpiry(ds.cfg)
 	for i, b := range list {
 		ds.eligible[i] = b.eligible(now, expiry)
+		ds.tried[i] = false
 		ds.any = ds.any || ds.eligible[i]
 	}
-	if n > 0 {
-		p.setFailOpen(!ds.any, n)
+	return n
+}
+
+// maxRetryPause caps the pause between two rounds of a client's dial.
+const maxRetryPause = time.Second
+
+// budgetEnd is when the client's DialBudget runs out (UnixNano).
+func (ds *dialState) budgetEnd() int64 { return ds.start + int64(ds.cfg.DialBudget) }
+
+// attemptTimeout is how long the next dial may take, started at now:
+// ConnectTimeout, and after the first round no longer than what is left of
+// the budget. Attempts stay short in every round: a dropped SYN is better
+// answered by a fresh one soon (the next round) than by the kernel's
+// retransmission after 1 s, so a client to a backend whose accept queue is
+// full gets several chances a second, and a dead host in the list still
+// costs only ConnectTimeout per round.
+func (ds *dialState) attemptTimeout(now int64) time.Duration {
+	ct := time.Duration(ds.cfg.ConnectTimeout)
+	if ds.round == 0 {
+		return ct
 	}
-	return ds
+	return max(min(ct, time.Duration(ds.budgetEnd()-now)), 0)
+}
+
+// retryPause returns how long to pause, from now, before the next round,
+// and whether that round fits in the budget (room for one whole attempt
+// after the pause). The pause is random in [d/2, d], d = ConnectTimeout up
+// to maxRetryPause: the SYNs of a burst of clients that all failed
+// together spread out instead of finding a full accept queue again all at
+// once, and backends that refused at once are not hammered.
+func (ds *dialState) retryPause(now int64, rand func(n int64) int64) (time.Duration, bool) {
+	ct := time.Duration(ds.cfg.ConnectTimeout)
+	left := time.Duration(ds.budgetEnd() - now)
+	if left < ct {
+		return 0, false
+	}
+	d := min(ct, maxRetryPause)
+	pause := d/2 + time.Duration(rand(int64(d/2)+1))
+	return min(pause, left-ct), true
 }
 
 // next returns the index of the next backend to try, or -1 when every one

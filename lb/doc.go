@@ -36,8 +36,11 @@
 // Round robin (atomic counter) or least connections (power of two
 // choices). A dial that is refused or exceeds ConnectTimeout (250 ms, like
 // Envoy's in k0s) marks the backend suspect at once and the next backend is
-// tried; ineligible backends are tried last, so a client is refused only
-// when no backend answers. Active checks (TCP connect, TLS handshake or
+// tried; ineligible backends are tried last. When every backend failed, the
+// client waits a short random pause and tries them all again, until one
+// answers or its DialBudget (3 s from the accept) is spent: a burst of
+// clients to a backend that accepts slowly waits instead of being refused,
+// while a dead host still costs one ConnectTimeout per round. Active checks (TCP connect, TLS handshake or
 // HTTPS GET /readyz with optional CA and client certificate) apply rise and
 // fall thresholds; the defaults (every 500 ms, timeout 250 ms, fall 3)
 // find a dead backend within 2 s. When no backend is healthy the proxy

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -50,9 +51,10 @@ type loop struct {
 	lns     []*lnState
 	backlog []*lnState // listeners with connections left after a batch
 
-	dialQ, tuneQ timerQueue
-	timer        *time.Timer
-	armedAt      int64 // when timer fires, 0 if not armed
+	dialQ   timerHeap  // connect timeouts and pauses between dial rounds
+	tuneQ   timerQueue // delayed socket options
+	timer   *time.Timer
+	armedAt int64 // when timer fires, 0 if not armed
 
 	mu        sync.Mutex
 	tasks     []func()
@@ -514,7 +516,7 @@ func (l *loop) adopt(fd int, peer netip.AddrPort) {
 		l.release(c)
 		return
 	}
-	c.dial = p.newDialState(cfg)
+	c.dial = p.newDialState(cfg, l.now)
 	l.startDial(c)
 }
 
@@ -532,14 +534,19 @@ func (l *loop) register(c *proxyConn, side int) error {
 	return nil
 }
 
-// startDial tries the next backend for c; with none left it refuses the
-// client.
+// startDial tries the next backend for c; when every one failed in this
+// round it pauses for the next round, or, with the budget spent, refuses
+// the client.
 func (l *loop) startDial(c *proxyConn) {
 	p := l.p
 	ds := c.dial
 	for {
 		i := ds.next(p.bal.Load())
 		if i < 0 {
+			l.roundFailed(c)
+			return
+		}
+		if ds.round > 0 && ds.attemptTimeout(l.now) <= 0 {
 			l.noBackend(c)
 			return
 		}
@@ -552,15 +559,54 @@ func (l *loop) startDial(c *proxyConn) {
 	}
 }
 
+// roundFailed handles a client that every backend failed in this round:
+// while its DialBudget lasts (and the proxy is not stopping) it pauses,
+// then nextRound tries them all again; otherwise it is refused.
+func (l *loop) roundFailed(c *proxyConn) {
+	p, ds := l.p, c.dial
+	if len(ds.list) == 0 || p.closing.Load() {
+		l.noBackend(c)
+		return
+	}
+	pause, ok := ds.retryPause(l.now, rand.Int64N)
+	if !ok {
+		l.noBackend(c)
+		return
+	}
+	if ds.round == 0 {
+		p.dialWaited.Add(1)
+	}
+	ds.waiting = true
+	ds.seq++
+	at := l.now + int64(pause)
+	l.dialQ.push(timerEntry{at: at, c: c, seq: ds.seq})
+	l.armTimer(at)
+}
+
+// nextRound starts another round over the backends for a client that
+// paused (roundFailed), with the backend set and health as they are now.
+func (l *loop) nextRound(c *proxyConn) {
+	ds := c.dial
+	ds.waiting = false
+	ds.round++
+	ds.errs = ds.errs[:0]
+	ds.snapshot(l.p)
+	l.startDial(c)
+}
+
 // connect starts a non-blocking connect to b, or, for a dial hook
 // (Options.Dial) or a backend given by name, a Go dial in a goroutine.
 // Either ends in connectDone (through the socket's first event) or
 // dialFailed.
 func (l *loop) connect(c *proxyConn, b *backend) error {
 	p, ds := l.p, c.dial
-	ds.deadline = l.now + int64(ds.cfg.ConnectTimeout)
+	timeout := ds.attemptTimeout(l.now)
+	ds.deadline = l.now + int64(timeout)
+	if ds.attempts++; ds.attempts > 1 {
+		p.dialRetries.Add(1)
+	}
 	if p.dialHook || !b.ap.IsValid() {
-		seq, timeout := ds.seq, time.Duration(ds.cfg.ConnectTimeout)
+		seq := ds.seq
 		go func() {
 			ctx, cancel := context.WithTimeout(p.bgCtx, timeout)
 			tc, err := p.dial(ctx, b.addr)
@@ -668,7 +714,7 @@ func (l *loop) connectDone(c *proxyConn, ev uint32) {
 	l.connected(c, b, 0)
 }
 
-// dialTimeout ends a connect that took longer than ConnectTimeout.
+// dialTimeout ends a connect that took longer than its attempt's timeout.
 func (l *loop) dialTimeout(c *proxyConn) {
 	ds := c.dial
 	b := ds.list[ds.cur]
@@ -703,13 +749,16 @@ func (l *loop) dialFailed(c *proxyConn, b *backend, err error) {
 
 // noBackend refuses a client that no backend would take, with RST.
 func (l *loop) noBackend(c *proxyConn) {
-	p := l.p
+	p, ds := l.p, c.dial
 	p.noBackend.Add(1)
-	err := errors.Join(c.dial.errs...)
-	if len(c.dial.list) == 0 {
+	err := errors.Join(ds.errs...)
+	if len(ds.list) == 0 {
 		err = errors.New("lb: no backends configured")
+	} else if !p.closing.Load() {
+		p.dialExhausted.Add(1)
 	}
-	p.log.Warn("no backend reachable: closing client", "client", c.client(), "err", err)
+	p.log.Warn("no backend reachable: closing client", "client", c.client(), "err", err,
+		"rounds", ds.round+1, "dials", ds.attempts, "waited_seconds", time.Duration(l.now-ds.start).Seconds())
 	l.abort(c, true)
 }
 
@@ -1051,10 +1100,55 @@ type timerEntry struct {
 	seq uint32
 }
 
+// timerHeap is a min-heap of deadlines by at: connect timeouts and retry
+// pauses have different delays.
+type timerHeap struct{ q []timerEntry }
+
+func (h *timerHeap) push(e timerEntry) {
+	h.q = append(h.q, e)
+	for i := len(h.q) - 1; i > 0; {
+		up := (i - 1) / 2
+		if h.q[up].at <= h.q[i].at {
+			break
+		}
+		h.q[up], h.q[i] = h.q[i], h.q[up]
+		i = up
+	}
+}
+
+func (h *timerHeap) peek() (timerEntry, bool) {
+	if len(h.q) == 0 {
+		return timerEntry{}, false
+	}
+	return h.q[0], true
+}
+
+func (h *timerHeap) pop() {
+	n := len(h.q) - 1
+	h.q[0] = h.q[n]
+	h.q[n] = timerEntry{}
+	h.q = h.q[:n]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < n && h.q[l].at < h.q[least].at {
+			least = l
+		}
+		if r < n && h.q[r].at < h.q[least].at {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		h.q[i], h.q[least] = h.q[least], h.q[i]
+		i = least
+	}
+	if n == 0 && cap(h.q) > 1024 {
+		h.q = nil // a burst's queue is not kept
+	}
+}
+
 // timerQueue is a FIFO of deadlines. Its entries are pushed with the same
-// delay (ConnectTimeout or tuneAfter), so the FIFO is in deadline order
-// (but for a ConnectTimeout changed by a reload, which may make a few
-// timeouts late by up to the difference).
+// delay (tuneAfter), so the FIFO is in deadline order.
 type timerQueue struct {
 	q    []timerEntry
 	head int
@@ -1091,7 +1185,14 @@ func (l *loop) runTimers() {
 			break
 		}
 		l.dialQ.pop()
-		if c := e.c; c.state == stDialing && c.dial.seq == e.seq && c.owner == nil && c.fd[sideServer] >= 0 {
+		c := e.c
+		if c.state != stDialing || c.dial.seq != e.seq {
+			continue
+		}
+		switch {
+		case c.dial.waiting:
+			l.nextRound(c)
+		case c.owner == nil && c.fd[sideServer] >= 0:
 			l.dialTimeout(c)
 		}
 	}

@@ -25,6 +25,9 @@ func metricDescs() map[string]*prometheus.Desc {
 		"limit":      desc("limit_reached_total", "Clients closed because max_connections was reached."),
 		"maxconns":   desc("max_connections", "The connection limit."),
 		"nobackend":  desc("no_backend_total", "Clients closed because no backend could be dialled."),
+		"retries":    desc("dial_retries_total", "Backend dials beyond each client's first (the next backend, or another round within dialBudget)."),
+		"waited":     desc("dial_waited_total", "Clients that every backend failed once and that waited to try again, within dialBudget."),
+		"exhausted":  desc("dial_budget_exhausted_total", "Clients closed because no backend answered within dialBudget (also in no_backend_total)."),
 		"idle":       desc("idle_timeouts_total", "Connections closed by the idle timeout."),
 		"drained":    desc("drained_connections_total", "Connections closed at the end of a backend drain."),
 		"failopen":   desc("fail_open", "1 when no backend is healthy and connections go to every known backend."),
@@ -62,6 +65,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	emit(d["limit"], counter, float64(p.limitHits.Load()))
 	emit(d["maxconns"], gauge, float64(p.cfg.Load().MaxConnections))
 	emit(d["nobackend"], counter, float64(p.noBackend.Load()))
+	emit(d["retries"], counter, float64(p.dialRetries.Load()))
+	emit(d["waited"], counter, float64(p.dialWaited.Load()))
+	emit(d["exhausted"], counter, float64(p.dialExhausted.Load()))
 	emit(d["idle"], counter, float64(p.idleClosed.Load()))
 	emit(d["drained"], counter, float64(p.drained.Load()))
 	emit(d["failopen"], gauge, b2f(p.failOpen.Load()))

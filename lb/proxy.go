@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,14 +74,20 @@ type Proxy struct {
 	failOpen atomic.Bool
 	closing  atomic.Bool
 
-	active     atomic.Int64
-	accepted   atomic.Uint64
-	limitHits  atomic.Uint64
-	noBackend  atomic.Uint64
-	idleClosed atomic.Uint64
-	drained    atomic.Uint64
-	bytesIn    atomic.Uint64
-	bytesOut   atomic.Uint64
+	active    atomic.Int64
+	accepted  atomic.Uint64
+	limitHits atomic.Uint64
+	noBackend atomic.Uint64
+	// dialRetries counts dials beyond a client's first; dialWaited the
+	// clients that every backend failed once and that waited for another
+	// round; dialExhausted the clients refused with their budget spent.
+	dialRetries   atomic.Uint64
+	dialWaited    atomic.Uint64
+	dialExhausted atomic.Uint64
+	idleClosed    atomic.Uint64
+	drained       atomic.Uint64
+	bytesIn       atomic.Uint64
+	bytesOut      atomic.Uint64
 	// lastLimitLog rate-limits the connection-limit warning (UnixNano).
 	lastLimitLog atomic.Int64
 	limitSince   atomic.Uint64 // rejections since the last warning
@@ -202,7 +209,7 @@ func (p *Proxy) Listen(ctx context.Context) error {
 			for _, l := range lns {
 				l.Close()
 			}
-			return fmt.Errorf("lb: listen %s: %w", a, err)
+			return &ListenError{Addr: a, Err: err}
 		}
 		lns = append(lns, ln)
 	}
@@ -224,6 +231,23 @@ func (p *Proxy) Listen(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ListenError is Listen's error when an address cannot be bound (taken,
+// not local): commands name the flag that gave it.
+type ListenError struct {
+	Addr string // the configured listen address
+	Err  error
+}
+
+func (e *ListenError) Error() string {
+	if strings.Contains(e.Err.Error(), e.Addr) {
+		return "lb: " + e.Err.Error() // net's errors name the address
+	}
+	return fmt.Sprintf("lb: listen %s: %v", e.Addr, e.Err)
+}
+
+// Unwrap returns the bind error.
+func (e *ListenError) Unwrap() error { return e.Err }
 
 // Addrs returns the bound listen addresses.
 func (p *Proxy) Addrs() []net.Addr {
