@@ -25,6 +25,9 @@ func TestDefaultsAsSpecified(t *testing.T) {
 	if c.Balance != RoundRobin {
 		t.Errorf("balance defaults to %q, want %q", c.Balance, RoundRobin)
 	}
+	if got := time.Duration(c.DialBudget); got != 3*time.Second {
+		t.Errorf("dialBudget defaults to %v, want 3s (a connect burst waits, as HAProxy's timeout connect)", got)
+	}
 	h := c.HealthCheck
 	if h.Type != CheckTCP {
 		t.Errorf("healthCheck.type defaults to %q, want %q", h.Type, CheckTCP)
