@@ -11,13 +11,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/nlb-dev/nlb/input"
 )
 
 // Kubeconfig is a parsed kubeconfig file and its current context.
@@ -105,7 +106,7 @@ type v1Config struct {
 // be read or parsed, or has no current context, or the context's cluster is
 // missing. A missing user is not an error (the cluster may not need one).
 func LoadKubeconfig(path string) (*Kubeconfig, error) {
-	b, err := os.ReadFile(path)
+	b, err := input.ReadFile(path, input.MaxKubeconfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("k8s: kubeconfig: %w", err)
 	}
@@ -421,7 +422,7 @@ func (k *Kubeconfig) restConfig() (*RESTConfig, error) {
 	if a.TokenFile != "" {
 		rc.BearerTokenFile = a.TokenFile
 		if rc.BearerToken == "" {
-			b, err := os.ReadFile(a.TokenFile)
+			b, err := input.ReadFile(a.TokenFile, input.MaxTokenSize)
 			if err != nil {
 				return nil, err
 			}
