@@ -120,8 +120,7 @@ const clientGCPercent = 50
 
 // runClient implements `nlb client`.
 func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("client", clientUsage, stdout)
 	configFile := fs.String("config", "", "k0s ClusterConfig `file` (spec.network.nodeLocalLoadBalancing gives the bind ports)")
 	kubeconfig := fs.String("kubeconfig", "", "the worker's kubeconfig `file`, e.g. the kubelet's (required)")
 	cacheFile := fs.String("cache-file", "/var/lib/nlb/apiservers", "`file` caching the discovered API servers (empty: none)")
@@ -140,19 +139,11 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	check := fs.Bool("check", false, "check the flags, configuration and kubeconfig and exit")
 	var lf logFlags
 	lf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, clientUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("client: unexpected arguments %q", fs.Args())
-	}
 	if *kubeconfig == "" {
-		fs.Usage()
-		return errors.New("client: --kubeconfig is required")
+		return usageErrorf(fs, "--kubeconfig is required")
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {

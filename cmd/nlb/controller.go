@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,9 +62,7 @@ Flags:
 const defaultControllerAdmin = "127.0.0.1:9647"
 
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, controllerUsage); fs.PrintDefaults() }
+	fs := newFlagSet("controller", controllerUsage, stdout)
 	var (
 		path       = fs.String("config", "", "configuration `file` (k0s ClusterConfig, or the controlPlaneLoadBalancing section)")
 		kubeconfig = fs.String("kubeconfig", "", "admin kubeconfig `file` of the local API server: discovery and /readyz checks")
@@ -80,15 +77,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Var(&listen, "listen", "proxy listen `address` (repeatable; default :<userSpaceProxyBindPort>)")
 	fs.Var(&backends, "backend", "static API server `address` host:port for the proxy (repeatable); with --kubeconfig they only seed discovery")
 	logf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("controller: unexpected arguments %q", fs.Args())
-	}
 	if *path == "" {
-		fs.Usage()
-		return errors.New("controller: --config is required")
+		return usageErrorf(fs, "--config is required")
 	}
 	cfg, err := config.LoadFile(*path)
 	if err != nil {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,24 +30,15 @@ Flags:
 
 // runKubeconfig implements `nlb kubeconfig`.
 func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("kubeconfig", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("kubeconfig", kubeconfigUsage, stdout)
 	in := fs.String("in", "", "kubeconfig `file` to read (required)")
 	out := fs.String("out", "", "kubeconfig `file` to write, - for standard output (required)")
 	server := fs.String("server", "https://127.0.0.1:7443", "API server `URL` to write, or host:port to replace only those")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, kubeconfigUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("kubeconfig: unexpected arguments %q", fs.Args())
-	}
 	if *in == "" || *out == "" {
-		fs.Usage()
-		return errors.New("kubeconfig: --in and --out are required")
+		return usageErrorf(fs, "--in and --out are required")
 	}
 	if err := checkServerURL(*server); err != nil {
 		return fmt.Errorf("kubeconfig: --server: %w", err)

@@ -26,6 +26,10 @@ const (
 	// "nonroot" id, which owns nothing on a host.
 	nonRootUID = 65532
 
+	// controllerKubeconfig is k0s's admin kubeconfig on a controller: the
+	// controller pod reads the EndpointSlices and checks /readyz with it.
+	controllerKubeconfig = "/var/lib/k0s/pki/admin.conf"
+
 	// workerCacheDir is where the worker's API server cache is mounted.
 	workerCacheDir = "/var/lib/nlb"
 
@@ -89,28 +93,17 @@ Flags:
 // runManifest implements `nlb manifest`.
 func runManifest(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != roleController && args[0] != roleWorker) {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fs := manifestFlags(roleWorker, &manifestOptions{})
-			fs.SetOutput(stderr)
-			fmt.Fprint(stderr, manifestUsage)
-			fs.PrintDefaults()
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, manifestUsage)
+			printManifestDefaults(stdout)
 			return flag.ErrHelp
 		}
-		fmt.Fprint(stderr, manifestUsage)
-		return errors.New("manifest: want a role: controller or worker")
+		return &usageError{cmd: "manifest", err: errors.New("want a role: controller or worker"), hint: true}
 	}
 	o := &manifestOptions{role: args[0], version: version}
-	fs := manifestFlags(o.role, o)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, manifestUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args[1:]); err != nil {
+	fs := manifestFlags(o.role, o, stdout)
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("manifest: unexpected argument %q", fs.Arg(0))
 	}
 	out, err := renderManifest(o)
 	if err != nil {
@@ -122,14 +115,36 @@ func runManifest(_ context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// printManifestDefaults prints the flags of both roles, each default
+// given per role where the roles' differ.
+func printManifestDefaults(w io.Writer) {
+	ctl := manifestFlags(roleController, &manifestOptions{}, io.Discard)
+	manifestFlags(roleWorker, &manifestOptions{}, io.Discard).VisitAll(func(f *flag.Flag) {
+		def, cdef := f.DefValue, ctl.Lookup(f.Name).DefValue
+		q := func(s string) string { return s }
+		if isStringFlag(f) {
+			q = strconv.Quote
+		}
+		switch {
+		case def == cdef && isZeroValue(f):
+			def = ""
+		case def == cdef:
+			def = q(def)
+		default:
+			def = "controller " + q(cdef) + ", worker " + q(def)
+		}
+		printFlag(w, f, def)
+	})
+}
+
 // manifestFlags binds the flags of role's manifest to o, with the role's
-// defaults.
-func manifestFlags(role string, o *manifestOptions) *flag.FlagSet {
+// defaults; its usage goes to stdout.
+func manifestFlags(role string, o *manifestOptions, stdout io.Writer) *flag.FlagSet {
 	configDir, configFile, kubeconfig, adminPort := "/run/nlb", "", "/run/nlb/kubeconfig", 9902
 	if role == roleController {
-		configDir, configFile, kubeconfig, adminPort = "/etc/k0s", "k0s.yaml", "", 9647
+		configDir, configFile, kubeconfig, adminPort = "/etc/k0s", "k0s.yaml", controllerKubeconfig, 9647
 	}
-	fs := flag.NewFlagSet("manifest "+role, flag.ContinueOnError)
+	fs := newFlagSet("manifest "+role, manifestUsage, stdout)
 	fs.StringVar(&o.image, "image", "", "container `image` (default ghcr.io/nlb-dev/nlb:<nlb version>)")
 	fs.StringVar(&o.pullPolicy, "image-pull-policy", string(podspec.PullIfNotPresent), "imagePullPolicy: Always, IfNotPresent or Never")
 	fs.StringVar(&o.namespace, "namespace", "kube-system", "pod `namespace`")

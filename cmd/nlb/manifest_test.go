@@ -260,15 +260,28 @@ func TestManifestWorker(t *testing.T) {
 }
 
 // TestManifestController checks the controller pod: root with NET_ADMIN,
-// NET_RAW and BPF only, `controller` with k0s's configuration.
+// NET_RAW and BPF only, `controller` with k0s's configuration and admin
+// kubeconfig (as README recommends: discovery and /readyz checks).
 func TestManifestController(t *testing.T) {
 	pod, _ := renderPod(t, roleController)
 	if pod.Name != "cplb" || pod.Labels["app.kubernetes.io/component"] != "cplb" {
 		t.Errorf("name %q labels %v", pod.Name, pod.Labels)
 	}
 	c := pod.Spec.Containers[0]
-	if want := []string{"controller", "--config", "/etc/k0s/k0s.yaml", "--admin", "127.0.0.1:9647"}; !slices.Equal(c.Args, want) {
+	if want := []string{"controller", "--config", "/etc/k0s/k0s.yaml", "--admin", "127.0.0.1:9647",
+		"--kubeconfig", "/var/lib/k0s/pki/admin.conf"}; !slices.Equal(c.Args, want) {
 		t.Errorf("args %q, want %q", c.Args, want)
+	}
+	if len(pod.Spec.Volumes) != 2 || pod.Spec.Volumes[1].HostPath == nil || pod.Spec.Volumes[1].HostPath.Path != "/var/lib/k0s/pki/admin.conf" ||
+		pod.Spec.Volumes[1].HostPath.Type == nil || *pod.Spec.Volumes[1].HostPath.Type != corev1.HostPathFile {
+		t.Errorf("volumes %+v, want /etc/k0s and the admin kubeconfig file", pod.Spec.Volumes)
+	}
+	checkMounts(t, pod)
+
+	pod, _ = renderPod(t, roleController, "--kubeconfig", "")
+	c = pod.Spec.Containers[0]
+	if want := []string{"controller", "--config", "/etc/k0s/k0s.yaml", "--admin", "127.0.0.1:9647"}; !slices.Equal(c.Args, want) {
+		t.Errorf("--kubeconfig '': args %q, want %q", c.Args, want)
 	}
 	sc := c.SecurityContext
 	if !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "NET_RAW", "BPF"}) {
@@ -281,10 +294,10 @@ func TestManifestController(t *testing.T) {
 		t.Errorf("volumes %+v, want /etc/k0s only", pod.Spec.Volumes)
 	}
 
-	pod, _ = renderPod(t, roleController, "--kubeconfig", "/var/lib/k0s/pki/admin.conf")
+	pod, _ = renderPod(t, roleController, "--kubeconfig", "/etc/k0s/admin.conf")
 	c = pod.Spec.Containers[0]
-	if !slices.Contains(c.Args, "/var/lib/k0s/pki/admin.conf") || len(pod.Spec.Volumes) != 2 {
-		t.Errorf("args %q volumes %+v", c.Args, pod.Spec.Volumes)
+	if !slices.Contains(c.Args, "/etc/k0s/admin.conf") || len(pod.Spec.Volumes) != 1 {
+		t.Errorf("a kubeconfig in --config-dir: args %q volumes %+v", c.Args, pod.Spec.Volumes)
 	}
 	checkMounts(t, pod)
 }
@@ -319,13 +332,28 @@ func TestManifestErrors(t *testing.T) {
 			t.Errorf("%q: printed %q", args, out.String())
 		}
 	}
-	for _, args := range [][]string{{"-h"}, {roleWorker, "-h"}} {
-		var errOut bytes.Buffer
-		if err := runManifest(context.Background(), args, io.Discard, &errOut); err != flag.ErrHelp {
-			t.Errorf("%q: %v, want flag.ErrHelp", args, err)
+	// Help goes to stdout; `nlb manifest -h` gives each role's defaults.
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"-h"}, []string{"--admin-port port", "(default controller 9647, worker 9902)",
+			`(default controller "/var/lib/k0s/pki/admin.conf", worker "/run/nlb/kubeconfig")`,
+			`(default controller "/etc/k0s", worker "/run/nlb")`, `(default "kube-system")`}},
+		{[]string{roleWorker, "-h"}, []string{"--admin-port port", "(default 9902)", `(default "/run/nlb/kubeconfig")`}},
+		{[]string{roleController, "--help"}, []string{"(default 9647)", `(default "/var/lib/k0s/pki/admin.conf")`}},
+	} {
+		var out, errOut bytes.Buffer
+		if err := runManifest(context.Background(), tc.args, &out, &errOut); err != flag.ErrHelp {
+			t.Errorf("%q: %v, want flag.ErrHelp", tc.args, err)
 		}
-		if !strings.Contains(errOut.String(), "--admin-port") && !strings.Contains(errOut.String(), "-admin-port") {
-			t.Errorf("%q: usage without flags: %s", args, errOut.String())
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%q: usage without %q:\n%s", tc.args, w, out.String())
+			}
+		}
+		if errOut.Len() != 0 {
+			t.Errorf("%q: wrote to stderr: %s", tc.args, errOut.String())
 		}
 	}
 }

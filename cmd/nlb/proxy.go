@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,21 +86,8 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
-// printVisibleDefaults prints fs's flags except hidden ones (no usage).
-func printVisibleDefaults(fs *flag.FlagSet, w io.Writer) {
-	vis := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	vis.SetOutput(w)
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Usage != "" {
-			vis.Var(f.Value, f.Name, f.Usage)
-		}
-	})
-	vis.PrintDefaults()
-}
-
 func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("proxy", proxyUsage, stdout)
 	var listen, backends stringsFlag
 	fs.Var(&listen, "listen", "`address` to accept on, host:port (repeatable; default :6444)")
 	fs.Var(&backends, "backend", "backend `address`, host:port (repeatable)")
@@ -113,15 +99,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	disc := addProxyDiscoverFlags(fs) // --discover, --kubeconfig, --api-port, --cache-file (proxy_discover.go)
 	// Hidden: a CPU profile of the whole run, for performance work.
 	cpuProfile := fs.String("cpuprofile", "", "")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, proxyUsage)
-		printVisibleDefaults(fs, stderr)
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("proxy: unexpected arguments %q", fs.Args())
 	}
 
 	var level slog.Level

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,17 +26,12 @@ Flags:
 `
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, statusUsage); fs.PrintDefaults() }
+	fs := newFlagSet("status", statusUsage, stdout)
 	admin := fs.String("admin", defaultControllerAdmin, "admin `address` of the nlb to ask (host:port, or an http:// URL)")
 	raw := fs.Bool("json", false, "print the JSON as served")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this `duration`")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("status: unexpected arguments %q", fs.Args())
 	}
 	url := *admin
 	if !strings.Contains(url, "://") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,9 +36,7 @@ Flags:
 `
 
 func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("vrrp", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, vrrpUsage); fs.PrintDefaults() }
+	fs := newFlagSet("vrrp", vrrpUsage, stdout)
 	var (
 		path  = fs.String("config", "", "configuration `file` (k0s ClusterConfig or controlPlaneLoadBalancing section, YAML)")
 		check = fs.Bool("check", false, "validate the configuration, print what would run, and exit")
@@ -47,15 +44,11 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		logf  logFlags
 	)
 	logf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("vrrp: unexpected arguments %q", fs.Args())
-	}
 	if *path == "" {
-		fs.Usage()
-		return errors.New("vrrp: --config is required")
+		return usageErrorf(fs, "--config is required")
 	}
 	cfg, err := config.LoadFile(*path)
 	if err != nil {
