@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +114,15 @@ func TestCheckConfigs(t *testing.T) {
 		t.Run("valid/"+filepath.Base(f), func(t *testing.T) {
 			t.Parallel()
 			code, stdout, stderr := runCheck(t, bin, f)
+			if strings.HasPrefix(filepath.Base(f), "nllb-") {
+				// Valid, but for nlb client: no CPLB section, so
+				// nothing for nlb vrrp to run, and --check says so
+				// as the run would.
+				if code == 0 || !strings.Contains(stderr, "vrrp: config: nothing to run: ") {
+					t.Fatalf("exit %d, want non-zero with \"nothing to run\"\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+				}
+				return
+			}
 			if code != 0 {
 				t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 			}
@@ -143,6 +153,53 @@ func TestCheckConfigs(t *testing.T) {
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
 				t.Errorf("stderr names paths %q, want %q:\n%s", got, want, stderr)
+			}
+		})
+	}
+}
+
+// TestCheckAgreesWithRun: for a valid file with nothing to run, nlb vrrp
+// and nlb controller fail with --check exactly as without it, with one
+// message saying why (issue 10, item 6). Neither gets as far as any OS
+// effect, so this needs no privileges.
+func TestCheckAgreesWithRun(t *testing.T) {
+	inst := "keepalived: {vrrpInstances: [{virtualIPs: [192.0.2.100/24], authPass: x}]}"
+	for _, tc := range []struct{ name, doc, want string }{
+		{"k0sctl without CPLB", "apiVersion: k0sctl.k0sproject.io/v1beta1\nkind: Cluster\nspec:\n  hosts: []\n  k0s:\n    config:\n      spec:\n        network: {provider: calico}\n",
+			"config: nothing to run: spec.k0s.config.spec.network.controlPlaneLoadBalancing is missing;"},
+		{"k0sctl spec null", "apiVersion: k0sctl.k0sproject.io/v1beta1\nkind: Cluster\nspec: null\n",
+			"config: nothing to run: spec.k0s.config.spec.network.controlPlaneLoadBalancing is missing (spec is null);"},
+		{"enabled false", "apiVersion: k0s.k0sproject.io/v1beta1\nkind: ClusterConfig\nspec:\n  network:\n    controlPlaneLoadBalancing: {enabled: false, " + inst + "}\n",
+			"config: nothing to run: spec.network.controlPlaneLoadBalancing.enabled is false: k0s runs no control plane load balancing with this configuration;"},
+		{"no instances", "enabled: true\nkeepalived: {vrrpInstances: []}\n",
+			"config: nothing to run: keepalived.vrrpInstances is empty: there is no VRRP instance to run;"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "k0s.yaml")
+			if err := os.WriteFile(f, []byte(tc.doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				name string
+				run  func(context.Context, []string, io.Writer, io.Writer) error
+			}{{"vrrp", runVRRP}, {"controller", runController}} {
+				var checkOut, runOut bytes.Buffer
+				// --admin off: should the run get past the check, it
+				// must not bind the default admin port.
+				checkErr := c.run(context.Background(), []string{"--check", "--config", f}, &checkOut, &checkOut)
+				runErr := c.run(context.Background(), []string{"--config", f, "--admin", ""}, &runOut, &runOut)
+				if checkErr == nil || runErr == nil {
+					t.Fatalf("%s: --check error %v, run error %v; want both to fail\n%s%s", c.name, checkErr, runErr, &checkOut, &runOut)
+				}
+				if checkErr.Error() != runErr.Error() {
+					t.Errorf("%s: --check and the run disagree:\n--check: %v\nrun:     %v", c.name, checkErr, runErr)
+				}
+				if want := c.name + ": " + tc.want; !strings.HasPrefix(checkErr.Error(), want) {
+					t.Errorf("%s: error\n %v\nwant it to start with\n %s", c.name, checkErr, want)
+				}
+				if strings.Contains(checkOut.String(), "valid") || strings.Contains(checkOut.String(), "steered") {
+					t.Errorf("%s --check printed a plan for a file with nothing to run:\n%s", c.name, &checkOut)
+				}
 			}
 		})
 	}

@@ -84,6 +84,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageErrorf(fs, "--config is required")
 	}
 	cfg, err := config.LoadFile(*path)
+	if err == nil {
+		// Before --check: a file with nothing to run fails it as it
+		// would fail the run, with the same message.
+		err = cfg.Runnable()
+	}
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}

@@ -51,6 +51,11 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageErrorf(fs, "--config is required")
 	}
 	cfg, err := config.LoadFile(*path)
+	if err == nil {
+		// Before --check: a file with nothing to run fails it as it
+		// would fail the run, with the same message.
+		err = cfg.Runnable()
+	}
 	if err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
@@ -122,10 +127,10 @@ func startVRRP(cfg *config.Config, logf logFlags, stderr io.Writer, handover boo
 	if err := cfg.ResolveInterfaces(config.NewLinuxResolver()); err != nil {
 		return nil, err
 	}
-	insts := cfg.VRRPInstances()
-	if len(insts) == 0 {
-		return nil, errors.New("the configuration has no vrrpInstances (or controlPlaneLoadBalancing is not enabled)")
+	if err := cfg.Runnable(); err != nil {
+		return nil, err
 	}
+	insts := cfg.VRRPInstances()
 	v := &vrrpSet{log: log, reg: prometheus.NewRegistry()}
 	if err := registerProcessCollectors(v.reg); err != nil {
 		return nil, err
