@@ -235,6 +235,14 @@ type Instance struct {
 	nextRefresh    time.Time
 	lastReannounce time.Time
 	sendLimit      rateLimiter
+
+	// VIP lifetimes (see VIPLifetime); lifetime 0 when Effects has no
+	// RefreshVIPs.
+	lifetime     time.Duration
+	refreshGap   time.Duration // vipRefreshGap of the interval
+	refreshedAt  time.Time     // the last successful AddVIPs or RefreshVIPs began
+	vipsUntil    time.Time     // when the lifetime they set runs out; zero: no lifetime
+	refreshLimit rateLimiter   // warnings about failed refreshes
 }
 
 // NewInstance checks cfg and returns an Instance that will use conn and fx.
@@ -294,6 +302,10 @@ func NewInstance(cfg InstanceConfig, conn Conn, fx Effects, log *slog.Logger, m 
 		garp:     cfg.GARP.normalized(),
 		prioWake: make(chan struct{}, 1),
 		m:        mach,
+	}
+	if fx.RefreshVIPs != nil {
+		i.lifetime = VIPLifetime(mc)
+		i.refreshGap = vipRefreshGap(mc.AdvertInterval)
 	}
 	if i.log == nil {
 		i.log = slog.New(slog.DiscardHandler)
@@ -367,6 +379,10 @@ type received struct {
 // counted by reason and logged at debug level, rate-limited; valid adverts
 // go to the Machine.
 //
+// While Master it gives the addresses a finite lifetime and refreshes it
+// with its adverts (see [VIPLifetime]); a Master that finds that lifetime
+// ran out, because it was stopped or stalled, steps down ([Machine.Lapse]).
+//
 // When ctx is cancelled Run shuts the Machine down (a Master sends a
 // priority-0 advert so a Backup takes over after Skew_Time; the addresses
 // are removed), closes the Conn and returns nil. If reading from the Conn
@@ -426,6 +442,7 @@ loop:
 		}
 		select {
 		case <-stopping:
+			i.checkLapse(ectx)
 			if !i.cfg.HandoverOnShutdown || i.m.State() != Master {
 				break loop
 			}
@@ -463,6 +480,7 @@ loop:
 				i.cfg.FineSleep(rest)
 				now = time.Now()
 			}
+			now = i.checkLapse(ectx)
 			i.lastStep = now
 			if dl := i.m.NextDeadline(); !dl.IsZero() && !now.Before(dl) {
 				wasMaster := i.m.State() == Master
@@ -502,6 +520,7 @@ loop:
 // would in a single-threaded daemon. Time never goes backwards for the
 // Machine: an arrival older than the last step is taken as that step.
 func (i *Instance) receive(ctx context.Context, p received) {
+	i.checkLapse(ctx)
 	now := p.at
 	if now.IsZero() || now.Before(i.lastStep) {
 		now = i.lastStep
@@ -527,6 +546,9 @@ func (i *Instance) SetFault(fault bool) {
 
 // applyPriority hands a pending SetPriority and SetFault to the Machine.
 func (i *Instance) applyPriority(ctx context.Context, now time.Time) {
+	if i.vipsUp {
+		now = i.checkLapse(ctx)
+	}
 	i.mu.Lock()
 	p, ok := i.wantPrio, i.prioSet
 	f, fok := i.wantFault, i.faultSet
@@ -612,6 +634,7 @@ func (i *Instance) exec(ctx context.Context, now time.Time, as []Action) {
 			}
 		case ActionSendAdvert:
 			i.send(a.Priority, now)
+			i.refreshVIPs(ctx, now)
 		case ActionAddVIPs:
 			i.addVIPs(ctx)
 		case ActionRemoveVIPs:
@@ -648,8 +671,9 @@ func (i *Instance) send(prio uint8, now time.Time) {
 }
 
 func (i *Instance) addVIPs(ctx context.Context) {
+	start := time.Now()
 	if i.fx.AddVIPs != nil {
-		if err := i.fx.AddVIPs(ctx); err != nil {
+		if err := i.fx.AddVIPs(ctx, i.lifetime); err != nil {
 			i.met.effectError(i.name, effectAddVIPs)
 			i.log.Error("vrrp adding virtual addresses failed; retrying every advert interval", "err", err)
 			i.addPending = true
@@ -657,6 +681,75 @@ func (i *Instance) addVIPs(ctx context.Context) {
 		}
 	}
 	i.addPending, i.vipsUp = false, true
+	i.setLifetime(start)
+}
+
+// setLifetime records a lifetime (re)started at start.
+func (i *Instance) setLifetime(start time.Time) {
+	i.refreshedAt, i.vipsUntil = start, time.Time{}
+	if i.lifetime > 0 {
+		i.vipsUntil = start.Add(i.lifetime)
+	}
+}
+
+// lapsed reports whether the addresses' lifetime ran out (or is about
+// to) at now: the kernel removes them, and nothing must refresh them.
+func (i *Instance) lapsed(now time.Time) bool {
+	return i.vipsUp && !i.vipsUntil.IsZero() && !now.Before(i.vipsUntil.Add(-vipLapseMargin))
+}
+
+// checkLapse hands the Machine a Lapse when a Master's addresses outlived
+// their lifetime: the process was stopped, or this goroutine stalled, for
+// longer than any Backup waits. It reads the clock itself (the time of a
+// queued packet or timer may predate the stall) and returns the time it
+// used, never before the last step.
+func (i *Instance) checkLapse(ctx context.Context) time.Time {
+	now := time.Now()
+	if now.Before(i.lastStep) {
+		now = i.lastStep
+	}
+	if i.m.State() != Master || !i.lapsed(now) {
+		return now
+	}
+	silent := now.Sub(i.refreshedAt)
+	i.log.Warn("vrrp the VIPs' lifetime ran out while master: this process was stopped or stalled; "+
+		"the kernel removed them and a backup has taken over", "silent", silent.Round(time.Millisecond).String(),
+		"lifetime", i.lifetime.String())
+	i.lastStep = now
+	i.exec(ctx, now, i.m.Lapse(now, silent))
+	return now
+}
+
+// refreshVIPs restarts the addresses' lifetime with an advert of a Master
+// (or of the priority-0 release that keeps them until a new Master
+// speaks), when vipRefreshGap has passed since the last refresh. The
+// release advert always refreshes: the handover may last a priority-0
+// Master_Down_Interval. A failed refresh is retried with the next advert;
+// if they keep failing, the lifetime runs out and the Master steps down.
+func (i *Instance) refreshVIPs(ctx context.Context, at time.Time) {
+	if i.lifetime == 0 || !i.vipsUp || i.addPending {
+		return
+	}
+	release := i.m.HandingOver()
+	if i.m.State() != Master && !release {
+		return // the shutdown's release advert: RemoveVIPs follows
+	}
+	start := time.Now()
+	if !release && start.Sub(i.refreshedAt) < i.refreshGap {
+		return
+	}
+	if i.lapsed(start) {
+		return // gone, or about to be: never re-create them here
+	}
+	if err := i.fx.RefreshVIPs(ctx, i.lifetime); err != nil {
+		i.met.effectError(i.name, effectRefreshVIPs)
+		if ok, suppressed := i.refreshLimit.allow("refresh", at); ok {
+			i.log.Warn("vrrp refreshing the VIPs' lifetime failed; retrying with the next advert",
+				"err", err, "expires_in", time.Until(i.vipsUntil).Round(time.Millisecond).String(), "suppressed", suppressed)
+		}
+		return
+	}
+	i.setLifetime(start)
 }
 
 func (i *Instance) retryAddVIPs(ctx context.Context, now time.Time) {
@@ -680,6 +773,7 @@ func (i *Instance) removeVIPs(ctx context.Context) {
 		}
 	}
 	i.removePending, i.vipsUp = false, false
+	i.vipsUntil = time.Time{}
 }
 
 func (i *Instance) announce(ctx context.Context) {

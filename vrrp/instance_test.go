@@ -49,7 +49,8 @@ type hubPort struct {
 	in     chan hubFrame
 	closed chan struct{}
 	once   sync.Once
-	muted  bool // guarded by hub.mu: writes are lost (a crashed node)
+	muted  bool          // guarded by hub.mu: writes are lost (a crashed node)
+	stall  time.Duration // guarded by hub.mu: the next write sleeps this long first
 }
 
 func newHub() *hub { return &hub{lastFrom: map[netip.Addr]time.Time{}} }
@@ -104,6 +105,11 @@ func (p *hubPort) WriteTo(b []byte, dst netip.Addr) error {
 	}
 	h := p.hub
 	h.mu.Lock()
+	stall := p.stall
+	p.stall = 0
+	h.mu.Unlock()
+	time.Sleep(stall) // wedged in sendmsg, or stopped there
+	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p.muted {
 		return nil
@@ -145,23 +151,34 @@ type fxLog struct {
 	addFails    int
 	removeFails int
 	announceErr error
+	// With lifetimes, the effects include RefreshVIPs (recorded as
+	// "refresh"); refreshErr makes it fail. The next Announce sleeps for
+	// stall first: a wedged loop, or a stopped process.
+	lifetimes  bool
+	refreshErr error
+	stall      time.Duration
 }
 
 type fxCall struct {
-	at time.Time
-	op string
+	at       time.Time
+	op       string
+	lifetime time.Duration // of add and refresh
 }
 
 func (f *fxLog) record(op string) {
+	f.recordLifetime(op, 0)
+}
+
+func (f *fxLog) recordLifetime(op string, lifetime time.Duration) {
 	f.mu.Lock()
-	f.calls = append(f.calls, fxCall{time.Now(), op})
+	f.calls = append(f.calls, fxCall{time.Now(), op, lifetime})
 	f.mu.Unlock()
 }
 
 func (f *fxLog) effects() Effects {
-	return Effects{
-		AddVIPs: func(context.Context) error {
-			f.record("add")
+	fx := Effects{
+		AddVIPs: func(_ context.Context, lifetime time.Duration) error {
+			f.recordLifetime("add", lifetime)
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.addFails > 0 {
@@ -183,10 +200,37 @@ func (f *fxLog) effects() Effects {
 		Announce: func(context.Context) error {
 			f.record("announce")
 			f.mu.Lock()
+			stall := f.stall
+			f.stall = 0
+			f.mu.Unlock()
+			time.Sleep(stall)
+			f.mu.Lock()
 			defer f.mu.Unlock()
 			return f.announceErr
 		},
 	}
+	if f.lifetimes {
+		fx.RefreshVIPs = func(_ context.Context, lifetime time.Duration) error {
+			f.recordLifetime("refresh", lifetime)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.refreshErr
+		}
+	}
+	return fx
+}
+
+// since returns the calls at or after t.
+func (f *fxLog) since(t time.Time) []fxCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []fxCall
+	for _, c := range f.calls {
+		if !c.at.Before(t) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (f *fxLog) times(op string) []time.Time {

@@ -98,6 +98,8 @@ func (k ActionKind) String() string {
 //	shutdown from Backup: StateChange, RemoveVIPs
 //	Master, no state change: SendAdvert(priority)      (Adver_Timer, answers, priority change)
 //	Master hears a lower Master: SendAdvert(priority), Reannounce
+//	Master whose VIPs' lifetime ran out (Lapse): StateChange, RemoveVIPs
+//	                  (the owner, priority 255: AddVIPs, SendAdvert(255), Announce)
 type Action struct {
 	// Kind is what to do.
 	Kind ActionKind
@@ -575,6 +577,48 @@ func (m *Machine) Shutdown(now time.Time) []Action {
 		}
 	}
 	return nil
+}
+
+// Lapse handles a Master whose virtual addresses outlived their valid
+// lifetime (see [VIPLifetime]) because its runner did not run: a stopped
+// process (SIGSTOP) or a wedged loop sent no advert and no refresh, so the
+// kernel removed the addresses, and since the lifetime is longer than any
+// Backup's Master_Down_Interval, a Backup has taken over meanwhile if
+// there is one. It is not an RFC event; the RFCs assume a Master that
+// keeps its timers.
+//
+// The Master starts over as at Startup, without putting the addresses
+// back: it becomes Backup with the Master_Down_Timer at
+// Master_Down_Interval and asks for what is left of the addresses to be
+// removed. It gets them back only by winning them again: when its timer
+// runs out with nobody else advertising, or by preempting a lower-priority
+// Master. So a stopped Master that resumes never answers for a VIP the new
+// Master holds, and two nodes never fight over it. The address owner
+// (priority 255) would become Master at once at Startup: it stays Master
+// and adds the addresses again (the Backup that took over yields to its
+// advert). Outside Master, Lapse does nothing. silent is how long the
+// Master did not run, for the reason.
+func (m *Machine) Lapse(now time.Time, silent time.Duration) []Action {
+	if m.state != Master {
+		return nil
+	}
+	if m.priority == OwnerPriority {
+		m.deadline = now.Add(m.cfg.AdvertInterval)
+		return []Action{
+			{Kind: ActionAddVIPs},
+			{Kind: ActionSendAdvert, Priority: m.priority},
+			{Kind: ActionAnnounce},
+		}
+	}
+	m.state = Backup
+	m.master = netip.Addr{}
+	m.masterAdverInterval = m.cfg.AdvertInterval
+	m.startDown(now, m.MasterDownInterval())
+	return []Action{
+		{Kind: ActionStateChange, From: Master, To: Backup,
+			Reason: fmt.Sprintf("the VIPs' lifetime ran out: not running for %s (stopped or stalled)", fmtDuration(silent))},
+		{Kind: ActionRemoveVIPs},
+	}
 }
 
 // SetPriority changes the effective priority, e.g. from health tracking.

@@ -10,10 +10,11 @@ import (
 // Effect names, the values of the "effect" label of
 // nlb_vrrp_effect_errors_total.
 const (
-	effectAddVIPs    = "add_vips"
-	effectRemoveVIPs = "remove_vips"
-	effectAnnounce   = "announce"
-	effectSend       = "send_advert"
+	effectAddVIPs     = "add_vips"
+	effectRefreshVIPs = "refresh_vips"
+	effectRemoveVIPs  = "remove_vips"
+	effectAnnounce    = "announce"
+	effectSend        = "send_advert"
 )
 
 // Metrics are the Prometheus instruments of the VRRP instances of one
@@ -27,7 +28,8 @@ const (
 //	nlb_vrrp_adverts_received_total{instance,vrid}      counter: adverts that passed the Filter
 //	nlb_vrrp_packets_dropped_total{instance,vrid,reason} counter: reason is a DropReason
 //	nlb_vrrp_effect_errors_total{instance,effect}       counter: effect is add_vips,
-//	                                                     remove_vips, announce or send_advert
+//	                                                     refresh_vips, remove_vips, announce
+//	                                                     or send_advert
 type Metrics struct {
 	state        *prometheus.GaugeVec
 	transitions  *prometheus.CounterVec

@@ -151,8 +151,18 @@ type Conn interface {
 // func may be nil in tests that do not care. They are called from the
 // instance's goroutine only, one at a time.
 type Effects struct {
-	// AddVIPs configures the virtual addresses on the interface.
-	AddVIPs func(ctx context.Context) error
+	// AddVIPs configures the virtual addresses on the interface. A
+	// lifetime above 0 is their valid lifetime: the kernel removes them
+	// by itself when it runs out, so that a Master that is killed or
+	// stopped does not keep them (see [VIPLifetime]); RefreshVIPs
+	// restarts it. 0 keeps them until RemoveVIPs (the instance passes 0
+	// when RefreshVIPs is nil).
+	AddVIPs func(ctx context.Context, lifetime time.Duration) error
+	// RefreshVIPs restarts the valid lifetime of the addresses AddVIPs
+	// configured: lifetime from now, changed in place (the addresses are
+	// never removed and added again). A Master calls it with its adverts
+	// (see [VIPLifetime]). nil: the addresses get no lifetime.
+	RefreshVIPs func(ctx context.Context, lifetime time.Duration) error
 	// RemoveVIPs removes the virtual addresses from the interface. It
 	// must succeed when they are already absent.
 	RemoveVIPs func(ctx context.Context) error

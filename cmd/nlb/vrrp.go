@@ -266,7 +266,10 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, 
 		HandoverOnShutdown: handover,
 	}
 	fx := vrrp.Effects{
-		AddVIPs: func(context.Context) error { return mgr.Add() },
+		// The VIPs expire unless the Master's adverts keep refreshing
+		// them: a killed or stopped nlb does not keep them.
+		AddVIPs:     func(_ context.Context, lifetime time.Duration) error { return mgr.AddFor(lifetime) },
+		RefreshVIPs: func(_ context.Context, lifetime time.Duration) error { return mgr.Refresh(lifetime) },
 		RemoveVIPs: func(context.Context) error {
 			if r.beforeRemove != nil {
 				r.beforeRemove()

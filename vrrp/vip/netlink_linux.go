@@ -27,6 +27,8 @@ const (
 	devconfPromoteSecondaries = 20
 
 	dumpRetries = 3 // a dump interrupted by a concurrent change is retried
+
+	lifetimeForever = ^uint32(0) // INFINITY_LIFE_TIME in IFA_CACHEINFO
 )
 
 // rtnl is a NETLINK_ROUTE socket for raw requests.
@@ -130,11 +132,17 @@ type newAddr struct {
 	prefix    netip.Prefix
 	flags     uint32
 	broadcast bool // IPv4 below /31: add the directed broadcast
-	lifetimes bool // send IFA_CACHEINFO: preferred 0, valid forever
+	// valid is the valid lifetime in seconds, 0 for forever. The
+	// preferred lifetime equals it, unless deprecated makes it 0.
+	valid      uint32
+	deprecated bool
 }
 
-// addAddr adds a, or updates it in place (NLM_F_REPLACE: flags,
-// lifetimes, IFA_PROTO) when the same address and prefix length exist.
+// addAddr adds a, or updates it in place (NLM_F_REPLACE: lifetimes,
+// IFA_PROTO, and for IPv6 the flags) when the same address and prefix
+// length exist: an update never removes the address, so it keeps
+// answering throughout. The kernel adds a missing address whatever the
+// flags (it ignores the absence of NLM_F_CREATE for addresses).
 func (r *rtnl) addAddr(a newAddr) error {
 	req := r.request(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
 	ip := a.prefix.Addr()
@@ -158,10 +166,18 @@ func (r *rtnl) addAddr(a newAddr) error {
 		req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, b[:]))
 	}
 	req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, nl.Uint32Attr(a.flags)))
-	if a.lifetimes {
+	if a.valid != 0 || a.deprecated {
+		valid := a.valid
+		if valid == 0 {
+			valid = lifetimeForever
+		}
+		preferred := valid
+		if a.deprecated {
+			preferred = 0
+		}
 		ci := make([]byte, unix.SizeofIfaCacheinfo)
-		nl.NativeEndian().PutUint32(ci[0:], 0)          // ifa_prefered
-		nl.NativeEndian().PutUint32(ci[4:], ^uint32(0)) // ifa_valid: forever
+		nl.NativeEndian().PutUint32(ci[0:], preferred) // ifa_prefered
+		nl.NativeEndian().PutUint32(ci[4:], valid)     // ifa_valid
 		req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci))
 	}
 	req.AddData(nl.NewRtAttr(ifaProto, []byte{AddrProto}))

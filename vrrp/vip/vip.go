@@ -48,6 +48,54 @@ type Manager struct {
 	up    bool        // between a successful Add and Remove: keep the VIPs in place
 	fixes []time.Time // recent placement repairs, for repairLimit
 	os    osState     // the netlink sockets and the link, kept between calls
+	// until is when the valid lifetime given by the last AddFor or
+	// Refresh runs out; zero: no lifetime (forever).
+	until time.Time
+	// lapseLogged: the watcher said once that the lifetime ran out.
+	lapseLogged bool
+	// checks counts the watcher's re-checks (for tests: a refresh must
+	// not cause one).
+	checks int
+}
+
+// lapseMargin is how long before the end of their lifetime the Manager
+// takes the addresses for gone: its watcher no longer puts them back, and
+// Refresh refuses to restart the lifetime (the kernel removes an address
+// up to 20 ms early, ADDRCONF_TIMER_FUZZ_MINUS, and a refresh of an
+// expired address would create it again).
+const lapseMargin = 250 * time.Millisecond
+
+// lapsed reports whether the lifetime ran out, or is about to, at now.
+// Called with m.mu held.
+func (m *Manager) lapsed(now time.Time) bool {
+	return !m.until.IsZero() && !now.Before(m.until.Add(-lapseMargin))
+}
+
+// setLifetime starts a lifetime of d at start (0: forever). Called with
+// m.mu held.
+func (m *Manager) setLifetime(start time.Time, d time.Duration) {
+	m.until = time.Time{}
+	if d > 0 {
+		m.until = start.Add(d)
+	}
+	m.lapseLogged = false
+}
+
+// remaining is the valid lifetime to give an address added now, in
+// seconds rounded up: the rest of the current lifetime, 0 for forever.
+// Called with m.mu held.
+func (m *Manager) remaining(now time.Time) uint32 {
+	if m.until.IsZero() {
+		return 0
+	}
+	return lifetimeSeconds(m.until.Sub(now))
+}
+
+// lifetimeSeconds converts a lifetime to the kernel's whole seconds,
+// rounding up, at least 1 (0 would be refused).
+func lifetimeSeconds(d time.Duration) uint32 {
+	s := (d + time.Second - 1) / time.Second
+	return uint32(min(max(s, 1), 1<<31))
 }
 
 // New returns a Manager for the virtual addresses vips on the interface

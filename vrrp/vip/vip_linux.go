@@ -22,6 +22,9 @@ type osState struct {
 	link  netlink.Link
 	proto int8 // kernel keeps IFA_PROTO: 0 not known yet, 1 yes, -1 no
 	watch *watcher
+	// sent is how each virtual address was last added, so that Refresh
+	// can update its lifetime with one request and no dump.
+	sent map[netip.Addr]newAddr
 }
 
 // open opens the netlink sockets if needed.
@@ -205,14 +208,22 @@ func (m *Manager) hasIPv6() bool {
 // a watcher repairs what others change later. Addresses already present
 // are updated in place (flags, lifetimes), so Add is idempotent. A
 // virtual address that is a node's own address (one nlb did not add) is
-// left alone and reported.
-func (m *Manager) Add() error {
+// left alone and reported. The addresses never expire: Add is AddFor(0).
+func (m *Manager) Add() error { return m.AddFor(0) }
+
+// AddFor is Add with a valid lifetime: unless Refresh restarts it, the
+// kernel removes the addresses by itself once lifetime has passed (whole
+// seconds, rounded up), also when this process was killed or stopped.
+// The watcher puts back an address someone else deleted only while the
+// lifetime runs, with what is left of it. 0 means forever.
+func (m *Manager) AddFor(lifetime time.Duration) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.up = true
+	m.setLifetime(time.Now(), lifetime)
 	_, err := m.ensure(true)
 	if err != nil && stale(err) {
 		m.os.link = nil // the interface changed under us: once more
@@ -288,7 +299,7 @@ func (m *Manager) ensure(refresh bool) ([]netip.Prefix, error) {
 		if present && !refresh {
 			continue
 		}
-		if err := r.addAddr(m.newAddr(idx, p, o, onLink)); err != nil {
+		if err := m.addAddr(r, m.newAddr(idx, p, o, onLink)); err != nil {
 			errs = append(errs, fmt.Errorf("vip: add %v to %s: %w", p, m.ifName, err))
 			continue
 		}
@@ -342,11 +353,75 @@ func (m *Manager) newAddr(idx int, p netip.Prefix, o owner, onLink []addrEntry) 
 	if p.Addr().Is6() {
 		// RFC 4862 §5.4: no DAD, the address is never tentative.
 		a.flags |= flagNoDAD
-		// A /128 is deprecated at once (preferred lifetime 0, valid
-		// forever): never chosen as a source address (RFC 6724 rule 3).
-		a.lifetimes = p.Bits() == 128
+		// A /128 is deprecated at once (preferred lifetime 0): never
+		// chosen as a source address (RFC 6724 rule 3).
+		a.deprecated = p.Bits() == 128
 	}
+	// Any other address is preferred as long as it is valid: an IPv4
+	// address with preferred lifetime 0 would be flagged deprecated.
+	a.valid = m.remaining(time.Now())
 	return a
+}
+
+// addAddr adds a and remembers it for Refresh. Called with m.mu held.
+func (m *Manager) addAddr(r *rtnl, a newAddr) error {
+	if err := r.addAddr(a); err != nil {
+		return err
+	}
+	if m.os.sent == nil {
+		m.os.sent = map[netip.Addr]newAddr{}
+	}
+	m.os.sent[a.prefix.Addr()] = a
+	return nil
+}
+
+// Refresh restarts the valid lifetime of the addresses AddFor configured:
+// lifetime from now (0: forever). Each address is updated in place, with
+// one RTM_NEWADDR (NLM_F_REPLACE) and no dump: it is never removed, not
+// even for a moment, and the watchers of other programs see one address
+// update. Refresh fails, changing nothing, when the current lifetime has
+// run out (or is within a quarter second of it): the kernel is removing
+// the addresses, and updating one it removed would add it again; only
+// AddFor puts them back. A failed update is retried as AddFor does it.
+func (m *Manager) Refresh(lifetime time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up {
+		return fmt.Errorf("vip: refresh of %s: the addresses are not up", m.ifName)
+	}
+	now := time.Now()
+	if m.lapsed(now) {
+		return fmt.Errorf("vip: refresh of %s: their lifetime ran out at %s", m.ifName, m.until.Format(time.RFC3339Nano))
+	}
+	m.setLifetime(now, lifetime)
+	valid := uint32(0)
+	if lifetime > 0 {
+		valid = lifetimeSeconds(lifetime)
+	}
+	var err error
+	if m.os.r == nil || len(m.os.sent) == 0 {
+		err = errors.New("nothing added yet") // after Close: the full way
+	}
+	for _, p := range m.vips {
+		a, ok := m.os.sent[p.Addr()]
+		if !ok || err != nil {
+			continue // not added (a node's address, reported by Add)
+		}
+		a.valid = valid
+		if err = m.addAddr(m.os.r, a); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	// The interface changed (recreated) or the request failed: once
+	// more the full way, which looks everything up again.
+	m.os.link = nil
+	if _, err2 := m.ensure(true); err2 != nil {
+		return fmt.Errorf("vip: refresh on %s: %w", m.ifName, errors.Join(err, err2))
+	}
+	return nil
 }
 
 // repair re-adds the IPv4 virtual addresses the kernel would prefer over
@@ -376,7 +451,7 @@ func (m *Manager) repair(r *rtnl, idx int) error {
 	// A node address secondary to a VIP is promoted, not deleted.
 	err = m.deleteAddrs(r, o, v4, fix)
 	for _, e := range fix {
-		if aerr := r.addAddr(m.newAddr(idx, e.prefix, o, v4)); aerr != nil {
+		if aerr := m.addAddr(r, m.newAddr(idx, e.prefix, o, v4)); aerr != nil {
 			err = errors.Join(err, fmt.Errorf("vip: re-add %v to %s: %w", e.prefix, m.ifName, aerr))
 		}
 	}
@@ -450,6 +525,7 @@ func (m *Manager) Remove() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.up = false
+	m.until = time.Time{}
 	m.stopWatch()
 	if err := m.open(); err != nil {
 		return err

@@ -28,24 +28,32 @@ func TestNewAddr(t *testing.T) {
 	pp := netip.MustParsePrefix
 	node := []addrEntry{{index: 2, prefix: pp("192.0.2.11/24")}}
 	tests := []struct {
-		p             netip.Prefix
-		opts          Options
-		wantFlags     uint32
-		wantLifetimes bool // preferred 0, valid forever
-		wantBroadcast bool
+		p              netip.Prefix
+		opts           Options
+		wantFlags      uint32
+		wantDeprecated bool // preferred lifetime 0
+		wantBroadcast  bool
+		lifetime       time.Duration
+		wantValid      uint32
 	}{
 		{p: pp("192.0.2.100/24"), wantBroadcast: true},
 		{p: pp("192.0.2.100/25"), wantFlags: flagNoPrefixRoute, wantBroadcast: true},
 		{p: pp("192.0.2.100/32"), opts: Options{NoPrefixRoute: true}, wantFlags: flagNoPrefixRoute, wantBroadcast: true},
 		{p: pp("2001:db8::100/64"), wantFlags: flagNoDAD},
-		{p: pp("2001:db8::100/128"), wantFlags: flagNoDAD, wantLifetimes: true},
+		{p: pp("2001:db8::100/128"), wantFlags: flagNoDAD, wantDeprecated: true},
+		// With a lifetime: what is left of it, whole seconds rounded up.
+		{p: pp("192.0.2.100/24"), wantBroadcast: true, lifetime: 4500 * time.Millisecond, wantValid: 5},
+		{p: pp("2001:db8::100/128"), wantFlags: flagNoDAD, wantDeprecated: true, lifetime: 2 * time.Second, wantValid: 2},
 	}
 	for _, tt := range tests {
 		m := New("eth0", []netip.Prefix{tt.p}, tt.opts)
+		m.setLifetime(time.Now(), tt.lifetime) // rounded up: the time taken does not show
 		o := owner{vips: m.vips, proto: true, ifIndex: 2}
 		a := m.newAddr(2, tt.p, o, node)
-		if a.flags != tt.wantFlags || a.lifetimes != tt.wantLifetimes || a.broadcast != tt.wantBroadcast || a.prefix != tt.p || a.index != 2 {
-			t.Errorf("%v: %+v; want flags %#x lifetimes %v broadcast %v", tt.p, a, tt.wantFlags, tt.wantLifetimes, tt.wantBroadcast)
+		if a.flags != tt.wantFlags || a.deprecated != tt.wantDeprecated || a.broadcast != tt.wantBroadcast || a.prefix != tt.p ||
+			a.index != 2 || a.valid != tt.wantValid {
+			t.Errorf("%v: %+v; want flags %#x deprecated %v broadcast %v valid %d", tt.p, a, tt.wantFlags, tt.wantDeprecated,
+				tt.wantBroadcast, tt.wantValid)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"time"
 )
 
 // osState is empty off Linux.
@@ -33,3 +34,9 @@ func (m *Manager) Remove() error { return errUnimplemented() }
 func (m *Manager) Present() ([]netip.Prefix, error) { return nil, errUnimplemented() }
 
 func errUnimplemented() error { return fmt.Errorf("vip: not implemented on %s", runtime.GOOS) }
+
+// AddFor is implemented on Linux only.
+func (m *Manager) AddFor(time.Duration) error { return errUnimplemented() }
+
+// Refresh is implemented on Linux only.
+func (m *Manager) Refresh(time.Duration) error { return errUnimplemented() }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,15 @@ import (
 // to), or a node address deleted and added again behind the VIP (DHCP).
 // The socket is opened by Add, in the caller's network namespace; the
 // repairs use the Manager's request socket, opened there too.
+//
+// Two kinds of change are not repaired. The update of an address nlb
+// added (a lifetime refresh, any Manager's) tells nothing new and is
+// skipped without a dump. And once the addresses' lifetime has run out
+// (the instance stopped refreshing it: this process was stopped, or its
+// loop stalled), an expired address is not put back: the kernel removed
+// it because its owner stopped advertising, and a Backup has taken over.
+// Only a new AddFor puts it back. Within the lifetime, an address someone
+// deleted is put back with what is left of the lifetime.
 type watcher struct {
 	s      *nl.NetlinkSocket
 	done   chan struct{} // closed by stop
@@ -70,7 +80,7 @@ func (m *Manager) watchLoop(w *watcher) {
 				"iface", m.ifName, "err", err)
 			return
 		default:
-			if indexes = changedLinks(msgs); len(indexes) == 0 {
+			if indexes = m.changedLinks(msgs); len(indexes) == 0 {
 				continue
 			}
 		}
@@ -79,8 +89,12 @@ func (m *Manager) watchLoop(w *watcher) {
 }
 
 // changedLinks returns the interface indexes of the address notifications
-// in msgs.
-func changedLinks(msgs []syscall.NetlinkMessage) []int {
+// in msgs that may need a repair. An RTM_NEWADDR of an address nlb added
+// (IFA_PROTO) or of one of this Manager's addresses is skipped: it is a
+// lifetime refresh or an add of nlb's own, and adding a VIP never puts
+// it ahead of a node address that was there (a VIP promoted by a node
+// address's deletion comes with that RTM_DELADDR).
+func (m *Manager) changedLinks(msgs []syscall.NetlinkMessage) []int {
 	var out []int
 	for _, msg := range msgs {
 		if msg.Header.Type != unix.RTM_NEWADDR && msg.Header.Type != unix.RTM_DELADDR {
@@ -88,6 +102,11 @@ func changedLinks(msgs []syscall.NetlinkMessage) []int {
 		}
 		if len(msg.Data) < unix.SizeofIfAddrmsg {
 			continue
+		}
+		if msg.Header.Type == unix.RTM_NEWADDR {
+			if e, ok := parseAddr(msg.Data); ok && (e.proto == AddrProto || m.isVIP(e.prefix.Addr())) {
+				continue
+			}
 		}
 		out = append(out, int(nl.DeserializeIfAddrmsg(msg.Data).Index))
 	}
@@ -100,6 +119,15 @@ func (m *Manager) onChange(w *watcher, indexes []int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.os.watch != w || !m.up {
+		return
+	}
+	m.checks++
+	if m.lapsed(time.Now()) {
+		if !m.lapseLogged {
+			m.lapseLogged = true
+			m.log.Warn("vip: the VIPs' lifetime ran out (nlb was stopped or stalled): not putting them back",
+				"iface", m.ifName, "expired", m.until.Format(time.RFC3339Nano))
+		}
 		return
 	}
 	m.os.link = nil // the interface as it is now (it may have been recreated)
