@@ -6,7 +6,7 @@ import (
 )
 
 // InterfaceResolver answers the three questions interface resolution asks
-// of the operating system. NewLinuxResolver implements it; tests use fakes.
+// of the operating system. vrrp/link.Resolver implements it; tests use fakes.
 // This keeps OS effects out of the rest of the package.
 type InterfaceResolver interface {
 	// DefaultRouteInterface returns the link of the first default route of

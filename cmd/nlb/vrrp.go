@@ -20,6 +20,8 @@ import (
 	"github.com/nlb-dev/nlb/config"
 	"github.com/nlb-dev/nlb/vrrp"
 	"github.com/nlb-dev/nlb/vrrp/announce"
+	"github.com/nlb-dev/nlb/vrrp/clock"
+	"github.com/nlb-dev/nlb/vrrp/link"
 	"github.com/nlb-dev/nlb/vrrp/socket"
 	"github.com/nlb-dev/nlb/vrrp/vip"
 )
@@ -124,7 +126,7 @@ func startVRRP(cfg *config.Config, logf logFlags, stderr io.Writer, handover boo
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "warning", w)
 	}
-	if err := cfg.ResolveInterfaces(config.NewLinuxResolver()); err != nil {
+	if err := cfg.ResolveInterfaces(link.NewResolver()); err != nil {
 		return nil, err
 	}
 	if err := cfg.Runnable(); err != nil {
@@ -261,7 +263,7 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, 
 		Source:       src,
 		ChecksumForm: in.ChecksumForm,
 		GARP:         garp,
-		FineSleep:    fineSleeper(),
+		FineSleep:    clock.FineSleeper(),
 
 		HandoverOnShutdown: handover,
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package clock
 
 import (
 	"errors"
@@ -9,11 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fineSleep sleeps for d with clock_nanosleep(CLOCK_MONOTONIC), which the
+// FineSleep sleeps for d with clock_nanosleep(CLOCK_MONOTONIC), which the
 // kernel wakes within the thread's timer slack instead of the Go
 // netpoller's whole milliseconds. It blocks the calling goroutine's thread,
 // so it is only used for the last FineSleepLead before a VRRP deadline.
-func fineSleep(d time.Duration) {
+func FineSleep(d time.Duration) {
 	// The default 50 µs timer slack would add up to that much to every
 	// wake-up; this thread may sleep with 1 µs (prctl(2) PR_SET_TIMERSLACK
 	// applies to the calling thread only, and costs one syscall).
@@ -29,5 +29,6 @@ func fineSleep(d time.Duration) {
 	}
 }
 
-// fineSleeper returns the precise sleep for vrrp.InstanceConfig.FineSleep.
-func fineSleeper() func(time.Duration) { return fineSleep }
+// FineSleeper returns the precise sleep for vrrp.InstanceConfig.FineSleep:
+// FineSleep on Linux, nil (plain timers) elsewhere.
+func FineSleeper() func(time.Duration) { return FineSleep }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package config
+package link
 
 import (
 	"bytes"
@@ -10,19 +10,19 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// LinuxResolver is the Linux InterfaceResolver: netlink for the default
-// route, the net package for links. It is the only part of package config
-// that touches the operating system; cmd/nlb passes it to
-// Config.ResolveInterfaces.
-type LinuxResolver struct{}
+// Resolver answers config.InterfaceResolver's questions on Linux: netlink
+// for the default route, the net package for links. cmd/nlb passes it to
+// config.Config.ResolveInterfaces, which keeps package config free of OS
+// effects.
+type Resolver struct{}
 
-// NewLinuxResolver returns the Linux InterfaceResolver.
-func NewLinuxResolver() LinuxResolver { return LinuxResolver{} }
+// NewResolver returns the interface resolver of this system.
+func NewResolver() Resolver { return Resolver{} }
 
 // DefaultRouteInterface returns the link of the first route, of any
 // address family, whose destination is nil, 0.0.0.0/0 or ::/0 in the main
 // table (k0s cplb_linux.go getDefaultNIC).
-func (LinuxResolver) DefaultRouteInterface() (string, error) {
+func (Resolver) DefaultRouteInterface() (string, error) {
 	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return "", fmt.Errorf("listing routes: %w", err)
@@ -53,7 +53,7 @@ func (LinuxResolver) DefaultRouteInterface() (string, error) {
 }
 
 // InterfaceByMAC returns the first link whose hardware address is mac.
-func (LinuxResolver) InterfaceByMAC(mac net.HardwareAddr) (string, error) {
+func (Resolver) InterfaceByMAC(mac net.HardwareAddr) (string, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return "", fmt.Errorf("listing interfaces: %w", err)
@@ -67,7 +67,7 @@ func (LinuxResolver) InterfaceByMAC(mac net.HardwareAddr) (string, error) {
 }
 
 // InterfaceExists returns nil if the link exists.
-func (LinuxResolver) InterfaceExists(name string) error {
+func (Resolver) InterfaceExists(name string) error {
 	_, err := net.InterfaceByName(name)
 	return err
 }

@@ -1,15 +1,15 @@
 //go:build linux
 
-package config
+package link
 
 import (
 	"net"
 	"testing"
 )
 
-// TestLinuxResolver only reads the host's links and routes.
-func TestLinuxResolver(t *testing.T) {
-	r := NewLinuxResolver()
+// TestResolver only reads the host's links and routes.
+func TestResolver(t *testing.T) {
+	r := NewResolver()
 	if err := r.InterfaceExists("lo"); err != nil {
 		t.Errorf("lo: %v", err)
 	}
