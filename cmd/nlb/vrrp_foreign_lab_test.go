@@ -241,3 +241,92 @@ func TestLabForeignKeepalived(t *testing.T) {
 	rest := cluster{nodes: []*node{backup}, vrid: vrid, vip: vip}
 	eventually(t, slowWait, "takeover beside keepalived", all(kaMaster, func() error { return rest.exactlyMaster(backup, netip.Addr{}) }))
 }
+
+// TestInteropKeepalivedVIPOrder: keepalived and nlb share VRID 51 and two
+// VIPs, listed in opposite orders; the address check compares sets, on
+// both sides. keepalived as Master: nlb stays its Backup, counts no
+// "addresses" drop and takes both VIPs when keepalived is killed. nlb as
+// Master: keepalived stays BACKUP, never logs a missing address, and takes
+// both VIPs when nlb stops.
+func TestInteropKeepalivedVIPOrder(t *testing.T) {
+	netlab.Require(t)
+	for _, kaMaster := range []bool{true, false} {
+		t.Run(map[bool]string{true: "keepalived-master", false: "nlb-master"}[kaMaster], func(t *testing.T) {
+			t.Parallel()
+			lab := netlab.NewT(t, "", netlab.Options{Hosts: 2})
+			a, b := lab.VIP4(0), lab.VIP4(1)
+			kh, nh := lab.Hosts[0], lab.Hosts[1]
+			kaPrio, nlbPrio := uint8(100), 200
+			if kaMaster {
+				kaPrio, nlbPrio = 200, 100
+			}
+			holds := func(h *netlab.Host, want bool) func() error { return all(hasVIP(h, a, want), hasVIP(h, b, want)) }
+			// The Master starts first, alone: the other one then starts
+			// as its Backup whichever of them is faster.
+			var ka *kaNode
+			var n *node
+			startKA := func() {
+				ka = startKeepalived(t, kh, keepalived.Instance{
+					Name: "VI_1", Interface: kh.IfName, VRID: vrid, Priority: kaPrio, Version: 2, AuthPass: "secret",
+					AdvertInterval: time.Second, VIPs: []netip.Prefix{a, b}, GARPMasterDelay: time.Second, GARPMasterRepeat: 1,
+				})
+			}
+			startN := func() {
+				n = startNLB(t, nh, renderNLB(nh.IfName, vrrpOpts{
+					VRID: vrid, VIPs: []netip.Prefix{b, a}, Priority: nlbPrio, Version: 2, Interval: time.Second, AuthPass: "secret",
+				}))
+			}
+			if kaMaster {
+				startKA()
+				eventually(t, slowWait, "keepalived master", all(ka.logHas("Entering MASTER STATE"), holds(kh, true)))
+				startN()
+			} else {
+				startN()
+				eventually(t, slowWait, "nlb master", all(wantState(n, vrid, "Master"), holds(nh, true)))
+				startKA()
+			}
+			noDrops := func() error {
+				if v, err := n.dropped(vrid, string(vrrp.DropAddresses)); err != nil || v != 0 {
+					return fmt.Errorf("nlb dropped{reason=%s} = %v (%v), want 0", vrrp.DropAddresses, v, err)
+				}
+				if strings.Contains(ka.p.Log(), "not present in") || strings.Contains(ka.p.Log(), "VIPs but received") ||
+					strings.Contains(ka.p.Log(), "unexpected ip number count") {
+					return fmt.Errorf("keepalived found an address mismatch")
+				}
+				return nil
+			}
+			if kaMaster {
+				backup := func() error {
+					in, err := n.inst(vrid)
+					if err != nil {
+						return err
+					}
+					if in.State != "Backup" || in.Master != kh.Addr4.String() {
+						return fmt.Errorf("%s is %s with master %q, want Backup of %s", n.name, in.State, in.Master, kh.Addr4)
+					}
+					return all(noDrops, holds(kh, true), holds(nh, false))()
+				}
+				eventually(t, slowWait, "nlb Backup of keepalived", backup)
+				consistently(t, 4500*time.Millisecond, "nlb stays Backup", backup)
+				if err := ka.p.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, slowWait, "nlb takes both VIPs", all(wantState(n, vrid, "Master"), holds(nh, true)))
+				return
+			}
+			eventually(t, slowWait, "nlb master, keepalived backup", all(wantState(n, vrid, "Master"), holds(nh, true), ka.logHas("Entering BACKUP STATE")))
+			stays := func() error {
+				if strings.Contains(ka.p.Log(), "Entering MASTER STATE") {
+					return fmt.Errorf("keepalived became MASTER")
+				}
+				return all(noDrops, wantState(n, vrid, "Master"), holds(nh, true), holds(kh, false))()
+			}
+			consistently(t, 4500*time.Millisecond, "keepalived stays BACKUP", stays)
+			n.signal(syscall.SIGTERM)
+			if err := n.wait(); err != nil {
+				t.Errorf("nlb after SIGTERM: %v, want exit 0", err)
+			}
+			eventually(t, slowWait, "keepalived takes both VIPs", all(ka.logHas("Entering MASTER STATE"), holds(kh, true)))
+		})
+	}
+}
