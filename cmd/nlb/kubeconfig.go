@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/nlb-dev/nlb/lb/k8s"
@@ -43,6 +45,11 @@ func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) e
 	if err := checkServerURL(*server); err != nil {
 		return fmt.Errorf("kubeconfig: --server: %w", err)
 	}
+	if *out != "-" {
+		if err := checkOutPath(*out); err != nil {
+			return fmt.Errorf("kubeconfig: --out: %w", err)
+		}
+	}
 	kc, err := k8s.LoadKubeconfig(*in)
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
@@ -61,14 +68,17 @@ func runKubeconfig(_ context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// checkServerURL accepts an absolute https URL with a host, or host:port
-// (which replaces only the host and port of the old URL).
+// checkServerURL accepts an absolute https URL with a host, a port from 1
+// to 65535 if it has one (else 443), and no user information, query or
+// fragment; or host:port (which replaces only the host and port of the old
+// URL).
 func checkServerURL(s string) error {
 	if !strings.Contains(s, "://") {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			return err
+		host, port, err := net.SplitHostPort(s)
+		if err != nil || host == "" {
+			return fmt.Errorf("%q is neither an https://host:port URL nor host:port", s)
 		}
-		return nil
+		return checkURLPort(s, port)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
@@ -76,6 +86,40 @@ func checkServerURL(s string) error {
 	}
 	if u.Scheme != "https" || u.Hostname() == "" {
 		return fmt.Errorf("%q is not an https://host:port URL", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: want https://host:port[/path], without user, query or fragment", s)
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		return checkURLPort(s, p)
+	}
+	return nil
+}
+
+// checkURLPort reports a port that is not a number from 1 to 65535.
+func checkURLPort(s, port string) error {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be between 1 and 65535, got %q", s, port)
+	}
+	return nil
+}
+
+// checkOutPath refuses an --out that names a directory, or whose directory
+// does not exist, before anything is read: the atomic write's temporary
+// file and rename would fail with a confusing error.
+func checkOutPath(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory; want a file name", path)
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s: directory %s does not exist", path, dir)
+	case err != nil:
+		return err
+	case !st.IsDir():
+		return fmt.Errorf("%s: %s is not a directory", path, dir)
 	}
 	return nil
 }

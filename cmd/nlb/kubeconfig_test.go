@@ -109,3 +109,53 @@ func TestKubeconfigRewrite(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeconfigFlagErrors: flags that cannot work are refused with an
+// error naming the flag and the problem, before anything is read or
+// written (issue 10, items 5 and 7).
+func TestKubeconfigFlagErrors(t *testing.T) {
+	ca := newTestCA(t, "kubernetes-ca")
+	_, certPEM, keyPEM := ca.issue(t, "system:node:worker", true)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "kubelet.conf")
+	writeKubeconfig(t, in, "https://192.0.2.10:6443", ca.pem, certPEM, keyPEM)
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--server", "https://127.0.0.1:99999"}, `kubeconfig: --server: "https://127.0.0.1:99999": the port must be between 1 and 65535, got "99999"`},
+		{[]string{"--server", "https://127.0.0.1:0"}, `the port must be between 1 and 65535, got "0"`},
+		{[]string{"--server", "https://127.0.0.1:"}, `the port must be between 1 and 65535, got ""`},
+		{[]string{"--server", "127.0.0.1:65536"}, `kubeconfig: --server: "127.0.0.1:65536": the port must be between 1 and 65535`},
+		{[]string{"--server", "127.0.0.1:https"}, `the port must be between 1 and 65535, got "https"`},
+		{[]string{"--server", ":7443"}, `is neither an https://host:port URL nor host:port`},
+		{[]string{"--server", "http://127.0.0.1:7443"}, `is not an https://host:port URL`},
+		{[]string{"--server", "https://user:pw@127.0.0.1:7443"}, `without user, query or fragment`},
+		{[]string{"--server", "https://127.0.0.1:7443/?x=1"}, `without user, query or fragment`},
+		{[]string{"--out", dir}, "kubeconfig: --out: " + dir + " is a directory; want a file name"},
+		{[]string{"--out", filepath.Join(dir, "missing", "kubeconfig")}, "kubeconfig: --out: " + filepath.Join(dir, "missing", "kubeconfig") + ": directory " + filepath.Join(dir, "missing") + " does not exist"},
+		{[]string{"--out", filepath.Join(notDir, "kubeconfig")}, "is not a directory"},
+		{[]string{"--in", "/dev/zero"}, "kubeconfig: k8s: kubeconfig: /dev/zero is larger than 4 MiB"},
+	} {
+		args := append([]string{"--in", in, "--out", filepath.Join(dir, "out.yaml")}, tc.args...)
+		var stdout, stderr bytes.Buffer
+		err := runKubeconfig(context.Background(), args, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.yaml")); err == nil {
+		t.Error("a refused command wrote its output")
+	}
+	// Good ones still pass: no port means 443, a path prefix is kept.
+	for _, server := range []string{"https://127.0.0.1", "https://127.0.0.1:65535/prefix", "127.0.0.1:1", "[::1]:7443"} {
+		var stdout, stderr bytes.Buffer
+		if err := runKubeconfig(context.Background(), []string{"--in", in, "--out", "-", "--server", server}, &stdout, &stderr); err != nil {
+			t.Errorf("--server %s: %v", server, err)
+		}
+	}
+}
