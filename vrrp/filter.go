@@ -46,8 +46,9 @@ const (
 	// another VIP (another cluster with the same defaults) is not our
 	// Master and must not make us release ours. RFC 3768 §7.1 makes the
 	// check a MAY and exempts the address owner (priority 255) from the
-	// drop; RFC 5798 §7.1 only logs. keepalived (2.2.7 as in Debian;
-	// until 2.3.2) drops without the owner exemption; see [Filter.Check].
+	// drop; RFC 5798 §7.1 only logs. keepalived up to 2.3.2 (Debian's
+	// 2.2.7) drops without the owner exemption, 2.3.3 and later accept;
+	// see [Filter.Check].
 	DropAddresses DropReason = "addresses"
 	// DropPeer: in unicast mode, the source is not a configured peer.
 	DropPeer DropReason = "peer"
@@ -219,13 +220,14 @@ func (f *Filter) Check(info PacketInfo, b []byte) (*Advertisement, error) {
 	// address associated with VRID %d not present in MASTER advert"
 	// (addr_list_err), always in MASTER state and in BACKUP unless
 	// skip_check_adv_addr (nlb has no such option), with no owner
-	// exemption. Since 2.3.3 (commit 0a82ab55) keepalived only logs and
-	// counts a mismatch and accepts the advert. Dropping is deliberate:
-	// the advert comes from another virtual router that shares our VRID
-	// (another k0s cluster with the defaults, VRID 51 and the same
-	// password), so obeying it makes our Master release a VIP that
-	// nobody else then holds; and a stranger claiming priority 255 for
-	// somebody else's addresses is exactly the one to refuse.
+	// exemption. Since 2.3.3 (commit 0a82ab55; k0s embeds 2.4.3)
+	// keepalived only logs and counts a mismatch, of the count too, and
+	// accepts the advert. Dropping is deliberate: the advert comes from
+	// another virtual router that shares our VRID (another k0s cluster
+	// with the defaults, VRID 51 and the same password), so obeying it
+	// makes our Master release a VIP that nobody else then holds; and a
+	// stranger claiming priority 255 for somebody else's addresses is
+	// exactly the one to refuse.
 	if err := f.checkAddresses(a); err != nil {
 		return nil, drop(DropAddresses, "from %v (priority %d): %w", info.Src, a.Priority, err)
 	}
