@@ -192,9 +192,16 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *check {
-		_, err := fmt.Fprintf(stdout, "configuration ok: apiserver %s, konnectivity %s (to port %d), upstreams %v\n",
+		ups := ""
+		for i, b := range c.api.Status().Backends {
+			if i > 0 {
+				ups += ", "
+			}
+			ups += b.Address
+		}
+		_, err := fmt.Fprintf(stdout, "configuration ok: apiserver %s, konnectivity %s (to port %d)\n  upstreams at start: %s\n",
 			net.JoinHostPort(o.bind, strconv.Itoa(o.apiPort)), net.JoinHostPort(o.bind, strconv.Itoa(o.konnPort)),
-			o.konnUpstream, c.api.Status().Backends)
+			o.konnUpstream, ups)
 		return err
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {

@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -148,5 +151,22 @@ func TestDashDash(t *testing.T) {
 		if got := dashDash(in); got != want {
 			t.Errorf("dashDash(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestClientCheckSummary: nlb client --check prints a readable summary
+// (listeners and the upstreams it starts with), not a Go struct.
+func TestClientCheckSummary(t *testing.T) {
+	c := newFakeCluster(t)
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"client", "--check", "--kubeconfig", c.kubeconfig, "--bind", "127.0.0.1",
+		"--cache-file", ""}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	want := fmt.Sprintf("configuration ok: apiserver 127.0.0.1:7443, konnectivity 127.0.0.1:7132 (to port 8132)\n"+
+		"  upstreams at start: %s\n", net.JoinHostPort(c.hosts[0], strconv.Itoa(c.port)))
+	if out.String() != want {
+		t.Errorf("nlb client --check printed\n%q, want\n%q", out.String(), want)
 	}
 }

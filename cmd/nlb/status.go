@@ -1,15 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/nlb-dev/nlb/lb"
 )
@@ -54,10 +60,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("status: %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status: %s: %s", url, resp.Status)
+		return fmt.Errorf("status: %s: %s", url, printable(resp.Status))
 	}
 	if *raw {
-		_, err := stdout.Write(body)
+		if !json.Valid(body) {
+			return fmt.Errorf("status: %s: not JSON", url)
+		}
+		_, err := stdout.Write(escapeJSON(body))
 		return err
 	}
 	return renderStatus(stdout, body, time.Now())
@@ -86,6 +95,8 @@ func renderStatus(w io.Writer, body []byte, now time.Time) error {
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("status: not an nlb /status document: %w", err)
 	}
+	// The server's strings go to a terminal: no escape sequences.
+	sanitizeStrings(reflect.ValueOf(&st))
 	var b strings.Builder
 	section := func(title string) {
 		if b.Len() > 0 {
@@ -239,4 +250,90 @@ func byteSize(n uint64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %ciB", v, "KMG"[i])
+}
+
+// printable returns s with every character a terminal would act on
+// (control characters such as ESC, C1 controls, bidirectional overrides,
+// invalid UTF-8) escaped as in a Go string literal (\x1b, \u202e), so
+// that what a server puts in its /status cannot move the cursor, clear
+// the screen or disguise text.
+func printable(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[0])
+		case unicode.IsPrint(r):
+			b.WriteString(s[:size])
+		default:
+			q := strconv.QuoteRune(r) // '\x1b'
+			b.WriteString(q[1 : len(q)-1])
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+// sanitizeStrings applies printable to every string reachable from v
+// (through pointers, exported and embedded struct fields, slices and
+// maps) that can be set.
+func sanitizeStrings(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			sanitizeStrings(v.Elem())
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range v.NumField() {
+			if f := t.Field(i); f.IsExported() || f.Anonymous {
+				sanitizeStrings(v.Field(i))
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			sanitizeStrings(v.Index(i))
+		}
+	case reflect.Map:
+		if !v.CanSet() {
+			return
+		}
+		for _, k := range v.MapKeys() {
+			nk, e := reflect.New(k.Type()).Elem(), reflect.New(v.Type().Elem()).Elem()
+			nk.Set(k)
+			e.Set(v.MapIndex(k))
+			sanitizeStrings(nk)
+			sanitizeStrings(e)
+			v.SetMapIndex(k, reflect.Value{})
+			v.SetMapIndex(nk, e)
+		}
+	case reflect.String:
+		if v.CanSet() {
+			v.SetString(printable(v.String()))
+		}
+	}
+}
+
+// escapeJSON returns the valid JSON document j with every character that
+// printable would escape written as a \uXXXX escape instead: the same
+// document, safe for a terminal. Outside strings valid JSON holds only
+// printable ASCII and white space, which stay.
+func escapeJSON(j []byte) []byte {
+	var b bytes.Buffer
+	for len(j) > 0 {
+		r, size := utf8.DecodeRune(j)
+		if r == '\n' || r == '\t' || r == '\r' || unicode.IsPrint(r) && !(r == utf8.RuneError && size == 1) {
+			b.Write(j[:size])
+		} else {
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, "\\u%04x", u)
+			}
+		}
+		j = j[size:]
+	}
+	return b.Bytes()
 }

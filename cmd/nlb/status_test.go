@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/vrrp"
@@ -80,5 +86,110 @@ func TestStatusCommand(t *testing.T) {
 	if err := run(context.Background(), []string{"status", "--admin", "127.0.0.1:1", "--timeout", "1s"}, &out, &errb); err == nil ||
 		!strings.Contains(err.Error(), "is nlb running") {
 		t.Errorf("unreachable admin: %v", err)
+	}
+}
+
+// hostileStatus is a /status document whose strings carry terminal escape
+// sequences (ESC, BEL, CR, a C1 CSI), a bidirectional override and DEL,
+// both as JSON escapes and raw.
+const hostileStatus = `{"instances":[{"name":"a\u001b[2Jb","vrid":51,"interface":"eth0` + "\u009b" + `31m","state":"Master",` +
+	`"vips":["192.0.2.1\u202e"],"recent_transitions":[{"at":"x","from":"A","to":"B","reason":"r\u0007` + "\x7f" + `"}]}],` +
+	`"health":{"target":"t\r","interval":"1s","tracked":{"last_error":"e\u001b]0;title\u0007"}},` +
+	`"steering":{"mode":"m\u001bc","vips":["v` + "\u2067" + `"]},` +
+	`"proxy":{"listeners":["l\u001b[1A"],"backends":[{"address":"b\r\nforged line"}]},"discovered":["d\u0000"]}`
+
+// terminalControl returns the first character of s, other than a newline,
+// that a terminal acts on instead of printing, or -1.
+func terminalControl(s string) rune {
+	for _, r := range s {
+		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError) {
+			return r
+		}
+	}
+	return -1
+}
+
+// TestStatusEscapesServerStrings: nlb status prints what the server says,
+// but never a control character or escape sequence from it: each is shown
+// escaped (\x1b), in the summary, with --json, and in an error's status
+// line.
+func TestStatusEscapesServerStrings(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, hostileStatus)
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"status", "--admin", srv.URL}, &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	got := out.String()
+	if r := terminalControl(got); r >= 0 {
+		t.Errorf("the summary holds %U:\n%q", r, got)
+	}
+	for _, want := range []string{`a\x1b[2Jb`, `eth0\u009b31m`, `192.0.2.1\u202e`, `r\a\x7f`, `t\r`, `e\x1b]0;title\a`,
+		`m\x1bc`, `v\u2067`, `l\x1b[1A`, `b\r\nforged line`, `d\x00`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the summary lacks %q:\n%q", want, got)
+		}
+	}
+
+	out.Reset()
+	if err := run(context.Background(), []string{"status", "--admin", srv.URL, "--json"}, &out, &errb); err != nil {
+		t.Fatalf("--json: %v", err)
+	}
+	if r := terminalControl(out.String()); r >= 0 {
+		t.Errorf("--json holds %U:\n%q", r, out.String())
+	}
+	var a, b any
+	if err := json.Unmarshal([]byte(hostileStatus), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil || !reflect.DeepEqual(a, b) {
+		t.Errorf("--json is not the served document (%v):\n%q", err, out.String())
+	}
+
+	// A status line with an escape sequence, from a raw server.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "HTTP/1.1 503 \x1b[31mdown\x1b[0m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	}()
+	err = run(context.Background(), []string{"status", "--admin", ln.Addr().String()}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), `503 \x1b[31mdown\x1b[0m`) || terminalControl(err.Error()) >= 0 {
+		t.Errorf("a hostile status line: %q", err)
+	}
+
+	// Not JSON is not printed with --json.
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "\x1b[2J not JSON")
+	}))
+	defer bad.Close()
+	out.Reset()
+	if err := run(context.Background(), []string{"status", "--admin", bad.URL, "--json"}, &out, &errb); err == nil || out.Len() != 0 {
+		t.Errorf("--json of a non-JSON body: %v, printed %q", err, out.String())
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain 192.0.2.1 (here), ünïcode ✓": "plain 192.0.2.1 (here), ünïcode ✓",
+		"\x1b[2J":                           `\x1b[2J`,
+		"a\tb":                              `a\tb`,
+		"\u009b1m":                          `\u009b1m`,
+		"\u202eevil":                        `\u202eevil`,
+		"bad \xff utf-8":                    `bad \xff utf-8`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
