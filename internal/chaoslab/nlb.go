@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/netlab"
 )
 
 // nlb controller's settings in the lab.
@@ -41,7 +42,7 @@ type NLB struct {
 	bin string
 	dir string
 
-	nodes []*Daemon
+	nodes []*netlab.Process
 	admin []*http.Client
 }
 
@@ -51,7 +52,7 @@ func NewNLB(c *k8slab.Cluster, p Params, bin, dir string) *NLB {
 	n := &NLB{c: c, p: p, bin: bin, dir: dir}
 	for i, ctl := range c.Controllers {
 		nd := n.nodeDir(i)
-		n.nodes = append(n.nodes, NewDaemon("nlb@"+ctl.Host.Name, filepath.Join(nd, "nlb.log"), ctl.Host,
+		n.nodes = append(n.nodes, netlab.NewProcess("nlb@"+ctl.Host.Name, filepath.Join(nd, "nlb.log"), ctl.Host,
 			bin, "controller",
 			"--config", filepath.Join(nd, "k0s.yaml"),
 			"--kubeconfig", ctl.Kubeconfig,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/netlab"
 )
 
 // The peer's settings from the kubeadm high-availability guide
@@ -36,8 +37,8 @@ type Peer struct {
 	p   Params
 	dir string
 
-	keepalived []*Daemon
-	haproxy    []*Daemon
+	keepalived []*netlab.Process
+	haproxy    []*netlab.Process
 }
 
 // NewPeer prepares the peer on c's controllers with files under dir.
@@ -45,13 +46,13 @@ func NewPeer(c *k8slab.Cluster, p Params, dir string) *Peer {
 	pr := &Peer{c: c, p: p, dir: dir}
 	for i, ctl := range c.Controllers {
 		nd := pr.nodeDir(i)
-		pr.keepalived = append(pr.keepalived, NewDaemon("keepalived@"+ctl.Host.Name, filepath.Join(nd, "keepalived.log"), ctl.Host,
+		pr.keepalived = append(pr.keepalived, netlab.NewProcess("keepalived@"+ctl.Host.Name, filepath.Join(nd, "keepalived.log"), ctl.Host,
 			"keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp", "--no-syslog",
 			"--use-file", filepath.Join(nd, "keepalived.conf"),
 			"--pid", filepath.Join(nd, "keepalived.pid"),
 			"--vrrp_pid", filepath.Join(nd, "vrrp.pid"),
 			"--checkers_pid", filepath.Join(nd, "checkers.pid")))
-		pr.haproxy = append(pr.haproxy, NewDaemon("haproxy@"+ctl.Host.Name, filepath.Join(nd, "haproxy.log"), ctl.Host,
+		pr.haproxy = append(pr.haproxy, netlab.NewProcess("haproxy@"+ctl.Host.Name, filepath.Join(nd, "haproxy.log"), ctl.Host,
 			"haproxy", "-db", "-f", filepath.Join(nd, "haproxy.cfg")))
 	}
 	return pr
@@ -120,7 +121,7 @@ func (pr *Peer) Stop(i int) error {
 // HAProxy sees every API server UP.
 func (pr *Peer) Ready(ctx context.Context) error {
 	for i, ctl := range pr.c.Controllers {
-		for _, d := range []*Daemon{pr.keepalived[i], pr.haproxy[i]} {
+		for _, d := range []*netlab.Process{pr.keepalived[i], pr.haproxy[i]} {
 			if !d.Running() {
 				return fmt.Errorf("%s is not running", d.Name)
 			}

@@ -3,17 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
@@ -58,15 +55,11 @@ spec:
 
 // node is `nlb controller` on one controller host.
 type node struct {
-	i       int
-	host    *netlab.Host
-	nlb     string
-	args    []string
-	logPath string
-
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	i    int
+	host *netlab.Host
+	nlb  string
+	args []string
+	proc *netlab.Process
 	http *http.Client
 }
 
@@ -75,13 +68,11 @@ func newNode(i int, h *netlab.Host, nlb, dir string, vip netip.Prefix, extra []s
 	if err := os.WriteFile(conf, []byte(controllerConfig(h.IfName, vip)), 0o600); err != nil {
 		return nil, fmt.Errorf("controller%d config: %w", i+1, err)
 	}
+	args := append([]string{"controller", "--config", conf, "--admin", adminAddr}, extra...)
 	n := &node{
-		i: i, host: h, nlb: nlb,
-		args:    append([]string{"controller", "--config", conf, "--admin", adminAddr}, extra...),
-		logPath: filepath.Join(dir, fmt.Sprintf("controller%d.log", i+1)),
-		done:    make(chan struct{}),
+		i: i, host: h, nlb: nlb, args: args,
+		proc: netlab.NewProcess(fmt.Sprintf("controller%d", i+1), filepath.Join(dir, fmt.Sprintf("controller%d.log", i+1)), h, append([]string{nlb}, args...)...),
 	}
-	close(n.done)
 	n.http = &http.Client{
 		Timeout:   2 * time.Second,
 		Transport: &http.Transport{DialContext: dialIn(h, time.Second), DisableKeepAlives: true},
@@ -95,80 +86,19 @@ func (n *node) commandLine() string {
 }
 
 // start runs nlb controller in the host's namespace.
-func (n *node) start() error {
-	if n.running() {
-		return nil
-	}
-	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("controller%d log: %w", n.i+1, err)
-	}
-	cmd := n.host.Exec(context.Background(), n.nlb, n.args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("start nlb controller on controller%d: %w", n.i+1, err)
-	}
-	done := make(chan struct{})
-	n.cmd, n.done = cmd, done
-	go func() {
-		n.err = cmd.Wait()
-		f.Close()
-		close(done)
-	}()
-	return nil
-}
+func (n *node) start() error { return n.proc.Start() }
 
-func (n *node) running() bool {
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// signal sends sig to nlb's process group and waits up to timeout for it
-// to exit.
-func (n *node) signal(sig syscall.Signal, timeout time.Duration) error {
-	if !n.running() {
-		return nil
-	}
-	if err := syscall.Kill(-n.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("controller%d: %v: %w", n.i+1, sig, err)
-	}
-	select {
-	case <-n.done:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("controller%d: nlb still running %s after %v", n.i+1, timeout, sig)
-	}
-}
+func (n *node) running() bool { return n.proc.Running() }
 
 // kill is a crash: SIGKILL, no release advertisement, the VIP stays
 // configured where it was.
-func (n *node) kill() error { return n.signal(syscall.SIGKILL, 5*time.Second) }
+func (n *node) kill() error { return n.proc.Kill() }
 
 // stop ends nlb gracefully, or kills it.
-func (n *node) stop() {
-	if n.signal(syscall.SIGTERM, 5*time.Second) != nil {
-		_ = n.kill()
-	}
-}
+func (n *node) stop() { _ = n.proc.Stop(5 * time.Second) }
 
 // logTail returns the last lines nlb printed.
-func (n *node) logTail(lines int) string {
-	b, err := os.ReadFile(n.logPath)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
+func (n *node) logTail(lines int) string { return n.proc.Tail(lines) }
 
 // status is the part of nlb controller's /status the demo reads.
 type status struct {

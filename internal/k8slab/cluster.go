@@ -78,7 +78,7 @@ type Cluster struct {
 	Worker *netlab.Host
 	// EtcdHost runs etcd; Etcd is the etcd process.
 	EtcdHost *netlab.Host
-	Etcd     *Process
+	Etcd     *netlab.Process
 	// Spares are extra empty hosts (Options.Spares).
 	Spares []*netlab.Host
 	// Dir holds everything the cluster writes.
@@ -109,7 +109,7 @@ type Controller struct {
 	// Kubeconfig is an admin kubeconfig pointing at Server.
 	Kubeconfig string
 	// Process is the API server process: Kill, Stop, Start restart it.
-	*Process
+	*netlab.Process
 
 	cluster *Cluster
 }
@@ -188,7 +188,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 	// etcd: one member, clients over plain HTTP on the lab segment.
 	etcdURL := "http://" + net.JoinHostPort(c.EtcdHost.Addr4.String(), strconv.Itoa(EtcdPort))
-	c.Etcd = newProcess("etcd", filepath.Join(c.Dir, "etcd.log"), c.EtcdHost, []string{
+	c.Etcd = netlab.NewProcess("etcd", filepath.Join(c.Dir, "etcd.log"), c.EtcdHost, []string{
 		etcdPath,
 		"--name=nlb-e2e",
 		"--data-dir=" + filepath.Join(c.Dir, "etcd"),
@@ -198,7 +198,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		"--initial-advertise-peer-urls=http://127.0.0.1:2380",
 		"--initial-cluster=nlb-e2e=http://127.0.0.1:2380",
 		"--initial-cluster-state=new",
-	})
+	}...)
 	if err := c.Etcd.Start(); err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			"--endpoint-reconciler-type=lease",
 			"--profiling=false",
 		}, opts.APIServerArgs...)
-		ctl.Process = newProcess(name, filepath.Join(c.Dir, name+".log"), h, argv)
+		ctl.Process = netlab.NewProcess(name, filepath.Join(c.Dir, name+".log"), h, argv...)
 		if ctl.Kubeconfig, err = c.Kubeconfig(Admin, ctl.Server); err != nil {
 			return nil, err
 		}
@@ -354,7 +354,7 @@ func get(ctx context.Context, hc *http.Client, url string) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, tail(string(body), 5))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, netlab.Tail(string(body), 5))
 	}
 	return nil
 }
@@ -402,8 +402,8 @@ func DialFrom(host *netlab.Host) func(ctx context.Context, network, addr string)
 }
 
 // Processes returns etcd and every API server process.
-func (c *Cluster) Processes() []*Process {
-	var ps []*Process
+func (c *Cluster) Processes() []*netlab.Process {
+	var ps []*netlab.Process
 	if c.Etcd != nil {
 		ps = append(ps, c.Etcd)
 	}
