@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -27,6 +22,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // apiServer is the API server of one controller host: a real
@@ -145,12 +141,11 @@ func (r realAPIServer) Start(ctx context.Context) error {
 // --local-api-server, so without a kubeconfig their health check is a TCP
 // connect.
 func standInAPIServers(ctx context.Context, hosts []*netlab.Host, vip netip.Addr) (*apiServers, func(), error) {
-	ca, err := newDemoCA()
+	ca, err := nlbtest.NewCA("nlb-demo-ca")
 	if err != nil {
 		return nil, nil, err
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool := ca.Pool()
 	a := &apiServers{
 		kind:  "stand-in",
 		tls:   &tls.Config{RootCAs: pool, ServerName: "kubernetes"},
@@ -174,7 +169,7 @@ func standInAPIServers(ctx context.Context, hosts []*netlab.Host, vip netip.Addr
 	}
 	for i, h := range hosts {
 		name := apiServerName(i)
-		cert, err := ca.serving(name, h.Addr4, vip)
+		cert, err := serving(ca, name, h.Addr4, vip)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
@@ -251,65 +246,18 @@ func (s *standIn) Kill() error {
 	return nil
 }
 
-// demoCA issues the stand-ins' serving certificates.
-type demoCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newDemoCA() (*demoCA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("demo CA key: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "nlb-demo-ca"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("demo CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("demo CA: %w", err)
-	}
-	return &demoCA{cert: cert, key: key}, nil
-}
-
 // serving issues a serving certificate named cn for the names and
 // addresses clients use: "kubernetes", the host's address and the VIP.
-func (ca *demoCA) serving(cn string, addrs ...netip.Addr) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s key: %w", cn, err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s serial: %w", cn, err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"kubernetes", "kubernetes.default", "localhost"},
-	}
+func serving(ca *nlbtest.CA, cn string, addrs ...netip.Addr) (tls.Certificate, error) {
+	var ips []net.IP
 	for _, a := range addrs {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(a.AsSlice()))
+		ips = append(ips, net.IP(a.AsSlice()))
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	leaf, err := ca.Server(cn, []string{"kubernetes", "kubernetes.default", "localhost"}, ips...)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s certificate: %w", cn, err)
+		return tls.Certificate{}, err
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	return leaf.TLS, nil
 }
 
 // describe says in a line what the controllers' API servers are.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // Addresses and names of every cluster.
@@ -286,7 +287,7 @@ func (c *Cluster) waitEtcd(ctx context.Context, url string) error {
 	defer hc.CloseIdleConnections()
 	return poll(ctx, 200*time.Millisecond, func() error {
 		if !c.Etcd.Running() {
-			return stopError{fmt.Errorf("k8slab: etcd exited:\n%s", c.Etcd.Tail(20))}
+			return nlbtest.Stop(fmt.Errorf("k8slab: etcd exited:\n%s", c.Etcd.Tail(20)))
 		}
 		return get(ctx, hc, url+"/health")
 	}, "k8slab: etcd not healthy")
@@ -304,7 +305,7 @@ func (ctl *Controller) WaitReady(ctx context.Context) error {
 	defer hc.CloseIdleConnections()
 	return poll(ctx, 250*time.Millisecond, func() error {
 		if !ctl.Running() {
-			return stopError{fmt.Errorf("k8slab: %s is not running:\n%s", ctl.Name, ctl.Tail(30))}
+			return nlbtest.Stop(fmt.Errorf("k8slab: %s is not running:\n%s", ctl.Name, ctl.Tail(30)))
 		}
 		return get(ctx, hc, ctl.Server+"/readyz")
 	}, "k8slab: "+ctl.Name+" not ready")
@@ -359,31 +360,9 @@ func get(ctx context.Context, hc *http.Client, url string) error {
 	return nil
 }
 
-// stopError marks an error after which polling is pointless.
-type stopError struct{ error }
-
-func (e stopError) Unwrap() error { return e.error }
-
-// poll calls fn every interval until it succeeds, returns a stopError, or
-// ctx ends; the error then names what and fn's last error.
+// poll is nlbtest.Poll with k8slab's argument order.
 func poll(ctx context.Context, interval time.Duration, fn func() error, what string) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		var stop stopError
-		if errors.As(err, &stop) {
-			return stop.error
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-		case <-t.C:
-		}
-	}
+	return nlbtest.Poll(ctx, interval, what, fn)
 }
 
 // DialFrom returns a dial function that opens its connections inside

@@ -1,0 +1,84 @@
+package nlbtest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCA: a server certificate verifies against the CA's pool, and the
+// server verifies a client certificate; a certificate of another CA is
+// refused.
+func TestCA(t *testing.T) {
+	ca, err := NewCA("nlbtest-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := ca.Server("server", []string{"localhost"}, net.IPv4(127, 0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.Client("user", "group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.Cert.SerialNumber.Cmp(srvCert.Cert.SerialNumber) == 0 {
+		t.Error("two certificates share a serial number")
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvCert.TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+	get := func(certs ...tls.Certificate) (string, error) {
+		c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: certs}}}
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if got, err := get(client.TLS); err != nil || got != "user" {
+		t.Errorf("with the client certificate: %q, %v", got, err)
+	}
+	other, _ := NewCA("other")
+	stranger, _ := other.Client("stranger")
+	if _, err := get(stranger.TLS); err == nil {
+		t.Error("a certificate of another CA was accepted")
+	}
+	if !strings.Contains(string(srvCert.KeyPEM), "EC PRIVATE KEY") || !strings.Contains(string(ca.CertPEM), "CERTIFICATE") {
+		t.Error("PEM encodings missing")
+	}
+}
+
+func TestPoll(t *testing.T) {
+	n := 0
+	err := Poll(context.Background(), time.Millisecond, "count", func() error {
+		if n++; n < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Errorf("Poll: %v after %d calls, want nil after 3", err, n)
+	}
+	boom := errors.New("boom")
+	if err := Poll(context.Background(), time.Millisecond, "stop", func() error { return Stop(boom) }); !errors.Is(err, boom) {
+		t.Errorf("Poll with Stop: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Poll(ctx, time.Millisecond, "never", func() error { return errors.New("no") }); err == nil || !strings.Contains(err.Error(), "never") {
+		t.Errorf("Poll past its context: %v", err)
+	}
+}
