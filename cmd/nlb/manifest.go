@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -57,6 +58,7 @@ type manifestOptions struct {
 	mounts      []string // more host paths mounted read-only at the same path
 	adminPort   int      // admin server port on 127.0.0.1 (probe target)
 	uid         int64    // worker user and group id (non-zero)
+	uidSet      bool     // --user was given: refused for the controller, which runs as root
 	gracePeriod int64    // terminationGracePeriodSeconds
 	extraArgs   []string // appended to the container arguments
 }
@@ -105,6 +107,7 @@ func runManifest(_ context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) { o.uidSet = o.uidSet || f.Name == "user" })
 	out, err := renderManifest(o)
 	if err != nil {
 		return err
@@ -365,11 +368,69 @@ func (o *manifestOptions) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--image-pull-policy %q: want Always, IfNotPresent or Never", o.pullPolicy))
 	}
-	if o.namespace == "" {
-		errs = append(errs, errors.New("--namespace: empty"))
+	if o.role == roleController && o.uidSet {
+		errs = append(errs, errors.New("--user: worker only: the controller runs as root, the only user a "+
+			"container runtime gives the added capabilities to"))
+	}
+	if !isDNS1123Label(o.namespace) {
+		errs = append(errs, fmt.Errorf("--namespace %q: want a namespace name (DNS-1123 label): at most 63 "+
+			"lower-case letters, digits and '-', starting and ending with a letter or digit", o.namespace))
+	}
+	if o.image != "" {
+		if err := checkImageReference(o.image); err != nil {
+			errs = append(errs, fmt.Errorf("--image %q: %w", o.image, err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("manifest: %w", err)
+	}
+	return nil
+}
+
+// isDNS1123Label reports whether s is a DNS-1123 label, the form of a
+// namespace name (k8s.io/apimachinery validation.IsDNS1123Label).
+func isDNS1123Label(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkImageReference checks an image reference against the grammar of
+// the distribution project (github.com/distribution/reference, which
+// container runtimes parse image names with):
+//
+//	reference        := name [ ":" tag ] [ "@" digest ]
+//	name             := [domain '/'] remote-name   (at most 255 characters)
+//	domain           := host [':' port-number]
+//	remote-name      := path-component ['/' path-component]*
+//	path-component   := [a-z0-9]+ ([_.]|__|[-]+ [a-z0-9]+)*
+//	tag              := [\w][\w.-]{0,127}
+//	digest           := algorithm ":" hex (at least 32 hex digits)
+func checkImageReference(ref string) error {
+	const (
+		domainComponent = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+		host            = `(?:` + domainComponent + `(?:\.` + domainComponent + `)*|\[[a-fA-F0-9:]+\])`
+		domain          = host + `(?::[0-9]+)?`
+		pathComponent   = `[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*`
+		name            = `(?:` + domain + `/)?` + pathComponent + `(?:/` + pathComponent + `)*`
+		tag             = `[\w][\w.-]{0,127}`
+		digest          = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
+	)
+	m := regexp.MustCompile(`^(` + name + `)(?::` + tag + `)?(?:@` + digest + `)?$`).FindStringSubmatch(ref)
+	switch {
+	case m == nil:
+		return errors.New("not an image reference: want [registry[:port]/]repository[:tag][@digest], " +
+			"the repository in lower case, e.g. ghcr.io/nlb-dev/nlb:v1.0.0")
+	case len(m[1]) > 255:
+		return errors.New("the repository name is longer than 255 characters")
 	}
 	return nil
 }

@@ -321,7 +321,11 @@ func TestManifestErrors(t *testing.T) {
 		{roleWorker, "--image-pull-policy", "Sometimes"},
 		{roleWorker, "--termination-grace-period", "-1"},
 		{roleWorker, "--namespace", ""},
+		{roleWorker, "--namespace", "Bad_NS!"},
+		{roleWorker, "--image", "UPPER CASE::bad"},
 		{roleController, "--cache-dir", "/var/lib/nlb"},
+		{roleController, "--user", "1000"},
+		{roleController, "--user", "65532"}, // the worker's default, still not the controller's
 		{roleController, "--no-such-flag"},
 	} {
 		var out bytes.Buffer
@@ -385,5 +389,78 @@ func TestManifestVersionSanitized(t *testing.T) {
 	}
 	if pod.Metadata.Labels["app.kubernetes.io/version"] != "v1.0.0-k0s.1" || pod.Spec.Containers[0].Image != "ghcr.io/nlb-dev/nlb:v1.0.0-k0s.1" {
 		t.Errorf("label %q image %q", pod.Metadata.Labels["app.kubernetes.io/version"], pod.Spec.Containers[0].Image)
+	}
+}
+
+// TestManifestImageNamespaceUser: --image must be an image reference a
+// container runtime can parse, --namespace a namespace name, and --user
+// is refused for the controller instead of being silently ignored (issue
+// 10, item 7). Each error names the flag.
+func TestManifestImageNamespaceUser(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		image string
+		ok    bool
+	}{
+		{"ghcr.io/nlb-dev/nlb:v1.2.3", true},
+		{"nlb", true},
+		{"nlb:latest", true},
+		{"library/nlb:1.0_rc-1", true},
+		{"localhost:5000/nlb@" + digest, true},
+		{"registry.example.com/a/b/c:tag@" + digest, true},
+		{"[2001:db8::1]:5000/nlb:x", true},
+		{"a__b/c-d--e.f:TAG_1", true},
+		{"Registry.Example.COM/nlb", true}, // the registry is a host name: any case
+		{"UPPER CASE::bad", false},
+		{"Nlb", false},
+		{"ghcr.io/NLB-dev/nlb", false},
+		{"nlb:", false},
+		{"nlb:-bad", false},
+		{"nlb:" + strings.Repeat("t", 129), false},
+		{"nlb@sha256:abc", false},
+		{":tag", false},
+		{"ghcr.io/", false},
+		{"a//b", false},
+		{"a-/b", false},
+		{"nlb ", false},
+		{strings.Repeat("a", 256), false},
+	} {
+		args := []string{roleWorker, "--image", tc.image}
+		var out bytes.Buffer
+		err := runManifest(context.Background(), args, &out, io.Discard)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("--image %q: %v", tc.image, err)
+			} else if !strings.Contains(out.String(), "image: "+tc.image) && !strings.Contains(out.String(), "image: '"+tc.image+"'") {
+				t.Errorf("--image %q not in the pod:\n%s", tc.image, &out)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "--image ") {
+			t.Errorf("--image %q: error %v, want one naming --image", tc.image, err)
+		}
+	}
+
+	for _, ns := range []string{"kube-system", "a", "nlb-1", strings.Repeat("a", 63),
+		"", "Bad_NS!", "KUBE-SYSTEM", "-a", "a-", "a.b", strings.Repeat("a", 64)} {
+		args := []string{roleWorker, "--namespace", ns}
+		err := runManifest(context.Background(), args, io.Discard, io.Discard)
+		// The same rule as the API server's.
+		want := len(validation.IsDNS1123Label(ns)) == 0
+		if (err == nil) != want {
+			t.Errorf("--namespace %q: error %v, valid per k8s.io/apimachinery: %v", ns, err, want)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--namespace ") {
+			t.Errorf("--namespace %q: error %v does not name the flag", ns, err)
+		}
+	}
+
+	err := runManifest(context.Background(), []string{roleController, "--user", "1000"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--user: worker only") {
+		t.Errorf("controller --user 1000: %v", err)
+	}
+	pod, _ := renderPod(t, roleWorker, "--user", "1000")
+	if u := pod.Spec.Containers[0].SecurityContext.RunAsUser; u == nil || *u != 1000 {
+		t.Errorf("worker --user 1000: runAsUser %v", u)
 	}
 }
