@@ -15,6 +15,14 @@
 //     after a kill, Skew_Time after a priority-0 release. It is what the
 //     implementation adds on top of the protocol: timer slack, state
 //     change, address configuration.
+//   - stale_vip_ms: from the signal to the VIP leaving the old master's
+//     interface (polled every 5 ms), where until then its kernel answers
+//     ARP for it beside the new master. After a kill nothing removes it
+//     but nlb's VIP lifetime (vrrp.VIPLifetime: 5 s at 1 s intervals, 2 s
+//     at 100 ms); keepalived's stays for good (keepalived #672). The
+//     observation window is that lifetime plus 3 s: a VIP still there
+//     then is reported as not gone (stale_vip_gone false, stale_vip_ms the
+//     window).
 //
 // It prints one JSON object per line, then a Markdown table of medians.
 // Run it as root through `make bench-failover`.
@@ -39,6 +47,7 @@ import (
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/observe"
 	"github.com/nlb-dev/nlb/internal/vrrplab"
+	"github.com/nlb-dev/nlb/vrrp"
 )
 
 func main() {
@@ -65,6 +74,12 @@ type result struct {
 	Stop       string  `json:"stop"`
 	FailoverMS float64 `json:"failover_ms"`
 	OverheadMS float64 `json:"overhead_ms"`
+	// StaleVIPMS is how long the VIP stayed on the old master after the
+	// signal; StaleGone is false when it was still there at the end of
+	// the observation window, StaleWindowMS.
+	StaleVIPMS    float64 `json:"stale_vip_ms"`
+	StaleGone     bool    `json:"stale_vip_gone"`
+	StaleWindowMS float64 `json:"stale_window_ms"`
 }
 
 const (
@@ -73,6 +88,12 @@ const (
 	// signalPhase is when, after one of the master's advertisements, the
 	// master is signalled.
 	signalPhase = 10 * time.Millisecond
+	// stalePoll is how often the old master's addresses are looked at
+	// for the stale VIP.
+	stalePoll = 5 * time.Millisecond
+	// staleSlack is how much longer than nlb's VIP lifetime the stale VIP
+	// is watched for.
+	staleSlack = 3 * time.Second
 )
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -240,12 +261,44 @@ func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observ
 	}
 	r.FailoverMS = ms(ev.Time.Sub(t0))
 	r.OverheadMS = ms(ev.Time.Sub(last) - wait)
+	window := vrrp.VIPLifetime(vrrp.MachineConfig{Version: vrrp.Version(p.Version), AdvertInterval: p.Interval}) + staleSlack
+	r.StaleWindowMS = ms(window)
+	gone, err := staleVIP(ctx, a, p.VIP, t0.Add(window))
+	if err != nil {
+		return r, err
+	}
+	r.StaleGone = !gone.IsZero()
+	r.StaleVIPMS = r.StaleWindowMS
+	if r.StaleGone {
+		r.StaleVIPMS = ms(gone.Sub(t0))
+	}
 	if stop == "term" {
 		if err := master.Wait(5 * time.Second); err != nil {
 			return r, fmt.Errorf("master did not exit cleanly after SIGTERM: %w\n%s", err, master.Log())
 		}
 	}
 	return r, nil
+}
+
+// staleVIP polls h until vip has left its interfaces, and returns when it
+// was first seen gone, or the zero time if it was still there at until.
+func staleVIP(ctx context.Context, h *netlab.Host, vip netip.Prefix, until time.Time) (time.Time, error) {
+	for {
+		has, err := h.HasAddr(vip)
+		now := time.Now()
+		if err != nil {
+			return time.Time{}, fmt.Errorf("stale VIP on %s: %w", h.Name, err)
+		}
+		if !has {
+			return now, nil
+		}
+		if now.After(until) {
+			return time.Time{}, nil
+		}
+		if err := netlab.Sleep(ctx, stalePoll); err != nil {
+			return time.Time{}, err
+		}
+	}
 }
 
 func isARPFrom(h *netlab.Host) func(observe.Event) bool {
