@@ -13,7 +13,8 @@ import (
 // watchCarrier calls fn with the state of ifName's link (administratively
 // up and with carrier) now and at every change, until ctx ends. VRRP uses
 // it as keepalived uses interface tracking: a node whose link is down is
-// in fault and holds no VIPs.
+// in fault and holds no VIPs. Subscription errors go to log, which names
+// the interface already.
 func watchCarrier(ctx context.Context, ifName string, log *slog.Logger, fn func(up bool)) error {
 	link, err := netlink.LinkByName(ifName)
 	if err != nil {
@@ -22,14 +23,30 @@ func watchCarrier(ctx context.Context, ifName string, log *slog.Logger, fn func(
 	index := link.Attrs().Index
 	updates := make(chan netlink.LinkUpdate, 16)
 	done := make(chan struct{})
-	defer close(done)
 	err = netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ListExisting:  true,
-		ErrorCallback: func(err error) { log.Warn("link state subscription", "iface", ifName, "err", err) },
+		ListExisting: true,
+		ErrorCallback: func(err error) {
+			select {
+			case <-done: // the end of the subscription, not a failure
+			default:
+				log.Warn("link state subscription", "err", err)
+			}
+		},
 	})
 	if err != nil {
+		close(done)
 		return fmt.Errorf("carrier: subscribe: %w", err)
 	}
+	defer func() {
+		// Closing done closes the subscription's socket; its receive loop
+		// then fails (EAGAIN, EBADF, a zero sender port...) and ends by
+		// closing updates. Drained, it cannot block on a full channel.
+		close(done)
+		go func() {
+			for range updates {
+			}
+		}()
+	}()
 	known, last := false, false
 	for {
 		select {

@@ -207,7 +207,8 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, 
 	ilog := log.With("iface", in.Interface) // the instance adds its name and VRID
 	// Check before the instance starts: at start it removes stale VIPs,
 	// and a VIP that is a node address is never one.
-	mgr := vip.New(in.Interface, in.VIPs, vip.Options{AddressLabel: in.AddressLabel, Logger: ilog.With("instance", in.Name)})
+	// Not ilog: the manager names the interface of each message itself.
+	mgr := vip.New(in.Interface, in.VIPs, vip.Options{AddressLabel: in.AddressLabel, Logger: log.With("instance", in.Name)})
 	r.vips = mgr
 	if err := mgr.Check(); err != nil {
 		r.close()
