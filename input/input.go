@@ -68,9 +68,6 @@ func ReadFile(name string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > max {
-		return nil, &TooLargeError{Name: name, Limit: max}
-	}
 	return ReadAll(f, name, max)
 }
 

@@ -61,9 +61,8 @@ func TestReadFileDevZero(t *testing.T) {
 	}
 }
 
-// TestReadFile: a file at the limit is read, one byte more is refused (from
-// its size, without reading it), a directory and a missing file are plain
-// errors.
+// TestReadFile: a file at the limit is read, one byte more is refused, a
+// directory and a missing file are plain errors.
 func TestReadFile(t *testing.T) {
 	dir := t.TempDir()
 	ok := filepath.Join(dir, "ok")
