@@ -16,7 +16,7 @@
 //     implementation adds on top of the protocol: timer slack, state
 //     change, address configuration.
 //   - stale_vip_ms: from the signal to the VIP leaving the old master's
-//     interface (polled every 5 ms), where until then its kernel answers
+//     interface (polled every 5 ms from the signal on), where until then its kernel answers
 //     ARP for it beside the new master. After a kill nothing removes it
 //     but nlb's VIP lifetime (vrrp.VIPLifetime: 5 s at 1 s intervals, 2 s
 //     at 100 ms); keepalived's stays for good (keepalived #672). The
@@ -246,9 +246,21 @@ func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observ
 		sig = master.Term
 		wait = p.Skew(backupPrio)
 	}
+	window := vrrp.VIPLifetime(vrrp.MachineConfig{Version: vrrp.Version(p.Version), AdvertInterval: p.Interval}) + staleSlack
+	sctx, cancelStale := context.WithCancel(ctx)
+	defer cancelStale()
+	type staleResult struct {
+		gone time.Time
+		err  error
+	}
+	staleDone := make(chan staleResult, 1)
 	if err := sig(); err != nil {
 		return r, err
 	}
+	go func() {
+		gone, err := staleVIP(sctx, a, p.VIP, t0.Add(window))
+		staleDone <- staleResult{gone, err}
+	}()
 	wctx, cancel = context.WithTimeout(ctx, p.MasterDown(backupPrio)+10*time.Second)
 	ev, _, err := obs.WaitFor(wctx, mark, isARPFrom(b))
 	cancel()
@@ -261,12 +273,12 @@ func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observ
 	}
 	r.FailoverMS = ms(ev.Time.Sub(t0))
 	r.OverheadMS = ms(ev.Time.Sub(last) - wait)
-	window := vrrp.VIPLifetime(vrrp.MachineConfig{Version: vrrp.Version(p.Version), AdvertInterval: p.Interval}) + staleSlack
 	r.StaleWindowMS = ms(window)
-	gone, err := staleVIP(ctx, a, p.VIP, t0.Add(window))
-	if err != nil {
-		return r, err
+	sr := <-staleDone
+	if sr.err != nil {
+		return r, sr.err
 	}
+	gone := sr.gone
 	r.StaleGone = !gone.IsZero()
 	r.StaleVIPMS = r.StaleWindowMS
 	if r.StaleGone {
