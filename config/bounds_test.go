@@ -228,3 +228,47 @@ func TestRunnable(t *testing.T) {
 		t.Errorf("zero Config: %v", err)
 	}
 }
+
+// TestProblemsKeptBounded: past 1000 problems the rest are counted, not
+// kept, so a file of thousands of broken items costs no memory per item
+// beyond the decoding.
+func TestProblemsKeptBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("enabled: true\nkeepalived:\n  vrrpInstances:\n")
+	for range 5000 {
+		b.WriteString("  - 1\n")
+	}
+	_, err := Load([]byte(b.String()))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want *ValidationError, got %v", err)
+	}
+	// 5000 "must be an object"; the MaxItems problem and the first 255
+	// instances' own problems are hidden behind these decoding problems.
+	if len(ve.Problems) != maxKeptProblems || ve.Omitted != 5000-maxKeptProblems {
+		t.Errorf("%d problems kept, %d omitted; want %d and %d", len(ve.Problems), ve.Omitted, maxKeptProblems, 5000-maxKeptProblems)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if want := fmt.Sprintf("config: ... and %d more problems", 5000-MaxReportedProblems); len(lines) != MaxReportedProblems+1 || lines[len(lines)-1] != want {
+		t.Errorf("%d lines, last %q; want %d, %q", len(lines), lines[len(lines)-1], MaxReportedProblems+1, want)
+	}
+	if got := (&ValidationError{Omitted: 3}).Error(); got != "config: ... and 3 more problems" {
+		t.Errorf("only omitted problems: %q", got)
+	}
+}
+
+// TestProblemsCollectorBounded: the collector itself keeps at most
+// maxKeptProblems and counts the rest.
+func TestProblemsCollectorBounded(t *testing.T) {
+	var p problems
+	for i := range 3 * maxKeptProblems {
+		p.add(index("x", i), "bad")
+	}
+	if len(p.list) != maxKeptProblems || p.count() != 3*maxKeptProblems {
+		t.Errorf("kept %d, counted %d; want %d, %d", len(p.list), p.count(), maxKeptProblems, 3*maxKeptProblems)
+	}
+	var ve *ValidationError
+	if !errors.As(p.err(), &ve) || ve.Omitted != 2*maxKeptProblems {
+		t.Errorf("err() = %v", p.err())
+	}
+}

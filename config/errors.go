@@ -29,8 +29,10 @@ func (e *FieldError) Error() string {
 // problem.
 type ValidationError struct {
 	// Problems are in document order: decoding problems first, then
-	// field rules, then cross-field rules.
+	// field rules, then cross-field rules; at most the first 1000.
 	Problems []*FieldError
+	// Omitted counts the problems found beyond those kept in Problems.
+	Omitted int
 }
 
 // MaxReportedProblems is how many problems ValidationError.Error lists;
@@ -44,16 +46,19 @@ const MaxReportedProblems = 20
 // there are more.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	for i, p := range e.Problems {
-		if i == MaxReportedProblems {
-			fmt.Fprintf(&b, "\nconfig: ... and %d more problems", len(e.Problems)-i)
-			break
-		}
+	shown := min(len(e.Problems), MaxReportedProblems)
+	for i, p := range e.Problems[:shown] {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
 		b.WriteString("config: ")
 		b.WriteString(p.Error())
+	}
+	if more := len(e.Problems) - shown + e.Omitted; more > 0 {
+		if shown > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "config: ... and %d more problems", more)
 	}
 	return b.String()
 }
@@ -77,20 +82,32 @@ func (e *ValidationError) Paths() []string {
 	return paths
 }
 
-// problems collects FieldErrors.
+// maxKeptProblems bounds the problems kept in memory: a 1 MiB file can
+// hold some 175,000 broken list items. The rest are only counted.
+const maxKeptProblems = 1000
+
+// problems collects FieldErrors, the first maxKeptProblems of them.
 type problems struct {
-	list []*FieldError
+	list    []*FieldError
+	omitted int
 }
 
 func (p *problems) add(path, msg string) {
+	if len(p.list) >= maxKeptProblems {
+		p.omitted++
+		return
+	}
 	p.list = append(p.list, &FieldError{Path: path, Message: msg})
 }
 
+// count is the number of problems found, kept or not.
+func (p *problems) count() int { return len(p.list) + p.omitted }
+
 func (p *problems) err() error {
-	if len(p.list) == 0 {
+	if p.count() == 0 {
 		return nil
 	}
-	return &ValidationError{Problems: p.list}
+	return &ValidationError{Problems: p.list, Omitted: p.omitted}
 }
 
 // child returns path.name, or name at the root.

@@ -219,6 +219,10 @@ func Load(data []byte) (*Config, error) {
 	var vp problems
 	c.check(&vp)
 	p.list = append(decodeErrs, suppressed(vp.list, decodeErrs)...)
+	p.omitted += vp.omitted
+	if extra := len(p.list) - maxKeptProblems; extra > 0 {
+		p.list, p.omitted = p.list[:maxKeptProblems], p.omitted+extra
+	}
 	if err := p.err(); err != nil {
 		return nil, err
 	}

@@ -279,7 +279,7 @@ const (
 // and returns the resolved Instance, which is only meaningful when no
 // problem was added.
 func (c *Config) checkInstance(p *problems, path string, i int, in *VRRPInstance) Instance {
-	n := len(p.list)
+	n := p.count()
 	out := Instance{Index: i, Interface: in.Interface}
 
 	if in.Name == "" {
@@ -501,7 +501,7 @@ func (c *Config) checkInstance(p *problems, path string, i int, in *VRRPInstance
 
 	out.GARP = checkGARP(p, child(path, "garp"), in.GARP)
 
-	if out.Version != 0 && in.VRRPVersion == 0 && len(p.list) == n {
+	if out.Version != 0 && in.VRRPVersion == 0 && p.count() == n {
 		in.VRRPVersion = int32(out.Version)
 	}
 	return out
