@@ -36,6 +36,36 @@
 // until Remove, puts back a virtual address someone deleted and repairs
 // the IPv4 order described below. Repairs are logged and rate-limited.
 //
+// # Lifetimes
+//
+// AddFor gives the addresses a finite valid lifetime, and Refresh restarts
+// it, so that the kernel removes them by itself when their owner stops
+// (a killed or stopped process, a wedged loop): IFA_CACHEINFO with
+// ifa_valid the lifetime in whole seconds and ifa_prefered the same (0
+// for an IPv6 /128, deprecated as below). An IPv4 address with preferred
+// lifetime 0 is flagged deprecated, which IPv4 source selection ignores
+// (checked: `ip route get` still picks it) but tools show. The kernel checks the
+// lifetimes in a delayed work (net/ipv4/devinet.c check_lifetime,
+// net/ipv6/addrconf.c addrconf_verify): an address goes up to 20 ms
+// before its end and usually within a second after it. vrrp.Instance
+// drives the refreshes with a Master's adverts (vrrp.VIPLifetime), never
+// with a timer of this package: what stops the adverts must stop the
+// refreshes.
+//
+// A refresh is an RTM_NEWADDR with NLM_F_REPLACE per address, from what
+// the last add sent, without a dump: the kernel updates the address in
+// place (inet_rtm_newaddr and inet6_addr_modify set the lifetimes and send
+// an RTM_NEWADDR) and never removes it. The kernel creates an address that
+// is missing whatever the flags, so a refresh that came after the
+// lifetime ran out would bring an expired VIP back: Refresh refuses once
+// it is within a quarter second of its end. The watcher skips RTM_NEWADDR
+// notifications of nlb's own addresses (they are refreshes), and once the
+// lifetime has run out it puts nothing back: a process that was stopped
+// and resumes finds the expiry's RTM_DELADDR in its socket, and re-adding
+// would make the node answer for a VIP a Backup took over. Within the
+// lifetime it restores an address someone deleted with what is left of
+// the lifetime.
+//
 // # IPv6
 //
 // Virtual addresses skip Duplicate Address Detection (IFA_F_NODAD, RFC 4862
