@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strconv"
@@ -168,5 +169,26 @@ func TestClientCheckSummary(t *testing.T) {
 		"  upstreams at start: %s\n", net.JoinHostPort(c.hosts[0], strconv.Itoa(c.port)))
 	if out.String() != want {
 		t.Errorf("nlb client --check printed\n%q, want\n%q", out.String(), want)
+	}
+}
+
+// TestLogFlags: a bad --log-level or --log-format says what it wants, not
+// slog's parser error.
+func TestLogFlags(t *testing.T) {
+	for _, tc := range []struct {
+		lf   logFlags
+		want string
+	}{
+		{logFlags{format: "json", level: "loud"}, `--log-level "loud": want debug, info, warn or error`},
+		{logFlags{format: "xml", level: "info"}, `--log-format "xml": want json or text`},
+	} {
+		if _, err := tc.lf.logger(io.Discard); err == nil || err.Error() != tc.want {
+			t.Errorf("%+v: %v, want %q", tc.lf, err, tc.want)
+		}
+	}
+	for _, lf := range []logFlags{{"json", "debug"}, {"text", "WARN"}, {"json", "error"}} {
+		if _, err := lf.logger(io.Discard); err != nil {
+			t.Errorf("%+v: %v", lf, err)
+		}
 	}
 }
