@@ -28,6 +28,9 @@ func FuzzLoad(f *testing.F) {
 		}
 		_ = c.VRRPInstances()
 		_ = c.Warnings()
+		if err := c.Runnable(); (err == nil) != (len(c.VRRPInstances()) > 0) {
+			t.Fatalf("Runnable says %v with %d instances", err, len(c.VRRPInstances()))
+		}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("accepted config fails re-validation: %v", err)
 		}
