@@ -588,6 +588,10 @@ func (l *loop) roundFailed(c *proxyConn) {
 func (l *loop) nextRound(c *proxyConn) {
 	ds := c.dial
 	ds.waiting = false
+	if l.p.closing.Load() {
+		l.noBackend(c)
+		return
+	}
 	ds.round++
 	ds.errs = ds.errs[:0]
 	ds.snapshot(l.p)

@@ -214,7 +214,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ln, err := net.Listen("tcp", *admin)
 		if err != nil {
 			c.shutdown()
-			return fmt.Errorf("client: admin: %w", err)
+			return fmt.Errorf("client: --admin: %w", err)
 		}
 		srv := &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		log.Info("admin listening", "addr", ln.Addr().String())
@@ -432,11 +432,11 @@ func (c *nllbClient) onChange(list []netip.AddrPort) {
 // listen binds both listeners.
 func (c *nllbClient) listen(ctx context.Context) error {
 	if err := c.api.Listen(ctx); err != nil {
-		return fmt.Errorf("client: %w", err)
+		return bindError("client", "apiserver listener (--api-port)", err)
 	}
 	if err := c.konn.Listen(ctx); err != nil {
 		_ = c.api.Shutdown(context.Background())
-		return fmt.Errorf("client: %w", err)
+		return bindError("client", "konnectivity listener (--konnectivity-port)", err)
 	}
 	return nil
 }

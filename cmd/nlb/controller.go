@@ -138,7 +138,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("controller: %w", err)
 		}
 		if err := c.proxy.Listen(ctx); err != nil {
-			return fmt.Errorf("controller: %w", err)
+			return bindError("controller", "proxy listener (--listen, userSpaceProxyBindPort)", err)
 		}
 		if c.steer, err = attachSteering(ctl, c.vips, c.proxy.Listeners(), log.With("component", "steering")); err != nil {
 			c.proxy.Shutdown(context.Background())

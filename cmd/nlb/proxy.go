@@ -31,7 +31,7 @@ file (unknown fields are errors):
 
   listen: [":6444"]              # also --listen; default :6444
   backends: ["10.0.0.1:6443"]    # also --backend
-  balance: round-robin           # or least-connections
+  balance: roundRobin            # or leastConnections
   connectTimeout: 250ms          # per dial, then the next backend
   idleTimeout: 0s                # 0: never close idle connections
   maxConnections: 10000          # beyond: new clients are closed and counted
@@ -85,6 +85,17 @@ type stringsFlag []string
 
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// bindError prefixes err with cmd and, when it is a listen address that
+// could not be bound (lb.ListenError), with the flag that gave it:
+// "proxy: --listen: lb: listen tcp 127.0.0.1:6444: bind: address already
+// in use".
+func bindError(cmd, flag string, err error) error {
+	if le := (*lb.ListenError)(nil); errors.As(err, &le) {
+		return fmt.Errorf("%s: %s: %w", cmd, flag, err)
+	}
+	return fmt.Errorf("%s: %w", cmd, err)
+}
 
 func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("proxy", proxyUsage, stdout)
@@ -175,7 +186,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := p.Listen(ctx); err != nil {
-		return err
+		return bindError("proxy", "--listen", err)
 	}
 
 	var adminSrv *http.Server
@@ -183,7 +194,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ln, err := net.Listen("tcp", cfg.Admin)
 		if err != nil {
 			p.Shutdown(context.Background())
-			return fmt.Errorf("proxy: admin: %w", err)
+			return fmt.Errorf("proxy: --admin: %w", err)
 		}
 		adminSrv = &http.Server{Handler: p.AdminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
 		log.Info("admin server listening", "addr", ln.Addr().String())
