@@ -24,7 +24,8 @@ const proxyUsage = `Usage: nlb proxy [flags]
 
 Run the L4 TCP load balancer: accept on --listen, splice each connection to
 a healthy --backend (round robin or least connections), retry the next
-backend when a dial is refused or times out, drain backends that go away.
+backend when a dial is refused or times out (and, when all failed, all of
+them again within dialBudget), drain backends that go away.
 
 Everything beyond listen addresses and backends lives in --config, a YAML
 file (unknown fields are errors):
@@ -33,6 +34,8 @@ file (unknown fields are errors):
   backends: ["10.0.0.1:6443"]    # also --backend
   balance: roundRobin            # or leastConnections
   connectTimeout: 250ms          # per dial, then the next backend
+  dialBudget: 3s                 # a client's total wait for a backend: when every
+                                 # backend failed, pause and try them all again
   idleTimeout: 0s                # 0: never close idle connections
   maxConnections: 10000          # beyond: new clients are closed and counted
   drainPeriod: 2m10s             # keep connections of a removed/unhealthy backend
@@ -70,7 +73,8 @@ backends with health, active connections and bytes, fail_open).
 
 Metrics (prefix nlb_proxy_): active_connections, connections_total,
 bytes_total{direction}, limit_reached_total, max_connections,
-no_backend_total, idle_timeouts_total, drained_connections_total,
+no_backend_total, dial_retries_total, dial_waited_total,
+dial_budget_exhausted_total, idle_timeouts_total, drained_connections_total,
 fail_open, backend_active_connections{backend},
 backend_connections_total{backend}, backend_bytes_total{backend,direction},
 dial_failures_total{backend}, backend_healthy{backend},
