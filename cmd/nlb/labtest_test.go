@@ -178,7 +178,10 @@ func startNLBCommand(t testing.TB, h *netlab.Host, conf []byte, cmd string, args
 	}
 	go func() { n.err = n.cmd.Wait(); close(n.done) }()
 	n.client = &http.Client{
-		Timeout: 2 * time.Second,
+		// A safety bound only: a loaded CI machine (load average 20) has
+		// kept a healthy node from answering /status within 2 s, and
+		// consistently() takes any error for a violation.
+		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
