@@ -181,7 +181,7 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, 
 	src := in.UnicastSource
 	if !src.IsValid() {
 		var err error
-		if src, err = primaryAddress(in.Interface, in.IPv6, in.VIPs); err != nil {
+		if src, err = link.PrimaryAddress(in.Interface, in.IPv6, in.VIPs); err != nil {
 			return fail(err)
 		}
 	}
@@ -297,7 +297,7 @@ func (r *vrrpRunner) run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := watchCarrier(wctx, r.cfg.Interface, r.log, func(up bool) {
+		err := link.WatchCarrier(wctx, r.cfg.Interface, r.log, func(up bool) {
 			if !up {
 				r.log.Warn("interface down or without carrier: fault", "instance", r.cfg.Name)
 			}
@@ -321,48 +321,6 @@ func (r *vrrpRunner) close() {
 	if r.vips != nil {
 		_ = r.vips.Close()
 	}
-}
-
-// primaryAddress picks the advertisement source on ifName: the first IPv4
-// address that is not a VIP (RFC 3768 §5.2.1 "primary IP address"), or for
-// IPv6 the link-local address (RFC 5798 §5.1.2.1).
-func primaryAddress(ifName string, ipv6 bool, vips []netip.Prefix) (netip.Addr, error) {
-	ifi, err := net.InterfaceByName(ifName)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("list addresses: %w", err)
-	}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		isVIP := false
-		for _, v := range vips {
-			if v.Addr() == ip {
-				isVIP = true
-			}
-		}
-		switch {
-		case isVIP:
-		case !ipv6 && ip.Is4() && !ip.IsLinkLocalUnicast():
-			return ip, nil
-		case ipv6 && ip.Is6() && ip.IsLinkLocalUnicast():
-			return ip.WithZone(""), nil
-		}
-	}
-	if ipv6 {
-		return netip.Addr{}, errors.New("no IPv6 link-local address (VRRPv3 advertisements must come from one, RFC 5798 §5.1.2.1)")
-	}
-	return netip.Addr{}, errors.New("no IPv4 address to send advertisements from (RFC 3768 §5.2.1); add one or set unicastSourceIP")
 }
 
 // printCheck reports a valid configuration the way `nlb vrrp` would run it.

@@ -1,4 +1,4 @@
-package main
+package link
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// watchCarrier calls fn with the state of ifName's link (administratively
+// WatchCarrier calls fn with the state of ifName's link (administratively
 // up and with carrier) now and at every change, until ctx ends. VRRP uses
 // it as keepalived uses interface tracking: a node whose link is down is
 // in fault and holds no VIPs. Subscription errors go to log, which names
 // the interface already.
-func watchCarrier(ctx context.Context, ifName string, log *slog.Logger, fn func(up bool)) error {
+func WatchCarrier(ctx context.Context, ifName string, log *slog.Logger, fn func(up bool)) error {
 	link, err := netlink.LinkByName(ifName)
 	if err != nil {
 		return fmt.Errorf("carrier: %s: %w", ifName, err)
