@@ -118,5 +118,3 @@
 // Durations are Go duration strings ("100ms", "1m"), as metav1.Duration
 // is; bare numbers are rejected.
 package config
-
-import _ "github.com/vishvananda/netlink" // scratch: a deliberate violation of config's row
