@@ -132,7 +132,7 @@ func Check(rule Rule, pkg *Package, all map[string]*Package) []error {
 		}
 		for _, bad := range rule.MustNot {
 			if hasPathPrefix(imp, bad) {
-				errs = append(errs, fmt.Errorf("%s imports %s (from %s), which the row of %s (ARCHITECTURE.md line %d) forbids", via, imp, pkg.ImportPath, rule.Package, rule.Line))
+				errs = append(errs, fmt.Errorf("%s imports %s (from %s), which the row of %s (ARCHITECTURE.md line %d) forbids", via, imp, pkg.ImportPath, strings.TrimSuffix(rule.Package, "$"), rule.Line))
 			}
 		}
 	}
