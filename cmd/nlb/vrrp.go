@@ -221,53 +221,9 @@ func newVRRPRunner(in config.Instance, log *slog.Logger, metrics *vrrp.Metrics, 
 		r.close()
 		return fail(err)
 	}
-	dests := in.UnicastPeers
-	if !unicast {
-		dests = []netip.Addr{vrrp.MulticastGroup(in.IPv6)}
-	}
-	garp := vrrp.GARPConfig{
-		MasterDelay:         in.GARP.MasterDelay,
-		MasterRepeat:        in.GARP.MasterRepeat,
-		Interval:            in.GARP.Interval,
-		MasterRefresh:       in.GARP.MasterRefresh,
-		MasterRefreshRepeat: in.GARP.MasterRefreshRepeat,
-	}
-	if garp.MasterDelay == 0 {
-		// config: 0 means no second burst; vrrp: 0 means the default.
-		garp.MasterDelay = -1
-	}
-	if garp.Interval == 0 {
-		garp.Interval = -1 // back to back, as keepalived's vrrp_garp_interval 0
-	}
-	icfg := vrrp.InstanceConfig{
-		Name: in.Name,
-		Machine: vrrp.MachineConfig{
-			Version:        in.Version,
-			VRID:           in.VRID,
-			Priority:       in.Priority,
-			AdvertInterval: in.Interval,
-			Preempt:        in.Preempt,
-			PreemptDelay:   in.PreemptDelay,
-			Primary:        src,
-		},
-		Filter: vrrp.Filter{
-			Version:  in.Version,
-			VRID:     in.VRID,
-			Interval: in.Interval,
-			AuthType: in.AuthType,
-			AuthData: in.AuthData,
-			Unicast:  unicast,
-			Peers:    in.UnicastPeers,
-		},
-		Addresses:    addrs,
-		Destinations: dests,
-		Source:       src,
-		ChecksumForm: in.ChecksumForm,
-		GARP:         garp,
-		FineSleep:    clock.FineSleeper(),
-
-		HandoverOnShutdown: handover,
-	}
+	icfg := in.VRRPConfig(src)
+	icfg.FineSleep = clock.FineSleeper()
+	icfg.HandoverOnShutdown = handover
 	fx := vrrp.Effects{
 		// The VIPs expire unless the Master's adverts keep refreshing
 		// them: a killed or stopped nlb does not keep them.
