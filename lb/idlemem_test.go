@@ -5,28 +5,47 @@ package lb
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// TestIdleMemory measures the memory one idle proxied connection costs:
-// the proxy's RSS growth plus the kernel's slab growth beyond what the same
-// number of direct client↔backend connections cost. The proxy runs in a
-// child process (this test binary re-executed) so its RSS is its own.
-// Opt-in because it opens tens of thousands of sockets:
+// Idle memory in CI. The full figure, user and kernel memory per idle
+// proxied connection against HAProxy's with its goal (≤ 16 KiB), is
+// bench/proxy's (`make bench-proxy`, bench/README.md): the kernel part
+// (sockets, epoll items) is read from system-wide slab counters, which
+// other processes move, so it cannot be asserted on a shared machine.
+// What a test can assert is the proxy process's own memory: its RSS after
+// a garbage collection, which no other process touches. nlb's is about
+// 0.6 KiB per idle connection (the proxyConn and its table entries); a
+// buffer kept per connection (16 KiB) or a goroutine pair per connection,
+// as an io.Copy proxy has, is well above idleRSSBound.
+const (
+	idleConns    = 2000            // NLB_IDLEMEM overrides
+	idleRSSBound = 4 << 10         // bytes of proxy RSS per idle connection
+	idleMemWait  = 2 * time.Minute // bounds each exchange with a child
+)
+
+// TestIdleMemory: the proxy's RSS grows by less than idleRSSBound per
+// idle proxied connection. The proxy and the backend run in child
+// processes (this test binary re-executed), so the RSS is the proxy's
+// own; the child collects garbage and reads its RSS when asked, so
+// nothing depends on timing.
 //
-//	NLB_IDLEMEM=10000 go test -run TestIdleMemory -v ./lb
-//
-// NLB_IDLEMEM_MODE=iocopy measures a plain io.Copy proxy for comparison.
+// NLB_IDLEMEM=10000 runs more connections; NLB_IDLEMEM_MODE=iocopy
+// measures a plain io.Copy proxy instead, for comparison (it fails the
+// bound).
 func TestIdleMemory(t *testing.T) {
 	switch os.Getenv("NLB_IDLEMEM_CHILD") {
 	case "proxy":
@@ -35,69 +54,130 @@ func TestIdleMemory(t *testing.T) {
 	case "backend":
 		h := newHoldServer(t)
 		fmt.Printf("LISTEN %s\n", h.addr)
-		time.Sleep(time.Hour)
+		io.Copy(io.Discard, os.Stdin) // until the parent goes
 		return
 	}
-	n, _ := strconv.Atoi(os.Getenv("NLB_IDLEMEM"))
-	if n <= 0 {
-		t.Skip("set NLB_IDLEMEM=<connections> to run")
+	n := idleConns
+	if v, err := strconv.Atoi(os.Getenv("NLB_IDLEMEM")); err == nil && v > 0 {
+		n = v
 	}
-	// Each process holds one socket per connection (the proxy two), so
-	// the per-process RLIMIT_NOFILE need not be raised for n ≈ 10,000.
-	mode := os.Getenv("NLB_IDLEMEM_MODE")
-	_, backend := startChild(t, "backend", "")
-	// Direct: the peers' own sockets, to subtract.
-	slab0 := slabBytes()
-	direct := openIdle(t, backend, n)
-	time.Sleep(2 * time.Second)
-	directSlab := slabBytes() - slab0
-	closeAll(direct)
-	time.Sleep(2 * time.Second)
-
-	cmd, proxyAddr := startChild(t, "proxy", backend)
-	time.Sleep(time.Second)
-	rss0 := rssKiB(t, cmd.Process.Pid)
-	slab1 := slabBytes()
-	conns := openIdle(t, proxyAddr, n)
-	// Let the child's GC shrink stacks and return pooled pipes.
-	time.Sleep(5 * time.Second)
-	rss := rssKiB(t, cmd.Process.Pid) - rss0
-	proxSlab := slabBytes() - slab1
-	fds := countFDs(t, cmd.Process.Pid)
-	kern := proxSlab - directSlab
-	per := float64(rss*1024+kern) / float64(n)
-	t.Logf("mode=%q conns=%d: proxy RSS +%d KiB (%.0f B/conn); kernel slab objects +%d KiB beyond the same number of direct connections (%.0f B/conn); proxy fds %d; total %.0f B = %.1f KiB per idle proxied connection",
-		mode, n, rss, float64(rss)*1024/float64(n), kern>>10, float64(kern)/float64(n), fds, per, per/1024)
-	closeAll(conns)
+	bin := childBinary(t)
+	backend := startChild(t, bin, "backend", "")
+	proxy := startChild(t, bin, "proxy", backend.addr)
+	// Warm up: the first connection allocates the loops' tables.
+	warm := openIdle(t, proxy.addr, 1)
+	defer closeAll(warm)
+	rss0 := proxy.measure(t)
+	conns := openIdle(t, proxy.addr, n)
+	defer closeAll(conns)
+	rss1 := proxy.measure(t)
+	per := float64(rss1-rss0) * 1024 / float64(n)
+	t.Logf("mode=%q: %d idle connections: proxy RSS %d → %d KiB, %.0f B per connection (bound %d B)",
+		os.Getenv("NLB_IDLEMEM_MODE"), n, rss0, rss1, per, idleRSSBound)
+	if per > idleRSSBound {
+		t.Errorf("the proxy's RSS grew by %.0f B per idle connection, want ≤ %d B", per, idleRSSBound)
+	}
 }
 
-func startChild(t *testing.T, role, backend string) (*exec.Cmd, string) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleMemory$", "-test.v", "-test.timeout=0")
+// child is a child process of TestIdleMemory.
+type child struct {
+	addr  string
+	in    io.WriteCloser
+	lines chan string
+}
+
+// childBinary returns the test binary the children run: this one, or, in
+// a race build, these tests built without the race detector, whose shadow
+// memory would be most of the figure.
+func childBinary(t *testing.T) string {
+	t.Helper()
+	if !raceBuild {
+		return os.Args[0]
+	}
+	bin := filepath.Join(t.TempDir(), "lb.test")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("building the tests without -race: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startChild runs the test binary bin as role and returns once the child
+// has reported its listen address. Where bin cannot be executed (the
+// tests run under qemu-user, which re-executes nothing), the test skips.
+func startChild(t *testing.T, bin, role, backend string) *child {
+	t.Helper()
+	cmd := exec.Command(bin, "-test.run=^TestIdleMemory$", "-test.v", "-test.timeout=0")
 	cmd.Env = append(os.Environ(), "NLB_IDLEMEM_CHILD="+role, "NLB_IDLEMEM_BACKEND="+backend)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	in, err := cmd.StdinPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	var addr string
-	for sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
-			addr = a
-			break
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, syscall.ENOEXEC) {
+			t.Skipf("cannot run the %s child: %v", role, err)
 		}
+		t.Fatal(err)
 	}
-	go io.Copy(os.Stderr, out)
-	if addr == "" {
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	c := &child{in: in, lines: make(chan string, 16)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+		close(c.lines)
+	}()
+	if c.addr = c.await(t, "LISTEN "); c.addr == "" {
 		t.Fatalf("%s child did not report its address", role)
 	}
-	return cmd, addr
+	return c
 }
 
+// await returns the rest of the child's next line that starts with
+// prefix (other lines are its test log), or "" when it exits.
+func (c *child) await(t *testing.T, prefix string) string {
+	t.Helper()
+	timeout := time.After(idleMemWait)
+	for {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				return ""
+			}
+			if v, found := strings.CutPrefix(l, prefix); found {
+				return v
+			}
+		case <-timeout:
+			t.Fatalf("no %q from the child within %v", prefix, idleMemWait)
+		}
+	}
+}
+
+// measure asks the proxy child for its RSS (KiB) after a collection.
+func (c *child) measure(t *testing.T) int64 {
+	t.Helper()
+	if _, err := io.WriteString(c.in, "MEASURE\n"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.ParseInt(c.await(t, "RSS "), 10, 64)
+	if err != nil {
+		t.Fatalf("proxy child's RSS: %v", err)
+	}
+	return v
+}
+
+// idleMemChild is the proxy child: nlb's proxy (or an io.Copy one) in
+// front of the backend child. Each MEASURE line on stdin is answered with
+// "RSS <KiB>" after the garbage has been collected and returned to the
+// system, as a long-running daemon's would be.
 func idleMemChild(t *testing.T) {
 	backend := os.Getenv("NLB_IDLEMEM_BACKEND")
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -105,7 +185,6 @@ func idleMemChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	if os.Getenv("NLB_IDLEMEM_MODE") == "iocopy" {
-		fmt.Printf("LISTEN %s\n", ln.Addr())
 		go func() {
 			for {
 				c, err := ln.AcceptTCP()
@@ -123,36 +202,27 @@ func idleMemChild(t *testing.T) {
 				}()
 			}
 		}()
-		go gcLoop()
-		time.Sleep(time.Hour)
-		return
-	}
-	p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Backends: []string{backend},
-		MaxConnections: 1 << 20, HealthCheck: HealthCheck{Type: CheckNone}},
-		Options{Listen: func(context.Context, string) (*net.TCPListener, error) { return ln, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Listen(context.Background()); err != nil {
-		t.Fatal(err)
+	} else {
+		p, err := New(Config{Listen: []string{"127.0.0.1:0"}, Backends: []string{backend},
+			MaxConnections: 1 << 20, HealthCheck: HealthCheck{Type: CheckNone}},
+			Options{Listen: func(context.Context, string) (*net.TCPListener, error) { return ln, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Listen(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		go p.Serve(context.Background())
 	}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
-	go gcLoop()
-	p.Serve(context.Background())
-}
-
-// gcLoop stands in for the GC cycles a long-running daemon gets anyway.
-func gcLoop() {
-	for i := 0; ; i++ {
-		time.Sleep(time.Second)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() != "MEASURE" {
+			continue
+		}
 		runtime.GC()
 		debug.FreeOSMemory()
-		if i%5 == 4 {
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			fmt.Fprintf(os.Stderr, "child: goroutines %d heap inuse %d KiB stack inuse %d KiB sys %d KiB\n",
-				runtime.NumGoroutine(), m.HeapInuse>>10, m.StackInuse>>10, m.Sys>>10)
-		}
+		fmt.Printf("RSS %d\n", procKiB(t, "/proc/self/status", "VmRSS"))
 	}
 }
 
@@ -200,32 +270,26 @@ func (h *holdServer) closeConns() {
 	}
 }
 
+// openIdle opens n connections to addr, each carrying one request and its
+// reply end to end, and leaves them idle.
 func openIdle(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
 	conns := make([]net.Conn, 0, n)
 	req, resp := make([]byte, 100), make([]byte, 1000)
-	failures := 0
 	for len(conns) < n {
-		c, err := net.Dial("tcp", addr)
+		c, err := net.DialTimeout("tcp", addr, idleMemWait)
 		if err == nil {
-			c.Write(req)
-			_, err = io.ReadFull(c, resp)
+			c.SetDeadline(time.Now().Add(idleMemWait))
+			if _, err = c.Write(req); err == nil {
+				_, err = io.ReadFull(c, resp)
+			}
+			c.SetDeadline(time.Time{})
 		}
 		if err != nil {
-			// Bursts of thousands of connects occasionally meet a full
-			// accept queue; a few retries are fine for a memory figure.
-			if c != nil {
-				c.Close()
-			}
-			if failures++; failures > n/100+10 {
-				t.Fatalf("conn %d: %v", len(conns), err)
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
+			closeAll(conns)
+			t.Fatalf("connection %d: %v", len(conns), err)
 		}
 		conns = append(conns, c)
-	}
-	if failures > 0 {
-		t.Logf("%d connects retried", failures)
 	}
 	return conns
 }
@@ -250,39 +314,4 @@ func procKiB(t *testing.T, file, key string) int64 {
 	}
 	t.Fatalf("%s: no %s", file, key)
 	return 0
-}
-
-func rssKiB(t *testing.T, pid int) int64 {
-	return procKiB(t, fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
-}
-
-func countFDs(t *testing.T, pid int) int {
-	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(es)
-}
-
-// slabBytes returns the bytes held by allocated slab objects (active
-// objects × object size, summed over /proc/slabinfo; this counts the
-// sockets, files, dentries, inodes and epoll items a connection holds and
-// not the partly empty slab pages that /proc/meminfo's Slab adds), or 0
-// when /proc/slabinfo is unreadable (not root).
-func slabBytes() int64 {
-	b, err := os.ReadFile("/proc/slabinfo")
-	if err != nil {
-		return 0
-	}
-	var sum int64
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 4 || strings.HasPrefix(l, "#") || f[0] == "slabinfo" {
-			continue
-		}
-		objs, _ := strconv.ParseInt(f[1], 10, 64)
-		size, _ := strconv.ParseInt(f[3], 10, 64)
-		sum += objs * size
-	}
-	return sum
 }
