@@ -24,32 +24,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/benchrun"
 	"github.com/nlb-dev/nlb/internal/chaoslab"
 	"github.com/nlb-dev/nlb/internal/k8slab"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench-chaos:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchrun.Main("bench-chaos", run) }
 
 // implRun is what one implementation produced.
 type implRun struct {
@@ -60,31 +48,23 @@ type implRun struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	nlbPath := fs.String("nlb", "bin/nlb", "nlb binary (with `nlb controller`)")
-	reps := fs.Int("reps", 3, "repetitions of every scenario")
+	b := benchrun.New("chaos", stderr, benchrun.Options{
+		NLBUsage: "nlb binary (with `nlb controller`)", Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true,
+		Root: "needs root: it builds network namespaces",
+	})
+	fs := b.Flags
 	impls := fs.String("impls", "keepalived+haproxy,nlb", "implementations, in order")
 	var all []string
 	for _, sc := range chaoslab.Scenarios() {
 		all = append(all, string(sc))
 	}
 	scenarios := fs.String("scenarios", strings.Join(all, ","), "scenarios, in order")
-	out := fs.String("out", "bench/results", "directory for chaos.jsonl and chaos.md (empty: none)")
-	apiserver := fs.String("apiserver", "", "kube-apiserver binary (default: built from e2e/ into the user cache, or $"+k8slab.APIServerEnv+")")
 	watches := fs.Int("watches", 3, "long-lived watches")
 	linkHold := fs.Duration("link-hold", 5*time.Second, "shortest time the link stays down")
 	maxHold := fs.Duration("max-hold", 60*time.Second, "longest fault phase")
 	logs := fs.String("logs", "", "keep the LB processes' configurations and logs in this `directory` (default: a temporary one, removed)")
-	verbose := fs.Bool("v", false, "log progress to stderr")
-	if err := fs.Parse(args); err != nil {
+	if err := b.Parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if *reps < 1 {
-		return errors.New("--reps must be at least 1")
 	}
 	var scs []chaoslab.Scenario
 	for _, s := range strings.Split(*scenarios, ",") {
@@ -100,30 +80,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("unknown implementation %q (want %s or %s)", n, chaoslab.NLBName, chaoslab.PeerName)
 		}
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("needs root: it builds network namespaces")
-	}
-	bin, err := filepath.Abs(*nlbPath)
-	if err != nil {
+	if err := b.Setup(ctx); err != nil {
 		return err
 	}
-	if *apiserver == "" {
-		dir, err := k8slab.DefaultCacheDir()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stderr, "bench-chaos: kube-apiserver from", dir, "(the first build takes minutes)")
-		if *apiserver, err = k8slab.BuildAPIServer(ctx, dir); err != nil {
-			return err
-		}
-	}
-	logf := func(format string, args ...any) {
-		if *verbose {
-			fmt.Fprintf(stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
-		}
-	}
+	bin := b.NLB
 
-	c, err := k8slab.Start(ctx, chaoslab.ClusterOptions("bench-chaos", *apiserver))
+	c, err := k8slab.Start(ctx, chaoslab.ClusterOptions("bench-chaos", b.APIServer))
 	if err != nil {
 		return err
 	}
@@ -144,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	opts := chaoslab.Options{Logf: logf}
+	opts := chaoslab.Options{Logf: b.Logf}
 	opts.Traffic.Watches = *watches
 	opts.Timing.LinkHold = *linkHold
 	opts.Timing.MaxHold = *maxHold
@@ -154,8 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer lab.Close()
 
-	var jsonl strings.Builder
-	enc := json.NewEncoder(io.MultiWriter(stdout, &jsonl))
+	res := b.Results(stdout)
 	var runs []*implRun
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
@@ -178,7 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			impl = chaoslab.NewPeer(c, lab.Params, filepath.Join(dir, "peer"))
 		}
-		r.err = runImpl(ctx, lab, impl, *reps, scs, enc, r, logf)
+		r.err = runImpl(ctx, lab, impl, b.Reps, scs, res, r, b.Logf)
 		if r.err != nil {
 			fmt.Fprintf(stderr, "bench-chaos: %s: %v\n", name, r.err)
 		}
@@ -187,22 +148,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for _, line := range medianLines(runs, scs) {
-		if err := enc.Encode(line); err != nil {
+		if err := res.Add(line); err != nil {
 			return err
 		}
 	}
-	table := versions(ctx, bin) + "\n" + markdown(runs, scs, lab.Params, *reps)
+	table := versions(ctx, bin) + "\n" + markdown(runs, scs, lab.Params, b.Reps)
 	fmt.Fprint(stdout, "\n", table)
-	if *out != "" {
-		if err := os.MkdirAll(*out, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(*out, "chaos.jsonl"), []byte(jsonl.String()), 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(*out, "chaos.md"), []byte(table), 0o644); err != nil {
-			return err
-		}
+	if err := res.Save(table); err != nil {
+		return err
 	}
 	var failed []string
 	for _, r := range runs {
@@ -217,9 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // runImpl runs every repetition of every scenario for impl, then tears it
-// down; results go to r and enc as they come.
+// down; results go to r and out as they come.
 func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps int, scs []chaoslab.Scenario,
-	enc *json.Encoder, r *implRun, logf func(string, ...any)) (err error) {
+	out *benchrun.Results, r *implRun, logf func(string, ...any)) (err error) {
 	start := time.Now()
 	s, err := lab.Begin(ctx, impl)
 	if err != nil {
@@ -228,7 +181,7 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 	defer func() {
 		td, terr := s.End(context.Background())
 		r.teardown = &td
-		if eerr := enc.Encode(td); eerr != nil {
+		if eerr := out.Add(td); eerr != nil {
 			err = errors.Join(err, eerr)
 		}
 		err = errors.Join(err, terr)
@@ -245,7 +198,7 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 			}
 			res.Rep = rep
 			r.results = append(r.results, res)
-			if err := enc.Encode(res); err != nil {
+			if err := out.Add(res); err != nil {
 				return err
 			}
 			logf("%s %s rep %d on %s: outage %.0f ms in %d bursts, %d/%d failed (%d after the restore), dup %.0f ms, leftover %d, watch broken %.0f ms",
@@ -266,14 +219,11 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 // HAProxy's.
 func versions(ctx context.Context, nlb string) string {
 	first := func(name string, args ...string) string {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(cctx, name, args...).CombinedOutput()
+		v, err := benchrun.Version(ctx, name, args...)
 		if err != nil {
 			return name + " (unknown version)"
 		}
-		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		return line
+		return v
 	}
 	return fmt.Sprintf("Measured %s: %s; %s; %s.\n", time.Now().UTC().Format("2006-01-02"),
 		first(nlb, "version"), first("keepalived", "--version"), first("haproxy", "-v"))

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nlb-dev/nlb/internal/benchrun"
 	"github.com/nlb-dev/nlb/internal/chaoslab"
 	"github.com/nlb-dev/nlb/internal/stats"
 )
@@ -127,13 +128,6 @@ func spread(xs []float64) string {
 	return fmt.Sprintf("%.0f (%.0f-%.0f)", m, slices.Min(xs), slices.Max(xs))
 }
 
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "**not met**"
-}
-
 // takeover is the priority of the node that takes over from a dead
 // master, which sets Master_Down_Interval.
 func takeover(impl string) uint8 {
@@ -221,7 +215,7 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 				return "-"
 			}
 			limit := float64(p.MasterDown(takeover(r.name)).Microseconds())/1000 + killMarginMS
-			return fmt.Sprintf("%.0f < %.0f ms: %s", maxOf(o), limit, met(maxOf(o) < limit))
+			return fmt.Sprintf("%.0f < %.0f ms: %s", maxOf(o), limit, benchrun.Met(maxOf(o) < limit))
 		})
 	}
 	if has(chaoslab.APIServer) {
@@ -230,7 +224,7 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 			if len(o) == 0 {
 				return "-"
 			}
-			return fmt.Sprintf("%.0f ms: %s", maxOf(o), met(maxOf(o) < goalAPIServerMS))
+			return fmt.Sprintf("%.0f ms: %s", maxOf(o), benchrun.Met(maxOf(o) < goalAPIServerMS))
 		})
 	}
 	if has(chaoslab.Link) {
@@ -239,7 +233,7 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 			if len(d) == 0 {
 				return "-"
 			}
-			return fmt.Sprintf("%.0f ms: %s", maxOf(d), met(maxOf(d) <= float64(p.Advert.Milliseconds())))
+			return fmt.Sprintf("%.0f ms: %s", maxOf(d), benchrun.Met(maxOf(d) <= float64(p.Advert.Milliseconds())))
 		})
 	}
 	if has(chaoslab.Restart) {
@@ -260,7 +254,7 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 			}
 			// A burst of one failed probe spans one probe interval,
 			// give or take the probe scheduler's jitter.
-			return fmt.Sprintf("%.0f ms: %s", maxOf(o), met(maxOf(o) <= outageResolutionMS+outageJitterMS))
+			return fmt.Sprintf("%.0f ms: %s", maxOf(o), benchrun.Met(maxOf(o) <= outageResolutionMS+outageJitterMS))
 		})
 	}
 	goal("no VIP left behind (every run, and after teardown)", func(r *implRun) string {
@@ -272,9 +266,9 @@ func markdown(runs []*implRun, scs []chaoslab.Scenario, p chaoslab.Params, reps 
 			n += res.LeftoverVIPs
 		}
 		if r.teardown == nil {
-			return fmt.Sprintf("%d in runs, teardown not reached: %s", n, met(false))
+			return fmt.Sprintf("%d in runs, teardown not reached: %s", n, benchrun.Met(false))
 		}
-		return fmt.Sprintf("%d in runs, %d after teardown: %s", n, r.teardown.LeftoverVIPs, met(n == 0 && r.teardown.LeftoverVIPs == 0))
+		return fmt.Sprintf("%d in runs, %d after teardown: %s", n, r.teardown.LeftoverVIPs, benchrun.Met(n == 0 && r.teardown.LeftoverVIPs == 0))
 	})
 	nlb, peer := find(runs, chaoslab.NLBName), find(runs, chaoslab.PeerName)
 	if nlb != nil && peer != nil {

@@ -25,32 +25,19 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/benchrun"
 	"github.com/nlb-dev/nlb/internal/k8slab"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/nllblab"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench-client:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchrun.Main("bench-client", run) }
 
 // rssLine is the idle RSS JSON line.
 type rssLine struct {
@@ -65,50 +52,20 @@ type rssLine struct {
 const idleWait = 5 * time.Second
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	nlbPath := fs.String("nlb", "bin/nlb", "nlb binary")
-	reps := fs.Int("reps", 3, "repetitions of every scenario")
-	out := fs.String("out", "bench/results", "directory for client.jsonl and client.md (empty: none)")
-	apiserver := fs.String("apiserver", "", "kube-apiserver binary (default: built from e2e/ into the user cache, or $"+k8slab.APIServerEnv+")")
-	verbose := fs.Bool("v", false, "log progress to stderr")
-	idleOnly := fs.Bool("idle-only", false, "measure only the idle RSS (no fault scenarios, nothing written to --out)")
-	if err := fs.Parse(args); err != nil {
+	b := benchrun.New("client", stderr, benchrun.Options{
+		Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true, NeedNLB: true,
+		Root: "needs root: it builds network namespaces",
+	})
+	idleOnly := b.Flags.Bool("idle-only", false, "measure only the idle RSS (no fault scenarios, nothing written to --out)")
+	if err := b.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if *reps < 1 {
-		return errors.New("--reps must be at least 1")
-	}
-	if os.Geteuid() != 0 {
-		return errors.New("needs root: it builds network namespaces")
-	}
-	bin, err := filepath.Abs(*nlbPath)
-	if err != nil {
+	if err := b.Setup(ctx); err != nil {
 		return err
 	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("nlb binary: %w (run make build)", err)
-	}
-	if *apiserver == "" {
-		dir, err := k8slab.DefaultCacheDir()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stderr, "bench-client: kube-apiserver from", dir, "(the first build takes minutes)")
-		if *apiserver, err = k8slab.BuildAPIServer(ctx, dir); err != nil {
-			return err
-		}
-	}
-	logf := func(format string, args ...any) {
-		if *verbose {
-			fmt.Fprintf(stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
-		}
-	}
+	logf := b.Logf
 
-	c, err := k8slab.Start(ctx, k8slab.Options{Name: "bench-client", APIServer: *apiserver})
+	c, err := k8slab.Start(ctx, k8slab.Options{Name: "bench-client", APIServer: b.APIServer})
 	if err != nil {
 		return err
 	}
@@ -118,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	lab, err := nllblab.StartLab(ctx, c, bin, dir, logf)
+	lab, err := nllblab.StartLab(ctx, c, b.NLB, dir, logf)
 	if err != nil {
 		return err
 	}
@@ -127,8 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w\nnlb client log:\n%s\ncluster logs:\n%s", err, lab.Client.Tail(40), c.Tails(20))
 	}
 
-	var jsonl strings.Builder
-	enc := json.NewEncoder(io.MultiWriter(stdout, &jsonl))
+	res := b.Results(stdout)
 
 	// Idle RSS first, before any client traffic has grown the heap: three
 	// upstreams discovered and checked, discovery's watch open.
@@ -148,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logf("idle: Rss by mapping: %s", smapsSummary(maps))
 	}
 	if *idleOnly {
-		if err := enc.Encode(idle); err != nil {
+		if err := res.Add(idle); err != nil {
 			return err
 		}
 		_, err := fmt.Fprint(stdout, "\n", idleSentence(idle))
@@ -156,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var results []nllblab.Result
-	for rep := range *reps {
+	for rep := range b.Reps {
 		for _, sc := range []struct {
 			fault  nllblab.Fault
 			victim *k8slab.Controller
@@ -169,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return failed(fmt.Errorf("%s rep %d: %w", sc.fault, rep+1, err))
 			}
 			results = append(results, r)
-			if err := enc.Encode(r); err != nil {
+			if err := res.Add(r); err != nil {
 				return err
 			}
 			logf("%s rep %d: fault complete after %v, %d connections on the victim, %d connects in flight failed, call errors %d, watch errors %d, live upstreams marked down %v, errors %q",
@@ -179,24 +135,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	if err := enc.Encode(idle); err != nil {
+	if err := res.Add(idle); err != nil {
 		return err
 	}
 
 	table := markdown(results, idle)
 	fmt.Fprint(stdout, "\n", table)
-	if *out != "" {
-		if err := os.MkdirAll(*out, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(*out, "client.jsonl"), []byte(jsonl.String()), 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(*out, "client.md"), []byte(table), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return res.Save(table)
 }
 
 // memMetrics are the Go runtime figures logged beside the idle RSS.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nlb-dev/nlb/internal/benchrun"
 	"github.com/nlb-dev/nlb/internal/nllblab"
 	"github.com/nlb-dev/nlb/internal/stats"
 )
@@ -26,13 +27,6 @@ func maxPerProgram(r nllblab.Result) int64 {
 		}
 	}
 	return m
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "**not met**"
 }
 
 // markdown renders the medians against the goals.
@@ -60,9 +54,9 @@ func markdown(rs []nllblab.Result, idle rssLine) string {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %d | %.0f (%.0f-%.0f) | %s | %d | %s | %g (%g) | %d | %d | %s | %.0f |\n",
-			sc, n, stats.Median(det), slices.Min(det), slices.Max(det), met(slices.Max(det) < goalDetectMS),
-			connects, met(connects == 0),
-			stats.Median(failed), slices.Max(failed), inflight, perProg, met(perProg <= 1), stats.Median(reqs))
+			sc, n, stats.Median(det), slices.Min(det), slices.Max(det), benchrun.Met(slices.Max(det) < goalDetectMS),
+			connects, benchrun.Met(connects == 0),
+			stats.Median(failed), slices.Max(failed), inflight, perProg, benchrun.Met(perProg <= 1), stats.Median(reqs))
 	}
 	b.WriteString("\n" + idleSentence(idle))
 	return b.String()
@@ -71,5 +65,5 @@ func markdown(rs []nllblab.Result, idle rssLine) string {
 // idleSentence states the idle RSS against the goal.
 func idleSentence(idle rssLine) string {
 	return fmt.Sprintf("Idle RSS of `nlb client` with %d upstreams: %d KiB (%.1f MiB); goal < 20 MiB: %s.\n",
-		idle.Upstreams, idle.Value, float64(idle.Value)/1024, met(idle.Value < goalRSSKiB))
+		idle.Upstreams, idle.Value, float64(idle.Value)/1024, benchrun.Met(idle.Value < goalRSSKiB))
 }

@@ -13,29 +13,25 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nlb-dev/nlb/internal/benchrun"
+	"github.com/nlb-dev/nlb/internal/stats"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "bench-proxy:", err)
-		os.Exit(1)
-	}
+	benchrun.Main("bench-proxy", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return run(ctx, args, os.Stdin, stdout, stderr)
+	})
 }
 
 // config is the bench's command line.
@@ -72,13 +68,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var cfg config
 	var impls, tests string
-	fs := flag.NewFlagSet("bench-proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.nlb, "nlb", "bin/nlb", "nlb binary (run as `nlb proxy --listen --backend --admin`)")
+	b := benchrun.New("proxy", stderr, benchrun.Options{
+		NLBUsage: "nlb binary (run as `nlb proxy --listen --backend --admin`)",
+		Reps:     5, RepsFlag: "runs", RepsUsage: "runs per implementation, interleaved; medians are reported", MaxReps: 20,
+		OutFlag: "results", ExtraFiles: []string{"proxy.svg"},
+	})
+	fs := b.Flags
 	fs.StringVar(&cfg.haproxy, "haproxy", "haproxy", "HAProxy binary")
 	fs.StringVar(&impls, "impls", "direct,haproxy,nlb", "implementations to measure")
 	fs.StringVar(&tests, "tests", strings.Join(allTests, ","), "tests to run (a subset, for quick comparisons while tuning)")
-	fs.IntVar(&cfg.runs, "runs", 5, "runs per implementation, interleaved; medians are reported")
 	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time at the start of each test")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time of each test")
 	fs.IntVar(&cfg.connWorkers, "conn-workers", 32, "concurrent workers in the new-connection test")
@@ -89,10 +87,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&cfg.haproxyTune, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (for tuning experiments)")
 	fs.BoolVar(&cfg.nlbSystemCC, "nlb-system-cc", true, "also measure nlb's bulk throughput with loopbackCongestionControl: system")
 	fs.IntVar(&cfg.nice, "nice", 0, "nice value for the bench and every child (e.g. -10 on a shared machine; needs root)")
-	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
-	if err := fs.Parse(args); err != nil {
+	if err := b.Parse(args); err != nil {
 		return err
 	}
+	cfg.nlb, cfg.runs, cfg.results = b.NLB, b.Reps, b.Out
 	cfg.impls = strings.Split(impls, ",")
 	cfg.tests = map[string]bool{}
 	for _, t := range strings.Split(tests, ",") {
@@ -109,8 +107,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if m := cfg.haproxySplice; m != "always" && m != "auto" && m != "off" {
 		return fmt.Errorf("--haproxy-splice %q: want always, auto or off", m)
 	}
-	if cfg.runs < 1 || cfg.runs > 20 || cfg.duration <= 0 || cfg.idleConns < 1 {
-		return errors.New("need 1 ≤ runs ≤ 20, duration > 0, idle-conns ≥ 1")
+	if cfg.duration <= 0 || cfg.idleConns < 1 {
+		return errors.New("need duration > 0, idle-conns ≥ 1")
 	}
 	var err error
 	if cfg.self, err = os.Executable(); err != nil {
@@ -171,15 +169,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cfg.results == "" {
 		return nil
 	}
-	if err := os.MkdirAll(cfg.results, 0o755); err != nil {
-		return err
-	}
 	md := renderMarkdown(&cfg, env, elapsed, table.String(), extra)
 	svg := renderSVG(r, env)
-	for name, b := range map[string][]byte{"proxy.jsonl": jl.Bytes(), "proxy.md": []byte(md), "proxy.svg": []byte(svg)} {
-		if err := os.WriteFile(filepath.Join(cfg.results, name), b, 0o644); err != nil {
-			return err
-		}
+	if err := benchrun.Save(cfg.results, benchrun.File{Name: "proxy.jsonl", Data: jl.Bytes()},
+		benchrun.File{Name: "proxy.md", Data: []byte(md)}, benchrun.File{Name: "proxy.svg", Data: []byte(svg)}); err != nil {
+		return err
 	}
 	fmt.Fprintf(stderr, "bench: wrote %s/proxy.{jsonl,md,svg} in %v\n", cfg.results, elapsed)
 	return nil
@@ -459,14 +453,11 @@ func environment(ctx context.Context, cfg *config) env {
 		}
 	}
 	first := func(name string, args ...string) string {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		v, err := benchrun.Version(ctx, name, args...)
 		if err != nil {
 			return "unavailable (" + err.Error() + ")"
 		}
-		l, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		return l
+		return v
 	}
 	e.haproxy = first(cfg.haproxy, "-v")
 	e.nlb = first(cfg.nlb, "version")
@@ -527,10 +518,10 @@ func reportNotes(failures map[string]string, n *notes, busy []float64) string {
 		}
 	}
 	if len(busy) > 0 {
-		fmt.Fprintf(&b, "\n- Background CPU load over 0.5 s before each run (after waiting up to 10 s for it to drop below 25%%): median %.0f%%, max %.0f%% of the machine.", 100*median(busy), 100*slices.Max(busy))
+		fmt.Fprintf(&b, "\n- Background CPU load over 0.5 s before each run (after waiting up to 10 s for it to drop below 25%%): median %.0f%%, max %.0f%% of the machine.", 100*stats.Median(busy), 100*slices.Max(busy))
 	}
 	if len(n.foreign) > 0 {
-		fmt.Fprintf(&b, "\n- CPU used by other processes during the measured windows: median %.2f, max %.2f cores of %d (figures from disturbed windows are noisy).", median(n.foreign), slices.Max(n.foreign), runtime.NumCPU())
+		fmt.Fprintf(&b, "\n- CPU used by other processes during the measured windows: median %.2f, max %.2f cores of %d (figures from disturbed windows are noisy).", stats.Median(n.foreign), slices.Max(n.foreign), runtime.NumCPU())
 	}
 	if b.Len() > 0 {
 		b.WriteString("\n")

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nlb-dev/nlb/internal/stats"
 )
 
 // The three implementations, in table order.
@@ -155,22 +156,7 @@ func (r results) median(impl, metric string) (float64, bool) {
 	if len(v) == 0 {
 		return 0, false
 	}
-	return median(v), true
-}
-
-// median returns the median of v (the mean of the middle two for an even
-// count); v is not modified. It returns NaN for an empty slice.
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return stats.Median(v), true
 }
 
 // percentile returns the nearest-rank p-quantile (0 < p <= 1) of sorted.
@@ -212,7 +198,7 @@ func writeJSONLines(w io.Writer, r results, impls []string) error {
 			for i, v := range runs {
 				rr[i] = round(v, d.decimals+1)
 			}
-			l := jsonLine{Impl: impl, Metric: d.name, Value: round(median(runs), d.decimals+1), Unit: d.unit, Runs: rr}
+			l := jsonLine{Impl: impl, Metric: d.name, Value: round(stats.Median(runs), d.decimals+1), Unit: d.unit, Runs: rr}
 			if err := enc.Encode(l); err != nil {
 				return err
 			}

@@ -22,32 +22,18 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/benchrun"
 	"github.com/nlb-dev/nlb/internal/k8slab"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/observe"
 	"github.com/nlb-dev/nlb/internal/vrrplab"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	interrupted := ctx.Err() != nil
-	stop()
-	if err != nil {
-		if interrupted {
-			fmt.Fprintln(os.Stderr, "demo: interrupted")
-		} else {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { benchrun.Main("demo", run) }
 
 // demo is one run.
 type demo struct {
@@ -66,23 +52,21 @@ type demo struct {
 	rows  []summaryRow
 }
 
-func run(ctx context.Context, args []string, out io.Writer) (err error) {
+func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	nlbPath := fs.String("nlb", "bin/nlb", "nlb `binary`")
 	standins := fs.Bool("standins", false, "use TLS stand-ins even when real kube-apiservers are available")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("the demo builds network namespaces, a bridge and veth links, and runs VRRP; " +
-			"it needs root (CAP_NET_ADMIN and CAP_NET_RAW): run `sudo make demo`")
+	if err := benchrun.RequireRoot("the demo builds network namespaces, a bridge and veth links, and runs VRRP; " +
+		"it needs root (CAP_NET_ADMIN and CAP_NET_RAW): run `sudo make demo`"); err != nil {
+		return err
 	}
-	abs, err := filepath.Abs(*nlbPath)
+	abs, err := benchrun.Binary(*nlbPath)
 	if err != nil {
-		return fmt.Errorf("nlb binary: %w", err)
-	}
-	if _, err := os.Stat(abs); err != nil {
-		return fmt.Errorf("nlb binary (run `make build`): %w", err)
+		return err
 	}
 	dir, err := os.MkdirTemp("", "nlb-demo-")
 	if err != nil {
