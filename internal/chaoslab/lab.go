@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,15 +185,6 @@ func (l *Lab) VIPHolders() (map[*netlab.Host]netip.Prefix, error) {
 	return out, nil
 }
 
-// removeVIP deletes the VIP from h.
-func removeVIP(h *netlab.Host, p netip.Prefix) error {
-	out, err := exec.Command("ip", "-n", h.NS, "addr", "del", p.String(), "dev", h.IfName).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("chaoslab: remove %s from %s: %w: %s", p, h.Name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // Scenario is a fault.
 type Scenario string
 
@@ -248,7 +238,7 @@ func (l *Lab) Begin(ctx context.Context, impl Impl) (_ *Session, err error) {
 	}
 	for h, p := range held {
 		l.logf("%s: removing the VIP %s left on %s", impl.Name(), p, h.Name)
-		if err := removeVIP(h, p); err != nil {
+		if err := h.RemoveAddr(p); err != nil {
 			return nil, err
 		}
 	}
@@ -412,7 +402,7 @@ func (s *Session) End(ctx context.Context) (Teardown, error) {
 	var errs []error
 	for h, p := range held {
 		l.logf("%s: teardown left %s on %s", s.Impl.Name(), p, h.Name)
-		errs = append(errs, removeVIP(h, p))
+		errs = append(errs, h.RemoveAddr(p))
 	}
 	return td, errors.Join(errs...)
 }

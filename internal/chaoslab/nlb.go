@@ -61,7 +61,7 @@ func NewNLB(c *k8slab.Cluster, p Params, bin, dir string) *NLB {
 			"--log-format", "json",
 			"--log-level", "info"))
 		n.admin = append(n.admin, &http.Client{
-			Transport: &http.Transport{DialContext: k8slab.DialFrom(ctl.Host), DisableKeepAlives: true},
+			Transport: &http.Transport{DialContext: ctl.Host.Dialer(3 * time.Second), DisableKeepAlives: true},
 			Timeout:   2 * time.Second,
 		})
 	}

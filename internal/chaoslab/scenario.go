@@ -244,7 +244,7 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 		}
 		host := l.Cluster.Controllers[h].Host
 		l.logf("%s %s: removing the VIP left on %s", s.Impl.Name(), sc, host.Name)
-		if err := removeVIP(host, l.Params.VIP); err != nil {
+		if err := host.RemoveAddr(l.Params.VIP); err != nil {
 			return res, err
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"slices"
@@ -150,15 +149,7 @@ func StartTraffic(ctx context.Context, c *k8slab.Cluster, server string, opts Tr
 // request (HTTP/1.1, no keep-alive).
 func transport(host *netlab.Host, tlsCfg *tls.Config, timeout time.Duration) *http.Transport {
 	return &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var conn net.Conn
-			err := host.Run(func() error {
-				var err error
-				conn, err = (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		},
+		DialContext:           host.Dialer(timeout),
 		TLSClientConfig:       tlsCfg,
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: timeout,

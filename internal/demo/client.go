@@ -183,7 +183,7 @@ func (c *client) once(ctx context.Context, target netip.AddrPort) (int, error) {
 
 // dial opens a TLS connection to target from the client host.
 func (c *client) dial(ctx context.Context, target netip.AddrPort) (*tls.Conn, error) {
-	raw, err := dialIn(c.host, clientTimout)(ctx, "tcp", target.String())
+	raw, err := c.host.Dialer(clientTimout)(ctx, "tcp", target.String())
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -75,7 +74,7 @@ func newNode(i int, h *netlab.Host, nlb, dir string, vip netip.Prefix, extra []s
 	}
 	n.http = &http.Client{
 		Timeout:   2 * time.Second,
-		Transport: &http.Transport{DialContext: dialIn(h, time.Second), DisableKeepAlives: true},
+		Transport: &http.Transport{DialContext: h.Dialer(time.Second), DisableKeepAlives: true},
 	}
 	return n, nil
 }
@@ -177,18 +176,4 @@ func (n *node) nlbStatus(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("nlb status on controller%d: %w: %s", n.i+1, err, out)
 	}
 	return string(out), nil
-}
-
-// dialIn returns a dial function whose connections are opened inside h's
-// namespace.
-func dialIn(h *netlab.Host, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := h.Run(func() error {
-			var err error
-			c, err = (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
 }

@@ -87,7 +87,7 @@ func (c *Cluster) RESTConfig(id Identity, from *netlab.Host, server string) *res
 		TLSClientConfig: rest.TLSClientConfig{
 			CAFile: c.CAFile, CertFile: kp.Cert, KeyFile: kp.Key,
 		},
-		Dial:    DialFrom(from),
+		Dial:    from.Dialer(3 * time.Second),
 		Timeout: 10 * time.Second,
 		QPS:     50,
 		Burst:   100,

@@ -283,7 +283,7 @@ func lookPath(name string) (string, error) {
 
 // waitEtcd polls etcd's /health from its own namespace.
 func (c *Cluster) waitEtcd(ctx context.Context, url string) error {
-	hc := &http.Client{Transport: &http.Transport{DialContext: DialFrom(c.EtcdHost)}, Timeout: 2 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.EtcdHost.Dialer(3 * time.Second)}, Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
 	return poll(ctx, 200*time.Millisecond, func() error {
 		if !c.Etcd.Running() {
@@ -336,7 +336,7 @@ func (c *Cluster) httpClient(id Identity, from *netlab.Host) (*http.Client, erro
 	return &http.Client{
 		Timeout: 3 * time.Second,
 		Transport: &http.Transport{
-			DialContext:     DialFrom(from),
+			DialContext:     from.Dialer(3 * time.Second),
 			TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}},
 		},
 	}, nil
@@ -363,21 +363,6 @@ func get(ctx context.Context, hc *http.Client, url string) error {
 // poll is nlbtest.Poll with k8slab's argument order.
 func poll(ctx context.Context, interval time.Duration, fn func() error, what string) error {
 	return nlbtest.Poll(ctx, interval, what, fn)
-}
-
-// DialFrom returns a dial function that opens its connections inside
-// host's network namespace, for clients in the test process that must
-// reach lab addresses.
-func DialFrom(host *netlab.Host) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var conn net.Conn
-		err := host.Run(func() error {
-			var err error
-			conn, err = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, addr)
-			return err
-		})
-		return conn, err
-	}
 }
 
 // Processes returns etcd and every API server process.

@@ -469,6 +469,23 @@ func (h *Host) Run(fn func() error) error {
 	return runIn(h.ns, fn)
 }
 
+// Dialer returns a dial function (an http.Transport's DialContext) whose
+// connections are opened inside the host's namespace, each connect
+// bounded by timeout: the labs' one way to reach a server that listens in
+// a namespace (an admin server on 127.0.0.1, an API server) from the test
+// process.
+func (h *Host) Dialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := h.Run(func() error {
+			var err error
+			c, err = (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
 func runIn(ns netns.NsHandle, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -577,6 +594,21 @@ func (h *Host) HasAddr(p netip.Prefix) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// RemoveAddr deletes p from the host's segment-0 interface if it holds
+// it there (a SIGKILLed VRRP daemon leaves its VIP behind): labs start
+// and end clean with it.
+func (h *Host) RemoveAddr(p netip.Prefix) error {
+	link, err := h.nl.LinkByIndex(h.Index)
+	if err != nil {
+		return fmt.Errorf("netlab: %s: link %s: %w", h.NS, h.IfName, err)
+	}
+	err = h.nl.AddrDel(link, &netlink.Addr{IPNet: prefixNet(p)})
+	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return fmt.Errorf("netlab: %s: remove %s from %s: %w", h.NS, p, h.IfName, err)
+	}
+	return nil
 }
 
 // Neighbor returns the hardware address the host's neighbour table holds

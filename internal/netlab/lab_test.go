@@ -227,3 +227,53 @@ func TestBuildNLB(t *testing.T) {
 		t.Errorf("%s --help: %v, no output", bin, err)
 	}
 }
+
+// TestDialerAndRemoveAddr: a Host's Dialer connects inside its namespace
+// (a listener on h1's loopback is reached from h1 and refused from h2),
+// and RemoveAddr removes an address, tolerating one that is gone.
+func TestDialerAndRemoveAddr(t *testing.T) {
+	Require(t)
+	l := NewT(t, "dial", Options{Hosts: 2})
+	h1, h2 := l.Hosts[0], l.Hosts[1]
+	var ln net.Listener
+	if err := h1.Run(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	ctx := context.Background()
+	c, err := h1.Dialer(5*time.Second)(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial from h1: %v", err)
+	}
+	c.Close()
+	if c, err := h2.Dialer(5*time.Second)(ctx, "tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Error("h2 reached a listener on h1's loopback")
+	}
+
+	vip := l.VIP4(1)
+	if out, err := exec.Command("ip", "-n", h1.NS, "addr", "add", vip.String(), "dev", h1.IfName).CombinedOutput(); err != nil {
+		t.Fatalf("add %s: %v: %s", vip, err, out)
+	}
+	for range 2 { // the second time there is nothing to remove
+		if err := h1.RemoveAddr(vip); err != nil {
+			t.Fatal(err)
+		}
+		if has, err := h1.HasAddr(vip); err != nil || has {
+			t.Fatalf("h1 holds %s after RemoveAddr: %v, %v", vip, has, err)
+		}
+	}
+}

@@ -7,7 +7,7 @@
 // h4 runs `nlb client --bind 127.0.0.1` with the API server listener on
 // 127.0.0.1:7443 and its admin server on 127.0.0.1:9648, both inside the
 // worker's namespace; clients in the test process reach them through
-// k8slab.DialFrom.
+// netlab.Host.Dialer.
 package nllblab
 
 import (
@@ -137,7 +137,7 @@ func NewClient(c *k8slab.Cluster, bin, dir string, join *k8slab.Controller, extr
 		cluster:    c,
 		bin:        bin,
 		admin: &http.Client{
-			Transport: &http.Transport{DialContext: k8slab.DialFrom(c.Worker), DisableKeepAlives: true},
+			Transport: &http.Transport{DialContext: c.Worker.Dialer(3 * time.Second), DisableKeepAlives: true},
 			Timeout:   2 * time.Second,
 		},
 	}
