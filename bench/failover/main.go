@@ -30,35 +30,24 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/benchrun"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/observe"
 	"github.com/nlb-dev/nlb/internal/vrrplab"
 	"github.com/nlb-dev/nlb/vrrp"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench-failover:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchrun.Main("bench-failover", run) }
 
 // setup is one row of the benchmark: a VRRP version and interval.
 type setup struct {
@@ -97,22 +86,18 @@ const (
 )
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("failover", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	nlbPath := fs.String("nlb", "bin/nlb", "nlb binary")
-	reps := fs.Int("reps", 5, "repetitions of every combination")
-	impls := fs.String("impls", "nlb,keepalived", "implementations to measure")
-	out := fs.String("out", "bench/results", "directory for failover.jsonl and failover.md (empty: none)")
-	if err := fs.Parse(args); err != nil {
+	bench := benchrun.New("failover", stderr, benchrun.Options{
+		Reps: 5, RepsUsage: "repetitions of every combination",
+		Root: "needs root: it builds network namespaces and runs VRRP daemons",
+	})
+	impls := bench.Flags.String("impls", "nlb,keepalived", "implementations to measure")
+	if err := bench.Parse(args); err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("needs root: it builds network namespaces and runs VRRP daemons")
-	}
-	abs, err := filepath.Abs(*nlbPath)
-	if err != nil {
+	if err := bench.Setup(ctx); err != nil {
 		return err
 	}
+	abs := bench.NLB
 	setups := []setup{{2, time.Second}, {3, 100 * time.Millisecond}}
 	stops := []string{"kill", "term"}
 	implList := strings.Split(*impls, ",")
@@ -132,9 +117,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var results []result
-	var jsonl strings.Builder
-	enc := json.NewEncoder(io.MultiWriter(stdout, &jsonl))
-	for rep := 0; rep < *reps; rep++ {
+	res := bench.Results(stdout)
+	for rep := 0; rep < bench.Reps; rep++ {
 		for _, s := range setups {
 			for _, stop := range stops {
 				order := slices.Clone(implList)
@@ -151,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 						return fmt.Errorf("%s v%d %s rep %d: %w", impl, s.version, stop, rep, err)
 					}
 					results = append(results, r)
-					if err := enc.Encode(r); err != nil {
+					if err := res.Add(r); err != nil {
 						return err
 					}
 				}
@@ -162,18 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	obs.Wait()
 	table := markdown(results, implList)
 	fmt.Fprint(stdout, "\n", table)
-	if *out != "" {
-		if err := os.MkdirAll(*out, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(*out, "failover.jsonl"), []byte(jsonl.String()), 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(*out, "failover.md"), []byte(table), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return res.Save(table)
 }
 
 // measure runs one failover: start master a and backup b, wait until a
