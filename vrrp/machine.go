@@ -289,22 +289,35 @@ func (m *Machine) MasterAddr() netip.Addr { return m.master }
 // Backup, the Max Adver Int of the Master's last accepted advert.
 func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
 
-// SkewTime returns Skew_Time for the effective priority. VRRPv2 (RFC 3768
-// §6.1): (256 - Priority) / 256 seconds. VRRPv3 (RFC 9568 §6.1):
-// ((256 - Priority) * Master_Adver_Interval) / 256. Computed in integer
-// nanoseconds, so exact for every whole-centisecond interval.
+// SkewTime returns Skew_Time for the effective priority (see [SkewTime]).
 func (m *Machine) SkewTime() time.Duration {
-	base := time.Second
-	if m.cfg.Version == Version3 {
-		base = m.masterAdverInterval
-	}
-	return time.Duration(256-int64(m.priority)) * base / 256
+	return SkewTime(m.cfg.Version, m.priority, m.masterAdverInterval)
 }
 
-// MasterDownInterval returns Master_Down_Interval (RFC 3768 §6.1, RFC 9568
-// §6.1): 3 * Master_Adver_Interval + Skew_Time.
+// MasterDownInterval returns Master_Down_Interval for the effective
+// priority (see [MasterDownInterval]).
 func (m *Machine) MasterDownInterval() time.Duration {
-	return 3*m.masterAdverInterval + m.SkewTime()
+	return MasterDownInterval(m.cfg.Version, m.priority, m.masterAdverInterval)
+}
+
+// SkewTime returns Skew_Time of a router with priority prio.
+// VRRPv2 (RFC 3768 §6.1): (256 - Priority) / 256 seconds, whatever the
+// interval. VRRPv3 (RFC 9568 §6.1): ((256 - Priority) *
+// Master_Adver_Interval) / 256. Computed in integer nanoseconds, so exact
+// for every whole-centisecond interval.
+func SkewTime(v Version, prio uint8, masterAdverInterval time.Duration) time.Duration {
+	base := time.Second
+	if v == Version3 {
+		base = masterAdverInterval
+	}
+	return time.Duration(256-int64(prio)) * base / 256
+}
+
+// MasterDownInterval returns Master_Down_Interval of a router with
+// priority prio (RFC 3768 §6.1, RFC 9568 §6.1): 3 * Master_Adver_Interval
+// + Skew_Time.
+func MasterDownInterval(v Version, prio uint8, masterAdverInterval time.Duration) time.Duration {
+	return 3*masterAdverInterval + SkewTime(v, prio, masterAdverInterval)
 }
 
 // NextDeadline returns when [Machine.Expire] must be called: the

@@ -177,6 +177,9 @@ func TestTimers(t *testing.T) {
 		if got := m.MasterDownInterval(); got != tt.down {
 			t.Errorf("v%d prio %d @%v: Master_Down_Interval = %v, want %v", tt.v, tt.prio, tt.interval, got, tt.down)
 		}
+		if s, d := SkewTime(tt.v, tt.prio, tt.interval), MasterDownInterval(tt.v, tt.prio, tt.interval); s != tt.skew || d != tt.down {
+			t.Errorf("v%d prio %d @%v: SkewTime, MasterDownInterval = %v, %v, want %v, %v", tt.v, tt.prio, tt.interval, s, d, tt.skew, tt.down)
+		}
 	}
 }
 

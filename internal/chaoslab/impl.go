@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"github.com/nlb-dev/nlb/vrrp"
 )
 
 // Impl is a control plane load balancer running on the controllers h1-h3
@@ -52,11 +54,10 @@ func DefaultParams() Params {
 	}
 }
 
-// MasterDown returns Master_Down_Interval of a backup with priority prio:
-// 3 × Advertisement_Interval + Skew_Time, Skew_Time = (256 - prio) / 256
-// seconds (RFC 3768 §6.1).
+// MasterDown returns Master_Down_Interval of a VRRPv2 backup with
+// priority prio (vrrp.MasterDownInterval).
 func (p Params) MasterDown(prio uint8) time.Duration {
-	return 3*p.Advert + time.Duration(256-int(prio))*time.Second/256
+	return vrrp.MasterDownInterval(vrrp.Version2, prio, p.Advert)
 }
 
 // TakeoverPriority is the priority of the node that takes over when the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/keepalived"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/vrrp"
 )
 
 // Impl names a VRRP implementation.
@@ -42,17 +43,15 @@ type Params struct {
 	AuthPass string
 }
 
-// Skew returns Skew_Time for priority p (RFC 3768 §6.1, RFC 5798 §6.1).
+// Skew returns Skew_Time for priority prio (vrrp.SkewTime).
 func (p Params) Skew(prio uint8) time.Duration {
-	if p.Version == 2 {
-		return time.Duration(256-int(prio)) * time.Second / 256
-	}
-	return time.Duration(256-int(prio)) * p.Interval / 256
+	return vrrp.SkewTime(vrrp.Version(p.Version), prio, p.Interval)
 }
 
-// MasterDown returns Master_Down_Interval for priority p.
+// MasterDown returns Master_Down_Interval for priority prio
+// (vrrp.MasterDownInterval).
 func (p Params) MasterDown(prio uint8) time.Duration {
-	return 3*p.Interval + p.Skew(prio)
+	return vrrp.MasterDownInterval(vrrp.Version(p.Version), prio, p.Interval)
 }
 
 // Node is one running VRRP daemon on a lab host.
