@@ -15,6 +15,7 @@ import (
 
 	"github.com/nlb-dev/nlb/config"
 	"github.com/nlb-dev/nlb/lb"
+	"github.com/nlb-dev/nlb/vrrp/router"
 )
 
 const controllerUsage = `Usage: nlb controller --config FILE [--kubeconfig ADMIN_KUBECONFIG] [flags]
@@ -101,15 +102,14 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	// The controller serves the VIPs through its proxy until VRRP has
 	// stopped: on SIGTERM the VIPs stay until a new Master speaks.
-	v, err := startVRRP(cfg, logf, stderr, true)
+	log, reg, g, err := listenVRRP(cfg, logf, stderr, true)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	log, reg := v.log, v.reg
-	c := &controller{cfg: ctl, log: log, runners: v.runners}
+	c := &controller{cfg: ctl, log: log, runners: g.Routers()}
 	defer c.close()
 	for _, r := range c.runners {
-		for _, p := range r.cfg.VIPs {
+		for _, p := range r.Config().VIPs {
 			c.vips = append(c.vips, p.Addr())
 		}
 	}
@@ -145,11 +145,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("controller: %w", err)
 		}
 		for _, r := range c.runners {
-			vips := make([]netip.Addr, len(r.cfg.VIPs))
-			for i, p := range r.cfg.VIPs {
+			vips := make([]netip.Addr, len(r.Config().VIPs))
+			for i, p := range r.Config().VIPs {
 				vips[i] = p.Addr()
 			}
-			r.beforeRemove = func() { c.proxy.CloseAccepted(vips) }
+			r.SetBeforeRemove(func() { c.proxy.CloseAccepted(vips) })
 		}
 		if sc := newSteeringCollector(c.steer); sc != nil {
 			if err := reg.Register(sc); err != nil {
@@ -192,7 +192,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 type controller struct {
 	cfg     config.Controller
 	log     *slog.Logger
-	runners []*vrrpRunner
+	runners []*router.Router
 	vips    []netip.Addr
 	proxy   *lb.Proxy   // nil with disableLoadBalancer
 	steer   steering    // nil with disableLoadBalancer
@@ -222,8 +222,8 @@ func (c *controller) run(ctx context.Context, cancel context.CancelFunc, disc *p
 		vwg.Add(1)
 		go func() {
 			defer vwg.Done()
-			if err := r.run(ctx); err != nil {
-				fail(fmt.Errorf("controller: vrrp instance %s: %w", r.cfg.Name, err))
+			if err := r.Run(ctx); err != nil {
+				fail(fmt.Errorf("controller: vrrp instance %s: %w", r.Config().Name, err))
 			}
 		}()
 	}
@@ -279,7 +279,7 @@ func (c *controller) close() {
 		}
 	}
 	for _, r := range c.runners {
-		r.close()
+		_ = r.Close()
 	}
 }
 
@@ -316,7 +316,7 @@ type controllerStatus struct {
 }
 
 type controllerInstance struct {
-	instanceStatus
+	router.Status
 	Recent []transitionStatus `json:"recent_transitions,omitempty"`
 }
 
@@ -337,8 +337,8 @@ type steeringStatus struct {
 func (c *controller) status() controllerStatus {
 	var st controllerStatus
 	for _, r := range c.runners {
-		s := r.inst.Status()
-		ci := controllerInstance{instanceStatus: toInstanceStatus(r, s)}
+		s := r.VRRPStatus()
+		ci := controllerInstance{Status: router.StatusOf(r.Config(), s)}
 		for _, t := range s.Recent {
 			ci.Recent = append(ci.Recent, transitionStatus{
 				At: t.At.UTC().Format(time.RFC3339Nano), From: t.From.String(), To: t.To.String(), Reason: t.Reason,

@@ -15,6 +15,7 @@ import (
 	"github.com/nlb-dev/nlb/config"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/vrrp"
+	"github.com/nlb-dev/nlb/vrrp/router"
 )
 
 // localAPICheck returns the address of this node's API server and the
@@ -58,7 +59,7 @@ type healthFeed struct {
 	target  string
 	probe   func(context.Context, string) error
 	proxy   *lb.Proxy // nil: not part of the check
-	runners []*vrrpRunner
+	runners []*router.Router
 	log     *slog.Logger
 
 	checks  *prometheus.CounterVec
@@ -69,10 +70,10 @@ type healthFeed struct {
 }
 
 func newHealthFeed(cfg config.Health, target string, probe func(context.Context, string) error, proxy *lb.Proxy,
-	runners []*vrrpRunner, reg prometheus.Registerer, log *slog.Logger) (*healthFeed, error) {
+	runners []*router.Router, reg prometheus.Registerer, log *slog.Logger) (*healthFeed, error) {
 	h := &healthFeed{cfg: cfg, target: target, probe: probe, proxy: proxy, runners: runners, log: log}
 	for _, r := range runners {
-		tr, err := vrrp.NewTracker(vrrp.TrackConfig{Fall: cfg.Fall, Rise: cfg.Rise, Weight: cfg.Weight}, r.cfg.Priority)
+		tr, err := vrrp.NewTracker(vrrp.TrackConfig{Fall: cfg.Fall, Rise: cfg.Rise, Weight: cfg.Weight}, r.Config().Priority)
 		if err != nil {
 			return nil, err
 		}
@@ -124,15 +125,15 @@ func (h *healthFeed) observe(now time.Time, err error) {
 		r := h.runners[i]
 		prio := tr.Priority()
 		if tr.Healthy() {
-			h.log.Info("healthy again: taking part in VRRP", "instance", r.cfg.Name, "priority", prio,
+			h.log.Info("healthy again: taking part in VRRP", "instance", r.Config().Name, "priority", prio,
 				"successes", h.cfg.Rise, "next_rise", tr.NeededToRecover())
 			h.healthG.Set(1)
 		} else {
-			h.log.Warn("unhealthy: giving up or lowering VRRP priority", "instance", r.cfg.Name, "priority", prio,
+			h.log.Warn("unhealthy: giving up or lowering VRRP priority", "instance", r.Config().Name, "priority", prio,
 				"failures", h.cfg.Fall, "err", err)
 			h.healthG.Set(0)
 		}
-		r.inst.SetPriority(prio)
+		r.SetPriority(prio)
 	}
 }
 

@@ -18,13 +18,14 @@ import (
 
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/vrrp"
+	"github.com/nlb-dev/nlb/vrrp/router"
 )
 
 func TestRenderControllerStatus(t *testing.T) {
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	st := controllerStatus{
 		Instances: []controllerInstance{{
-			instanceStatus: instanceStatus{Name: "k0s-vip-0", VRID: 51, Interface: "eth0", State: "Backup", Priority: 0,
+			Status: router.Status{Name: "k0s-vip-0", VRID: 51, Interface: "eth0", State: "Backup", Priority: 0,
 				Master: "192.0.2.12", VIPs: []string{"192.0.2.100/24"}, Transitions: 3,
 				LastTransition: now.Add(-12 * time.Second).Format(time.RFC3339Nano), LastReason: "priority set to 0 (releasing)"},
 			Recent: []transitionStatus{{At: now.Add(-12 * time.Second).Format(time.RFC3339), From: "Master", To: "Backup", Reason: "priority set to 0 (releasing)"}},
