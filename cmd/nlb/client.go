@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -254,7 +250,7 @@ type nllbClient struct {
 	log   *slog.Logger
 	reg   *prometheus.Registry
 	kc    *k8s.Kubeconfig
-	check *apiCheck
+	check *k8s.APICheck
 	// join is the kubeconfig's server as host:port, the bootstrap upstream.
 	join string
 	// cached is the cache file's list at start.
@@ -295,7 +291,7 @@ func newNLLBClient(o clientOptions, log *slog.Logger, reg *prometheus.Registry) 
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	chk, err := newAPICheck(kc, o.readyz)
+	chk, err := k8s.NewAPICheck(kc, o.readyz)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -303,7 +299,7 @@ func newNLLBClient(o clientOptions, log *slog.Logger, reg *prometheus.Registry) 
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	join, err := serverHostPort(server)
+	join, err := k8s.ServerHostPort(server)
 	if err != nil {
 		return nil, fmt.Errorf("client: kubeconfig %s: %w", o.kubeconfig, err)
 	}
@@ -358,7 +354,7 @@ func newNLLBClient(o clientOptions, log *slog.Logger, reg *prometheus.Registry) 
 	c.api, err = lb.New(withDefaults(apiCfg), lb.Options{
 		Logger:     log.With("listener", "apiserver"),
 		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"listener": "apiserver"}, reg),
-		Check:      chk.check,
+		Check:      chk.Check,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: apiserver listener: %w", err)
@@ -488,7 +484,7 @@ func (c *nllbClient) run(ctx context.Context) error {
 	// also carry 127.0.0.1 and localhost, but not necessarily ::1), unless
 	// the kubeconfig names one itself.
 	if rc.TLSClientConfig.ServerName == "" {
-		rc.TLSClientConfig.ServerName = apiServerName
+		rc.TLSClientConfig.ServerName = k8s.APIServerName
 	}
 	// Discovery's own connections go through the listener: close them
 	// when it stops, so that the graceful shutdown does not wait for them.
@@ -629,186 +625,6 @@ func (c *nllbClient) adminHandler() http.Handler {
 	mux.Handle("/apiserver/", http.StripPrefix("/apiserver", apiAdmin))
 	mux.Handle("/konnectivity/", http.StripPrefix("/konnectivity", c.konn.AdminHandler(c.reg)))
 	return mux
-}
-
-// serverHostPort returns the host:port of a kubeconfig server URL (port 443
-// when it has none).
-func serverHostPort(server string) (string, error) {
-	u, err := url.Parse(server)
-	if err != nil {
-		return "", fmt.Errorf("server %q: %w", server, err)
-	}
-	if u.Scheme != "https" || u.Hostname() == "" {
-		return "", fmt.Errorf("server %q is not an https URL", server)
-	}
-	port := u.Port()
-	if port == "" {
-		port = "443"
-	}
-	return net.JoinHostPort(u.Hostname(), port), nil
-}
-
-// newAPICheck builds the API server health check from a kubeconfig: its CA
-// (required: without it nothing proves an upstream is the API server), its
-// client certificate (read again when its files change: kubelet
-// certificates rotate) or bearer token, and its tls-server-name.
-func newAPICheck(kc *k8s.Kubeconfig, readyz bool) (*apiCheck, error) {
-	roots, err := kc.CAPool()
-	if err != nil {
-		return nil, err
-	}
-	if roots == nil {
-		return nil, errors.New("the kubeconfig has no CA: upstreams cannot be verified")
-	}
-	cert, err := kc.ClientCertificateFunc()
-	if err != nil {
-		return nil, err
-	}
-	rc, err := kc.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	return &apiCheck{
-		roots:      roots,
-		cert:       cert,
-		token:      rc.BearerToken,
-		serverName: rc.TLSClientConfig.ServerName,
-		readyz:     readyz,
-	}, nil
-}
-
-// apiServerName is the name every kube-apiserver serving certificate
-// carries: kube-apiserver's own Service, kubernetes.default. kubeadm and k0s
-// both put it among the SANs, and no other component's certificate has it.
-const apiServerName = "kubernetes"
-
-// apiCheck is the health check that proves an upstream is a kube-apiserver
-// of this cluster: a TLS handshake whose certificate chains to the
-// kubeconfig's CA, with the client certificate presented if the kubeconfig
-// has one, and optionally an HTTPS GET /readyz answered 200.
-//
-// Name check: the certificate must be valid for the upstream's host (the
-// address dialed, usually the API server's advertise address, always in its
-// SANs), for the kubeconfig's tls-server-name if it sets one, or for
-// "kubernetes". The last one keeps upstreams reached through an address the
-// certificate does not name (NAT, a hostname join address) working, while
-// a certificate from another CA, or a same-CA certificate of another
-// component (kubelet, etcd peer), still fails.
-type apiCheck struct {
-	roots *x509.CertPool
-	// cert returns the client identity; nil when the kubeconfig has none.
-	cert       func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
-	token      string // bearer token for /readyz when there is no certificate
-	serverName string // the kubeconfig's tls-server-name, if any
-	readyz     bool   // also GET /readyz
-}
-
-// tlsConfig returns the client TLS configuration for dialing addr.
-func (a *apiCheck) tlsConfig(addr string) *tls.Config {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	sni := a.serverName
-	if sni == "" {
-		sni = host // not sent for IP literals
-	}
-	c := &tls.Config{
-		ServerName: sni,
-		MinVersion: tls.VersionTLS12,
-		// The chain and names are verified in VerifyConnection, which
-		// accepts any of several names; Go's built-in check takes one.
-		InsecureSkipVerify: true, //nolint:gosec // verified below
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			return a.verify(cs, host)
-		},
-		GetClientCertificate: a.cert,
-	}
-	if a.token == "" || a.cert != nil {
-		// No secret crosses this connection (a client certificate signs,
-		// /readyz answers "ok"): classical X25519 key exchange only. The
-		// post-quantum hybrid share Go offers by default (ML-KEM-768) makes
-		// most of the CPU and garbage of a check run twice a second per
-		// upstream, and protects nothing here. A bearer token keeps it.
-		c.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
-	}
-	return c
-}
-
-// verify checks the peer's chain against the CA and its names.
-func (a *apiCheck) verify(cs tls.ConnectionState, host string) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("no server certificate")
-	}
-	leaf := cs.PeerCertificates[0]
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         a.roots,
-		Intermediates: inter,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}); err != nil {
-		return fmt.Errorf("server certificate not signed by the kubeconfig's CA: %w", err)
-	}
-	names := []string{host, apiServerName}
-	if a.serverName != "" {
-		names = append(names, a.serverName)
-	}
-	for _, n := range names {
-		if leaf.VerifyHostname(n) == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("server certificate is valid for none of %q", names)
-}
-
-// check runs one check against addr within ctx's deadline: a fresh
-// connection every time (no pooled one can hide an upstream that stopped
-// accepting), and for /readyz one HTTP/1.1 request written on it directly,
-// without an http.Transport and its per-connection goroutines and buffers.
-func (a *apiCheck) check(ctx context.Context, addr string) error {
-	d := tls.Dialer{Config: a.tlsConfig(addr)}
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if !a.readyz {
-		return nil
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		if err := c.SetDeadline(dl); err != nil {
-			return err
-		}
-	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	req := "GET /readyz HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: nlb-health-check\r\nConnection: close\r\n"
-	if a.cert == nil && a.token != "" {
-		req += "Authorization: Bearer " + a.token + "\r\n"
-	}
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
-		return checkErr(ctx, err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(c, 1024), nil)
-	if err != nil {
-		return checkErr(ctx, fmt.Errorf("GET /readyz: %w", err))
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /readyz: %s", resp.Status)
-	}
-	return nil
-}
-
-// checkErr prefers ctx's error to the one closing the connection caused.
-func checkErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", ctx.Err(), err)
-	}
-	return err
 }
 
 // checkTimings are the active health-check settings of client mode and of

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -670,99 +669,6 @@ func backendHealth(s lb.Status) map[string]bool {
 }
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
-
-// TestClientHealthCheckProvesAPIServer: the check passes only for a
-// certificate from the kubeconfig's CA that names the upstream or
-// "kubernetes", presents the kubeconfig's client certificate, and with
-// --readyz needs GET /readyz = 200.
-func TestClientHealthCheckProvesAPIServer(t *testing.T) {
-	ca, other := newTestCA(t, "kubernetes-ca"), newTestCA(t, "impostor-ca")
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	_, certPEM, keyPEM := ca.issue(t, "system:node:worker", true)
-	src := newSliceSource(1, "127.0.0.2")
-	start := func(cert tls.Certificate) *fakeAPI {
-		f, err := startFakeAPI(t, netip.MustParseAddrPort("127.0.0.2:0"), cert, pool, src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	good, _, _ := ca.issue(t, "kube-apiserver", false, "127.0.0.2", "localhost")
-	onlyService, _, _ := ca.issue(t, "kube-apiserver", false, "kubernetes")
-	wrongName, _, _ := ca.issue(t, "kubelet", false, "worker-1", "192.0.2.7")
-	impostor, _, _ := other.issue(t, "kube-apiserver", false, "127.0.0.2", "kubernetes")
-
-	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
-	writeKubeconfig(t, kcPath, "https://127.0.0.2:6443", ca.pem, certPEM, keyPEM)
-	kc, err := k8s.LoadKubeconfig(kcPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, readyz := range []bool{false, true} {
-		chk, err := newAPICheck(kc, readyz)
-		if err != nil {
-			t.Fatal(err)
-		}
-		run := func(f *fakeAPI) error {
-			// What the check accepts, not how fast: a generous deadline.
-			ctx, cancel := context.WithTimeout(context.Background(), clientWait)
-			defer cancel()
-			return chk.check(ctx, f.addr.String())
-		}
-		for _, tc := range []struct {
-			name string
-			cert tls.Certificate
-			ok   bool
-		}{
-			{"same CA, upstream IP", good, true},
-			{"same CA, only the kubernetes name", onlyService, true},
-			{"same CA, another component's names", wrongName, false},
-			{"another CA", impostor, false},
-		} {
-			f := start(tc.cert)
-			err := run(f)
-			if (err == nil) != tc.ok {
-				t.Errorf("readyz=%v %s: check error %v, want ok=%v", readyz, tc.name, err, tc.ok)
-			}
-			if tc.ok && readyz {
-				if cn, _ := f.clientCN.Load().(string); cn != "system:node:worker" {
-					t.Errorf("readyz: client certificate CN %q, want the kubeconfig's system:node:worker", cn)
-				}
-				f.ready.Store(false)
-				if err := run(f); err == nil || !strings.Contains(err.Error(), "503") {
-					t.Errorf("readyz: unready API server: check error %v, want 503", err)
-				}
-			}
-			f.stop()
-		}
-	}
-
-	// Blackholed: the TCP connection is accepted, the handshake (or the
-	// /readyz answer) never comes: the check ends at its context's
-	// deadline, with the deadline's error, instead of hanging. (How long
-	// after the deadline it returns depends on the machine: not asserted.)
-	f := start(good)
-	f.frozen.Store(true)
-	for _, readyz := range []bool{false, true} {
-		chk, err := newAPICheck(kc, readyz)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), defaultClientCheckTimeout)
-		done := make(chan error, 1)
-		go func() { done <- chk.check(ctx, f.addr.String()) }()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
-				t.Errorf("readyz=%v: blackholed upstream: check error %v (context: %v), want the deadline's", readyz, err, ctx.Err())
-			}
-		case <-time.After(clientWait):
-			t.Errorf("readyz=%v: blackholed upstream: the check still runs %v after its %v deadline", readyz, clientWait, defaultClientCheckTimeout)
-		}
-		cancel()
-	}
-}
 
 // lister lists EndpointSlices through the client in a loop, one request
 // at a time, counting successes and failures, as a kubelet or client-go

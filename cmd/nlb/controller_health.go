@@ -14,6 +14,7 @@ import (
 
 	"github.com/nlb-dev/nlb/config"
 	"github.com/nlb-dev/nlb/lb"
+	"github.com/nlb-dev/nlb/lb/k8s"
 	"github.com/nlb-dev/nlb/vrrp"
 	"github.com/nlb-dev/nlb/vrrp/router"
 )
@@ -28,7 +29,7 @@ func localAPICheck(flagAddr string, disc *proxyDiscover, apiPort int) (string, f
 		if err != nil {
 			return "", nil, err
 		}
-		if target, err = serverHostPort(server); err != nil {
+		if target, err = k8s.ServerHostPort(server); err != nil {
 			return "", nil, fmt.Errorf("kubeconfig %s: %w", disc.kubeconfig, err)
 		}
 	}
@@ -39,7 +40,7 @@ func localAPICheck(flagAddr string, disc *proxyDiscover, apiPort int) (string, f
 		return "", nil, fmt.Errorf("--local-api-server %q: %w", target, err)
 	}
 	if disc.check != nil {
-		return target, disc.check.check, nil
+		return target, disc.check.Check, nil
 	}
 	return target, func(ctx context.Context, addr string) error {
 		var d net.Dialer

@@ -33,7 +33,7 @@ type proxyDiscover struct {
 	cacheFile  string
 
 	kc    *k8s.Kubeconfig
-	check *apiCheck
+	check *k8s.APICheck
 
 	mu         sync.Mutex
 	discovered []netip.AddrPort
@@ -89,7 +89,7 @@ func (d *proxyDiscover) prepare() error {
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	chk, err := newAPICheck(kc, true)
+	chk, err := k8s.NewAPICheck(kc, true)
 	if err != nil {
 		return fmt.Errorf("proxy: --kubeconfig: %w", err)
 	}
@@ -129,7 +129,7 @@ func (d *proxyDiscover) fill(cfg *lb.Config) error {
 		if err != nil {
 			return fmt.Errorf("proxy: %w", err)
 		}
-		hp, err := serverHostPort(server)
+		hp, err := k8s.ServerHostPort(server)
 		if err != nil {
 			return fmt.Errorf("proxy: kubeconfig %s: %w", d.kubeconfig, err)
 		}
@@ -144,7 +144,7 @@ func (d *proxyDiscover) fill(cfg *lb.Config) error {
 // given.
 func (d *proxyDiscover) options(o lb.Options) lb.Options {
 	if d.check != nil {
-		o.Check = d.check.check
+		o.Check = d.check.Check
 	}
 	return o
 }
