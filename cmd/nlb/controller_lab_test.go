@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // readyzServer stands in for a controller's kube-apiserver: HTTPS /readyz
@@ -115,16 +116,6 @@ func (n *node) controllerStatus() (controllerHealthStatus, error) {
 	return st, nil
 }
 
-// controllerConf is renderNLB's configuration plus controller settings
-// under keepalived (indented to match).
-func controllerConf(ifName string, extra string, insts ...vrrpOpts) []byte {
-	b := renderNLB(ifName, insts...)
-	for _, line := range strings.Split(strings.TrimSpace(extra), "\n") {
-		b = append(b, "        "+strings.TrimSpace(line)+"\n"...)
-	}
-	return b
-}
-
 // TestLabControllerHealth: the VIP follows the local API server's /readyz.
 // Three controllers with equal priority and VIPs only
 // (disableLoadBalancer); each checks its own stand-in API server with an
@@ -144,9 +135,10 @@ func TestLabControllerHealth(t *testing.T) {
 	vip := lab.VIP4(0)
 	ca := newTestCA(t, "lab-ca")
 	_, adminCert, adminKey := ca.issue(t, "admin", true)
-	const extra = `
-disableLoadBalancer: true
-apiServerHealth: {interval: 200ms, timeout: 200ms, fall: 5, rise: 3}`
+	extra := nlbtest.K0sConfig{
+		DisableLoadBalancer: true,
+		Health:              &nlbtest.Health{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Fall: 5, Rise: 3},
+	}
 	c := cluster{vrid: vrid, vip: vip}
 	api := map[*node]*readyzServer{}
 	for _, h := range lab.Hosts {

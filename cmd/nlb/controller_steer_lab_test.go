@@ -18,6 +18,7 @@ import (
 
 	"github.com/nlb-dev/nlb/ebpf/sklookup"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb/steer/nft"
 )
 
@@ -133,7 +134,7 @@ func TestLabControllerSteering(t *testing.T) {
 				backends = append(backends, "--backend", netip.AddrPortFrom(h.Addr4, 6443).String())
 			}
 			start := func(h *netlab.Host) *node {
-				conf := controllerConf(h.IfName, "steering: "+mode+"\napiServerHealth: {interval: 200ms, fall: 5, rise: 3}",
+				conf := controllerConf(h.IfName, nlbtest.K0sConfig{Steering: mode, Health: &nlbtest.Health{Interval: 200 * time.Millisecond, Fall: 5, Rise: 3}},
 					controllerVRRP(vip))
 				args := append([]string{"--local-api-server", netip.AddrPortFrom(h.Addr4, 6443).String()}, backends...)
 				return startNLBCommand(t, h, conf, "controller", args...)

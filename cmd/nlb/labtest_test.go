@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/keepalived"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // Helpers of the privileged end-to-end tests: nlb and keepalived nodes on
@@ -43,25 +43,10 @@ const (
 	logTail = 24 << 10
 )
 
-// vrrpOpts is one vrrpInstances[] entry of an nlb node's configuration.
-type vrrpOpts struct {
-	Name     string
-	VIPs     []netip.Prefix
-	VRID     int
-	Priority int
-	// Version is 2 or 3; 0 leaves the default (2 for IPv4, 3 for IPv6).
-	Version int
-	// Interval is advertInterval for VRRPv3 (sub-second) and
-	// advertIntervalSeconds for VRRPv2; 0 leaves the default (1s).
-	Interval time.Duration
-	// AuthPass defaults to "secret".
-	AuthPass string
-	// Preempt nil leaves the default (true).
-	Preempt       *bool
-	UnicastSource netip.Addr
-	UnicastPeers  []netip.Addr
-	ChecksumAsV2  bool
-}
+// vrrpOpts is one vrrpInstances[] entry of an nlb node's configuration;
+// renderNLB sets its interface, authPass "secret" when it has none, and
+// one GARP burst.
+type vrrpOpts nlbtest.VRRPInstance
 
 // fast returns o as VRRPv3 at 100ms intervals.
 func (o vrrpOpts) fast() vrrpOpts {
@@ -71,65 +56,23 @@ func (o vrrpOpts) fast() vrrpOpts {
 
 // renderNLB renders a k0s ClusterConfig holding insts on interface ifName.
 func renderNLB(ifName string, insts ...vrrpOpts) []byte {
-	var b bytes.Buffer
-	b.WriteString(`apiVersion: k0s.k0sproject.io/v1beta1
-kind: ClusterConfig
-spec:
-  network:
-    controlPlaneLoadBalancing:
-      enabled: true
-      type: Keepalived
-      keepalived:
-        vrrpInstances:
-`)
+	return controllerConf(ifName, nlbtest.K0sConfig{}, insts...)
+}
+
+// controllerConf is k's ClusterConfig (its controller settings) holding
+// insts on interface ifName.
+func controllerConf(ifName string, k nlbtest.K0sConfig, insts ...vrrpOpts) []byte {
 	for _, o := range insts {
-		vips := make([]string, len(o.VIPs))
-		for i, v := range o.VIPs {
-			vips[i] = strconv.Quote(v.String())
-		}
-		fmt.Fprintf(&b, "        - virtualIPs: [%s]\n", strings.Join(vips, ", "))
-		w := func(format string, args ...any) { fmt.Fprintf(&b, "          "+format+"\n", args...) }
-		if o.Name != "" {
-			w("name: %s", o.Name)
-		}
-		w("interface: %s", ifName)
-		w("virtualRouterID: %d", o.VRID)
-		pass := o.AuthPass
-		if pass == "" {
-			pass = "secret"
-		}
-		w("authPass: %q", pass)
-		if o.Priority != 0 {
-			w("priority: %d", o.Priority)
-		}
-		if o.Version != 0 {
-			w("vrrpVersion: %d", o.Version)
-		}
-		if o.Interval != 0 {
-			if o.Version == 3 || (o.Version == 0 && len(o.VIPs) > 0 && o.VIPs[0].Addr().Is6()) {
-				w("advertInterval: %s", o.Interval)
-			} else {
-				w("advertIntervalSeconds: %d", int(o.Interval/time.Second))
-			}
-		}
-		if o.Preempt != nil {
-			w("preempt: %t", *o.Preempt)
-		}
-		if o.UnicastSource.IsValid() {
-			w("unicastSourceIP: %q", o.UnicastSource.String())
-			peers := make([]string, len(o.UnicastPeers))
-			for i, p := range o.UnicastPeers {
-				peers[i] = strconv.Quote(p.String())
-			}
-			w("unicastPeers: [%s]", strings.Join(peers, ", "))
-		}
-		if o.ChecksumAsV2 {
-			w("v3ChecksumAsV2: true")
+		in := nlbtest.VRRPInstance(o)
+		in.Interface = ifName
+		if in.AuthPass == "" {
+			in.AuthPass = "secret"
 		}
 		// One GARP burst: less noise in captures and logs.
-		w("garp: {masterDelay: 0s}")
+		in.GARPMasterDelay = new(time.Duration)
+		k.Instances = append(k.Instances, in)
 	}
-	return b.Bytes()
+	return k.YAML()
 }
 
 func tail(s string) string {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // startupHang bounds a process that must exit by itself: a safety limit
@@ -145,7 +146,7 @@ func TestStartupPortTakenController(t *testing.T) {
 	lab := netlab.NewT(t, "", netlab.Options{Hosts: 1})
 	h := lab.Hosts[0]
 	vip := lab.VIP4(0)
-	conf := controllerConf(h.IfName, "", controllerVRRP(vip))
+	conf := controllerConf(h.IfName, nlbtest.K0sConfig{}, controllerVRRP(vip))
 	// take binds addr inside the host's namespace, as the process will,
 	// until the subtest ends.
 	take := func(t *testing.T, addr string) {

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nlb-dev/nlb/config"
 	"github.com/nlb-dev/nlb/internal/k8slab"
 	"github.com/nlb-dev/nlb/internal/netlab"
 )
@@ -104,15 +106,22 @@ func TestPeerConfig(t *testing.T) {
 // TestNLBConfig checks the ClusterConfig `nlb controller` reads.
 func TestNLBConfig(t *testing.T) {
 	n := NewNLB(fakeCluster(), DefaultParams(), "/bin/false", t.TempDir())
-	cfg := string(n.Config(1))
-	for _, want := range []string{
-		"kind: ClusterConfig", "port: 6443", `virtualIPs: ["192.0.2.100/24"]`, "authPass: chaos",
-		"interface: eth0", "virtualRouterID: 51", "advertIntervalSeconds: 1",
-		"userSpaceProxyBindPort: 6444", "steering: auto",
-		"apiServerHealth: {interval: 500ms, timeout: 400ms, fall: 3, rise: 5, weight: 0}",
-	} {
-		if !strings.Contains(cfg, want) {
-			t.Errorf("nlb config lacks %q:\n%s", want, cfg)
-		}
+	c, err := config.Load(n.Config(1))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, n.Config(1))
+	}
+	want := config.Controller{APIPort: 6443, ProxyPort: 6444, Steering: "auto",
+		Health: config.Health{Enabled: true, Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5, Weight: 0}}
+	if got := c.Controller(); got != want {
+		t.Errorf("controller %+v, want %+v", got, want)
+	}
+	insts := c.VRRPInstances()
+	if len(insts) != 1 {
+		t.Fatalf("%d instances, want 1", len(insts))
+	}
+	in := insts[0]
+	if in.VIPs[0] != netip.MustParsePrefix("192.0.2.100/24") || len(in.VIPs) != 1 || in.Interface != "eth0" || in.VRID != 51 ||
+		in.Interval != time.Second || in.Version != 2 || in.AuthData != [8]byte{'c', 'h', 'a', 'o', 's'} {
+		t.Errorf("instance %+v", in)
 	}
 }

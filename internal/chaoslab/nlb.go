@@ -1,13 +1,13 @@
 package chaoslab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // nlb controller's settings in the lab.
@@ -81,33 +82,19 @@ func (n *NLB) Port() int { return k8slab.APIServerPort }
 // Priority implements Impl.
 func (n *NLB) Priority(int) uint8 { return NLBPriority }
 
-// Config is node i's k0s ClusterConfig.
+// Config is node i's k0s ClusterConfig: k0s's CPLB settings with the
+// lab's parameters, steering auto, and health tracking that gives up the
+// VIP (weight 0) after 3 failed checks 500 ms apart.
 func (n *NLB) Config(i int) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `apiVersion: k0s.k0sproject.io/v1beta1
-kind: ClusterConfig
-metadata:
-  name: k0s
-spec:
-  api:
-    port: %d
-  network:
-    controlPlaneLoadBalancing:
-      enabled: true
-      type: Keepalived
-      keepalived:
-        vrrpInstances:
-        - virtualIPs: [%q]
-          authPass: %s
-          interface: %s
-          virtualRouterID: %d
-          advertIntervalSeconds: %d
-        userSpaceProxyBindPort: %d
-        steering: auto
-        apiServerHealth: {interval: 500ms, timeout: 400ms, fall: 3, rise: 5, weight: 0}
-`, k8slab.APIServerPort, n.p.VIP.String(), n.p.AuthPass, n.c.Controllers[i].Host.IfName, n.p.VRID,
-		int(n.p.Advert/time.Second), NLBProxyPort)
-	return b.Bytes()
+	weight := 0
+	return nlbtest.K0sConfig{
+		APIPort: k8slab.APIServerPort, ProxyPort: NLBProxyPort, Steering: "auto",
+		Health: &nlbtest.Health{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5, Weight: &weight},
+		Instances: []nlbtest.VRRPInstance{{
+			VIPs: []netip.Prefix{n.p.VIP}, AuthPass: n.p.AuthPass, Interface: n.c.Controllers[i].Host.IfName,
+			VRID: int(n.p.VRID), Version: 2, Interval: n.p.Advert,
+		}},
+	}.YAML()
 }
 
 // Start implements Impl.

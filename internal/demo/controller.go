@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // Settings of every controller: k0s's CPLB defaults.
@@ -30,26 +31,9 @@ const (
 // 1, authPass; every node priority 200 as k0s's keepalived template) plus
 // the user-space proxy port.
 func controllerConfig(ifName string, vip netip.Prefix) string {
-	return fmt.Sprintf(`apiVersion: k0s.k0sproject.io/v1beta1
-kind: ClusterConfig
-metadata:
-  name: k0s
-spec:
-  api:
-    port: 6443
-  network:
-    controlPlaneLoadBalancing:
-      enabled: true
-      type: Keepalived
-      keepalived:
-        vrrpInstances:
-        - virtualIPs: [%q]
-          interface: %s
-          virtualRouterID: %d
-          advertIntervalSeconds: %d
-          authPass: %s
-        userSpaceProxyBindPort: %d
-`, vip.String(), ifName, vrid, advertSeconds, authPass, proxyPort)
+	return string(nlbtest.K0sConfig{APIPort: 6443, ProxyPort: proxyPort, Instances: []nlbtest.VRRPInstance{{
+		VIPs: []netip.Prefix{vip}, Interface: ifName, VRID: vrid, Interval: advertSeconds * time.Second, AuthPass: authPass,
+	}}}.YAML())
 }
 
 // node is `nlb controller` on one controller host.

@@ -4,7 +4,6 @@
 package vrrplab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/keepalived"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/vrrp"
 )
 
@@ -111,40 +111,16 @@ func Start(impl Impl, nlbPath string, host *netlab.Host, p Params, prio uint8, d
 }
 
 // NLBConfig renders the nlb configuration of one node: a k0s ClusterConfig
-// with one vrrpInstances entry plus nlb's additions.
+// with one vrrpInstances entry (authPass "nlb" when p has none).
 func NLBConfig(ifName string, p Params, prio uint8) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `apiVersion: k0s.k0sproject.io/v1beta1
-kind: ClusterConfig
-metadata:
-  name: k0s
-spec:
-  network:
-    controlPlaneLoadBalancing:
-      enabled: true
-      type: Keepalived
-      keepalived:
-        vrrpInstances:
-        - virtualIPs: [%q]
-          interface: %s
-          virtualRouterID: %d
-          authPass: %s
-          priority: %d
-          vrrpVersion: %d
-`, p.VIP.String(), ifName, p.VRID, authPass(p), prio, p.Version)
-	if p.Version == 3 {
-		fmt.Fprintf(&b, "          advertInterval: %s\n", p.Interval)
-	} else {
-		fmt.Fprintf(&b, "          advertIntervalSeconds: %d\n", int(p.Interval/time.Second))
+	pass := p.AuthPass
+	if pass == "" {
+		pass = "nlb"
 	}
-	return b.Bytes()
-}
-
-func authPass(p Params) string {
-	if p.AuthPass == "" {
-		return "nlb"
-	}
-	return p.AuthPass
+	return nlbtest.K0sConfig{Instances: []nlbtest.VRRPInstance{{
+		VIPs: []netip.Prefix{p.VIP}, Interface: ifName, VRID: int(p.VRID), AuthPass: pass,
+		Priority: int(prio), Version: p.Version, Interval: p.Interval,
+	}}}.YAML()
 }
 
 // Kill sends SIGKILL, as a crash would: no release advertisement, and the
