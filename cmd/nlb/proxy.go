@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/lb"
+	"github.com/nlb-dev/nlb/lb/discover"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -111,12 +112,13 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	check := fs.Bool("check", false, "check the configuration and exit")
-	disc := addProxyDiscoverFlags(fs) // --discover, --kubeconfig, --api-port, --cache-file (proxy_discover.go)
+	discCfg := addProxyDiscoverFlags(fs) // --discover, --kubeconfig, --api-port, --cache-file (proxy_discover.go)
 	// Hidden: a CPU profile of the whole run, for performance work.
 	cpuProfile := fs.String("cpuprofile", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	disc := discover.New(*discCfg)
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -150,7 +152,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *admin != "" {
 			cfg.Admin = *admin
 		}
-		if err := disc.fill(&cfg); err != nil {
+		if err := disc.Fill(&cfg); err != nil {
 			return cfg, err
 		}
 		cfg.SetDefaults()
@@ -185,7 +187,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p, err := lb.New(cfg, disc.options(lb.Options{Logger: log, Registerer: reg}))
+	p, err := lb.New(cfg, disc.Options(lb.Options{Logger: log, Registerer: reg}))
 	if err != nil {
 		return err
 	}
@@ -220,7 +222,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			case <-serveCtx.Done():
 				return
 			case <-hup:
-				disc.exclusive(func() {
+				disc.Exclusive(func() {
 					next, err := load()
 					if err == nil {
 						err = p.Reload(next)
@@ -233,7 +235,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
-	stopDiscovery := disc.start(serveCtx, p, log)
+	stopDiscovery := disc.Start(serveCtx, p, log)
 	err = p.Serve(serveCtx)
 	stopDiscovery()
 	if adminSrv != nil {
