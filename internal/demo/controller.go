@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nlb-dev/nlb/cplb"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
@@ -83,40 +84,9 @@ func (n *node) stop() { _ = n.proc.Stop(5 * time.Second) }
 // logTail returns the last lines nlb printed.
 func (n *node) logTail(lines int) string { return n.proc.Tail(lines) }
 
-// status is the part of nlb controller's /status the demo reads.
+// status is nlb controller's /status (cplb.Status).
 type status struct {
-	Instances []struct {
-		State          string `json:"state"`
-		Priority       int    `json:"priority"`
-		Master         string `json:"master"`
-		VIPsConfigured bool   `json:"vips_configured"`
-		LastReason     string `json:"last_reason"`
-	} `json:"instances"`
-	Health *struct {
-		Target   string `json:"target"`
-		Interval string `json:"interval"`
-		Fall     int    `json:"fall"`
-		Rise     int    `json:"rise"`
-		Tracked  struct {
-			Healthy   bool   `json:"healthy"`
-			Priority  int    `json:"priority"`
-			LastError string `json:"last_error"`
-		} `json:"tracked"`
-	} `json:"health"`
-	Steering struct {
-		Mode      string   `json:"mode"`
-		VIPs      []string `json:"vips"`
-		Port      int      `json:"port"`
-		ProxyPort int      `json:"proxy_port"`
-	} `json:"steering"`
-	Proxy *struct {
-		Backends []struct {
-			Address string `json:"address"`
-			Healthy bool   `json:"healthy"`
-			Total   uint64 `json:"total"`
-		} `json:"backends"`
-		FailOpen bool `json:"fail_open"`
-	} `json:"proxy"`
+	cplb.Status
 }
 
 func (s status) state() string {
