@@ -2,20 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/netip"
-	"strconv"
-	"sync"
-	"time"
 
 	"github.com/nlb-dev/nlb/config"
+	"github.com/nlb-dev/nlb/cplb"
 	"github.com/nlb-dev/nlb/lb"
-	"github.com/nlb-dev/nlb/vrrp/router"
+	"github.com/nlb-dev/nlb/lb/discover"
 )
 
 const controllerUsage = `Usage: nlb controller --config FILE [--kubeconfig ADMIN_KUBECONFIG] [flags]
@@ -106,274 +99,64 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	c := &controller{cfg: ctl, log: log, runners: g.Routers()}
-	defer c.close()
-	for _, r := range c.runners {
-		for _, p := range r.Config().VIPs {
-			c.vips = append(c.vips, p.Addr())
-		}
-	}
+	defer g.Close()
+	ccfg := cplb.Config{Controller: ctl, VRRP: cplb.Routers(g), Attach: cplb.Steer, Logger: log, Registerer: reg}
 
 	// The proxy and its discovery, as `nlb proxy --discover`.
-	disc := &proxyDiscover{enabled: *kubeconfig != "", kubeconfig: *kubeconfig, apiPort: ctl.APIPort, cacheFile: *cacheFile}
-	if err := disc.prepare(); err != nil {
+	d := discover.New(discover.Config{Enabled: *kubeconfig != "", Kubeconfig: *kubeconfig, APIPort: ctl.APIPort, CacheFile: *cacheFile})
+	if err := d.Prepare(); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	if !ctl.DisableLoadBalancer {
-		lcfg := lb.Config{Listen: listen, Backends: backends}
-		if len(lcfg.Listen) == 0 {
-			lcfg.Listen = []string{":" + strconv.Itoa(ctl.ProxyPort)}
-		}
-		if !disc.enabled && len(lcfg.Backends) == 0 {
-			lcfg.Backends = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(ctl.APIPort))}
-		}
-		if err := disc.fill(&lcfg); err != nil {
+		lcfg := cplb.ProxyConfig(ctl, listen, backends, d.Enabled())
+		if err := d.Fill(&lcfg); err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
 		lcfg.SetDefaults()
 		if err := lcfg.Validate(); err != nil {
 			return fmt.Errorf("controller: proxy: %w", err)
 		}
-		if c.proxy, err = lb.New(lcfg, disc.options(lb.Options{Logger: log.With("component", "proxy"), Registerer: reg})); err != nil {
+		p, err := lb.New(lcfg, d.Options(lb.Options{Logger: log.With("component", "proxy"), Registerer: reg}))
+		if err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
-		if err := c.proxy.Listen(ctx); err != nil {
-			return bindError("controller", "proxy listener (--listen, userSpaceProxyBindPort)", err)
-		}
-		if c.steer, err = attachSteering(ctl, c.vips, c.proxy.Listeners(), log.With("component", "steering")); err != nil {
-			c.proxy.Shutdown(context.Background())
+		ccfg.Proxy = p
+		ccfg.Discover = func(ctx context.Context) func() { return d.Start(ctx, p, log) }
+	}
+	if ctl.Health.Enabled {
+		// GET /readyz with the admin kubeconfig's CA and identity when
+		// there is one, else a TCP connect.
+		if ccfg.HealthTarget, err = cplb.LocalAPI(*localAPI, d.Kubeconfig(), *kubeconfig, ctl.APIPort); err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
-		for _, r := range c.runners {
-			vips := make([]netip.Addr, len(r.Config().VIPs))
-			for i, p := range r.Config().VIPs {
-				vips[i] = p.Addr()
-			}
-			r.SetBeforeRemove(func() { c.proxy.CloseAccepted(vips) })
-		}
-		if sc := newSteeringCollector(c.steer); sc != nil {
-			if err := reg.Register(sc); err != nil {
-				return fmt.Errorf("controller: steering metrics: %w", err)
-			}
+		ccfg.Probe = cplb.DialProbe
+		if chk := d.APICheck(); chk != nil {
+			ccfg.Probe = chk.Check
 		}
 	}
-
-	// Health tracking: one Tracker per instance (their base priorities
-	// differ), all fed the same results.
-	if ctl.Health.Enabled {
-		target, probe, err := localAPICheck(*localAPI, disc, ctl.APIPort)
-		if err != nil {
-			return fmt.Errorf("controller: %w", err)
-		}
-		h, err := newHealthFeed(ctl.Health, target, probe, c.proxy, c.runners, reg, log.With("component", "health"))
-		if err != nil {
-			return fmt.Errorf("controller: %w", err)
-		}
-		c.health = h
+	c, err := cplb.New(ccfg)
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	defer c.Close()
+	if err := c.Listen(ctx); err != nil {
+		return bindError("controller", "proxy listener (--listen, userSpaceProxyBindPort)", err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if *admin != "" {
-		stop, err := serveAdmin(ctx, *admin, reg, log, c.adminHandlers())
+		stop, err := serveAdmin(ctx, *admin, reg, log, c.Handlers())
 		if err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
 		defer stop()
 	}
 
-	log.Info("starting", "version", version, "instances", len(c.runners), "api_port", ctl.APIPort,
-		"proxy_port", ctl.ProxyPort, "load_balancer", !ctl.DisableLoadBalancer, "steering", c.steerMode(),
-		"health", ctl.Health.Enabled, "discovery", disc.enabled)
-	return c.run(ctx, cancel, disc)
-}
-
-// controller is one running `nlb controller`.
-type controller struct {
-	cfg     config.Controller
-	log     *slog.Logger
-	runners []*router.Router
-	vips    []netip.Addr
-	proxy   *lb.Proxy   // nil with disableLoadBalancer
-	steer   steering    // nil with disableLoadBalancer
-	health  *healthFeed // nil when tracking is off
-}
-
-// run runs every part until ctx ends or one fails, then stops them in the
-// order that keeps clients best served: VRRP first (a priority-0 advert;
-// the VIPs stay, steered into the proxy, until the new Master's first
-// advert, at most the Master_Down_Interval of priority 0), then steering,
-// then the proxy drains.
-func (c *controller) run(ctx context.Context, cancel context.CancelFunc, disc *proxyDiscover) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	fail := func(err error) {
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
-		cancel() // one part failing stops them all: the supervisor restarts us
-	}
-	vrrpDone := make(chan struct{})
-	var vwg sync.WaitGroup
-	for _, r := range c.runners {
-		vwg.Add(1)
-		go func() {
-			defer vwg.Done()
-			if err := r.Run(ctx); err != nil {
-				fail(fmt.Errorf("controller: vrrp instance %s: %w", r.Config().Name, err))
-			}
-		}()
-	}
-	go func() { vwg.Wait(); close(vrrpDone) }()
-	if c.health != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.health.run(ctx) }()
-	}
-	if c.proxy != nil {
-		// The proxy outlives ctx by its drain: it gets its own context,
-		// cancelled once the VIPs are gone.
-		pctx, pcancel := context.WithCancel(context.Background())
-		stopDiscovery := disc.start(pctx, c.proxy, c.log)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-ctx.Done()
-			<-vrrpDone
-			if c.steer != nil {
-				// Close is idempotent (close calls it again); c.steer
-				// stays for /status and /metrics readers.
-				if err := c.steer.Close(); err != nil {
-					c.log.Error("removing steering", "err", err)
-				}
-			}
-			// The VIPs have moved: their clients now reach the new
-			// Master, so the connections accepted on them here can
-			// only wait for the drain deadline. Connections to the
-			// node's own addresses drain as usual.
-			c.proxy.CloseAccepted(c.vips)
-			pcancel()
-		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := c.proxy.Serve(pctx)
-			stopDiscovery()
-			if err != nil && ctx.Err() == nil {
-				fail(fmt.Errorf("controller: proxy: %w", err))
-			}
-		}()
-	}
-	<-vrrpDone
-	wg.Wait()
-	c.log.Info("stopped")
-	return errors.Join(errs...)
-}
-
-func (c *controller) close() {
-	if c.steer != nil {
-		if err := c.steer.Close(); err != nil {
-			c.log.Error("removing steering", "err", err)
-		}
-	}
-	for _, r := range c.runners {
-		_ = r.Close()
-	}
-}
-
-func (c *controller) steerMode() string {
-	if c.steer == nil {
-		return "off"
-	}
-	return c.steer.Mode()
-}
-
-// ready reports whether this node can serve the VIP now.
-func (c *controller) ready() bool {
-	if c.health != nil && !c.health.healthy() {
-		return false
-	}
-	return c.proxy == nil || proxyServes(c.proxy)
-}
-
-// proxyServes is the proxy's readiness for VRRP: listening with a healthy
-// backend, or failing open to all of them. Failing open counts as serving:
-// when every check fails everywhere, dropping the VIP on every node would
-// only add an outage.
-func proxyServes(p *lb.Proxy) bool {
-	return p.Ready() || (len(p.Addrs()) > 0 && p.Status().FailOpen)
-}
-
-// controllerStatus is the JSON of the controller's /status; `nlb status`
-// renders it.
-type controllerStatus struct {
-	Instances []controllerInstance `json:"instances"`
-	Health    *healthStatus        `json:"health,omitempty"`
-	Steering  steeringStatus       `json:"steering"`
-	Proxy     *lb.Status           `json:"proxy,omitempty"`
-}
-
-type controllerInstance struct {
-	router.Status
-	Recent []transitionStatus `json:"recent_transitions,omitempty"`
-}
-
-type transitionStatus struct {
-	At     string `json:"at"`
-	From   string `json:"from"`
-	To     string `json:"to"`
-	Reason string `json:"reason"`
-}
-
-type steeringStatus struct {
-	Mode      string   `json:"mode"`
-	VIPs      []string `json:"vips,omitempty"`
-	Port      int      `json:"port"`
-	ProxyPort int      `json:"proxy_port,omitempty"`
-}
-
-func (c *controller) status() controllerStatus {
-	var st controllerStatus
-	for _, r := range c.runners {
-		s := r.VRRPStatus()
-		ci := controllerInstance{Status: router.StatusOf(r.Config(), s)}
-		for _, t := range s.Recent {
-			ci.Recent = append(ci.Recent, transitionStatus{
-				At: t.At.UTC().Format(time.RFC3339Nano), From: t.From.String(), To: t.To.String(), Reason: t.Reason,
-			})
-		}
-		st.Instances = append(st.Instances, ci)
-	}
-	if c.health != nil {
-		hs := c.health.status()
-		st.Health = &hs
-	}
-	st.Steering = steeringStatus{Mode: c.steerMode(), Port: c.cfg.APIPort}
-	if c.proxy != nil {
-		st.Steering.ProxyPort = c.cfg.ProxyPort
-		for _, v := range c.vips {
-			st.Steering.VIPs = append(st.Steering.VIPs, v.String())
-		}
-		ps := c.proxy.Status()
-		st.Proxy = &ps
-	}
-	return st
-}
-
-// adminHandlers are the controller's /readyz and /status.
-func (c *controller) adminHandlers() map[string]http.Handler {
-	return map[string]http.Handler{
-		"/readyz": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if !c.ready() {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = io.WriteString(w, "ok\n")
-		}),
-		"/status": jsonHandler(func() any { return c.status() }),
-	}
+	log.Info("starting", "version", version, "instances", len(g.Routers()), "api_port", ctl.APIPort,
+		"proxy_port", ctl.ProxyPort, "load_balancer", !ctl.DisableLoadBalancer, "steering", c.SteeringMode(),
+		"health", ctl.Health.Enabled, "discovery", d.Enabled())
+	return c.Run(ctx)
 }
 
 // printControllerCheck adds the controller settings to --check's output.

@@ -17,6 +17,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/nlb-dev/nlb/cplb"
 	"github.com/nlb-dev/nlb/lb"
 )
 
@@ -76,10 +77,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // controller (instances, health, steering, proxy), vrrp (instances), proxy
 // (an lb.Status at the top level) and client (apiserver, konnectivity).
 type anyStatus struct {
-	Instances []controllerInstance `json:"instances"`
-	Health    *healthStatus        `json:"health"`
-	Steering  *steeringStatus      `json:"steering"`
-	Proxy     *lb.Status           `json:"proxy"`
+	Instances []cplb.InstanceStatus `json:"instances"`
+	Health    *cplb.HealthStatus    `json:"health"`
+	Steering  *cplb.SteeringStatus  `json:"steering"`
+	Proxy     *lb.Status            `json:"proxy"`
 
 	Listeners []string `json:"listeners"` // nlb proxy
 	lb.Status

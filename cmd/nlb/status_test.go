@@ -16,6 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nlb-dev/nlb/cplb"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/vrrp"
 	"github.com/nlb-dev/nlb/vrrp/router"
@@ -23,16 +24,16 @@ import (
 
 func TestRenderControllerStatus(t *testing.T) {
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
-	st := controllerStatus{
-		Instances: []controllerInstance{{
+	st := cplb.Status{
+		Instances: []cplb.InstanceStatus{{
 			Status: router.Status{Name: "k0s-vip-0", VRID: 51, Interface: "eth0", State: "Backup", Priority: 0,
 				Master: "192.0.2.12", VIPs: []string{"192.0.2.100/24"}, Transitions: 3,
 				LastTransition: now.Add(-12 * time.Second).Format(time.RFC3339Nano), LastReason: "priority set to 0 (releasing)"},
-			Recent: []transitionStatus{{At: now.Add(-12 * time.Second).Format(time.RFC3339), From: "Master", To: "Backup", Reason: "priority set to 0 (releasing)"}},
+			Recent: []cplb.TransitionStatus{{At: now.Add(-12 * time.Second).Format(time.RFC3339), From: "Master", To: "Backup", Reason: "priority set to 0 (releasing)"}},
 		}},
-		Health: &healthStatus{Target: "192.0.2.11:6443", Interval: "500ms", Fall: 3, Rise: 5,
+		Health: &cplb.HealthStatus{Target: "192.0.2.11:6443", Interval: "500ms", Fall: 3, Rise: 5,
 			Tracked: vrrp.TrackStatus{Healthy: false, Priority: 0, NeededToRecover: 10, Changes: 3, LastError: "GET /readyz: 500"}},
-		Steering: steeringStatus{Mode: "sklookup", VIPs: []string{"192.0.2.100"}, Port: 6443, ProxyPort: 6444},
+		Steering: cplb.SteeringStatus{Mode: "sklookup", VIPs: []string{"192.0.2.100"}, Port: 6443, ProxyPort: 6444},
 		Proxy: &lb.Status{Listeners: []string{"[::]:6444"}, Active: 2, Total: 9, Backends: []lb.BackendStatus{
 			{Address: "192.0.2.11:6443", Healthy: false, Active: 0, Total: 4, DialFailures: 2},
 			{Address: "192.0.2.12:6443", Healthy: true, Active: 2, Total: 5, BytesIn: 2048, BytesOut: 3 << 20},
