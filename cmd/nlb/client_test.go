@@ -40,6 +40,7 @@ import (
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/lb/k8s"
+	"github.com/nlb-dev/nlb/nllb"
 )
 
 // testCA is a throwaway certificate authority.
@@ -436,27 +437,31 @@ func (c *fakeCluster) upstream(i int) string {
 
 // startClient runs client mode in-process with fast settings and returns
 // it once both listeners are bound.
-func (c *fakeCluster) startClient(t *testing.T, readyz bool, cacheFile string) *nllbClient {
+func (c *fakeCluster) startClient(t *testing.T, readyz bool, cacheFile string) *testClient {
 	t.Helper()
 	return c.startClientWatched(t, readyz, cacheFile, nil)
 }
 
 // startClientWatched is startClient with the API server listener's
 // mark-downs recorded in downs, if not nil (see markDowns).
-func (c *fakeCluster) startClientWatched(t *testing.T, readyz bool, cacheFile string, downs *markDowns) *nllbClient {
+func (c *fakeCluster) startClientWatched(t *testing.T, readyz bool, cacheFile string, downs *markDowns) *testClient {
 	t.Helper()
-	o := clientOptions{
-		kubeconfig:   c.kubeconfig,
-		cacheFile:    cacheFile,
-		bind:         "127.0.0.1",
-		konnUpstream: c.konnPort,
-		readyz:       readyz,
-		checks: checkTimings{
-			interval: defaultClientCheckInterval, timeout: defaultClientCheckTimeout,
-			rise: defaultClientRise, fall: defaultClientFall,
+	kc, err := k8s.LoadKubeconfig(c.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := nllb.Options{
+		Kubeconfig:               kc,
+		CacheFile:                cacheFile,
+		Bind:                     "127.0.0.1",
+		KonnectivityUpstreamPort: c.konnPort,
+		Readyz:                   readyz,
+		Checks: nllb.Checks{
+			Interval: nllb.DefaultCheckInterval, Timeout: nllb.DefaultCheckTimeout,
+			Rise: nllb.DefaultRise, Fall: nllb.DefaultFall,
 		},
-		drainPeriod:     defaultClientDrain,
-		shutdownTimeout: 2 * time.Second,
+		DrainPeriod:     nllb.DefaultDrainPeriod,
+		ShutdownTimeout: 2 * time.Second,
 	}
 	reg := prometheus.NewRegistry()
 	var h slog.Handler = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})
@@ -467,17 +472,19 @@ func (c *fakeCluster) startClientWatched(t *testing.T, readyz bool, cacheFile st
 			}
 		}}
 	}
-	cl, err := newNLLBClient(o, slog.New(h), reg)
+	o.Logger, o.Registry = slog.New(h), reg
+	o.Cached = nllb.ReadCache(kc, cacheFile, o.Logger)
+	cl, err := nllb.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := cl.listen(ctx); err != nil {
+	if err := cl.Listen(ctx); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cl.run(ctx) }()
+	go func() { done <- cl.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -489,7 +496,13 @@ func (c *fakeCluster) startClientWatched(t *testing.T, readyz bool, cacheFile st
 			t.Error("client did not stop")
 		}
 	})
-	return cl
+	return &testClient{Client: cl, reg: reg}
+}
+
+// testClient is a client under test and its registry.
+type testClient struct {
+	*nllb.Client
+	reg *prometheus.Registry
 }
 
 // hookHandler passes every record it handles, with its attributes (those
@@ -600,10 +613,10 @@ func checkMarkDown(t *testing.T, downs *markDowns, backend string, f0 float64) {
 		after = downs.after(backend, f0)
 		return len(after) > 0
 	})
-	if n := after[0] - f0; n > defaultClientFall {
-		t.Errorf("%s marked unhealthy after %v failed checks, want at most fall (%d)", backend, n, defaultClientFall)
+	if n := after[0] - f0; n > nllb.DefaultFall {
+		t.Errorf("%s marked unhealthy after %v failed checks, want at most fall (%d)", backend, n, nllb.DefaultFall)
 	} else {
-		t.Logf("%s marked unhealthy after %v failed checks (fall %d)", backend, n, defaultClientFall)
+		t.Logf("%s marked unhealthy after %v failed checks (fall %d)", backend, n, nllb.DefaultFall)
 	}
 }
 
@@ -618,17 +631,17 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 // clientset returns a client-go clientset that talks through cl's API
 // server listener, as a kubelet with a rewritten kubeconfig would.
-func (c *fakeCluster) clientset(t *testing.T, cl *nllbClient) kubernetes.Interface {
+func (c *fakeCluster) clientset(t *testing.T, cl *testClient) kubernetes.Interface {
 	t.Helper()
-	self, err := cl.selfURL()
+	self, err := cl.URL()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Its connections are closed at the end of the test, before the
 	// client stops, so that the client's graceful shutdown finds none.
-	var conns connTracker
-	t.Cleanup(conns.closeAll)
-	rc := &rest.Config{Host: self, Timeout: 10 * time.Second, Dial: conns.dial}
+	var conns nllb.ConnTracker
+	t.Cleanup(conns.CloseAll)
+	rc := &rest.Config{Host: self, Timeout: 10 * time.Second, Dial: conns.DialContext}
 	rc.TLSClientConfig.CAData = c.ca.pem
 	rc.TLSClientConfig.ServerName = "kubernetes"
 	cs, err := kubernetes.NewForConfig(rc)
@@ -755,11 +768,11 @@ func TestClientDiscoveryFailover(t *testing.T) {
 
 	all := []string{c.upstream(0), c.upstream(1), c.upstream(2)}
 	waitFor(t, clientWait, "three discovered upstreams", func() bool {
-		s := cl.status()
+		s := cl.Status()
 		h := backendHealth(s.APIServer)
 		return len(s.Discovered) == 3 && len(h) == 3 && h[all[0]] && h[all[1]] && h[all[2]]
 	})
-	konn := backendHealth(cl.status().Konnectivity)
+	konn := backendHealth(cl.Status().Konnectivity)
 	for _, h := range c.hosts {
 		if _, ok := konn[net.JoinHostPort(h, strconv.Itoa(c.konnPort))]; !ok {
 			t.Errorf("konnectivity upstreams %v lack %s:%d", konn, h, c.konnPort)
@@ -770,7 +783,7 @@ func TestClientDiscoveryFailover(t *testing.T) {
 		return err == nil && len(b) == 3
 	})
 	// Konnectivity passes bytes through.
-	kc, err := net.Dial("tcp", cl.konn.Addrs()[0].String())
+	kc, err := net.Dial("tcp", cl.Status().Konnectivity.Listeners[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -793,7 +806,7 @@ func TestClientDiscoveryFailover(t *testing.T) {
 
 	// Refused: every new connection right after the kill still succeeds,
 	// the dial to the dead upstream being retried on another one.
-	self, _ := cl.selfURL()
+	self, _ := cl.URL()
 	f0, err := failedChecks(cl.reg, all[2])
 	if err != nil {
 		t.Fatal(err)
@@ -818,10 +831,10 @@ func TestClientDiscoveryFailover(t *testing.T) {
 		t.Errorf("%d of 30 new connections failed after an upstream was killed", n)
 	}
 	waitFor(t, clientWait, "the killed upstream unhealthy", func() bool {
-		return !backendHealth(cl.status().APIServer)[all[2]]
+		return !backendHealth(cl.Status().APIServer)[all[2]]
 	})
 	checkMarkDown(t, &downs, all[2], f0)
-	for _, b := range cl.status().APIServer.Backends {
+	for _, b := range cl.Status().APIServer.Backends {
 		if b.Address == all[2] {
 			t.Logf("killed upstream: %d dial failures retried elsewhere", b.DialFailures)
 		}
@@ -832,7 +845,7 @@ func TestClientDiscoveryFailover(t *testing.T) {
 	// HTTP/2 connection and discovery's watch), so that pinned
 	// connections are cut off and must be closed and re-established.
 	victim, most := 0, int64(-1)
-	for _, b := range cl.status().APIServer.Backends {
+	for _, b := range cl.Status().APIServer.Backends {
 		for i := range 2 {
 			if b.Address == all[i] && b.Active > most {
 				victim, most = i, b.Active
@@ -840,7 +853,7 @@ func TestClientDiscoveryFailover(t *testing.T) {
 		}
 	}
 	if most < 1 {
-		t.Fatalf("no connection on the live upstreams to cut off: %+v", cl.status().APIServer.Backends)
+		t.Fatalf("no connection on the live upstreams to cut off: %+v", cl.Status().APIServer.Backends)
 	}
 	t.Logf("blackholing %s with %d active connections", all[victim], most)
 	if f0, err = failedChecks(cl.reg, all[victim]); err != nil {
@@ -848,13 +861,13 @@ func TestClientDiscoveryFailover(t *testing.T) {
 	}
 	c.apis[victim].frozen.Store(true)
 	waitFor(t, clientWait, "the blackholed upstream unhealthy", func() bool {
-		return !backendHealth(cl.status().APIServer)[all[victim]]
+		return !backendHealth(cl.Status().APIServer)[all[victim]]
 	})
 	checkMarkDown(t, &downs, all[victim], f0)
 	// Its connections are closed (after --drain-period), and nothing new
 	// goes to it: from then on, no request may fail.
 	waitFor(t, clientWait, "the blackholed upstream's connections closed", func() bool {
-		for _, b := range cl.status().APIServer.Backends {
+		for _, b := range cl.Status().APIServer.Backends {
 			if b.Address == all[victim] {
 				return !b.Healthy && !b.Draining && b.Active == 0
 			}
@@ -880,7 +893,7 @@ func TestClientDiscoveryFailover(t *testing.T) {
 	// A removal from the EndpointSlice applies live to both listeners.
 	c.src.set(c.hosts[1-victim], c.hosts[2])
 	waitFor(t, clientWait, "the removal", func() bool {
-		s := cl.status()
+		s := cl.Status()
 		return len(backendHealth(s.APIServer)) == 2 && len(backendHealth(s.Konnectivity)) == 2
 	})
 }
@@ -897,13 +910,13 @@ func TestClientCacheBootstrap(t *testing.T) {
 	}
 	c.apis[0].stop()
 	cl := c.startClient(t, false, cacheFile)
-	h := backendHealth(cl.api.Status())
+	h := backendHealth(cl.Status().APIServer)
 	for i := range 3 {
 		if _, ok := h[c.upstream(i)]; !ok {
 			t.Fatalf("bootstrap upstreams %v lack %s (cache ∪ kubeconfig server)", h, c.upstream(i))
 		}
 	}
-	self, _ := cl.selfURL()
+	self, _ := cl.URL()
 	for i := range 10 {
 		if err := freshGET(c.ca.pem, self); err != nil {
 			t.Fatalf("request %d with the join controller down: %v", i, err)
@@ -912,16 +925,16 @@ func TestClientCacheBootstrap(t *testing.T) {
 	// Discovery through the client itself lists all three (the join
 	// controller is still in the slice, but unhealthy).
 	waitFor(t, clientWait, "discovery", func() bool {
-		s := cl.status()
+		s := cl.Status()
 		return len(s.Discovered) == 3
 	})
 	waitFor(t, clientWait, "the join controller unhealthy", func() bool {
-		h := backendHealth(cl.status().APIServer)
+		h := backendHealth(cl.Status().APIServer)
 		return len(h) == 3 && !h[c.upstream(0)] && h[c.upstream(1)] && h[c.upstream(2)]
 	})
 	c.src.set(c.hosts[1], c.hosts[2])
 	waitFor(t, clientWait, "the join controller removed", func() bool {
-		h := backendHealth(cl.status().APIServer)
+		h := backendHealth(cl.Status().APIServer)
 		_, ok := h[c.upstream(0)]
 		return len(h) == 2 && !ok
 	})
@@ -935,8 +948,8 @@ func TestClientCacheBootstrap(t *testing.T) {
 func TestClientAdmin(t *testing.T) {
 	c := newFakeCluster(t)
 	cl := c.startClient(t, false, "")
-	waitFor(t, clientWait, "discovery", func() bool { return len(cl.status().Discovered) == 3 })
-	srv := httptestServer(t, cl.adminHandler())
+	waitFor(t, clientWait, "discovery", func() bool { return len(cl.Status().Discovered) == 3 })
+	srv := httptestServer(t, cl.AdminHandler())
 	for path, want := range map[string]string{
 		"/healthz":             "ok",
 		"/readyz":              "",

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nlb-dev/nlb/cplb"
 	"github.com/nlb-dev/nlb/lb"
+	"github.com/nlb-dev/nlb/nllb"
 )
 
 const statusUsage = `Usage: nlb status [--admin ADDRESS] [--json]
@@ -85,10 +86,12 @@ type anyStatus struct {
 	Listeners []string `json:"listeners"` // nlb proxy
 	lb.Status
 
-	APIServer    *lb.Status `json:"apiserver"` // nlb client
-	Konnectivity *lb.Status `json:"konnectivity"`
-	Discovered   []string   `json:"discovered"`
+	clientStatus // nlb client: apiserver, konnectivity, discovered...
 }
+
+// clientStatus is nlb client's /status, embedded in anyStatus under a name
+// of its own (lb.Status is embedded too).
+type clientStatus = nllb.Status
 
 // renderStatus writes the human summary of a /status document.
 func renderStatus(w io.Writer, body []byte, now time.Time) error {
@@ -155,10 +158,14 @@ func renderStatus(w io.Writer, body []byte, now time.Time) error {
 			fmt.Fprintf(&b, "  %s: %s port %d -> proxy port %d on the VIP holder\n", s.Mode, strings.Join(s.VIPs, ","), s.Port, s.ProxyPort)
 		}
 	}
+	var api, konn *lb.Status
+	if st.KubeconfigServer != "" { // nlb client: its /status always names it
+		api, konn = &st.APIServer, &st.Konnectivity
+	}
 	proxies := []struct {
 		name string
 		st   *lb.Status
-	}{{"Proxy", st.Proxy}, {"Proxy: API server", st.APIServer}, {"Proxy: konnectivity", st.Konnectivity}}
+	}{{"Proxy", st.Proxy}, {"Proxy: API server", api}, {"Proxy: konnectivity", konn}}
 	if st.Listeners != nil {
 		st.Status.Listeners = st.Listeners
 		proxies = append(proxies, struct {

@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
-	"github.com/nlb-dev/nlb/lb"
+	"github.com/nlb-dev/nlb/nllb"
 )
 
 // Addresses of `nlb client` inside the worker namespace.
@@ -46,38 +46,9 @@ const (
 	ServerName = "kubernetes"
 )
 
-// Status is `nlb client`'s /status document (cmd/nlb's clientStatus).
-type Status struct {
-	APIServer        lb.Status `json:"apiserver"`
-	Konnectivity     lb.Status `json:"konnectivity"`
-	Discovered       []string  `json:"discovered"`
-	KubeconfigServer string    `json:"kubeconfig_server"`
-	CacheFile        string    `json:"cache_file,omitempty"`
-}
-
-// Backend returns the API server upstream with address addr (host:port)
-// that is not a removed, draining leftover.
-func (s *Status) Backend(addr string) (lb.BackendStatus, bool) {
-	for _, b := range s.APIServer.Backends {
-		if b.Address == addr && !b.Removed {
-			return b, true
-		}
-	}
-	return lb.BackendStatus{}, false
-}
-
-// Upstreams returns the configured (not removed) API server upstreams,
-// sorted.
-func (s *Status) Upstreams() []string {
-	var out []string
-	for _, b := range s.APIServer.Backends {
-		if !b.Removed {
-			out = append(out, b.Address)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
+// Status is `nlb client`'s /status document (nllb.Status, with its
+// Backend and Upstreams) and the labs' checks.
+type Status struct{ nllb.Status }
 
 // CheckHealthy returns nil when the configured API server upstreams are
 // exactly addrs and all of them are healthy, and discovery lists exactly
