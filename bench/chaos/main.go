@@ -48,9 +48,8 @@ type implRun struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	b := benchrun.New("chaos", stderr, benchrun.Options{
-		NLBUsage: "nlb binary (with `nlb controller`)", Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true,
-		Root: "needs root: it builds network namespaces",
+	b := benchrun.New("chaos", stdout, stderr, benchrun.Options{
+		Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true, Root: "needs root: it builds network namespaces",
 	})
 	fs := b.Flags
 	impls := fs.String("impls", "keepalived+haproxy,nlb", "implementations, in order")
@@ -116,7 +115,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer lab.Close()
 
-	res := b.Results(stdout)
 	var runs []*implRun
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
@@ -139,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			impl = chaoslab.NewPeer(c, lab.Params, filepath.Join(dir, "peer"))
 		}
-		r.err = runImpl(ctx, lab, impl, b.Reps, scs, res, r, b.Logf)
+		r.err = runImpl(ctx, lab, impl, b, scs, r)
 		if r.err != nil {
 			fmt.Fprintf(stderr, "bench-chaos: %s: %v\n", name, r.err)
 		}
@@ -148,13 +146,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for _, line := range medianLines(runs, scs) {
-		if err := res.Add(line); err != nil {
+		if err := b.Add(line); err != nil {
 			return err
 		}
 	}
-	table := versions(ctx, bin) + "\n" + markdown(runs, scs, lab.Params, b.Reps)
-	fmt.Fprint(stdout, "\n", table)
-	if err := res.Save(table); err != nil {
+	// The table names what was measured: nlb's, keepalived's and HAProxy's versions.
+	table := fmt.Sprintf("Measured %s: %s; %s; %s.\n\n", time.Now().UTC().Format("2006-01-02"), benchrun.Version(ctx, bin, "version"),
+		benchrun.Version(ctx, "keepalived", "--version"), benchrun.Version(ctx, "haproxy", "-v")) + markdown(runs, scs, lab.Params, b.Reps)
+	if err := b.Finish(table); err != nil {
 		return err
 	}
 	var failed []string
@@ -170,9 +169,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // runImpl runs every repetition of every scenario for impl, then tears it
-// down; results go to r and out as they come.
-func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps int, scs []chaoslab.Scenario,
-	out *benchrun.Results, r *implRun, logf func(string, ...any)) (err error) {
+// down; results go to r and b as they come.
+func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, b *benchrun.Bench, scs []chaoslab.Scenario, r *implRun) (err error) {
 	start := time.Now()
 	s, err := lab.Begin(ctx, impl)
 	if err != nil {
@@ -181,13 +179,13 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 	defer func() {
 		td, terr := s.End(context.Background())
 		r.teardown = &td
-		if eerr := out.Add(td); eerr != nil {
+		if eerr := b.Add(td); eerr != nil {
 			err = errors.Join(err, eerr)
 		}
 		err = errors.Join(err, terr)
-		logf("%s: done in %v", impl.Name(), time.Since(start).Round(time.Second))
+		b.Logf("%s: done in %v", impl.Name(), time.Since(start).Round(time.Second))
 	}()
-	for rep := 1; rep <= reps; rep++ {
+	for rep := 1; rep <= b.Reps; rep++ {
 		for _, sc := range scs {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -198,35 +196,21 @@ func runImpl(ctx context.Context, lab *chaoslab.Lab, impl chaoslab.Impl, reps in
 			}
 			res.Rep = rep
 			r.results = append(r.results, res)
-			if err := out.Add(res); err != nil {
+			if err := b.Add(res); err != nil {
 				return err
 			}
-			logf("%s %s rep %d on %s: outage %.0f ms in %d bursts, %d/%d failed (%d after the restore), dup %.0f ms, leftover %d, watch broken %.0f ms",
+			b.Logf("%s %s rep %d on %s: outage %.0f ms in %d bursts, %d/%d failed (%d after the restore), dup %.0f ms, leftover %d, watch broken %.0f ms",
 				impl.Name(), sc, rep, res.Victim, res.OutageMS, res.OutageBursts, res.FailedRequests, res.Requests,
 				res.RestoreFailed, res.DupVIPMS, res.LeftoverVIPs, res.WatchBrokenMS)
 			if sc == chaoslab.Restart {
-				logf("  stop took %.0f ms (error: %q)", res.StopMS, res.StopError)
+				b.Logf("  stop took %.0f ms (error: %q)", res.StopMS, res.StopError)
 			}
 			for _, e := range res.Errors {
-				logf("  %s", e)
+				b.Logf("  %s", e)
 			}
 		}
 	}
 	return nil
-}
-
-// versions names what was measured: nlb's version, keepalived's and
-// HAProxy's.
-func versions(ctx context.Context, nlb string) string {
-	first := func(name string, args ...string) string {
-		v, err := benchrun.Version(ctx, name, args...)
-		if err != nil {
-			return name + " (unknown version)"
-		}
-		return v
-	}
-	return fmt.Sprintf("Measured %s: %s; %s; %s.\n", time.Now().UTC().Format("2006-01-02"),
-		first(nlb, "version"), first("keepalived", "--version"), first("haproxy", "-v"))
 }
 
 // snapshot copies the binary bin into dir and returns the copy's path.

@@ -52,7 +52,7 @@ type rssLine struct {
 const idleWait = 5 * time.Second
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	b := benchrun.New("client", stderr, benchrun.Options{
+	b := benchrun.New("client", stdout, stderr, benchrun.Options{
 		Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true, NeedNLB: true,
 		Root: "needs root: it builds network namespaces",
 	})
@@ -63,7 +63,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := b.Setup(ctx); err != nil {
 		return err
 	}
-	logf := b.Logf
 
 	c, err := k8slab.Start(ctx, k8slab.Options{Name: "bench-client", APIServer: b.APIServer})
 	if err != nil {
@@ -75,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	lab, err := nllblab.StartLab(ctx, c, b.NLB, dir, logf)
+	lab, err := nllblab.StartLab(ctx, c, b.NLB, dir, b.Logf)
 	if err != nil {
 		return err
 	}
@@ -83,8 +82,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	failed := func(err error) error {
 		return fmt.Errorf("%w\nnlb client log:\n%s\ncluster logs:\n%s", err, lab.Client.Tail(40), c.Tails(20))
 	}
-
-	res := b.Results(stdout)
 
 	// Idle RSS first, before any client traffic has grown the heap: three
 	// upstreams discovered and checked, discovery's watch open.
@@ -98,13 +95,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	idle := rssLine{Metric: "idle_rss", Value: rss, Unit: "KiB", Upstreams: len(c.Controllers)}
 	if m, err := lab.Client.Metrics(ctx, memMetrics()...); err == nil {
 		ps, _ := lab.Client.ProcStatus()
-		logf("idle: VmRSS %d KiB (RssAnon %d, RssFile %d); %s", rss, ps["RssAnon"], ps["RssFile"], memSummary(m))
+		b.Logf("idle: VmRSS %d KiB (RssAnon %d, RssFile %d); %s", rss, ps["RssAnon"], ps["RssFile"], memSummary(m))
 	}
 	if maps, err := lab.Client.Smaps(); err == nil {
-		logf("idle: Rss by mapping: %s", smapsSummary(maps))
+		b.Logf("idle: Rss by mapping: %s", smapsSummary(maps))
 	}
 	if *idleOnly {
-		if err := res.Add(idle); err != nil {
+		if err := b.Add(idle); err != nil {
 			return err
 		}
 		_, err := fmt.Fprint(stdout, "\n", idleSentence(idle))
@@ -125,23 +122,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return failed(fmt.Errorf("%s rep %d: %w", sc.fault, rep+1, err))
 			}
 			results = append(results, r)
-			if err := res.Add(r); err != nil {
+			if err := b.Add(r); err != nil {
 				return err
 			}
-			logf("%s rep %d: fault complete after %v, %d connections on the victim, %d connects in flight failed, call errors %d, watch errors %d, live upstreams marked down %v, errors %q",
+			b.Logf("%s rep %d: fault complete after %v, %d connections on the victim, %d connects in flight failed, call errors %d, watch errors %d, live upstreams marked down %v, errors %q",
 				sc.fault, rep+1, r.FaultDone.Round(time.Millisecond), r.VictimActive, r.Counts.InFlightConnects, r.Counts.CallErrors, r.Counts.WatchErrors, r.OthersUnhealthy, r.Counts.Errors)
 			if err := lab.Restore(ctx, sc.fault, sc.victim); err != nil {
 				return failed(fmt.Errorf("%s rep %d: %w", sc.fault, rep+1, err))
 			}
 		}
 	}
-	if err := res.Add(idle); err != nil {
+	if err := b.Add(idle); err != nil {
 		return err
 	}
 
 	table := markdown(results, idle)
-	fmt.Fprint(stdout, "\n", table)
-	return res.Save(table)
+	return b.Finish(table)
 }
 
 // memMetrics are the Go runtime figures logged beside the idle RSS.

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -68,15 +69,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var cfg config
 	var impls, tests string
-	b := benchrun.New("proxy", stderr, benchrun.Options{
-		NLBUsage: "nlb binary (run as `nlb proxy --listen --backend --admin`)",
-		Reps:     5, RepsFlag: "runs", RepsUsage: "runs per implementation, interleaved; medians are reported", MaxReps: 20,
-		OutFlag: "results", ExtraFiles: []string{"proxy.svg"},
-	})
-	fs := b.Flags
+	fs := flag.NewFlagSet("bench-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.nlb, "nlb", "bin/nlb", "nlb binary (run as `nlb proxy --listen --backend --admin`)")
 	fs.StringVar(&cfg.haproxy, "haproxy", "haproxy", "HAProxy binary")
 	fs.StringVar(&impls, "impls", "direct,haproxy,nlb", "implementations to measure")
 	fs.StringVar(&tests, "tests", strings.Join(allTests, ","), "tests to run (a subset, for quick comparisons while tuning)")
+	fs.IntVar(&cfg.runs, "runs", 5, "runs per implementation, interleaved; medians are reported")
 	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time at the start of each test")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time of each test")
 	fs.IntVar(&cfg.connWorkers, "conn-workers", 32, "concurrent workers in the new-connection test")
@@ -87,10 +86,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&cfg.haproxyTune, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (for tuning experiments)")
 	fs.BoolVar(&cfg.nlbSystemCC, "nlb-system-cc", true, "also measure nlb's bulk throughput with loopbackCongestionControl: system")
 	fs.IntVar(&cfg.nice, "nice", 0, "nice value for the bench and every child (e.g. -10 on a shared machine; needs root)")
-	if err := b.Parse(args); err != nil {
+	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
+	if err := benchrun.Parse(fs, args); err != nil {
 		return err
 	}
-	cfg.nlb, cfg.runs, cfg.results = b.NLB, b.Reps, b.Out
 	cfg.impls = strings.Split(impls, ",")
 	cfg.tests = map[string]bool{}
 	for _, t := range strings.Split(tests, ",") {
@@ -107,8 +106,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if m := cfg.haproxySplice; m != "always" && m != "auto" && m != "off" {
 		return fmt.Errorf("--haproxy-splice %q: want always, auto or off", m)
 	}
-	if cfg.duration <= 0 || cfg.idleConns < 1 {
-		return errors.New("need duration > 0, idle-conns ≥ 1")
+	if cfg.runs < 1 || cfg.runs > 20 || cfg.duration <= 0 || cfg.idleConns < 1 {
+		return errors.New("need 1 ≤ runs ≤ 20, duration > 0, idle-conns ≥ 1")
 	}
 	var err error
 	if cfg.self, err = os.Executable(); err != nil {
@@ -171,8 +170,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	md := renderMarkdown(&cfg, env, elapsed, table.String(), extra)
 	svg := renderSVG(r, env)
-	if err := benchrun.Save(cfg.results, benchrun.File{Name: "proxy.jsonl", Data: jl.Bytes()},
-		benchrun.File{Name: "proxy.md", Data: []byte(md)}, benchrun.File{Name: "proxy.svg", Data: []byte(svg)}); err != nil {
+	if err := benchrun.Save(cfg.results, map[string][]byte{"proxy.jsonl": jl.Bytes(), "proxy.md": []byte(md), "proxy.svg": []byte(svg)}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "bench: wrote %s/proxy.{jsonl,md,svg} in %v\n", cfg.results, elapsed)
@@ -452,16 +450,9 @@ func environment(ctx context.Context, cfg *config) env {
 			}
 		}
 	}
-	first := func(name string, args ...string) string {
-		v, err := benchrun.Version(ctx, name, args...)
-		if err != nil {
-			return "unavailable (" + err.Error() + ")"
-		}
-		return v
-	}
-	e.haproxy = first(cfg.haproxy, "-v")
-	e.nlb = first(cfg.nlb, "version")
-	e.commit = first("git", "describe", "--always", "--dirty")
+	e.haproxy = benchrun.Version(ctx, cfg.haproxy, "-v")
+	e.nlb = benchrun.Version(ctx, cfg.nlb, "version")
+	e.commit = benchrun.Version(ctx, "git", "describe", "--always", "--dirty")
 	return e
 }
 

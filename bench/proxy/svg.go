@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/nlb-dev/nlb/internal/stats"
 )
 
 // panel is one bar chart of the plot: groups of bars, one bar per
@@ -128,7 +126,7 @@ func renderSVG(r results, e env) string {
 					fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#999">n/a</text>`+"\n", bx+bw/2, y(0)-4)
 					continue
 				}
-				m := stats.Median(runs)
+				m, _ := r.median(impl, g.metric)
 				fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", bx+2, y(m), bw-4, y(0)-y(m), implColor(impl))
 				lo, hi := slices.Min(runs), slices.Max(runs)
 				if hi > lo {

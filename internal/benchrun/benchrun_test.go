@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,10 +41,6 @@ func TestExit(t *testing.T) {
 	}
 }
 
-// proxyOptions are bench/proxy's: other flag names, a maximum, an extra
-// file.
-var proxyOptions = Options{Reps: 5, RepsFlag: "runs", MaxReps: 20, OutFlag: "results", ExtraFiles: []string{"proxy.svg"}}
-
 // common are the common flags' values of a Bench.
 type common struct {
 	NLB, Out, APIServer string
@@ -52,8 +49,9 @@ type common struct {
 }
 
 func TestParse(t *testing.T) {
-	noAPI := func(context.Context, func(string)) (string, error) { return "", errors.New("not called") }
+	noAPI := func(context.Context) (string, error) { return "", errors.New("not called") }
 	chaos := Options{Reps: 3, KubeAPIServer: noAPI, Verbose: true}
+	failover := Options{Reps: 5, RepsUsage: "repetitions of every combination"}
 	for _, tc := range []struct {
 		name string
 		opts Options
@@ -64,20 +62,17 @@ func TestParse(t *testing.T) {
 		{"defaults", chaos, nil, "", common{NLB: "bin/nlb", Reps: 3, Out: "bench/results"}},
 		{"every common flag", chaos, []string{"--nlb", "x/nlb", "--reps", "1", "--out", "", "--apiserver", "/k", "-v"}, "",
 			common{NLB: "x/nlb", Reps: 1, Out: "", APIServer: "/k", Verbose: true}},
-		{"proxy's names", proxyOptions, []string{"--runs", "20", "--results", "/tmp/r"}, "", common{NLB: "bin/nlb", Reps: 20, Out: "/tmp/r"}},
-		{"no repetitions flag", Options{}, nil, "", common{NLB: "bin/nlb", Out: "bench/results"}},
+		{"failover's", failover, []string{"--out", "/tmp/r"}, "", common{NLB: "bin/nlb", Reps: 5, Out: "/tmp/r"}},
 		{"arguments", chaos, []string{"--reps", "2", "kill"}, `unexpected arguments ["kill"]`, common{}},
 		{"no repetition", chaos, []string{"--reps", "0"}, "--reps must be at least 1", common{}},
-		{"negative", chaos, []string{"--reps", "-3"}, "--reps must be at least 1", common{}},
-		{"too many runs", proxyOptions, []string{"--runs", "21"}, "--runs must be from 1 to 20", common{}},
-		{"no run", proxyOptions, []string{"--runs", "0"}, "--runs must be from 1 to 20", common{}},
-		{"proxy has no --reps", proxyOptions, []string{"--reps", "2"}, "flag provided but not defined: -reps", common{}},
-		{"proxy has no --apiserver", proxyOptions, []string{"--apiserver", "/k"}, "flag provided but not defined: -apiserver", common{}},
+		{"negative", failover, []string{"--reps", "-3"}, "--reps must be at least 1", common{}},
+		{"no --apiserver", failover, []string{"--apiserver", "/k"}, "flag provided but not defined: -apiserver", common{}},
+		{"no -v", failover, []string{"-v"}, "flag provided but not defined: -v", common{}},
 		{"not a number", chaos, []string{"--reps", "x"}, `invalid value "x" for flag -reps`, common{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			b := New("x", &stderr, tc.opts)
+			b := New("x", io.Discard, &stderr, tc.opts)
 			err := b.Parse(tc.args)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
@@ -96,32 +91,45 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseFlagSet: a command with its own flag set (bench/proxy) gets
+// the same check of arguments.
+func TestParseFlagSet(t *testing.T) {
+	fs := flag.NewFlagSet("bench-proxy", flag.ContinueOnError)
+	runs := fs.Int("runs", 5, "")
+	if err := Parse(fs, []string{"--runs", "1"}); err != nil || *runs != 1 {
+		t.Errorf("Parse = %v, runs %d", err, *runs)
+	}
+	if err := Parse(fs, []string{"--runs", "1", "x"}); err == nil || err.Error() != `unexpected arguments ["x"]` {
+		t.Errorf("Parse with an argument = %v", err)
+	}
+}
+
 func TestHelp(t *testing.T) {
 	var stderr bytes.Buffer
-	b := New("proxy", &stderr, proxyOptions)
-	b.Flags.Int("conn-workers", 32, "concurrent workers")
+	b := New("failover", io.Discard, &stderr, Options{Reps: 5, RepsUsage: "repetitions of every combination"})
+	b.Flags.String("impls", "nlb,keepalived", "implementations to measure")
 	if err := b.Parse([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("Parse(-h) = %v, want flag.ErrHelp", err)
 	}
 	help := stderr.String()
 	for _, want := range []string{
-		"Usage of bench-proxy:",
-		"directory for proxy.jsonl, proxy.md and proxy.svg (empty: none) (default \"bench/results\")",
-		"-runs int",
-		"-conn-workers int",
+		"Usage of bench-failover:",
+		"directory for failover.jsonl and failover.md (empty: none) (default \"bench/results\")",
+		"repetitions of every combination (default 5)",
+		"-impls string",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q:\n%s", want, help)
 		}
 	}
-	for _, unwanted := range []string{"-apiserver", "-v\t", "-reps"} {
+	for _, unwanted := range []string{"-apiserver", "-v\t"} {
 		if strings.Contains(help, unwanted) {
 			t.Errorf("help has %q:\n%s", unwanted, help)
 		}
 	}
 
 	stderr.Reset()
-	b = New("chaos", &stderr, Options{Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true})
+	b = New("chaos", io.Discard, &stderr, Options{Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true})
 	_ = b.Parse([]string{"--help"})
 	for _, want := range []string{
 		"directory for chaos.jsonl and chaos.md (empty: none)",
@@ -142,14 +150,13 @@ func TestSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var asked int
-	api := func(_ context.Context, note func(string)) (string, error) {
+	api := func(context.Context) (string, error) {
 		asked++
-		note("kube-apiserver from the test")
 		return "/built/kube-apiserver", nil
 	}
 
 	var stderr bytes.Buffer
-	b := New("client", &stderr, Options{Reps: 3, NeedNLB: true, KubeAPIServer: api})
+	b := New("client", io.Discard, &stderr, Options{Reps: 3, NeedNLB: true, KubeAPIServer: api})
 	if err := b.Parse([]string{"--nlb", nlb}); err != nil {
 		t.Fatal(err)
 	}
@@ -159,12 +166,12 @@ func TestSetup(t *testing.T) {
 	if b.NLB != nlb || b.APIServer != "/built/kube-apiserver" || asked != 1 {
 		t.Errorf("after Setup: nlb %q, apiserver %q, asked %d times", b.NLB, b.APIServer, asked)
 	}
-	if want := "bench-client: kube-apiserver from the test\n"; stderr.String() != want {
+	if want := "bench-client: kube-apiserver from $NLB_KUBE_APISERVER, else built from e2e/ into the user cache (the first build takes minutes)\n"; stderr.String() != want {
 		t.Errorf("stderr = %q, want %q", stderr.String(), want)
 	}
 
 	// --apiserver given: nothing is built.
-	b = New("client", &stderr, Options{Reps: 3, NeedNLB: true, KubeAPIServer: api})
+	b = New("client", io.Discard, &stderr, Options{Reps: 3, NeedNLB: true, KubeAPIServer: api})
 	if err := b.Parse([]string{"--nlb", nlb, "--apiserver", "/mine"}); err != nil {
 		t.Fatal(err)
 	}
@@ -174,14 +181,14 @@ func TestSetup(t *testing.T) {
 
 	// A missing binary fails only when the benchmark needs it.
 	missing := filepath.Join(dir, "none")
-	b = New("client", &stderr, Options{NeedNLB: true})
+	b = New("client", io.Discard, &stderr, Options{Reps: 1, NeedNLB: true})
 	if err := b.Parse([]string{"--nlb", missing}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Setup(context.Background()); err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Errorf("Setup with a missing binary = %v, want an error saying to build it", err)
 	}
-	b = New("chaos", &stderr, Options{})
+	b = New("chaos", io.Discard, &stderr, Options{Reps: 1})
 	if err := b.Parse([]string{"--nlb", missing}); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +197,7 @@ func TestSetup(t *testing.T) {
 	}
 
 	// Root: the check runs only when asked for.
-	b = New("failover", &stderr, Options{Root: "needs root: it builds network namespaces"})
+	b = New("failover", io.Discard, &stderr, Options{Reps: 1, Root: "needs root: it builds network namespaces"})
 	if err := b.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -227,17 +234,16 @@ type line struct {
 func TestResults(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "results", "new")
 	var stderr, stdout bytes.Buffer
-	b := New("chaos", &stderr, Options{Reps: 3})
+	b := New("chaos", &stdout, &stderr, Options{Reps: 3})
 	if err := b.Parse([]string{"--out", out}); err != nil {
 		t.Fatal(err)
 	}
-	res := b.Results(&stdout)
 	for _, l := range []line{
 		{Impl: "nlb", Scenario: "kill", Rep: 1, OutageMS: 3212.5},
 		{Impl: "nlb", Scenario: "kill", Rep: 2, OutageMS: 3240},
 		{Impl: "nlb", Scenario: "kill", OutageMS: 3226.25, Stat: "median"},
 	} {
-		if err := res.Add(l); err != nil {
+		if err := b.Add(l); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -249,10 +255,13 @@ func TestResults(t *testing.T) {
 		t.Errorf("printed:\n%s\nwant:\n%s", stdout.String(), golden)
 	}
 	const table = "| scenario | impl | runs | outage_ms |\n|---|---|---|---|\n| kill | nlb | 2 | 3226 (3212-3240) |\n\ngoal: " + "met" + "\n"
-	if err := res.Save(table, File{Name: "chaos.svg", Data: []byte("<svg/>")}); err != nil {
+	if err := b.Finish(table); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"chaos.jsonl": golden, "chaos.md": table, "chaos.svg": "<svg/>"} {
+	if want := golden + "\n" + table; stdout.String() != want {
+		t.Errorf("printed:\n%s\nwant:\n%s", stdout.String(), want)
+	}
+	for name, want := range map[string]string{"chaos.jsonl": golden, "chaos.md": table} {
 		got, err := os.ReadFile(filepath.Join(out, name))
 		if err != nil {
 			t.Fatal(err)
@@ -270,28 +279,34 @@ func TestSaveNowhere(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	var stdout bytes.Buffer
-	b := New("client", &stdout, Options{})
+	b := New("client", &stdout, &stdout, Options{Reps: 1})
 	if err := b.Parse([]string{"--out", ""}); err != nil {
 		t.Fatal(err)
 	}
-	res := b.Results(&stdout)
-	if err := res.Add(line{Impl: "nlb"}); err != nil {
+	if err := b.Add(line{Impl: "nlb"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := res.Save("| table |\n"); err != nil {
+	if err := b.Finish("| table |\n"); err != nil {
 		t.Fatal(err)
 	}
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
 		t.Errorf("--out '' wrote %v (%v)", ents, err)
 	}
-	if err := Save(filepath.Join(dir, "f"), File{Name: "x/y", Data: nil}); err == nil {
+	// bench/proxy's three files.
+	if err := Save("r", map[string][]byte{"proxy.jsonl": []byte("{}\n"), "proxy.svg": []byte("<svg/>")}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join("r", "proxy.svg")); err != nil || string(b) != "<svg/>" {
+		t.Errorf("proxy.svg: %q, %v", b, err)
+	}
+	if err := Save(filepath.Join(dir, "f"), map[string][]byte{"x/y": nil}); err == nil {
 		t.Error("Save into a missing subdirectory succeeded")
 	}
 }
 
 func TestLogf(t *testing.T) {
 	var stderr bytes.Buffer
-	b := New("chaos", &stderr, Options{Verbose: true})
+	b := New("chaos", io.Discard, &stderr, Options{Reps: 1, Verbose: true})
 	if err := b.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -309,15 +324,15 @@ func TestLogf(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	v, err := Version(context.Background(), "sh", "-c", "printf '  HAProxy version 2.6.12\\nStatus: long-term\\n'")
-	if err != nil || v != "HAProxy version 2.6.12" {
-		t.Errorf("Version = %q, %v", v, err)
+	if v := Version(context.Background(), "sh", "-c", "printf '  HAProxy version 2.6.12\\nStatus: long-term\\n'"); v != "HAProxy version 2.6.12" {
+		t.Errorf("Version = %q", v)
 	}
-	if _, err := Version(context.Background(), "sh", "-c", "echo broken; exit 3"); err == nil {
-		t.Error("Version of a failing command succeeded")
+	if v := Version(context.Background(), "sh", "-c", "echo broken; exit 3"); v != "sh: unavailable (exit status 3)" {
+		t.Errorf("Version of a failing command = %q", v)
 	}
-	if _, err := Version(context.Background(), filepath.Join(t.TempDir(), "none")); err == nil {
-		t.Error("Version of a missing command succeeded")
+	missing := filepath.Join(t.TempDir(), "none")
+	if v := Version(context.Background(), missing); !strings.HasPrefix(v, missing+": unavailable (") {
+		t.Errorf("Version of a missing command = %q", v)
 	}
 }
 
