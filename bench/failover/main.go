@@ -86,7 +86,7 @@ const (
 )
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	bench := benchrun.New("failover", stderr, benchrun.Options{
+	bench := benchrun.New("failover", stdout, stderr, benchrun.Options{
 		Reps: 5, RepsUsage: "repetitions of every combination",
 		Root: "needs root: it builds network namespaces and runs VRRP daemons",
 	})
@@ -97,7 +97,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := bench.Setup(ctx); err != nil {
 		return err
 	}
-	abs := bench.NLB
 	setups := []setup{{2, time.Second}, {3, 100 * time.Millisecond}}
 	stops := []string{"kill", "term"}
 	implList := strings.Split(*impls, ",")
@@ -117,7 +116,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var results []result
-	res := bench.Results(stdout)
 	for rep := 0; rep < bench.Reps; rep++ {
 		for _, s := range setups {
 			for _, stop := range stops {
@@ -130,12 +128,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 						return err
 					}
 					p := vrrplab.Params{Version: s.version, Interval: s.interval, VRID: 51, VIP: vip, AuthPass: "bench"}
-					r, err := measure(ctx, vrrplab.Impl(impl), abs, obs, a, b, p, stop)
+					r, err := measure(ctx, vrrplab.Impl(impl), bench.NLB, obs, a, b, p, stop)
 					if err != nil {
 						return fmt.Errorf("%s v%d %s rep %d: %w", impl, s.version, stop, rep, err)
 					}
 					results = append(results, r)
-					if err := res.Add(r); err != nil {
+					if err := bench.Add(r); err != nil {
 						return err
 					}
 				}
@@ -145,8 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cancelObs()
 	obs.Wait()
 	table := markdown(results, implList)
-	fmt.Fprint(stdout, "\n", table)
-	return res.Save(table)
+	return bench.Finish(table)
 }
 
 // measure runs one failover: start master a and backup b, wait until a
