@@ -273,7 +273,7 @@ func TestLabControllerSteering(t *testing.T) {
 			if err := m.wait(); err != nil {
 				t.Errorf("%s after SIGTERM: %v", m.name, err)
 			}
-			if lg := m.log.String(); !strings.Contains(lg, "closed connections to addresses that left the host") ||
+			if lg := m.log(); !strings.Contains(lg, "closed connections to addresses that left the host") ||
 				!strings.Contains(lg, "connections=1") {
 				t.Errorf("%s did not close its one VIP connection at the handover:\n%s", m.name, lg)
 			}

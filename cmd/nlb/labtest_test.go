@@ -3,12 +3,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -87,10 +85,7 @@ type node struct {
 	t      testing.TB
 	h      *netlab.Host
 	name   string
-	cmd    *exec.Cmd
-	log    *netlab.SyncBuffer
-	done   chan struct{}
-	err    error // cmd.Wait's result, valid once done is closed
+	proc   *netlab.Process
 	client *http.Client
 }
 
@@ -112,69 +107,55 @@ func startNLBCommand(t testing.TB, h *netlab.Host, conf []byte, cmd string, args
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, h: h, name: "nlb@" + h.Name, log: &netlab.SyncBuffer{}, done: make(chan struct{})}
-	argv := append([]string{cmd, "--config", path, "--admin", adminAddr, "--log-format", "text", "--log-level", "debug"}, args...)
-	n.cmd = h.Exec(context.Background(), bin, argv...)
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := n.cmd.Start(); err != nil {
-		t.Fatalf("%s: start: %v", n.name, err)
+	n := &node{t: t, h: h, name: "nlb@" + h.Name}
+	argv := append([]string{bin, cmd, "--config", path, "--admin", adminAddr, "--log-format", "text", "--log-level", "debug"}, args...)
+	n.proc = netlab.NewProcess(n.name, filepath.Join(dir, "nlb.log"), h, argv...)
+	if err := n.proc.Start(); err != nil {
+		t.Fatal(err)
 	}
-	go func() { n.err = n.cmd.Wait(); close(n.done) }()
 	n.client = &http.Client{
 		// A safety bound only: a loaded CI machine (load average 20) has
 		// kept a healthy node from answering /status within 2 s, and
 		// consistently() takes any error for a violation.
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				var c net.Conn
-				err := h.Run(func() error {
-					var d net.Dialer
-					var err error
-					c, err = d.DialContext(ctx, network, addr)
-					return err
-				})
-				return c, err
-			},
-		},
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: h.Dialer(10 * time.Second)},
 	}
 	t.Cleanup(func() {
-		if !n.exited() {
-			_ = n.cmd.Process.Kill()
-			<-n.done
-		}
+		_ = n.proc.Kill()
 		if t.Failed() {
-			t.Logf("%s (%s) config:\n%s\nlog:\n%s", n.name, h.NS, conf, tail(n.log.String()))
+			t.Logf("%s (%s) config:\n%s\nlog:\n%s", n.name, h.NS, conf, tail(n.log()))
 		}
 	})
 	return n
 }
 
-func (n *node) exited() bool {
-	select {
-	case <-n.done:
-		return true
-	default:
-		return false
+func (n *node) exited() bool { return !n.proc.Running() }
+
+// log is what nlb printed so far, without netlab's start and exit lines.
+func (n *node) log() string {
+	var b strings.Builder
+	for line := range strings.Lines(n.proc.Log()) {
+		if !strings.HasPrefix(line, "=== netlab: ") {
+			b.WriteString(line)
+		}
 	}
+	return b.String()
 }
 
 // signal sends sig to the nlb process (`ip netns exec` execs it).
 func (n *node) signal(sig syscall.Signal) {
 	n.t.Helper()
-	if err := n.cmd.Process.Signal(sig); err != nil {
-		n.t.Fatalf("%s: %v: %v", n.name, sig, err)
+	if err := n.proc.Signal(sig, false, 0); err != nil {
+		n.t.Fatal(err)
 	}
 }
 
-// wait waits, bounded, for the process to exit and returns cmd.Wait's
-// result.
+// wait waits, bounded, for the process to exit and returns how it ended.
 func (n *node) wait() error {
 	n.t.Helper()
 	select {
-	case <-n.done:
-		return n.err
+	case <-n.proc.Done():
+		return n.proc.Err()
 	case <-time.After(exitWait):
 		n.t.Fatalf("%s: did not exit within %v", n.name, exitWait)
 		return nil
@@ -202,7 +183,7 @@ type instStatus struct {
 
 func (n *node) get(path string) ([]byte, error) {
 	if n.exited() {
-		return nil, fmt.Errorf("%s exited: %v", n.name, n.err)
+		return nil, fmt.Errorf("%s exited: %v", n.name, n.proc.Err())
 	}
 	resp, err := n.client.Get("http://" + adminAddr + path)
 	if err != nil {
@@ -500,7 +481,7 @@ func all(conds ...func() error) func() error {
 // kaNode is a keepalived daemon on a lab host.
 type kaNode struct {
 	h *netlab.Host
-	p *keepalived.Process
+	p *netlab.Process
 }
 
 func startKeepalived(t testing.TB, h *netlab.Host, inst keepalived.Instance) *kaNode {
@@ -512,12 +493,12 @@ func startKeepalived(t testing.TB, h *netlab.Host, inst keepalived.Instance) *ka
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := keepalived.Start(h.NS, t.TempDir(), conf)
+	p, err := keepalived.Start(h, t.TempDir(), conf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.Stop()
+		_ = p.Stop(exitWait)
 		if t.Failed() {
 			t.Logf("keepalived@%s config:\n%s\nlog:\n%s", h.Name, conf, tail(p.Log()))
 		}

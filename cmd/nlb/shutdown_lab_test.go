@@ -92,18 +92,18 @@ func TestLabShutdownLog(t *testing.T) {
 		t.Fatalf("ip addr del: %v: %s", err, out)
 	}
 	eventually(t, fastWait, "VIP repaired and logged", func() error {
-		if !strings.Contains(n.log.String(), "re-added") {
+		if !strings.Contains(n.log(), "re-added") {
 			return errors.New("no repair in the log yet")
 		}
 		return hasVIP(h, vip, true)()
 	})
 
-	before := len(n.log.String())
+	before := len(n.log())
 	n.signal(syscall.SIGTERM)
 	if err := n.wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	log := n.log.String()
+	log := n.log()
 	if !strings.Contains(log[before:], `"msg":"stopped"`) {
 		t.Fatalf("no \"stopped\" line after SIGTERM:\n%s", log[before:])
 	}

@@ -340,7 +340,7 @@ func TestLabSplitBrain(t *testing.T) {
 					t.Fatalf("two masters expected: %v", err)
 				}
 			} else if n1.exited() {
-				t.Fatalf("%s exited when its link went down: %v", n1.name, n1.err)
+				t.Fatalf("%s exited when its link went down: %v", n1.name, n1.proc.Err())
 			}
 
 			if err := tc.fix(n1.h); err != nil {
@@ -403,7 +403,7 @@ func TestLabStaleVIP(t *testing.T) {
 	if err := n3.wait(); err == nil {
 		t.Fatal("nlb started with its VIP already a node address")
 	}
-	if log := n3.log.String(); !strings.Contains(log, h3.IfName) || !strings.Contains(log, vip.Addr().String()) {
+	if log := n3.log(); !strings.Contains(log, h3.IfName) || !strings.Contains(log, vip.Addr().String()) {
 		t.Errorf("the error names neither the interface nor the address:\n%s", log)
 	}
 	if err := hasVIP(h3, vip, true)(); err != nil {

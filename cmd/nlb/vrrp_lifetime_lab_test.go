@@ -173,7 +173,7 @@ func TestLabVIPLifetime(t *testing.T) {
 			old.signal(tc.sig)
 			signalled := time.Now()
 			if tc.sig == syscall.SIGSTOP {
-				t.Cleanup(func() { _ = old.cmd.Process.Signal(syscall.SIGCONT) })
+				t.Cleanup(func() { _ = old.proc.Signal(syscall.SIGCONT, false, 0) })
 			}
 			eventually(t, fastWait, "h2 takes over", all(wantState(backup, vrid, "Master"), hasVIP(h2, vip, true)))
 			// Nothing removes h1's VIP but its lifetime.
@@ -203,7 +203,7 @@ func TestLabVIPLifetime(t *testing.T) {
 			})
 			// The log comes through a pipe: it may lag behind /status.
 			eventually(t, fastWait, "h1 logs that the lifetime ran out", func() error {
-				if !strings.Contains(old.log.String(), "lifetime ran out") {
+				if !strings.Contains(old.log(), "lifetime ran out") {
 					return errors.New("not in the log")
 				}
 				return nil
@@ -262,7 +262,7 @@ func TestLabVIPLifetimeLongMaster(t *testing.T) {
 	if err := hasVIP(h, vip, true)(); err != nil {
 		t.Error(err)
 	}
-	if strings.Contains(n.log.String(), "re-added") {
+	if strings.Contains(n.log(), "re-added") {
 		t.Error("the watcher repaired the VIP during the refreshes")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/keepalived"
 	"github.com/nlb-dev/nlb/internal/netlab"
 )
 
@@ -46,12 +47,7 @@ func NewPeer(c *k8slab.Cluster, p Params, dir string) *Peer {
 	pr := &Peer{c: c, p: p, dir: dir}
 	for i, ctl := range c.Controllers {
 		nd := pr.nodeDir(i)
-		pr.keepalived = append(pr.keepalived, netlab.NewProcess("keepalived@"+ctl.Host.Name, filepath.Join(nd, "keepalived.log"), ctl.Host,
-			"keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp", "--no-syslog",
-			"--use-file", filepath.Join(nd, "keepalived.conf"),
-			"--pid", filepath.Join(nd, "keepalived.pid"),
-			"--vrrp_pid", filepath.Join(nd, "vrrp.pid"),
-			"--checkers_pid", filepath.Join(nd, "checkers.pid")))
+		pr.keepalived = append(pr.keepalived, keepalived.NewProcess(ctl.Host, nd))
 		pr.haproxy = append(pr.haproxy, netlab.NewProcess("haproxy@"+ctl.Host.Name, filepath.Join(nd, "haproxy.log"), ctl.Host,
 			"haproxy", "-db", "-f", filepath.Join(nd, "haproxy.cfg")))
 	}

@@ -1,20 +1,17 @@
 // Package keepalived renders keepalived.conf files and runs the Debian
-// keepalived daemon inside a network namespace. nlb's interop tests, demo and
+// keepalived daemon inside a network namespace (a netlab.Process). nlb's interop tests, demo and
 // failover benchmark use it as the reference peer; it is not part of the
 // product.
 package keepalived
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
@@ -104,108 +101,30 @@ func Render(insts []Instance) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Process is a keepalived daemon running in a network namespace.
-type Process struct {
-	cmd  *exec.Cmd
-	dir  string
-	log  *netlab.SyncBuffer
-	done chan error
-}
-
-// Start writes conf into dir and starts keepalived (VRRP subsystem only, in
-// the foreground, logging to the console) in network namespace netns. Its
-// pid files live in dir, so several daemons can run side by side.
-func Start(netns, dir string, conf []byte) (*Process, error) {
-	path, err := exec.LookPath("keepalived")
-	if err != nil {
-		return nil, fmt.Errorf("keepalived: not installed (apt-get install keepalived): %w", err)
-	}
-	confPath := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
-		return nil, fmt.Errorf("keepalived: write config: %w", err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", netns, path,
+// NewProcess prepares keepalived on host (VRRP subsystem only, in the
+// foreground, logging to the console) reading dir/keepalived.conf and
+// logging to dir/keepalived.log. Its pid files live in dir, so several
+// daemons can run side by side. SIGTERM to the process (Stop) makes a
+// master send a priority-0 advertisement and remove its VIPs; Kill takes
+// the VRRP child down too, as a crash would.
+func NewProcess(host *netlab.Host, dir string) *netlab.Process {
+	return netlab.NewProcess("keepalived@"+host.Name, filepath.Join(dir, "keepalived.log"), host, "keepalived",
 		"--dont-fork", "--log-console", "--log-detail", "--vrrp", "--no-syslog",
-		"--use-file", confPath,
+		"--use-file", filepath.Join(dir, "keepalived.conf"),
 		"--pid", filepath.Join(dir, "keepalived.pid"),
 		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"),
 		"--checkers_pid", filepath.Join(dir, "checkers.pid"),
 	)
-	p := &Process{cmd: cmd, dir: dir, log: &netlab.SyncBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout = p.log
-	cmd.Stderr = cmd.Stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("keepalived: start in %s: %w", netns, err)
+}
+
+// Start writes conf into dir and starts keepalived on host (NewProcess).
+func Start(host *netlab.Host, dir string, conf []byte) (*netlab.Process, error) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		return nil, fmt.Errorf("keepalived: not installed (apt-get install keepalived): %w", err)
 	}
-	go func() { p.done <- cmd.Wait() }()
-	return p, nil
-}
-
-// VRRPPid returns the pid of keepalived's VRRP child process, the one that
-// sends advertisements, waiting up to timeout for it to appear.
-func (p *Process) VRRPPid(timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(filepath.Join(p.dir, "vrrp.pid"))
-		if err == nil {
-			var pid int
-			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-				return pid, nil
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(dir, "keepalived.conf"), conf, 0o600); err != nil {
+		return nil, fmt.Errorf("keepalived: write config: %w", err)
 	}
-	return 0, errors.New("keepalived: no VRRP child pid")
-}
-
-// Kill sends SIGKILL to the whole daemon (parent and VRRP child), as a crash
-// would: the VIP stays configured and no release advertisement is sent.
-func (p *Process) Kill() error {
-	return syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-}
-
-// Term sends SIGTERM to keepalived's parent, which stops the VRRP child:
-// it sends a priority-0 advertisement and removes the VIPs.
-func (p *Process) Term() error {
-	pid, err := p.mainPid()
-	if err != nil {
-		return err
-	}
-	return syscall.Kill(pid, syscall.SIGTERM)
-}
-
-// mainPid is keepalived's own pid (the child of "ip netns exec", which
-// execs, so it is the same process).
-func (p *Process) mainPid() (int, error) {
-	return p.cmd.Process.Pid, nil
-}
-
-// Wait waits up to timeout for the daemon to exit; on timeout it kills the
-// process group.
-func (p *Process) Wait(ctx context.Context, timeout time.Duration) error {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(timeout):
-	case <-ctx.Done():
-	}
-	_ = p.Kill()
-	err := <-p.done
-	p.done <- err
-	return errors.New("keepalived: did not exit in time; killed")
-}
-
-// Stop terminates the daemon (SIGTERM, then SIGKILL after a grace period)
-// and reaps it. It is safe to call after Kill.
-func (p *Process) Stop() {
-	_ = p.Term()
-	_ = p.Wait(context.Background(), 3*time.Second)
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-}
-
-// Log returns what the daemon printed so far.
-func (p *Process) Log() string {
-	return p.log.String()
+	p := NewProcess(host, dir)
+	return p, p.Start()
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -275,5 +276,52 @@ func TestDialerAndRemoveAddr(t *testing.T) {
 		if has, err := h1.HasAddr(vip); err != nil || has {
 			t.Fatalf("h1 holds %s after RemoveAddr: %v, %v", vip, has, err)
 		}
+	}
+}
+
+// TestProcess: a Process runs in its host's namespace, logs across
+// restarts, reports how each run ended (Err, Wait), and stops on SIGTERM
+// (Stop) or SIGKILL (Kill).
+func TestProcess(t *testing.T) {
+	Require(t)
+	l := NewT(t, "proc", Options{Hosts: 1})
+	h := l.Hosts[0]
+	log := filepath.Join(t.TempDir(), "p.log")
+	p := NewProcess("sleeper", log, h, "sh", "-c", "ip -brief addr show dev "+h.IfName+"; exec sleep 60")
+	t.Cleanup(func() { _ = p.Kill() })
+	for run := 1; run <= 2; run++ {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if !p.Running() || p.Err() != nil {
+			t.Fatalf("run %d: running %v, err %v", run, p.Running(), p.Err())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for strings.Count(p.Log(), h.Addr4.String()) < run {
+			if Sleep(ctx, 10*time.Millisecond) != nil {
+				t.Fatalf("run %d: the process did not see its host's address:\n%s", run, p.Log())
+			}
+		}
+		cancel()
+		if run == 1 {
+			if err := p.Stop(10 * time.Second); err != nil {
+				t.Errorf("Stop: %v", err)
+			}
+		} else if err := p.Kill(); err != nil {
+			t.Errorf("Kill: %v", err)
+		}
+		if p.Running() || p.Err() == nil {
+			t.Errorf("run %d: after the signal running %v, err %v", run, p.Running(), p.Err())
+		}
+	}
+	if n := strings.Count(p.Log(), "=== netlab: start sleeper"); n != 2 {
+		t.Errorf("%d start lines in the log, want 2:\n%s", n, p.Log())
+	}
+	fail := NewProcess("fail", log, h, "sh", "-c", "exit 3")
+	if err := fail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fail.Wait(30 * time.Second); err == nil || fail.Err() == nil {
+		t.Errorf("exit 3: Wait %v, Err %v", err, fail.Err())
 	}
 }

@@ -94,6 +94,14 @@ func (p *Process) Pid() int {
 	return p.pid
 }
 
+// Err returns how the current or last run ended: nil while it runs or
+// after a clean exit.
+func (p *Process) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
 // Done returns a channel that is closed when the current run has exited.
 func (p *Process) Done() <-chan struct{} { return p.doneChan() }
 
@@ -187,14 +195,17 @@ func (p *Process) Wait(timeout time.Duration) error {
 	}
 }
 
-// Tail returns the last n lines of the process's log.
-func (p *Process) Tail(n int) string {
+// Log returns the whole log of every run so far.
+func (p *Process) Log() string {
 	b, err := os.ReadFile(p.LogFile)
 	if err != nil {
 		return fmt.Sprintf("(%v)", err)
 	}
-	return Tail(string(b), n)
+	return string(b)
 }
+
+// Tail returns the last n lines of the process's log.
+func (p *Process) Tail(n int) string { return Tail(p.Log(), n) }
 
 // Tail returns the last n lines of s.
 func Tail(s string, n int) string {

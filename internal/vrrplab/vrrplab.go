@@ -4,12 +4,9 @@
 package vrrplab
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -60,31 +57,25 @@ type Node struct {
 	Host     *netlab.Host
 	Priority uint8
 
-	cmd  *exec.Cmd           // nlb
-	ka   *keepalived.Process // keepalived
-	out  *netlab.SyncBuffer
-	done chan struct{}
-	err  error
+	proc *netlab.Process
 }
 
 // Start runs impl on host with priority prio. nlbPath is the nlb binary;
-// dir is a scratch directory for configuration and pid files.
+// dir is a scratch directory of the node for its configuration, log and
+// pid files.
 func Start(impl Impl, nlbPath string, host *netlab.Host, p Params, prio uint8, dir string) (*Node, error) {
-	n := &Node{Impl: impl, Host: host, Priority: prio, done: make(chan struct{})}
+	n := &Node{Impl: impl, Host: host, Priority: prio}
 	switch impl {
 	case NLB:
 		cfgPath := filepath.Join(dir, "nlb.yaml")
 		if err := os.WriteFile(cfgPath, NLBConfig(host.IfName, p, prio), 0o600); err != nil {
 			return nil, err
 		}
-		n.out = &netlab.SyncBuffer{}
-		n.cmd = exec.Command("ip", "netns", "exec", host.NS, nlbPath, "vrrp", "--config", cfgPath, "--log-format", "json")
-		n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
-		n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := n.cmd.Start(); err != nil {
-			return nil, fmt.Errorf("vrrplab: start nlb on %s: %w", host.Name, err)
+		n.proc = netlab.NewProcess("nlb@"+host.Name, filepath.Join(dir, "nlb.log"), host,
+			nlbPath, "vrrp", "--config", cfgPath, "--log-format", "json")
+		if err := n.proc.Start(); err != nil {
+			return nil, fmt.Errorf("vrrplab: %w", err)
 		}
-		go func() { n.err = n.cmd.Wait(); close(n.done) }()
 	case Keepalived:
 		in := keepalived.Instance{
 			Name: "VI_1", Interface: host.IfName, VRID: p.VRID, Priority: prio,
@@ -97,13 +88,9 @@ func Start(impl Impl, nlbPath string, host *netlab.Host, p Params, prio uint8, d
 		if err != nil {
 			return nil, err
 		}
-		if n.ka, err = keepalived.Start(host.NS, dir, conf); err != nil {
+		if n.proc, err = keepalived.Start(host, dir, conf); err != nil {
 			return nil, err
 		}
-		go func() {
-			n.err = n.ka.Wait(context.Background(), 24*time.Hour)
-			close(n.done)
-		}()
 	default:
 		return nil, fmt.Errorf("vrrplab: unknown implementation %q", impl)
 	}
@@ -123,69 +110,22 @@ func NLBConfig(ifName string, p Params, prio uint8) []byte {
 	}}}.YAML()
 }
 
-// Kill sends SIGKILL, as a crash would: no release advertisement, and the
-// VIP stays configured where it was.
-func (n *Node) Kill() error {
-	if n.ka != nil {
-		return n.ka.Kill()
-	}
-	return n.cmd.Process.Signal(syscall.SIGKILL)
-}
+// Kill sends SIGKILL to the daemon's process group, as a crash would: no
+// release advertisement, and the VIP stays configured where it was.
+func (n *Node) Kill() error { return n.proc.Signal(syscall.SIGKILL, true, 0) }
 
 // Term sends SIGTERM: a graceful stop with a priority-0 advertisement.
-func (n *Node) Term() error {
-	if n.ka != nil {
-		return n.ka.Term()
-	}
-	return n.cmd.Process.Signal(syscall.SIGTERM)
-}
+func (n *Node) Term() error { return n.proc.Signal(syscall.SIGTERM, false, 0) }
 
 // Wait waits up to timeout for the daemon to exit and returns how it ended.
-func (n *Node) Wait(timeout time.Duration) error {
-	select {
-	case <-n.done:
-		return n.err
-	case <-time.After(timeout):
-		return errors.New("vrrplab: daemon did not exit")
-	}
-}
+func (n *Node) Wait(timeout time.Duration) error { return n.proc.Wait(timeout) }
 
 // Stop ends the daemon whatever its state and reaps it.
-func (n *Node) Stop() {
-	select {
-	case <-n.done:
-		return
-	default:
-	}
-	_ = n.Term()
-	if n.Wait(3*time.Second) != nil {
-		if n.ka != nil {
-			_ = n.ka.Kill()
-		} else {
-			_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		}
-		_ = n.Wait(3 * time.Second)
-	}
-}
+func (n *Node) Stop() { _ = n.proc.Stop(3 * time.Second) }
 
 // Log returns what the daemon printed so far.
-func (n *Node) Log() string {
-	if n.ka != nil {
-		return n.ka.Log()
-	}
-	return n.out.String()
-}
+func (n *Node) Log() string { return n.proc.Log() }
 
-// RemoveVIP deletes p from host's interface if present, so every run
-// starts clean (a SIGKILLed daemon leaves its VIP behind).
-func RemoveVIP(host *netlab.Host, p netip.Prefix) error {
-	has, err := host.HasAddr(p)
-	if err != nil || !has {
-		return err
-	}
-	out, err := exec.Command("ip", "-n", host.NS, "addr", "del", p.String(), "dev", host.IfName).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("vrrplab: remove %s from %s: %v: %s", p, host.Name, err, out)
-	}
-	return nil
-}
+// RemoveVIP deletes p from host's interface if present (netlab's
+// Host.RemoveAddr).
+func RemoveVIP(host *netlab.Host, p netip.Prefix) error { return host.RemoveAddr(p) }
