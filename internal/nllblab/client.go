@@ -20,16 +20,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
+	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/nllb"
 )
 
@@ -72,30 +70,25 @@ func (s *Status) CheckHealthy(addrs ...string) error {
 	return nil
 }
 
-// Client is an `nlb client` process on the cluster's worker.
+// Client is an `nlb client` process on the cluster's worker. Its
+// netlab.Process starts, stops and kills it and keeps its log (LogFile),
+// appended across restarts.
 type Client struct {
+	*netlab.Process
 	// Kubeconfig is the worker kubeconfig it reads (its server is the
 	// join controller).
 	Kubeconfig string
 	// CacheFile is its API server cache.
 	CacheFile string
-	// LogFile receives its output, appended across restarts.
-	LogFile string
 
-	cluster *k8slab.Cluster
-	bin     string
-	args    []string
-	admin   *http.Client
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	err  error         // how cmd exited
+	bin   string
+	admin *http.Client
 }
 
 // NewClient prepares `nlb client` (binary bin) on c's worker with a worker
 // kubeconfig pointing at join, its cache and log in dir, and extra flags.
-// It does not start it.
+// It does not start it; Start does not wait for it to be ready (see
+// WaitHealthy).
 func NewClient(c *k8slab.Cluster, bin, dir string, join *k8slab.Controller, extra ...string) (*Client, error) {
 	kc, err := c.WorkerKubeconfig(join.Server)
 	if err != nil {
@@ -104,15 +97,13 @@ func NewClient(c *k8slab.Cluster, bin, dir string, join *k8slab.Controller, extr
 	n := &Client{
 		Kubeconfig: kc,
 		CacheFile:  filepath.Join(dir, "nlb-cache", "apiservers"),
-		LogFile:    filepath.Join(dir, "nlb-client.log"),
-		cluster:    c,
 		bin:        bin,
 		admin: &http.Client{
 			Transport: &http.Transport{DialContext: c.Worker.Dialer(3 * time.Second), DisableKeepAlives: true},
 			Timeout:   2 * time.Second,
 		},
 	}
-	n.args = append([]string{"client",
+	argv := append([]string{bin, "client",
 		"--kubeconfig", kc,
 		"--cache-file", n.CacheFile,
 		"--admin", AdminAddr,
@@ -120,103 +111,8 @@ func NewClient(c *k8slab.Cluster, bin, dir string, join *k8slab.Controller, extr
 		"--api-port", strconv.Itoa(APIPort),
 		"--readyz",
 	}, extra...)
+	n.Process = netlab.NewProcess("nlb client", filepath.Join(dir, "nlb-client.log"), c.Worker, argv...)
 	return n, nil
-}
-
-// Start runs the process unless it runs already. It does not wait for it
-// to be ready (see WaitReady).
-func (n *Client) Start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd != nil {
-		select {
-		case <-n.done:
-		default:
-			return nil
-		}
-	}
-	f, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("nllblab: %w", err)
-	}
-	fmt.Fprintf(f, "=== %s start: %s %s\n", time.Now().Format(time.RFC3339Nano), n.bin, strings.Join(n.args, " "))
-	// Not CommandContext: the process outlives the call; Close or the
-	// lab's close ends it.
-	cmd := n.cluster.Worker.Exec(context.Background(), n.bin, n.args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("nllblab: start nlb client: %w", err)
-	}
-	done := make(chan struct{})
-	n.cmd, n.done = cmd, done
-	go func() {
-		err := cmd.Wait()
-		f.Close()
-		n.mu.Lock()
-		n.err = err
-		n.mu.Unlock()
-		close(done)
-	}()
-	return nil
-}
-
-// Running reports whether the process runs.
-func (n *Client) Running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Pid returns the process id of the current or last run; `ip netns exec`
-// execs nlb in place, so it is nlb's own.
-func (n *Client) Pid() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil || n.cmd.Process == nil {
-		return 0
-	}
-	return n.cmd.Process.Pid
-}
-
-// Stop sends SIGTERM and waits up to timeout for the process to exit, then
-// kills it. It returns how the process ended when that was not a clean
-// exit after SIGTERM.
-func (n *Client) Stop(timeout time.Duration) error {
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("nllblab: nlb client did not exit within %v of SIGTERM", timeout)
-	}
-	n.mu.Lock()
-	err := n.err
-	n.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("nllblab: nlb client exited: %w", err)
-	}
-	return nil
 }
 
 // Status fetches /status from the admin server.
@@ -338,28 +234,6 @@ func (n *Client) ProcStatus() (map[string]int64, error) {
 		}
 	}
 	return out, nil
-}
-
-// Tail returns the last lines of the log.
-func (n *Client) Tail(lines int) string {
-	b, err := os.ReadFile(n.LogFile)
-	if err != nil {
-		return err.Error()
-	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
-
-// Log returns the whole log.
-func (n *Client) Log() string {
-	b, err := os.ReadFile(n.LogFile)
-	if err != nil {
-		return err.Error()
-	}
-	return string(b)
 }
 
 // Metrics fetches /metrics from the admin server and returns the samples
