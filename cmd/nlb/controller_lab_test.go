@@ -150,12 +150,12 @@ func TestLabControllerHealth(t *testing.T) {
 		c.nodes = append(c.nodes, n)
 		api[n] = srv
 	}
-	eventually(t, fastWait, "election", func() error { return c.exactlyMaster(nil, netip.Addr{}) })
+	nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(nil, netip.Addr{}) })
 	old := masterOf(t, c)
 
 	// The master's API server stops being ready: the VIP moves.
 	api[old].set("-")
-	eventually(t, fastWait, "health-driven handover", func() error {
+	nlbtest.Eventually(t, fastWait, "health-driven handover", func() error {
 		// old first: once it is a dormant Backup it stays one, so the
 		// Master found next is another node.
 		in, err := old.inst(vrid)
@@ -174,7 +174,7 @@ func TestLabControllerHealth(t *testing.T) {
 
 	// It recovers: priority back to 200, and it stays Backup.
 	api[old].set("+")
-	eventually(t, fastWait, "recovery", func() error {
+	nlbtest.Eventually(t, fastWait, "recovery", func() error {
 		in, err := old.inst(vrid)
 		if err != nil {
 			return err
@@ -191,7 +191,7 @@ func TestLabControllerHealth(t *testing.T) {
 	// A flapping check on the master does not move the VIP.
 	served0, failed0 := api[next].counts()
 	api[next].set(strings.Repeat("-+", 30) + "+")
-	consistently(t, 4*time.Second, "master with an alternating /readyz", func() error {
+	nlbtest.Consistently(t, 4*time.Second, "master with an alternating /readyz", func() error {
 		return c.exactlyMaster(next, next.h.Addr4)
 	})
 	served, failed := api[next].counts()
@@ -218,11 +218,11 @@ func TestLabControllerHealth(t *testing.T) {
 		}
 	}
 	api[old].set("-")
-	eventually(t, fastWait, "second failure", tracked(func(h bool, c, n int) bool { return !h && c == 3 && n == 6 },
+	nlbtest.Eventually(t, fastWait, "second failure", tracked(func(h bool, c, n int) bool { return !h && c == 3 && n == 6 },
 		"failed, 3 changes, 6 successes needed"))
 	s0, _ := api[old].counts()
 	api[old].set("+++-")
-	eventually(t, fastWait, "three successes and more failures", func() error {
+	nlbtest.Eventually(t, fastWait, "three successes and more failures", func() error {
 		if s, _ := api[old].counts(); s < s0+6 {
 			return fmt.Errorf("%d checks so far", s-s0)
 		}
@@ -232,7 +232,7 @@ func TestLabControllerHealth(t *testing.T) {
 		t.Error(err)
 	}
 	api[old].set("+")
-	eventually(t, fastWait, "recovery after 6", tracked(func(h bool, c, n int) bool { return h && c == 4 }, "healthy after 4 changes"))
+	nlbtest.Eventually(t, fastWait, "recovery after 6", tracked(func(h bool, c, n int) bool { return h && c == 4 }, "healthy after 4 changes"))
 	// nlb status renders the same from inside the node.
 	out, err := old.h.Exec(context.Background(), nlbBinary(t), "status").CombinedOutput()
 	if err != nil {

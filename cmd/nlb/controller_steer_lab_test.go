@@ -142,7 +142,7 @@ func TestLabControllerSteering(t *testing.T) {
 			for _, h := range lab.Hosts[:3] {
 				c.nodes = append(c.nodes, start(h))
 			}
-			eventually(t, fastWait, "election", func() error { return c.exactlyMaster(nil, netip.Addr{}) })
+			nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(nil, netip.Addr{}) })
 			holder := masterOf(t, c)
 
 			steeredMetric := func(n *node) float64 {
@@ -216,7 +216,7 @@ func TestLabControllerSteering(t *testing.T) {
 			}
 			// (The killed node keeps the VIP address until its restart
 			// removes it as stale.)
-			eventually(t, fastWait, "takeover", func() error { return rest.exactlyMaster(nil, netip.Addr{}) })
+			nlbtest.Eventually(t, fastWait, "takeover", func() error { return rest.exactlyMaster(nil, netip.Addr{}) })
 			l, r := steeringLeft(t, holder.h)
 			switch mode {
 			case "sklookup":
@@ -234,7 +234,7 @@ func TestLabControllerSteering(t *testing.T) {
 					c.nodes[i] = restarted
 				}
 			}
-			eventually(t, fastWait, "one master after the restart", func() error { return c.exactlyMaster(nil, netip.Addr{}) })
+			nlbtest.Eventually(t, fastWait, "one master after the restart", func() error { return c.exactlyMaster(nil, netip.Addr{}) })
 			// Until its restart the killed node still had the VIP and
 			// answered ARP for it, so the client may still send to its
 			// MAC (with nftables its REDIRECT would even serve that as a

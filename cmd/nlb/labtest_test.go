@@ -30,8 +30,6 @@ const (
 	// adminAddr is where every nlb node serves /status and /metrics,
 	// inside its own namespace (each namespace has its own loopback).
 	adminAddr = "127.0.0.1:9647"
-	// poll is the interval of every bounded wait.
-	poll = 20 * time.Millisecond
 	// fastInterval is the VRRPv3 advertisement interval of the tests where
 	// timing does not matter.
 	fastInterval = 100 * time.Millisecond
@@ -116,7 +114,7 @@ func startNLBCommand(t testing.TB, h *netlab.Host, conf []byte, cmd string, args
 	n.client = &http.Client{
 		// A safety bound only: a loaded CI machine (load average 20) has
 		// kept a healthy node from answering /status within 2 s, and
-		// consistently() takes any error for a violation.
+		// nlbtest.Consistently() takes any error for a violation.
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true, DialContext: h.Dialer(10 * time.Second)},
 	}
@@ -293,39 +291,6 @@ next:
 // dropped is nlb_vrrp_packets_dropped_total for one VRID and reason.
 func (n *node) dropped(vrid int, reason string) (float64, error) {
 	return n.metricSum("nlb_vrrp_packets_dropped_total", map[string]string{"vrid": strconv.Itoa(vrid), "reason": reason})
-}
-
-// eventually polls cond until it returns nil, failing the test with cond's
-// last error after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(poll)
-	}
-}
-
-// consistently polls cond for d and fails the test the first time it
-// returns an error.
-func consistently(t testing.TB, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if err := cond(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(poll)
-	}
 }
 
 // cluster is a set of nlb nodes running one VRRP instance.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // duplicateKey returns the first key that appears twice in one object of
@@ -85,13 +86,13 @@ func TestLabShutdownLog(t *testing.T) {
 	h, vip := lab.Hosts[0], lab.VIP4(0)
 	n := startNLBCommand(t, h, renderNLB(h.IfName, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}}.fast()), "vrrp",
 		"--log-format", "json")
-	eventually(t, fastWait, "Master with the VIP", all(wantState(n, vrid, "Master"), hasVIP(h, vip, true)))
+	nlbtest.Eventually(t, fastWait, "Master with the VIP", all(wantState(n, vrid, "Master"), hasVIP(h, vip, true)))
 
 	// The VIP manager logs its repair of a VIP removed behind its back.
 	if out, err := h.Exec(context.Background(), "ip", "addr", "del", vip.String(), "dev", h.IfName).CombinedOutput(); err != nil {
 		t.Fatalf("ip addr del: %v: %s", err, out)
 	}
-	eventually(t, fastWait, "VIP repaired and logged", func() error {
+	nlbtest.Eventually(t, fastWait, "VIP repaired and logged", func() error {
 		if !strings.Contains(n.log(), "re-added") {
 			return errors.New("no repair in the log yet")
 		}

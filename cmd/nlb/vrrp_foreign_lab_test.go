@@ -15,6 +15,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/keepalived"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/vrrp"
 	"github.com/nlb-dev/nlb/vrrp/socket"
 )
@@ -151,7 +152,7 @@ func TestLabForeignVIP(t *testing.T) {
 				return vrrpOpts{Priority: prios[i], Version: m.version, Interval: m.interval, AuthPass: "secret"}
 			})
 			master, backup := c.nodes[0], c.nodes[1]
-			eventually(t, m.wait(), "election", func() error { return c.exactlyMaster(master, m.addr(master.h)) })
+			nlbtest.Eventually(t, m.wait(), "election", func() error { return c.exactlyMaster(master, m.addr(master.h)) })
 			before, err := master.inst(vrid)
 			if err != nil {
 				t.Fatal(err)
@@ -159,11 +160,11 @@ func TestLabForeignVIP(t *testing.T) {
 
 			f := startForeign(t, lab.Hosts[2], vrrp.Version(m.version), 255, m.interval, m.ipv6, other.Addr())
 			for _, n := range c.nodes {
-				eventually(t, m.wait(), n.name+" drops the foreign adverts", droppedAtLeast(n, 3))
+				nlbtest.Eventually(t, m.wait(), n.name+" drops the foreign adverts", droppedAtLeast(n, 3))
 			}
 			// Several Master_Down_Intervals of foreign adverts: accepted,
 			// the first would have made the Master step down at once.
-			consistently(t, m.masterHold(), "Master keeps the VIP", all(unchanged(master, before),
+			nlbtest.Consistently(t, m.masterHold(), "Master keeps the VIP", all(unchanged(master, before),
 				func() error { return c.exactlyMaster(master, m.addr(master.h)) }))
 			if f.sent.Load() < 3 {
 				t.Fatalf("the stranger sent %d adverts", f.sent.Load())
@@ -173,7 +174,7 @@ func TestLabForeignVIP(t *testing.T) {
 			master.signal(syscall.SIGKILL)
 			_ = master.wait()
 			rest := cluster{nodes: []*node{backup}, vrid: vrid, vip: vip}
-			eventually(t, m.wait(), "takeover with the stranger talking", func() error { return rest.exactlyMaster(backup, netip.Addr{}) })
+			nlbtest.Eventually(t, m.wait(), "takeover with the stranger talking", func() error { return rest.exactlyMaster(backup, netip.Addr{}) })
 			took, err := backup.inst(vrid)
 			if err != nil {
 				t.Fatal(err)
@@ -182,8 +183,8 @@ func TestLabForeignVIP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, m.wait(), "the new Master drops the foreign adverts", droppedAtLeast(backup, n+3))
-			consistently(t, m.masterHold(), "the new Master keeps the VIP", all(unchanged(backup, took), func() error {
+			nlbtest.Eventually(t, m.wait(), "the new Master drops the foreign adverts", droppedAtLeast(backup, n+3))
+			nlbtest.Consistently(t, m.masterHold(), "the new Master keeps the VIP", all(unchanged(backup, took), func() error {
 				return rest.exactlyMaster(backup, netip.Addr{})
 			}))
 		})
@@ -208,22 +209,22 @@ func TestLabForeignKeepalived(t *testing.T) {
 		Name: "VI_1", Interface: kh.IfName, VRID: vrid, Priority: 250, Version: 2, AuthPass: "secret",
 		AdvertInterval: time.Second, VIPs: []netip.Prefix{other}, GARPMasterDelay: time.Second, GARPMasterRepeat: 1,
 	})
-	eventually(t, slowWait, "keepalived master", all(ka.logHas("Entering MASTER STATE"), hasVIP(kh, other, true)))
+	nlbtest.Eventually(t, slowWait, "keepalived master", all(ka.logHas("Entering MASTER STATE"), hasVIP(kh, other, true)))
 
 	prios := []int{150, 100}
 	c := startCluster(t, lab.Hosts[:2], vip, func(i int, _ *netlab.Host) vrrpOpts {
 		return vrrpOpts{Priority: prios[i], Version: 2, Interval: time.Second, AuthPass: "secret"}
 	})
 	master, backup := c.nodes[0], c.nodes[1]
-	eventually(t, slowWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
+	nlbtest.Eventually(t, slowWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 	before, err := master.inst(vrid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range c.nodes {
-		eventually(t, slowWait, n.name+" drops keepalived's adverts", droppedAtLeast(n, 3))
+		nlbtest.Eventually(t, slowWait, n.name+" drops keepalived's adverts", droppedAtLeast(n, 3))
 	}
-	eventually(t, slowWait, "keepalived drops nlb's adverts", ka.logHas("not present in"))
+	nlbtest.Eventually(t, slowWait, "keepalived drops nlb's adverts", ka.logHas("not present in"))
 	kaMaster := func() error {
 		// It starts in BACKUP (init); once MASTER it never leaves.
 		log := ka.p.Log()
@@ -233,13 +234,13 @@ func TestLabForeignKeepalived(t *testing.T) {
 		}
 		return all(hasVIP(kh, other, true), hasVIP(kh, vip, false))()
 	}
-	consistently(t, m.masterHold(), "each cluster keeps its VIP", all(unchanged(master, before), kaMaster,
+	nlbtest.Consistently(t, m.masterHold(), "each cluster keeps its VIP", all(unchanged(master, before), kaMaster,
 		func() error { return c.exactlyMaster(master, master.h.Addr4) }))
 
 	master.signal(syscall.SIGKILL)
 	_ = master.wait()
 	rest := cluster{nodes: []*node{backup}, vrid: vrid, vip: vip}
-	eventually(t, slowWait, "takeover beside keepalived", all(kaMaster, func() error { return rest.exactlyMaster(backup, netip.Addr{}) }))
+	nlbtest.Eventually(t, slowWait, "takeover beside keepalived", all(kaMaster, func() error { return rest.exactlyMaster(backup, netip.Addr{}) }))
 }
 
 // TestInteropKeepalivedVIPOrder: keepalived and nlb share VRID 51 and two
@@ -278,11 +279,11 @@ func TestInteropKeepalivedVIPOrder(t *testing.T) {
 			}
 			if kaMaster {
 				startKA()
-				eventually(t, slowWait, "keepalived master", all(ka.logHas("Entering MASTER STATE"), holds(kh, true)))
+				nlbtest.Eventually(t, slowWait, "keepalived master", all(ka.logHas("Entering MASTER STATE"), holds(kh, true)))
 				startN()
 			} else {
 				startN()
-				eventually(t, slowWait, "nlb master", all(wantState(n, vrid, "Master"), holds(nh, true)))
+				nlbtest.Eventually(t, slowWait, "nlb master", all(wantState(n, vrid, "Master"), holds(nh, true)))
 				startKA()
 			}
 			noDrops := func() error {
@@ -306,27 +307,27 @@ func TestInteropKeepalivedVIPOrder(t *testing.T) {
 					}
 					return all(noDrops, holds(kh, true), holds(nh, false))()
 				}
-				eventually(t, slowWait, "nlb Backup of keepalived", backup)
-				consistently(t, 4500*time.Millisecond, "nlb stays Backup", backup)
+				nlbtest.Eventually(t, slowWait, "nlb Backup of keepalived", backup)
+				nlbtest.Consistently(t, 4500*time.Millisecond, "nlb stays Backup", backup)
 				if err := ka.p.Kill(); err != nil {
 					t.Fatal(err)
 				}
-				eventually(t, slowWait, "nlb takes both VIPs", all(wantState(n, vrid, "Master"), holds(nh, true)))
+				nlbtest.Eventually(t, slowWait, "nlb takes both VIPs", all(wantState(n, vrid, "Master"), holds(nh, true)))
 				return
 			}
-			eventually(t, slowWait, "nlb master, keepalived backup", all(wantState(n, vrid, "Master"), holds(nh, true), ka.logHas("Entering BACKUP STATE")))
+			nlbtest.Eventually(t, slowWait, "nlb master, keepalived backup", all(wantState(n, vrid, "Master"), holds(nh, true), ka.logHas("Entering BACKUP STATE")))
 			stays := func() error {
 				if strings.Contains(ka.p.Log(), "Entering MASTER STATE") {
 					return fmt.Errorf("keepalived became MASTER")
 				}
 				return all(noDrops, wantState(n, vrid, "Master"), holds(nh, true), holds(kh, false))()
 			}
-			consistently(t, 4500*time.Millisecond, "keepalived stays BACKUP", stays)
+			nlbtest.Consistently(t, 4500*time.Millisecond, "keepalived stays BACKUP", stays)
 			n.signal(syscall.SIGTERM)
 			if err := n.wait(); err != nil {
 				t.Errorf("nlb after SIGTERM: %v, want exit 0", err)
 			}
-			eventually(t, slowWait, "keepalived takes both VIPs", all(ka.logHas("Entering MASTER STATE"), holds(kh, true)))
+			nlbtest.Eventually(t, slowWait, "keepalived takes both VIPs", all(ka.logHas("Entering MASTER STATE"), holds(kh, true)))
 		})
 	}
 }

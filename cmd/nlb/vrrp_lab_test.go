@@ -15,6 +15,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/keepalived"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // Privileged end-to-end tests of `nlb vrrp` (issue 2): real nlb processes
@@ -62,7 +63,7 @@ func startClusterMasterFirst(t *testing.T, hosts []*netlab.Host, vip netip.Prefi
 		return c.nodes[i]
 	}
 	m := start(master)
-	eventually(t, fastWait, m.name+" Master alone", all(wantState(m, vrid, "Master"), hasVIP(m.h, vip, true)))
+	nlbtest.Eventually(t, fastWait, m.name+" Master alone", all(wantState(m, vrid, "Master"), hasVIP(m.h, vip, true)))
 	for i := range hosts {
 		if i != master {
 			start(i)
@@ -111,7 +112,7 @@ func TestLabElection(t *testing.T) {
 			})
 			if tc.contended {
 				for _, n := range c.nodes {
-					eventually(t, fastWait, "isolated nodes Master", all(wantState(n, vrid, "Master"), hasVIP(n.h, vip, true)))
+					nlbtest.Eventually(t, fastWait, "isolated nodes Master", all(wantState(n, vrid, "Master"), hasVIP(n.h, vip, true)))
 				}
 				for _, h := range lab.Hosts[:3] {
 					if err := h.Reconnect(); err != nil {
@@ -120,9 +121,9 @@ func TestLabElection(t *testing.T) {
 				}
 			}
 			master := c.nodes[tc.master]
-			eventually(t, fastWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
+			nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 			// The result holds: no flapping over several intervals.
-			consistently(t, 10*fastInterval, "after the election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
+			nlbtest.Consistently(t, 10*fastInterval, "after the election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 			if err := c.stateMetric(); err != nil {
 				t.Error(err)
 			}
@@ -162,7 +163,7 @@ func TestLabFailover(t *testing.T) {
 				return vrrpOpts{Priority: prios[i]}.fast()
 			})
 			old, next := c.nodes[0], c.nodes[1]
-			eventually(t, fastWait, "election", func() error { return c.exactlyMaster(old, old.h.Addr4) })
+			nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(old, old.h.Addr4) })
 
 			old.signal(sig)
 			err := old.wait()
@@ -176,7 +177,7 @@ func TestLabFailover(t *testing.T) {
 				}
 			}
 			rest := cluster{nodes: c.nodes[1:], vrid: vrid, vip: vip}
-			eventually(t, fastWait, "takeover", func() error { return rest.exactlyMaster(next, next.h.Addr4) })
+			nlbtest.Eventually(t, fastWait, "takeover", func() error { return rest.exactlyMaster(next, next.h.Addr4) })
 		})
 	}
 }
@@ -196,7 +197,7 @@ func TestLabPreemption(t *testing.T) {
 				return vrrpOpts{Priority: prios[i]}.fast()
 			})
 			first := c.nodes[1]
-			eventually(t, fastWait, "election", func() error { return c.exactlyMaster(first, first.h.Addr4) })
+			nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(first, first.h.Addr4) })
 
 			h3 := lab.Hosts[2]
 			late := startNLB(t, h3, renderNLB(h3.IfName, vrrpOpts{
@@ -204,13 +205,13 @@ func TestLabPreemption(t *testing.T) {
 			}.fast()))
 			c.nodes = append(c.nodes, late)
 			if preempt {
-				eventually(t, fastWait, "preemption", func() error { return c.exactlyMaster(late, h3.Addr4) })
+				nlbtest.Eventually(t, fastWait, "preemption", func() error { return c.exactlyMaster(late, h3.Addr4) })
 				return
 			}
-			eventually(t, fastWait, "late node up as Backup", func() error { return c.exactlyMaster(first, first.h.Addr4) })
+			nlbtest.Eventually(t, fastWait, "late node up as Backup", func() error { return c.exactlyMaster(first, first.h.Addr4) })
 			// Many Master_Down_Intervals: a preempting node would have
 			// taken over long before.
-			consistently(t, 15*fastInterval, "without preemption", func() error { return c.exactlyMaster(first, first.h.Addr4) })
+			nlbtest.Consistently(t, 15*fastInterval, "without preemption", func() error { return c.exactlyMaster(first, first.h.Addr4) })
 		})
 	}
 }
@@ -236,7 +237,7 @@ func TestLabUnicast(t *testing.T) {
 		return vrrpOpts{Priority: prios[i], UnicastSource: h.Addr4, UnicastPeers: peers}.fast()
 	})
 	master := c.nodes[1]
-	eventually(t, fastWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
+	nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 
 	h4 := lab.Hosts[3]
 	rogue := startNLB(t, h4, renderNLB(h4.IfName, vrrpOpts{
@@ -244,9 +245,9 @@ func TestLabUnicast(t *testing.T) {
 		UnicastSource: h4.Addr4, UnicastPeers: []netip.Addr{hosts[0].Addr4, hosts[1].Addr4, hosts[2].Addr4},
 	}.fast()))
 	// The rogue hears nobody, so it becomes Master and advertises to all three.
-	eventually(t, fastWait, "rogue master", wantState(rogue, vrid, "Master"))
+	nlbtest.Eventually(t, fastWait, "rogue master", wantState(rogue, vrid, "Master"))
 	for _, n := range c.nodes {
-		eventually(t, fastWait, n.name+" drops the rogue's adverts", func() error {
+		nlbtest.Eventually(t, fastWait, n.name+" drops the rogue's adverts", func() error {
 			v, err := n.dropped(vrid, "peer")
 			if err != nil {
 				return err
@@ -257,12 +258,12 @@ func TestLabUnicast(t *testing.T) {
 			return nil
 		})
 	}
-	consistently(t, 5*fastInterval, "rogue ignored", func() error { return c.exactlyMaster(master, master.h.Addr4) })
+	nlbtest.Consistently(t, 5*fastInterval, "rogue ignored", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 
 	master.signal(syscall.SIGKILL)
 	_ = master.wait()
 	rest := cluster{nodes: []*node{c.nodes[0], c.nodes[2]}, vrid: vrid, vip: vip}
-	eventually(t, fastWait, "unicast failover", func() error { return rest.exactlyMaster(c.nodes[2], hosts[2].Addr4) })
+	nlbtest.Eventually(t, fastWait, "unicast failover", func() error { return rest.exactlyMaster(c.nodes[2], hosts[2].Addr4) })
 }
 
 // TestLabAuthMismatch: a VRRPv2 node with another authPass and a higher
@@ -278,14 +279,14 @@ func TestLabAuthMismatch(t *testing.T) {
 		return vrrpOpts{Priority: prios[i], Version: 2, Interval: time.Second, AuthPass: "secret"}
 	})
 	master := c.nodes[1]
-	eventually(t, slowWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
+	nlbtest.Eventually(t, slowWait, "election", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 
 	h3 := lab.Hosts[2]
 	intruder := startNLB(t, h3, renderNLB(h3.IfName, vrrpOpts{
 		VRID: vrid, VIPs: []netip.Prefix{vip}, Priority: 250, Version: 2, Interval: time.Second, AuthPass: "other",
 	}))
 	for _, n := range append([]*node{intruder}, c.nodes...) {
-		eventually(t, slowWait, n.name+" drops adverts with the wrong password", func() error {
+		nlbtest.Eventually(t, slowWait, n.name+" drops adverts with the wrong password", func() error {
 			v, err := n.dropped(vrid, "auth")
 			if err != nil {
 				return err
@@ -298,7 +299,7 @@ func TestLabAuthMismatch(t *testing.T) {
 	}
 	// Two priority-250 adverts have reached the others by now; accepted,
 	// the first would have made the master step down.
-	consistently(t, 1500*time.Millisecond, "intruder ignored", func() error { return c.exactlyMaster(master, master.h.Addr4) })
+	nlbtest.Consistently(t, 1500*time.Millisecond, "intruder ignored", func() error { return c.exactlyMaster(master, master.h.Addr4) })
 }
 
 // TestLabSplitBrain: cut the master off the LAN and another node becomes
@@ -325,13 +326,13 @@ func TestLabSplitBrain(t *testing.T) {
 				return vrrpOpts{Priority: prios[i]}.fast()
 			})
 			n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
-			eventually(t, fastWait, "election", func() error { return c.exactlyMaster(n1, n1.h.Addr4) })
+			nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(n1, n1.h.Addr4) })
 
 			if err := tc.cut(n1.h); err != nil {
 				t.Fatal(err)
 			}
 			rest := cluster{nodes: []*node{n2, n3}, vrid: vrid, vip: vip}
-			eventually(t, fastWait, "second master behind the partition", func() error {
+			nlbtest.Eventually(t, fastWait, "second master behind the partition", func() error {
 				return rest.exactlyMaster(n2, n2.h.Addr4)
 			})
 			if tc.name == "isolate" {
@@ -348,10 +349,10 @@ func TestLabSplitBrain(t *testing.T) {
 			}
 			// One interval suffices (n1's next advert demotes n2); allow
 			// a few more for scheduling on a loaded machine.
-			eventually(t, 10*fastInterval, "one master after the heal", func() error {
+			nlbtest.Eventually(t, 10*fastInterval, "one master after the heal", func() error {
 				return c.exactlyMaster(n1, n1.h.Addr4)
 			})
-			consistently(t, 5*fastInterval, "after the heal", func() error { return c.exactlyMaster(n1, n1.h.Addr4) })
+			nlbtest.Consistently(t, 5*fastInterval, "after the heal", func() error { return c.exactlyMaster(n1, n1.h.Addr4) })
 		})
 	}
 }
@@ -368,7 +369,7 @@ func TestLabStaleVIP(t *testing.T) {
 
 	// A crashed master leaves its VIP behind (SIGKILL: nothing removes it).
 	crashed := startNLB(t, h2, conf2)
-	eventually(t, fastWait, "h2 master alone", all(wantState(crashed, vrid, "Master"), hasVIP(h2, vip, true)))
+	nlbtest.Eventually(t, fastWait, "h2 master alone", all(wantState(crashed, vrid, "Master"), hasVIP(h2, vip, true)))
 	crashed.signal(syscall.SIGKILL)
 	_ = crashed.wait()
 	if err := hasVIP(h2, vip, true)(); err != nil {
@@ -376,11 +377,11 @@ func TestLabStaleVIP(t *testing.T) {
 	}
 
 	n1 := startNLB(t, h1, renderNLB(h1.IfName, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}, Priority: 200}.fast()))
-	eventually(t, fastWait, "master", all(wantState(n1, vrid, "Master"), hasVIP(h1, vip, true)))
+	nlbtest.Eventually(t, fastWait, "master", all(wantState(n1, vrid, "Master"), hasVIP(h1, vip, true)))
 	// The restarted node removes the stale VIP before anything else.
 	n2 := startNLB(t, h2, conf2)
 	c := cluster{nodes: []*node{n1, n2}, vrid: vrid, vip: vip}
-	eventually(t, fastWait, "stale VIP removed", func() error { return c.exactlyMaster(n1, h1.Addr4) })
+	nlbtest.Eventually(t, fastWait, "stale VIP removed", func() error { return c.exactlyMaster(n1, h1.Addr4) })
 	mac, err := lab.Hosts[2].ARPProbe(vip.Addr(), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -510,7 +511,7 @@ func TestInteropKeepalived(t *testing.T) {
 			vip := m.vip(lab)
 			kh, nh := lab.Hosts[0], lab.Hosts[1]
 			ka := startKeepalived(t, kh, m.keepalived(kh, nh, vip, 200))
-			eventually(t, m.wait(), "keepalived master", all(ka.logHas("Entering MASTER STATE"), hasVIP(kh, vip, true)))
+			nlbtest.Eventually(t, m.wait(), "keepalived master", all(ka.logHas("Entering MASTER STATE"), hasVIP(kh, vip, true)))
 			if m.checksumAsV2 && strings.Contains(ka.p.Log(), noChecksumAsV2) {
 				// Still worth running: nlb configured for the RFC 9568 form
 				// must accept keepalived's pseudo-header form too.
@@ -531,8 +532,8 @@ func TestInteropKeepalived(t *testing.T) {
 				}
 				return all(hasVIP(nh, vip, false), hasVIP(kh, vip, true))()
 			}
-			eventually(t, m.wait(), "nlb Backup of keepalived", backup)
-			consistently(t, m.masterHold(), "nlb stays Backup", backup)
+			nlbtest.Eventually(t, m.wait(), "nlb Backup of keepalived", backup)
+			nlbtest.Consistently(t, m.masterHold(), "nlb stays Backup", backup)
 			if v, err := n.metricSum("nlb_vrrp_adverts_received_total", map[string]string{"vrid": fmt.Sprint(vrid)}); err != nil || v < 1 {
 				t.Errorf("nlb_vrrp_adverts_received_total = %v (%v), want > 0", v, err)
 			}
@@ -540,7 +541,7 @@ func TestInteropKeepalived(t *testing.T) {
 			if err := ka.p.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, m.wait(), "nlb takes over from killed keepalived", all(wantState(n, vrid, "Master"), hasVIP(nh, vip, true)))
+			nlbtest.Eventually(t, m.wait(), "nlb takes over from killed keepalived", all(wantState(n, vrid, "Master"), hasVIP(nh, vip, true)))
 		})
 		t.Run(m.name+"/nlb-master", func(t *testing.T) {
 			t.Parallel()
@@ -548,10 +549,10 @@ func TestInteropKeepalived(t *testing.T) {
 			vip := m.vip(lab)
 			nh, kh, by := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2]
 			n := startNLB(t, nh, m.nlbConf(nh, kh, vip, 200))
-			eventually(t, m.wait(), "nlb master", all(wantState(n, vrid, "Master"), hasVIP(nh, vip, true)))
+			nlbtest.Eventually(t, m.wait(), "nlb master", all(wantState(n, vrid, "Master"), hasVIP(nh, vip, true)))
 
 			ka := startKeepalived(t, kh, m.keepalived(kh, nh, vip, 100))
-			eventually(t, m.wait(), "keepalived backup", ka.logHas("Entering BACKUP STATE"))
+			nlbtest.Eventually(t, m.wait(), "keepalived backup", ka.logHas("Entering BACKUP STATE"))
 			if m.checksumAsV2 && strings.Contains(ka.p.Log(), noChecksumAsV2) {
 				// This keepalived (Debian's 2.2.7) has no
 				// v3_checksum_as_v2: it checks the pseudo-header form
@@ -559,7 +560,7 @@ func TestInteropKeepalived(t *testing.T) {
 				// interop trap the README documents (and why nlb
 				// sends the pseudo-header form by default). TestLabTshark
 				// checks the RFC 9568 form itself with tshark.
-				eventually(t, m.wait(), "keepalived rejects the RFC 9568 form", ka.logHas("Invalid VRRPv3 checksum"))
+				nlbtest.Eventually(t, m.wait(), "keepalived rejects the RFC 9568 form", ka.logHas("Invalid VRRPv3 checksum"))
 				return
 			}
 			stays := func() error {
@@ -568,7 +569,7 @@ func TestInteropKeepalived(t *testing.T) {
 				}
 				return all(wantState(n, vrid, "Master"), hasVIP(nh, vip, true), hasVIP(kh, vip, false))()
 			}
-			consistently(t, m.masterHold(), "keepalived stays BACKUP", stays)
+			nlbtest.Consistently(t, m.masterHold(), "keepalived stays BACKUP", stays)
 			if !m.ipv6 {
 				mac, err := by.ARPProbe(vip.Addr(), 2*time.Second)
 				if err != nil {
@@ -586,7 +587,7 @@ func TestInteropKeepalived(t *testing.T) {
 			if err := hasVIP(nh, vip, false)(); err != nil {
 				t.Errorf("after SIGTERM: %v", err)
 			}
-			eventually(t, m.wait(), "keepalived takes over", all(ka.logHas("Entering MASTER STATE"), hasVIP(kh, vip, true)))
+			nlbtest.Eventually(t, m.wait(), "keepalived takes over", all(ka.logHas("Entering MASTER STATE"), hasVIP(kh, vip, true)))
 		})
 	}
 }
@@ -665,7 +666,7 @@ func TestLabTshark(t *testing.T) {
 			t.Logf("tcpdump:\n%s", capLog.String())
 		}
 	})
-	eventually(t, fastWait, "tcpdump listening", func() error {
+	nlbtest.Eventually(t, fastWait, "tcpdump listening", func() error {
 		if !strings.Contains(capLog.String(), "listening on") {
 			return fmt.Errorf("tcpdump not ready: %q", capLog.String())
 		}
@@ -689,7 +690,7 @@ func TestLabTshark(t *testing.T) {
 	}
 	n := startNLB(t, h1, renderNLB(h1.IfName, all...))
 	for _, in := range insts {
-		eventually(t, slowWait, fmt.Sprintf("VRID %d Master with adverts sent", in.opts.VRID), func() error {
+		nlbtest.Eventually(t, slowWait, fmt.Sprintf("VRID %d Master with adverts sent", in.opts.VRID), func() error {
 			if err := wantState(n, in.opts.VRID, "Master")(); err != nil {
 				return err
 			}
@@ -708,7 +709,7 @@ func TestLabTshark(t *testing.T) {
 		t.Errorf("nlb after SIGTERM: %v, want exit 0", err)
 	}
 	// Wait for the capture to hold every instance's release.
-	eventually(t, fastWait, "priority-0 adverts captured", func() error {
+	nlbtest.Eventually(t, fastWait, "priority-0 adverts captured", func() error {
 		rows, err := readCapture(t, pcap)
 		if err != nil {
 			return err
@@ -823,11 +824,11 @@ func TestLabLinkDown(t *testing.T) {
 		return vrrpOpts{Priority: prios[i], Preempt: boolPtr(false)}.fast()
 	})
 	old := c.nodes[0]
-	eventually(t, fastWait, "election", func() error { return c.exactlyMaster(old, old.h.Addr4) })
+	nlbtest.Eventually(t, fastWait, "election", func() error { return c.exactlyMaster(old, old.h.Addr4) })
 	if err := old.h.LinkDown(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, fastWait, "fault", func() error {
+	nlbtest.Eventually(t, fastWait, "fault", func() error {
 		in, err := old.inst(vrid)
 		if err != nil {
 			return err
@@ -839,7 +840,7 @@ func TestLabLinkDown(t *testing.T) {
 	})
 	rest := cluster{nodes: c.nodes[1:], vrid: vrid, vip: vip}
 	var next *node
-	eventually(t, fastWait, "takeover", func() error {
+	nlbtest.Eventually(t, fastWait, "takeover", func() error {
 		var err error
 		next, err = rest.oneMaster()
 		return err
@@ -849,8 +850,8 @@ func TestLabLinkDown(t *testing.T) {
 	}
 	// preempt: false, so the new master keeps the VIP; the old one is a
 	// plain Backup again.
-	eventually(t, fastWait, "after the link returns", func() error { return c.exactlyMaster(next, next.h.Addr4) })
-	consistently(t, 10*fastInterval, "no preemption after the link returns", func() error { return c.exactlyMaster(next, next.h.Addr4) })
+	nlbtest.Eventually(t, fastWait, "after the link returns", func() error { return c.exactlyMaster(next, next.h.Addr4) })
+	nlbtest.Consistently(t, 10*fastInterval, "no preemption after the link returns", func() error { return c.exactlyMaster(next, next.h.Addr4) })
 	if in, err := old.inst(vrid); err != nil || in.Fault {
 		t.Errorf("%s after link up: %+v %v", old.name, in, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/internal/observe"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -160,7 +161,7 @@ func TestLabVIPLifetime(t *testing.T) {
 				return vrrpOpts{Priority: []int{150, 100}[i], Preempt: boolPtr(tc.preempt)}.fast()
 			})
 			old, backup := c.nodes[0], c.nodes[1]
-			eventually(t, fastWait, "h1 Master, h2 Backup", func() error { return c.exactlyMaster(old, h1.Addr4) })
+			nlbtest.Eventually(t, fastWait, "h1 Master, h2 Backup", func() error { return c.exactlyMaster(old, h1.Addr4) })
 
 			ctx, cancel := context.WithCancel(context.Background())
 			o, err := observe.Listen(ctx, observe.Config{Netns: by.NS, Interface: by.IfName, VIP: vip.Addr(), ProbeInterval: 20 * time.Millisecond})
@@ -175,9 +176,9 @@ func TestLabVIPLifetime(t *testing.T) {
 			if tc.sig == syscall.SIGSTOP {
 				t.Cleanup(func() { _ = old.proc.Signal(syscall.SIGCONT, false, 0) })
 			}
-			eventually(t, fastWait, "h2 takes over", all(wantState(backup, vrid, "Master"), hasVIP(h2, vip, true)))
+			nlbtest.Eventually(t, fastWait, "h2 takes over", all(wantState(backup, vrid, "Master"), hasVIP(h2, vip, true)))
 			// Nothing removes h1's VIP but its lifetime.
-			eventually(t, lifetimeWait, "the VIP leaves h1", hasVIP(h1, vip, false))
+			nlbtest.Eventually(t, lifetimeWait, "the VIP leaves h1", hasVIP(h1, vip, false))
 			t.Logf("h1's VIP expired %v after %v", time.Since(signalled).Round(10*time.Millisecond), tc.sig)
 			if _, dels := w.counts(); dels == 0 {
 				t.Error("no RTM_DELADDR for h1's VIP")
@@ -191,7 +192,7 @@ func TestLabVIPLifetime(t *testing.T) {
 			}
 			newsBefore, _ := w.counts()
 			old.signal(syscall.SIGCONT)
-			eventually(t, fastWait, "h1 steps down", func() error {
+			nlbtest.Eventually(t, fastWait, "h1 steps down", func() error {
 				in, err := old.inst(vrid)
 				if err != nil {
 					return err
@@ -202,7 +203,7 @@ func TestLabVIPLifetime(t *testing.T) {
 				return nil
 			})
 			// The log comes through a pipe: it may lag behind /status.
-			eventually(t, fastWait, "h1 logs that the lifetime ran out", func() error {
+			nlbtest.Eventually(t, fastWait, "h1 logs that the lifetime ran out", func() error {
 				if !strings.Contains(old.log(), "lifetime ran out") {
 					return errors.New("not in the log")
 				}
@@ -210,7 +211,7 @@ func TestLabVIPLifetime(t *testing.T) {
 			})
 			if !tc.preempt {
 				// It stays Backup: the VIP never comes back to it.
-				consistently(t, 2*time.Second, "h2 stays the only Master", func() error { return c.exactlyMaster(backup, h2.Addr4) })
+				nlbtest.Consistently(t, 2*time.Second, "h2 stays the only Master", func() error { return c.exactlyMaster(backup, h2.Addr4) })
 				if news, _ := w.counts(); news != newsBefore {
 					t.Errorf("%d RTM_NEWADDR for h1's VIP after it expired: put back", news-newsBefore)
 				}
@@ -219,7 +220,7 @@ func TestLabVIPLifetime(t *testing.T) {
 			}
 			// Priority 150 preempts h2 after Master_Down_Interval, as a
 			// new Master: one Master, one holder.
-			eventually(t, fastWait, "h1 Master again", func() error { return c.exactlyMaster(old, h1.Addr4) })
+			nlbtest.Eventually(t, fastWait, "h1 Master again", func() error { return c.exactlyMaster(old, h1.Addr4) })
 			onlyAnswers(t, o, o.Len(), h1.MAC, h2)
 		})
 	}
@@ -239,9 +240,9 @@ func TestLabVIPLifetimeLongMaster(t *testing.T) {
 	vip := lab.VIP4(0)
 	w := watchVIP(t, h, vip.Addr())
 	n := startNLB(t, h, renderNLB(h.IfName, vrrpOpts{VRID: vrid, VIPs: []netip.Prefix{vip}, Version: 3, Interval: 30 * time.Millisecond}))
-	eventually(t, fastWait, "Master", all(wantState(n, vrid, "Master"), hasVIP(h, vip, true)))
+	nlbtest.Eventually(t, fastWait, "Master", all(wantState(n, vrid, "Master"), hasVIP(h, vip, true)))
 	start := time.Now()
-	eventually(t, 10*time.Minute, fmt.Sprintf("%d refreshes", refreshes), func() error {
+	nlbtest.Eventually(t, 10*time.Minute, fmt.Sprintf("%d refreshes", refreshes), func() error {
 		news, dels := w.counts()
 		if dels > 0 {
 			t.Fatalf("RTM_DELADDR for the VIP after %d refreshes", news)

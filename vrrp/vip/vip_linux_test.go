@@ -14,15 +14,14 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// Bounds of the waits for the watcher's repairs: generous, never asserted.
-const (
-	waitPolls = 500
-	waitStep  = 20 * time.Millisecond
-)
+// waitLimit bounds the waits for the watcher's repairs: generous, never
+// asserted.
+const waitLimit = 10 * time.Second
 
 func TestNewAddr(t *testing.T) {
 	pp := netip.MustParsePrefix
@@ -195,18 +194,16 @@ func firstAddr(h *netlab.Host, ifName string, v4 bool) (netip.Addr, error) {
 	return first, err
 }
 
-// eventually polls cond, a description of what is still wrong ("" when
-// all is well), a bounded number of times.
+// eventually waits (nlbtest.Eventually) until cond, a description of
+// what is still wrong, returns "" (all is well).
 func eventually(t *testing.T, what string, cond func() string) {
 	t.Helper()
-	var last string
-	for range waitPolls {
-		if last = cond(); last == "" {
-			return
+	nlbtest.Eventually(t, waitLimit, what, func() error {
+		if s := cond(); s != "" {
+			return errors.New(s)
 		}
-		time.Sleep(waitStep)
-	}
-	t.Fatalf("%s: %s", what, last)
+		return nil
+	})
 }
 
 func sysctl(t *testing.T, h *netlab.Host, key, value string) {
