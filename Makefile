@@ -48,7 +48,7 @@ unit: e2e-build
 E2E_APISERVER ?= bin/e2e-apiserver
 e2e-build:
 	@mkdir -p $(dir $(E2E_APISERVER))
-	$(GO) run ./internal/e2ebuild > $(E2E_APISERVER).tmp
+	$(GO) run ./internal/cmd/e2ebuild > $(E2E_APISERVER).tmp
 	@mv $(E2E_APISERVER).tmp $(E2E_APISERVER); echo "NLB_KUBE_APISERVER=$$(cat $(E2E_APISERVER))"
 
 ## test-armv7: nlb builds for GOARCH=arm GOARM=7; the vrrp and lb unit tests run under
@@ -64,7 +64,7 @@ IMAGE_REF       ?= ghcr.io/nlb-dev/nlb:$(VERSION)
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64,linux/arm/v7
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 image:
-	$(GO) run ./internal/image --go $(GO) --version $(VERSION) --ref $(IMAGE_REF) \
+	$(GO) run ./internal/cmd/image --go $(GO) --version $(VERSION) --ref $(IMAGE_REF) \
 	  --platforms $(IMAGE_PLATFORMS) --source-date-epoch $(SOURCE_DATE_EPOCH) --out bin/image
 
 ## fuzz: run every fuzz target for FUZZTIME each (seeds also run in `make test`).

@@ -402,7 +402,7 @@ func writeImage(lay string, o options, p platform, bin []byte, created string) (
 	cfg.Config.Labels = map[string]string{annotationVersion: o.version, annotationSource: source}
 	cfg.RootFS.Type = "layers"
 	cfg.RootFS.DiffIDs = []string{digest(raw)}
-	cfg.History = []history{{Created: created, CreatedBy: "nlb internal/image: " + binaryPath}}
+	cfg.History = []history{{Created: created, CreatedBy: "nlb internal/cmd/image: " + binaryPath}}
 	config, err := writeJSON(lay, mediaTypeConfig, cfg)
 	if err != nil {
 		return descriptor{}, err
