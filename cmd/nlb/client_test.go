@@ -2,19 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -38,86 +32,46 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/lb/k8s"
 	"github.com/nlb-dev/nlb/nllb"
 )
 
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
+// testCA is nlbtest's CA with helpers that fail the test.
+type testCA struct{ *nlbtest.CA }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := nlbtest.NewCA(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &testCA{ca}
 }
 
-// issue returns a leaf certificate (and its PEM forms) for the names: IP
-// literals become IP SANs, the rest DNS SANs.
+// issue returns a leaf certificate (and its PEM forms): a client
+// certificate, or a serving one for the names (IP literals become IP
+// SANs, the rest DNS SANs).
 func (ca *testCA) issue(t *testing.T, cn string, client bool, names ...string) (tls.Certificate, []byte, []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
+	var dns []string
+	var ips []net.IP
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			ips = append(ips, ip)
 		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
+			dns = append(dns, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	leaf, err := ca.Server(cn, dns, ips...)
+	if client {
+		leaf, err = ca.Client(cn)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair, certPEM, keyPEM
+	return leaf.TLS, leaf.CertPEM, leaf.KeyPEM
 }
 
 // writeKubeconfig writes a kubeconfig with embedded CA, client certificate
@@ -379,7 +333,7 @@ func newFakeCluster(t *testing.T) *fakeCluster {
 	c := &fakeCluster{ca: newTestCA(t, "kubernetes-ca"), otherCA: newTestCA(t, "impostor-ca"),
 		hosts: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}, dir: t.TempDir()}
 	pool := x509.NewCertPool()
-	pool.AddCert(c.ca.cert)
+	pool.AddCert(c.ca.Cert)
 	var certPEM, keyPEM []byte
 	c.clientCert, certPEM, keyPEM = c.ca.issue(t, "system:node:worker", true)
 	c.port = listenSamePort(t, c.hosts, func(port int) error {
@@ -427,7 +381,7 @@ func newFakeCluster(t *testing.T) *fakeCluster {
 		}()
 	}
 	c.kubeconfig = filepath.Join(c.dir, "kubelet.conf")
-	writeKubeconfig(t, c.kubeconfig, "https://"+net.JoinHostPort(c.hosts[0], strconv.Itoa(c.port)), c.ca.pem, certPEM, keyPEM)
+	writeKubeconfig(t, c.kubeconfig, "https://"+net.JoinHostPort(c.hosts[0], strconv.Itoa(c.port)), c.ca.CertPEM, certPEM, keyPEM)
 	return c
 }
 
@@ -642,7 +596,7 @@ func (c *fakeCluster) clientset(t *testing.T, cl *testClient) kubernetes.Interfa
 	var conns nllb.ConnTracker
 	t.Cleanup(conns.CloseAll)
 	rc := &rest.Config{Host: self, Timeout: 10 * time.Second, Dial: conns.DialContext}
-	rc.TLSClientConfig.CAData = c.ca.pem
+	rc.TLSClientConfig.CAData = c.ca.CertPEM
 	rc.TLSClientConfig.ServerName = "kubernetes"
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -656,17 +610,10 @@ func (c *fakeCluster) clientset(t *testing.T, cl *testClient) kubernetes.Interfa
 // loaded machine running the race detector does not fail them.
 const clientWait = 30 * time.Second
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+// waitFor waits (nlbtest.Eventually) until cond holds, at most d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
+	nlbtest.Eventually(t, d, what, nlbtest.Holds(cond))
 }
 
 // backendHealth returns address → healthy for the live (not removed)
@@ -819,7 +766,7 @@ func TestClientDiscoveryFailover(t *testing.T) {
 			rwg.Add(1)
 			go func() {
 				defer rwg.Done()
-				if err := freshGET(c.ca.pem, self); err != nil {
+				if err := freshGET(c.ca.CertPEM, self); err != nil {
 					refusedFails.Add(1)
 					t.Logf("request after kill: %v", err)
 				}
@@ -878,7 +825,7 @@ func TestClientDiscoveryFailover(t *testing.T) {
 	okCut := l.ok.Load()
 	// New connections go to the live upstream only.
 	for i := range 10 {
-		if err := freshGET(c.ca.pem, self); err != nil {
+		if err := freshGET(c.ca.CertPEM, self); err != nil {
 			t.Errorf("new connection %d after the blackholed upstream was marked down: %v", i, err)
 		}
 	}
@@ -918,7 +865,7 @@ func TestClientCacheBootstrap(t *testing.T) {
 	}
 	self, _ := cl.URL()
 	for i := range 10 {
-		if err := freshGET(c.ca.pem, self); err != nil {
+		if err := freshGET(c.ca.CertPEM, self); err != nil {
 			t.Fatalf("request %d with the join controller down: %v", i, err)
 		}
 	}

@@ -144,7 +144,7 @@ func TestLabControllerHealth(t *testing.T) {
 	for _, h := range lab.Hosts {
 		srv := startReadyz(t, h, ca)
 		kc := filepath.Join(t.TempDir(), "admin.conf")
-		writeKubeconfig(t, kc, "https://"+netip.AddrPortFrom(h.Addr4, 6443).String(), ca.pem, adminCert, adminKey)
+		writeKubeconfig(t, kc, "https://"+netip.AddrPortFrom(h.Addr4, 6443).String(), ca.CertPEM, adminCert, adminKey)
 		conf := controllerConf(h.IfName, extra, controllerVRRP(vip))
 		n := startNLBCommand(t, h, conf, "controller", "--kubeconfig", kc)
 		c.nodes = append(c.nodes, n)

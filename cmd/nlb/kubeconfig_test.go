@@ -19,7 +19,7 @@ func TestKubeconfigRewrite(t *testing.T) {
 	_, certPEM, keyPEM := ca.issue(t, "system:node:worker", true)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "kubelet.conf")
-	writeKubeconfig(t, in, "https://192.0.2.10:6443", ca.pem, certPEM, keyPEM)
+	writeKubeconfig(t, in, "https://192.0.2.10:6443", ca.CertPEM, certPEM, keyPEM)
 
 	for _, tc := range []struct{ server, want string }{
 		{"", "https://127.0.0.1:7443"},
@@ -118,7 +118,7 @@ func TestKubeconfigFlagErrors(t *testing.T) {
 	_, certPEM, keyPEM := ca.issue(t, "system:node:worker", true)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "kubelet.conf")
-	writeKubeconfig(t, in, "https://192.0.2.10:6443", ca.pem, certPEM, keyPEM)
+	writeKubeconfig(t, in, "https://192.0.2.10:6443", ca.CertPEM, certPEM, keyPEM)
 	notDir := filepath.Join(dir, "file")
 	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -117,7 +117,7 @@ func TestStartupPortTakenClient(t *testing.T) {
 	ca := newTestCA(t, "startup-ca")
 	_, certPEM, keyPEM := ca.issue(t, "worker", true)
 	kc := filepath.Join(dir, "kubelet.conf")
-	writeKubeconfig(t, kc, "https://"+freePort(t), ca.pem, certPEM, keyPEM) // never reached
+	writeKubeconfig(t, kc, "https://"+freePort(t), ca.CertPEM, certPEM, keyPEM) // never reached
 	taken := takePort(t)
 	_, takenPort, _ := net.SplitHostPort(taken)
 	port := func() string { _, p, _ := net.SplitHostPort(freePort(t)); return p }

@@ -76,6 +76,9 @@ func TestPoll(t *testing.T) {
 	if err := Poll(context.Background(), time.Millisecond, "stop", func() error { return Stop(boom) }); !errors.Is(err, boom) {
 		t.Errorf("Poll with Stop: %v", err)
 	}
+	if Holds(func() bool { return false })() == nil || Holds(func() bool { return true })() != nil {
+		t.Error("Holds does not follow its condition")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := Poll(ctx, time.Millisecond, "never", func() error { return errors.New("no") }); err == nil || !strings.Contains(err.Error(), "never") {

@@ -40,6 +40,17 @@ func Poll(ctx context.Context, interval time.Duration, what string, fn func() er
 	}
 }
 
+// Holds turns a condition that holds or not into one for [Poll],
+// [Eventually] and [Consistently]: nil when cond returns true.
+func Holds(cond func() bool) func() error {
+	return func() error {
+		if !cond() {
+			return errors.New("does not hold yet")
+		}
+		return nil
+	}
+}
+
 // PollInterval is how often [Eventually] and [Consistently] look.
 const PollInterval = 20 * time.Millisecond
 
