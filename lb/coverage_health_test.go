@@ -2,125 +2,58 @@ package lb
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
-// covCA is a throwaway certificate authority for the health check tests.
+// covCA is nlbtest's CA for the health check tests, its certificate
+// written as a PEM file in the test's temp dir.
 type covCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	pemFile string // the CA certificate, PEM, in the test's temp dir
-}
-
-// covSerial returns a random certificate serial number (RFC 5280: unique
-// per CA; 62 random bits make a collision in a test run negligible).
-func covSerial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n.Add(n, big.NewInt(1))
+	*nlbtest.CA
+	pemFile string
 }
 
 func newCovCA(t *testing.T, name string) *covCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := nlbtest.NewCA(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          covSerial(t),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
+	c := &covCA{CA: ca, pemFile: filepath.Join(t.TempDir(), name+"-ca.crt")}
+	if err := ca.WriteFile(c.pemFile); err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &covCA{cert: cert, key: key, pemFile: filepath.Join(t.TempDir(), name+"-ca.crt")}
-	writePEM(t, ca.pemFile, "CERTIFICATE", der)
-	return ca
-}
-
-func (ca *covCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
+	return c
 }
 
 // issue signs a server (127.0.0.1, ::1, localhost) or client certificate
 // and writes it and its key as PEM files.
 func (ca *covCA) issue(t *testing.T, cn string, client bool) (cert tls.Certificate, certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: covSerial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
+	leaf, err := ca.Server(cn, []string{"localhost", "backend.test"}, net.ParseIP("127.0.0.1"), net.ParseIP("::1"))
 	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
-		tmpl.DNSNames = []string{"localhost", "backend.test"}
+		leaf, err = ca.Client(cn)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	cert, err = tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
+	if err := leaf.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	return cert, certFile, keyFile
-}
-
-func writePEM(t *testing.T, name, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(name, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return leaf.TLS, certFile, keyFile
 }
 
 // mtlsServer is an HTTPS server with a certificate from ca that requires a
@@ -148,7 +81,7 @@ func startMTLSServer(t *testing.T, ca, clientCA *covCA) *mtlsServer {
 	srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{serverCert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clientCA.pool(),
+		ClientCAs:    clientCA.Pool(),
 	}
 	// The failed handshakes this test provokes are expected: keep them
 	// out of the test's output.

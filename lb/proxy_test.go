@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,13 +44,7 @@ func (w tWriter) Write(b []byte) (int, error) {
 // waitFor polls cond for up to 10 s: bounded, never a timing assertion.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	nlbtest.Eventually(t, 10*time.Second, what, nlbtest.Holds(cond))
 }
 
 // echoServer echoes every connection and passes half-closes back.
