@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -106,14 +105,7 @@ type controllerHealthStatus struct {
 
 func (n *node) controllerStatus() (controllerHealthStatus, error) {
 	var st controllerHealthStatus
-	b, err := n.get("/status")
-	if err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("%s: /status: %w: %s", n.name, err, b)
-	}
-	return st, nil
+	return st, n.getJSON("/status", &st)
 }
 
 // TestLabControllerHealth: the VIP follows the local API server's /readyz.

@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -72,10 +71,6 @@ func ask(h *netlab.Host, addr netip.AddrPort) (string, error) {
 
 // proxyTotal returns the proxy's accepted-connection count from /status.
 func (n *node) proxyTotal() (uint64, string, error) {
-	b, err := n.get("/status")
-	if err != nil {
-		return 0, "", err
-	}
 	var st struct {
 		Steering struct {
 			Mode string `json:"mode"`
@@ -84,7 +79,7 @@ func (n *node) proxyTotal() (uint64, string, error) {
 			Total uint64 `json:"total"`
 		} `json:"proxy"`
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
+	if err := n.getJSON("/status", &st); err != nil {
 		return 0, "", err
 	}
 	if st.Proxy == nil {

@@ -3,10 +3,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -111,13 +111,10 @@ func startNLBCommand(t testing.TB, h *netlab.Host, conf []byte, cmd string, args
 	if err := n.proc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n.client = &http.Client{
-		// A safety bound only: a loaded CI machine (load average 20) has
-		// kept a healthy node from answering /status within 2 s, and
-		// nlbtest.Consistently() takes any error for a violation.
-		Timeout:   10 * time.Second,
-		Transport: &http.Transport{DisableKeepAlives: true, DialContext: h.Dialer(10 * time.Second)},
-	}
+	// A safety bound only: a loaded CI machine (load average 20) has kept
+	// a healthy node from answering /status within 2 s, and
+	// nlbtest.Consistently takes any error for a violation.
+	n.client = h.HTTPClient(10 * time.Second)
 	t.Cleanup(func() {
 		_ = n.proc.Kill()
 		if t.Failed() {
@@ -183,31 +180,28 @@ func (n *node) get(path string) ([]byte, error) {
 	if n.exited() {
 		return nil, fmt.Errorf("%s exited: %v", n.name, n.proc.Err())
 	}
-	resp, err := n.client.Get("http://" + adminAddr + path)
+	b, err := nlbtest.Get(context.Background(), n.client, "http://"+adminAddr+path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.name, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", n.name, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s: %s", n.name, path, resp.Status)
 	}
 	return b, nil
 }
 
+// getJSON decodes the JSON document at path into v.
+func (n *node) getJSON(path string, v any) error {
+	b, err := n.get(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %s: %w: %s", n.name, path, err, b)
+	}
+	return nil
+}
+
 func (n *node) status() (labStatus, error) {
 	var st labStatus
-	b, err := n.get("/status")
-	if err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("%s: /status: %w: %s", n.name, err, b)
-	}
-	return st, nil
+	return st, n.getJSON("/status", &st)
 }
 
 // inst returns the status of the instance with the given VRID.

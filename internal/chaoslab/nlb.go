@@ -2,10 +2,8 @@ package chaoslab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -61,10 +59,7 @@ func NewNLB(c *k8slab.Cluster, p Params, bin, dir string) *NLB {
 			"--cache-file", filepath.Join(nd, "apiservers.cache"),
 			"--log-format", "json",
 			"--log-level", "info"))
-		n.admin = append(n.admin, &http.Client{
-			Transport: &http.Transport{DialContext: ctl.Host.Dialer(3 * time.Second), DisableKeepAlives: true},
-			Timeout:   2 * time.Second,
-		})
+		n.admin = append(n.admin, ctl.Host.HTTPClient(2*time.Second))
 	}
 	return n
 }
@@ -126,27 +121,8 @@ func (n *NLB) Stop(i int) error { return n.nodes[i].Stop(NLBStopTimeout) }
 
 // Status fetches node i's admin /status as generic JSON.
 func (n *NLB) Status(ctx context.Context, i int) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+NLBAdminAddr+"/status", nil)
-	if err != nil {
-		return nil, fmt.Errorf("chaoslab: %w", err)
-	}
-	resp, err := n.admin[i].Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status: %s", resp.Status)
-	}
 	var st map[string]any
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	return st, nil
+	return st, nlbtest.GetJSON(ctx, n.admin[i], "http://"+NLBAdminAddr+"/status", &st)
 }
 
 // Ready implements Impl: every node runs and answers /status, every VRRP

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -57,10 +55,7 @@ func newNode(i int, h *netlab.Host, nlb, dir string, vip netip.Prefix, extra []s
 		i: i, host: h, nlb: nlb, args: args,
 		proc: netlab.NewProcess(fmt.Sprintf("controller%d", i+1), filepath.Join(dir, fmt.Sprintf("controller%d.log", i+1)), h, append([]string{nlb}, args...)...),
 	}
-	n.http = &http.Client{
-		Timeout:   2 * time.Second,
-		Transport: &http.Transport{DialContext: h.Dialer(time.Second), DisableKeepAlives: true},
-	}
+	n.http = h.HTTPClient(2 * time.Second)
 	return n, nil
 }
 
@@ -99,24 +94,8 @@ func (s status) state() string {
 // status asks the node's admin server.
 func (n *node) status(ctx context.Context) (status, error) {
 	var st status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := n.http.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("controller%d /status: %w", n.i+1, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return st, fmt.Errorf("controller%d /status: %w", n.i+1, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("controller%d /status: %s", n.i+1, resp.Status)
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("controller%d /status: %w", n.i+1, err)
+	if err := nlbtest.GetJSON(ctx, n.http, "http://"+adminAddr+"/status", &st); err != nil {
+		return st, fmt.Errorf("controller%d: %w", n.i+1, err)
 	}
 	return st, nil
 }

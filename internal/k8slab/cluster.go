@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -344,20 +343,8 @@ func (c *Cluster) httpClient(id Identity, from *netlab.Host) (*http.Client, erro
 
 // get succeeds when url answers 200.
 func get(ctx context.Context, hc *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, netlab.Tail(string(body), 5))
-	}
-	return nil
+	_, err := nlbtest.Get(ctx, hc, url)
+	return err
 }
 
 // poll is nlbtest.Poll with k8slab's argument order.

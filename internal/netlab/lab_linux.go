@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -483,6 +484,16 @@ func (h *Host) Dialer(timeout time.Duration) func(ctx context.Context, network, 
 			return err
 		})
 		return c, err
+	}
+}
+
+// HTTPClient returns a client whose requests go out of the host's
+// namespace, each on its own connection (no keep-alive), each bounded by
+// timeout: for the admin servers of the daemons a lab runs.
+func (h *Host) HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout:   timeout,
+		Transport: &http.Transport{DialContext: h.Dialer(timeout), DisableKeepAlives: true},
 	}
 }
 

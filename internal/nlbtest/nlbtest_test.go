@@ -85,3 +85,34 @@ func TestPoll(t *testing.T) {
 		t.Errorf("Poll past its context: %v", err)
 	}
 }
+
+// TestGet: Get returns a 200 answer's body, and an error naming the
+// status and the body otherwise; GetJSON decodes, and refuses what is not
+// JSON.
+func TestGet(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			io.WriteString(w, `{"state":"Master"}`)
+		case "/text":
+			io.WriteString(w, "not json")
+		default:
+			http.Error(w, "no such thing", http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	ctx, c := context.Background(), srv.Client()
+	if b, err := Get(ctx, c, srv.URL+"/ok"); err != nil || string(b) != `{"state":"Master"}` {
+		t.Errorf("Get /ok: %q, %v", b, err)
+	}
+	if _, err := Get(ctx, c, srv.URL+"/missing"); err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "no such thing") {
+		t.Errorf("Get /missing: %v", err)
+	}
+	var st struct{ State string }
+	if err := GetJSON(ctx, c, srv.URL+"/ok", &st); err != nil || st.State != "Master" {
+		t.Errorf("GetJSON /ok: %+v, %v", st, err)
+	}
+	if err := GetJSON(ctx, c, srv.URL+"/text", &st); err == nil {
+		t.Error("GetJSON accepted a body that is not JSON")
+	}
+}

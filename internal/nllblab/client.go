@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/nllb"
 )
 
@@ -98,10 +98,7 @@ func NewClient(c *k8slab.Cluster, bin, dir string, join *k8slab.Controller, extr
 		Kubeconfig: kc,
 		CacheFile:  filepath.Join(dir, "nlb-cache", "apiservers"),
 		bin:        bin,
-		admin: &http.Client{
-			Transport: &http.Transport{DialContext: c.Worker.Dialer(3 * time.Second), DisableKeepAlives: true},
-			Timeout:   2 * time.Second,
-		},
+		admin:      c.Worker.HTTPClient(2 * time.Second),
 	}
 	argv := append([]string{bin, "client",
 		"--kubeconfig", kc,
@@ -117,24 +114,8 @@ func NewClient(c *k8slab.Cluster, bin, dir string, join *k8slab.Controller, extr
 
 // Status fetches /status from the admin server.
 func (n *Client) Status(ctx context.Context) (*Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+AdminAddr+"/status", nil)
-	if err != nil {
-		return nil, fmt.Errorf("nllblab: %w", err)
-	}
-	resp, err := n.admin.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("nllblab: status: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("nllblab: status: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("nllblab: status: %s", resp.Status)
-	}
 	var st Status
-	if err := json.Unmarshal(body, &st); err != nil {
+	if err := nlbtest.GetJSON(ctx, n.admin, "http://"+AdminAddr+"/status", &st); err != nil {
 		return nil, fmt.Errorf("nllblab: status: %w", err)
 	}
 	return &st, nil
