@@ -153,7 +153,7 @@ func measure(ctx context.Context, impl vrrplab.Impl, nlbPath string, obs *observ
 	a, b *netlab.Host, p vrrplab.Params, stop string) (result, error) {
 	r := result{Impl: string(impl), VRRP: p.Version, AdvertMS: p.Interval.Milliseconds(), Stop: stop}
 	for _, h := range []*netlab.Host{a, b} {
-		if err := vrrplab.RemoveVIP(h, p.VIP); err != nil {
+		if err := h.RemoveAddr(p.VIP); err != nil {
 			return r, err
 		}
 	}

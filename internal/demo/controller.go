@@ -13,6 +13,7 @@ import (
 	"github.com/nlb-dev/nlb/cplb"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/nlbtest"
+	"github.com/nlb-dev/nlb/vrrp"
 )
 
 // Settings of every controller: k0s's CPLB defaults.
@@ -33,6 +34,16 @@ func controllerConfig(ifName string, vip netip.Prefix) string {
 	return string(nlbtest.K0sConfig{APIPort: 6443, ProxyPort: proxyPort, Instances: []nlbtest.VRRPInstance{{
 		VIPs: []netip.Prefix{vip}, Interface: ifName, VRID: vrid, Interval: advertSeconds * time.Second, AuthPass: authPass,
 	}}}.YAML())
+}
+
+// skewTime and masterDown are the RFC 3768 timers of k0s's CPLB settings
+// (VRRPv2, priority 200, 1 s advertisements).
+func skewTime() time.Duration {
+	return vrrp.SkewTime(vrrp.Version2, k0sPriority, advertSeconds*time.Second)
+}
+
+func masterDown() time.Duration {
+	return vrrp.MasterDownInterval(vrrp.Version2, k0sPriority, advertSeconds*time.Second)
 }
 
 // node is `nlb controller` on one controller host.

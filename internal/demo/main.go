@@ -30,7 +30,6 @@ import (
 	"github.com/nlb-dev/nlb/internal/k8slab"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/observe"
-	"github.com/nlb-dev/nlb/internal/vrrplab"
 )
 
 func main() { benchrun.Main("demo", run) }
@@ -214,14 +213,8 @@ func (d *demo) describe() {
 		"node, so Master_Down_Interval = 3 x 1 s + Skew_Time (256-200)/256 s = %s.\n"+
 		"The VIP follows the local API server's health (%s):\n"+
 		"checks every 500 ms, 3 failures give up mastership, 5 successes restore it.\n",
-		vrid, advertSeconds, k0sPriority, fmtSec(masterDown), d.api.check)
+		vrid, advertSeconds, k0sPriority, fmtSec(masterDown()), d.api.check)
 }
-
-// RFC 3768 timers for priority 200 with 1 s advertisements.
-const (
-	skewTime   = (256 - k0sPriority) * time.Second / 256
-	masterDown = 3*advertSeconds*time.Second + skewTime
-)
 
 func (d *demo) acts(ctx context.Context, cleanups *[]func()) error {
 	out := d.out
@@ -431,12 +424,12 @@ func (d *demo) nodeDeath(ctx context.Context, m int) (int, error) {
 	}
 	d.wrongARP(wrong, wrongHost, next)
 	fmt.Fprintf(d.out, "  => takeover %s after the last advertisement (Master_Down_Interval is %s);\n",
-		fmtSec(first.Sub(lastOr(last, t0))), fmtSec(masterDown))
+		fmtSec(first.Sub(lastOr(last, t0))), fmtSec(masterDown()))
 	cs.print(d.out, t0)
 	fmt.Fprintf(d.out, "     Settled: %s holds the VIP.\n", d.name(next))
 	d.rows = append(d.rows, summaryRow{
 		act:    fmt.Sprintf("node death (%s)", d.name(m)),
-		vip:    fmt.Sprintf("to %s in %s (MDI %s)", d.name(next), fmtSec(first.Sub(lastOr(last, t0))), fmtSec(masterDown)),
+		vip:    fmt.Sprintf("to %s in %s (MDI %s)", d.name(next), fmtSec(first.Sub(lastOr(last, t0))), fmtSec(masterDown())),
 		client: cs,
 		arp:    wrong,
 	})
@@ -501,7 +494,7 @@ func (d *demo) apiDown(ctx context.Context, m int) (int, error) {
 		detect = fmtSec(release.Sub(t0))
 		handover = fmtSec(first.Sub(release))
 		fmt.Fprintf(d.out, "  => unhealthy after %s (3 failed checks 500 ms apart), VIP handed over %s later\n"+
-			"     (Skew_Time %s after a priority-0 advertisement);\n", detect, handover, fmtSec(skewTime))
+			"     (Skew_Time %s after a priority-0 advertisement);\n", detect, handover, fmtSec(skewTime()))
 	}
 	cs.print(d.out, t0)
 	fmt.Fprintf(d.out, "     Settled: %s holds the VIP.\n", d.name(next))
@@ -524,7 +517,7 @@ func (d *demo) comeBack(ctx context.Context, m, master int, boot bool) error {
 	t0 := time.Now()
 	tl := &timeline{t0: t0}
 	if boot {
-		if err := vrrplab.RemoveVIP(d.hosts[m], d.vip); err != nil {
+		if err := d.hosts[m].RemoveAddr(d.vip); err != nil {
 			return err
 		}
 		if err := d.hosts[m].LinkUp(); err != nil {

@@ -125,7 +125,3 @@ func (n *Node) Stop() { _ = n.proc.Stop(3 * time.Second) }
 
 // Log returns what the daemon printed so far.
 func (n *Node) Log() string { return n.proc.Log() }
-
-// RemoveVIP deletes p from host's interface if present (netlab's
-// Host.RemoveAddr).
-func RemoveVIP(host *netlab.Host, p netip.Prefix) error { return host.RemoveAddr(p) }
