@@ -1,0 +1,622 @@
+//go:build ignore
+
+/*
+ * nlb's XDP load balancer: TCP to a configured VIP:port, IPv4 and IPv6, is
+ * sent to a backend by direct server return at layer 2 (the IPVS "DR" /
+ * "gatewaying" method, keepalived's lb_kind DR): only the Ethernet
+ * addresses are rewritten (destination: the backend's MAC, source: ours) and
+ * the frame leaves through the interface it came in on (XDP_TX). The IP
+ * packet is untouched, so no checksum changes; the backend holds the VIP on
+ * a non-ARPing device and answers the client directly.
+ *
+ * A backend is chosen by, in order:
+ *   1. the flow table (nlb_flows, LRU, per CPU): 5-tuple -> backend slot;
+ *   2. on a miss, the service's Maglev lookup table (Eisenbud et al., NSDI
+ *      2016, §3.4) indexed by jhash(flow) % M, where the flow is the 5-tuple,
+ *      or the client address alone for a persistent service (IPVS
+ *      persistence). The result is stored in the flow table, except for an
+ *      RST. A SYN that misses counts as a new flow, any other packet that
+ *      misses as re-hashed (the table evicted it, or another node was Master
+ *      when the flow began): Maglev gives the same backend as long as the
+ *      service's backends are unchanged.
+ *
+ * The defined behaviours (every one counted in nlb_events, except plain
+ * non-VIP traffic, which is passed at the cost of a parse and one hash
+ * lookup):
+ *   - not IPv4/IPv6 (ARP, VLAN-tagged, ...), not TCP or ICMP, not a VIP:port:
+ *     XDP_PASS, uncounted;
+ *   - a truncated or malformed Ethernet/IP/TCP header (IPv4 version or IHL
+ *     wrong, total length beyond the frame or below the headers, TCP data
+ *     offset below 5 or beyond the frame): XDP_PASS, EV_MALFORMED; the
+ *     kernel drops it and counts it in its own statistics;
+ *   - IPv4 options: the header length (IHL) is honoured, the packet is
+ *     balanced like any other;
+ *   - IPv6 hop-by-hop and destination options headers (at most
+ *     MAX_EXT_HEADERS of them) are skipped, the packet is balanced; a routing
+ *     header or any other extension header: XDP_PASS, uncounted (the kernel
+ *     processes it);
+ *   - fragments (IPv4 MF or a fragment offset, an IPv6 fragment header) of
+ *     TCP or ICMP: XDP_PASS, EV_FRAGMENT. Only the first fragment has the
+ *     ports, so they cannot be balanced consistently; the local stack
+ *     reassembles what is addressed to it. TCP to a VIP is sent with DF and
+ *     PMTU discovery, so this does not happen in practice;
+ *   - an ICMP destination unreachable (including "fragmentation needed",
+ *     RFC 1191) or ICMPv6 destination unreachable / packet too big (RFC 8201)
+ *     whose quoted packet is TCP from a VIP:port: sent to the backend that
+ *     owns the quoted flow (the flow table for the reversed tuple, else
+ *     Maglev; nothing is inserted nor counted as new or re-hashed),
+ *     EV_ICMP_FORWARDED. Without this the backend, which sent the packet,
+ *     would never learn the path MTU. Other ICMP: XDP_PASS;
+ *   - VIP traffic while not the VRRP Master (nlb_config.master == 0):
+ *     XDP_PASS, EV_BACKUP: the node's own stack, which holds no VIP unless
+ *     it is a backend with the VIP on a non-ARPing device;
+ *   - VIP traffic whose source MAC is in nlb_guard (every backend's MAC and
+ *     any other given): XDP_PASS, EV_LOOP_GUARD. Such a frame was already
+ *     forwarded by a load balancer, or is a backend talking to the VIP
+ *     itself: it is never forwarded again, so even two Masters (a split
+ *     brain) cannot bounce a frame between them;
+ *   - the chosen backend is this node (BE_F_LOCAL): XDP_PASS, EV_LOCAL;
+ *   - no usable backend (empty table, inactive slot): XDP_PASS,
+ *     EV_NO_BACKEND.
+ */
+
+#include "common.h"
+#include "bpf_endian.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+/* include/uapi/linux/bpf.h bits that common.h does not have. */
+#define NLB_MAP_TYPE_LRU_PERCPU_HASH 10 /* enum bpf_map_type */
+#define BPF_ANY 0
+
+/* include/uapi/linux/bpf.h: the context of an XDP program. */
+struct xdp_md {
+	__u32 data;
+	__u32 data_end;
+	__u32 data_meta;
+	__u32 ingress_ifindex;
+	__u32 rx_queue_index;
+	__u32 egress_ifindex;
+};
+
+/* include/uapi/linux/bpf.h: enum xdp_action. */
+enum xdp_action {
+	XDP_ABORTED = 0,
+	XDP_DROP,
+	XDP_PASS,
+	XDP_TX,
+	XDP_REDIRECT,
+};
+
+/* include/uapi/linux/if_ether.h, in.h, ip.h, icmp.h, icmpv6.h */
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_DSTOPTS 60
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define ICMP_DEST_UNREACH 3
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PKT_TOOBIG 2
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+/* Extension headers skipped before TCP or ICMPv6. */
+#define MAX_EXT_HEADERS 4
+
+/* Set by the loader before loading (Options in xdplb_linux.go). */
+volatile const __u32 max_table = 16381;  /* M: entries per Maglev table half */
+volatile const __u32 max_backends = 128; /* backend slots per service */
+
+/* Families in keys (not AF_*: the Go side fills them). */
+#define FAMILY_IPV4 4
+#define FAMILY_IPV6 6
+
+/* nlb_config[0]. Must match config in xdplb_linux.go. */
+struct config {
+	__u32 master; /* 1: VRRP Master, forward; 0: Backup, pass VIP traffic */
+	__u32 seed;   /* jhash initval; the same on every node */
+	__u8 mac[6];  /* our own MAC: the source of forwarded frames */
+	__u16 pad;
+};
+
+/* A VIP:port. Addresses and port in network byte order; IPv4 in addr[0]. */
+struct service_key {
+	__u32 addr[4];
+	__u16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+#define SVC_F_PERSIST 1 /* hash the client address only */
+
+struct service {
+	__u32 id;        /* index of the service's counters, tables and backends */
+	__u32 flags;     /* SVC_F_* */
+	__u32 table_len; /* M of its Maglev table, 0 < table_len <= max_table, or 0 */
+	__u32 half;      /* which of its two tables is in use (0 or 1) */
+};
+
+#define BE_F_ACTIVE 1
+#define BE_F_LOCAL 2
+
+/* nlb_backends[id * max_backends + i]: one slot of a service. */
+struct backend {
+	__u8 mac[6];
+	__u8 flags; /* BE_F_*; a slot without BE_F_ACTIVE is empty */
+	__u8 pad;
+};
+
+/* client -> VIP; addresses and ports in network byte order. */
+struct flow_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* The value of nlb_flows on one CPU (the other CPUs' values are zero). */
+struct flow {
+	__u32 backend; /* global slot: id * max_backends + i */
+	__u32 valid;
+};
+
+struct mac_key {
+	__u8 addr[6];
+};
+
+struct counters {
+	__u64 packets;
+	__u64 bytes; /* Ethernet header + IP packet (its length fields) */
+	__u64 new_flows;
+	__u64 rehashed;
+};
+
+/* nlb_events. Must match the ev* constants in xdplb_linux.go. */
+enum {
+	EV_MALFORMED = 0,
+	EV_FRAGMENT,
+	EV_BACKUP,
+	EV_LOOP_GUARD,
+	EV_LOCAL,
+	EV_NO_BACKEND,
+	EV_ICMP_FORWARDED,
+	EVENTS,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} nlb_config SEC(".maps");
+
+/* Sizes of the following maps are set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, struct service_key);
+	__type(value, struct service);
+} nlb_services SEC(".maps");
+
+/* Two halves per service: (id * 2 + half) * max_table + hash % table_len. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16 * 2 * 16381);
+	__type(key, __u32);
+	__type(value, __u32); /* global backend slot */
+} nlb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16 * 128);
+	__type(key, __u32);
+	__type(value, struct backend);
+} nlb_backends SEC(".maps");
+
+struct {
+	__uint(type, NLB_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} nlb_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16 * 128 + 64);
+	__type(key, struct mac_key);
+	__type(value, __u32);
+} nlb_guard SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, struct counters);
+} nlb_svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 16 * 128);
+	__type(key, __u32);
+	__type(value, struct counters);
+} nlb_be_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EVENTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} nlb_events SEC(".maps");
+
+struct ethhdr {
+	__u8 dst[6];
+	__u8 src[6];
+	__be16 proto;
+};
+
+struct iphdr {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct ipv6hdr {
+	__u8 ver_tc;
+	__u8 tc_flow[3];
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+struct tcphdr {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff_res; /* data offset in the high nibble */
+	__u8 flags;
+	__be16 window;
+	__u16 check;
+	__be16 urg_ptr;
+};
+
+/* What the parser found: a TCP segment or an ICMP error about one. */
+struct packet {
+	struct flow_key key; /* client -> VIP */
+	__u32 bytes;
+	__u8 tcp_flags;
+	__u8 icmp;
+};
+
+/* Parser results besides XDP_* verdicts. */
+#define BALANCE (-1)
+
+static __always_inline void event(__u32 ev) {
+	__u64 *n = bpf_map_lookup_elem(&nlb_events, &ev);
+	if (n)
+		*n += 1; /* per-CPU: no atomic needed */
+}
+
+static __always_inline int malformed(void) {
+	event(EV_MALFORMED);
+	return XDP_PASS;
+}
+
+/*
+ * jhash2 of include/linux/jhash.h (Bob Jenkins' lookup3) over exactly nine
+ * words: two mixes and the final. The Go twin is jhash9 in hash.go.
+ */
+#define JHASH_INITVAL 0xdeadbeef
+
+static __always_inline __u32 rol32(__u32 w, __u32 s) {
+	return (w << s) | (w >> (32 - s));
+}
+
+#define jhash_mix(a, b, c)                  \
+	{                                   \
+		a -= c; a ^= rol32(c, 4);  c += b; \
+		b -= a; b ^= rol32(a, 6);  a += c; \
+		c -= b; c ^= rol32(b, 8);  b += a; \
+		a -= c; a ^= rol32(c, 16); c += b; \
+		b -= a; b ^= rol32(a, 19); a += c; \
+		c -= b; c ^= rol32(b, 4);  b += a; \
+	}
+
+#define jhash_final(a, b, c)            \
+	{                               \
+		c ^= b; c -= rol32(b, 14); \
+		a ^= c; a -= rol32(c, 11); \
+		b ^= a; b -= rol32(a, 25); \
+		c ^= b; c -= rol32(b, 16); \
+		a ^= c; a -= rol32(c, 4);  \
+		b ^= a; b -= rol32(a, 14); \
+		c ^= b; c -= rol32(b, 24); \
+	}
+
+/*
+ * The hash of a flow: jhash2 over the client address (four words, each the
+ * big-endian value of four address bytes; IPv4 in the first, the others 0),
+ * the VIP (likewise) and client port << 16 | VIP port. A persistent service
+ * hashes the client address with the rest zero. Defined on values, not on
+ * memory, so that nodes of either byte order choose alike.
+ */
+static __always_inline __u32 flow_hash(const struct flow_key *k, __u32 persist, __u32 seed) {
+	__u32 a, b, c;
+	a = b = c = JHASH_INITVAL + (9 << 2) + seed;
+	a += bpf_ntohl(k->src[0]);
+	b += bpf_ntohl(k->src[1]);
+	c += bpf_ntohl(k->src[2]);
+	jhash_mix(a, b, c);
+	a += bpf_ntohl(k->src[3]);
+	if (!persist) {
+		b += bpf_ntohl(k->dst[0]);
+		c += bpf_ntohl(k->dst[1]);
+	}
+	jhash_mix(a, b, c);
+	if (!persist) {
+		a += bpf_ntohl(k->dst[2]);
+		b += bpf_ntohl(k->dst[3]);
+		c += ((__u32)bpf_ntohs(k->sport) << 16) | bpf_ntohs(k->dport);
+	}
+	jhash_final(a, b, c);
+	return c;
+}
+
+/* A TCP header at l4 whose fixed part and options lie in the frame. */
+static __always_inline int parse_tcp(void *l4, void *end, struct packet *p) {
+	struct tcphdr *th = l4;
+	if ((void *)(th + 1) > end)
+		return malformed();
+	__u32 doff = th->doff_res >> 4;
+	if (doff < 5)
+		return malformed();
+	if (l4 + doff * 4 > end)
+		return malformed();
+	p->key.sport = th->source;
+	p->key.dport = th->dest;
+	p->tcp_flags = th->flags;
+	return BALANCE;
+}
+
+/*
+ * The quoted ports of an ICMP error: its packet was sent by a backend from
+ * VIP:port to the client, so the flow is the reverse.
+ */
+static __always_inline int quoted_ports(void *l4, void *end, struct packet *p) {
+	__be16 *ports = l4;
+	if ((void *)(ports + 2) > end)
+		return malformed(); /* RFC 792 and 4443 quote at least 8 bytes */
+	p->key.sport = ports[1];
+	p->key.dport = ports[0];
+	p->icmp = 1;
+	return BALANCE;
+}
+
+static __always_inline int parse_icmp4(void *l4, void *end, struct packet *p) {
+	__u8 *icmp = l4;
+	if ((void *)(icmp + 8) > end)
+		return malformed();
+	if (icmp[0] != ICMP_DEST_UNREACH)
+		return XDP_PASS;
+	struct iphdr *in = (void *)(icmp + 8);
+	if ((void *)(in + 1) > end)
+		return malformed();
+	if ((in->ver_ihl >> 4) != 4)
+		return malformed();
+	__u32 hlen = (in->ver_ihl & 0xF) * 4;
+	if (hlen < sizeof(*in))
+		return malformed();
+	if (in->protocol != IPPROTO_TCP || (in->frag_off & bpf_htons(IP_OFFSET)))
+		return XDP_PASS;
+	p->key.src[0] = in->daddr;
+	p->key.dst[0] = in->saddr;
+	return quoted_ports((void *)in + hlen, end, p);
+}
+
+static __always_inline int parse_ipv4(void *data, void *end, struct packet *p) {
+	struct iphdr *ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > end)
+		return malformed();
+	if ((ip->ver_ihl >> 4) != 4)
+		return malformed();
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_ICMP)
+		return XDP_PASS;
+	__u32 hlen = (ip->ver_ihl & 0xF) * 4;
+	__u32 tot = bpf_ntohs(ip->tot_len);
+	__u32 l4min = ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : 8;
+	if (hlen < sizeof(*ip) || tot < hlen + l4min || (void *)ip + tot > end)
+		return malformed();
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
+		event(EV_FRAGMENT);
+		return XDP_PASS;
+	}
+	p->key.family = FAMILY_IPV4;
+	p->bytes = ETH_HLEN + tot;
+	void *l4 = (void *)ip + hlen;
+	if (ip->protocol == IPPROTO_ICMP)
+		return parse_icmp4(l4, end, p);
+	p->key.src[0] = ip->saddr;
+	p->key.dst[0] = ip->daddr;
+	return parse_tcp(l4, end, p);
+}
+
+static __always_inline int parse_icmp6(void *l4, void *end, struct packet *p) {
+	__u8 *icmp = l4;
+	if ((void *)(icmp + 8) > end)
+		return malformed();
+	if (icmp[0] != ICMPV6_DEST_UNREACH && icmp[0] != ICMPV6_PKT_TOOBIG)
+		return XDP_PASS;
+	struct ipv6hdr *in = (void *)(icmp + 8);
+	if ((void *)(in + 1) > end)
+		return malformed();
+	if ((in->ver_tc >> 4) != 6)
+		return malformed();
+	if (in->nexthdr != IPPROTO_TCP)
+		return XDP_PASS; /* extension headers in the quote: not ours */
+	__builtin_memcpy(p->key.src, in->daddr, 16);
+	__builtin_memcpy(p->key.dst, in->saddr, 16);
+	return quoted_ports(in + 1, end, p);
+}
+
+static __always_inline int parse_ipv6(void *data, void *end, struct packet *p) {
+	struct ipv6hdr *ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > end)
+		return malformed();
+	if ((ip->ver_tc >> 4) != 6)
+		return malformed();
+	__u32 plen = bpf_ntohs(ip->payload_len);
+	if ((void *)(ip + 1) + plen > end)
+		return malformed();
+	__u8 nh = ip->nexthdr;
+	__u8 *l4 = (void *)(ip + 1);
+#pragma unroll
+	for (int i = 0; i < MAX_EXT_HEADERS; i++) {
+		if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_DSTOPTS)
+			break;
+		if ((void *)(l4 + 8) > end)
+			return malformed();
+		nh = l4[0];
+		l4 += (l4[1] + 1) * 8;
+	}
+	if (nh == IPPROTO_FRAGMENT) {
+		event(EV_FRAGMENT);
+		return XDP_PASS;
+	}
+	if (nh != IPPROTO_TCP && nh != IPPROTO_ICMPV6)
+		return XDP_PASS;
+	p->key.family = FAMILY_IPV6;
+	p->bytes = ETH_HLEN + sizeof(*ip) + plen;
+	if (nh == IPPROTO_ICMPV6)
+		return parse_icmp6(l4, end, p);
+	__builtin_memcpy(p->key.src, ip->saddr, 16);
+	__builtin_memcpy(p->key.dst, ip->daddr, 16);
+	return parse_tcp(l4, end, p);
+}
+
+static __always_inline void add(struct counters *c, __u32 bytes, __u32 is_new, __u32 rehashed) {
+	c->packets += 1;
+	c->bytes += bytes;
+	c->new_flows += is_new;
+	c->rehashed += rehashed;
+}
+
+static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
+	struct service_key sk;
+	__builtin_memset(&sk, 0, sizeof(sk));
+	__builtin_memcpy(sk.addr, p->key.dst, 16);
+	sk.port = p->key.dport;
+	sk.family = p->key.family;
+	struct service *svc = bpf_map_lookup_elem(&nlb_services, &sk);
+	if (!svc)
+		return XDP_PASS;
+
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&nlb_config, &zero);
+	if (!cfg || !cfg->master) {
+		event(EV_BACKUP);
+		return XDP_PASS;
+	}
+	if (bpf_map_lookup_elem(&nlb_guard, eth->src)) {
+		event(EV_LOOP_GUARD);
+		return XDP_PASS;
+	}
+
+	__u32 slot = 0, is_new = 0, rehashed = 0;
+	struct backend *be = 0;
+	struct flow *f = bpf_map_lookup_elem(&nlb_flows, &p->key);
+	if (f && f->valid) {
+		slot = f->backend;
+		be = bpf_map_lookup_elem(&nlb_backends, &slot);
+		/* The backend was removed, or the slot is another service's
+		 * (this VIP:port was deleted and added again): choose again. */
+		if (be && (!(be->flags & BE_F_ACTIVE) || slot - svc->id * max_backends >= max_backends))
+			be = 0;
+	}
+	if (!be) {
+		__u32 len = svc->table_len;
+		if (len == 0) {
+			event(EV_NO_BACKEND);
+			return XDP_PASS;
+		}
+		__u32 h = flow_hash(&p->key, svc->flags & SVC_F_PERSIST, cfg->seed);
+		__u32 idx = (svc->id * 2 + (svc->half & 1)) * max_table + h % len;
+		__u32 *s = bpf_map_lookup_elem(&nlb_maglev, &idx);
+		if (!s) {
+			event(EV_NO_BACKEND);
+			return XDP_PASS;
+		}
+		slot = *s;
+		be = bpf_map_lookup_elem(&nlb_backends, &slot);
+		if (!be || !(be->flags & BE_F_ACTIVE)) {
+			event(EV_NO_BACKEND);
+			return XDP_PASS;
+		}
+		if (!p->icmp) {
+			if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+				is_new = 1;
+			else
+				rehashed = 1;
+			if (!(p->tcp_flags & TCP_FLAG_RST)) {
+				struct flow nf = {.backend = slot, .valid = 1};
+				bpf_map_update_elem(&nlb_flows, &p->key, &nf, BPF_ANY);
+			}
+		}
+	}
+
+	__u32 id = svc->id;
+	struct counters *c = bpf_map_lookup_elem(&nlb_svc_stats, &id);
+	if (c)
+		add(c, p->bytes, is_new, rehashed);
+	c = bpf_map_lookup_elem(&nlb_be_stats, &slot);
+	if (c)
+		add(c, p->bytes, is_new, rehashed);
+
+	if (be->flags & BE_F_LOCAL) {
+		event(EV_LOCAL);
+		return XDP_PASS;
+	}
+	__builtin_memcpy(eth->dst, be->mac, 6);
+	__builtin_memcpy(eth->src, cfg->mac, 6);
+	if (p->icmp)
+		event(EV_ICMP_FORWARDED);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int nlb_xdp_lb(struct xdp_md *ctx) {
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+
+	struct packet p;
+	__builtin_memset(&p, 0, sizeof(p));
+	int ret;
+	if (eth->proto == bpf_htons(ETH_P_IP))
+		ret = parse_ipv4(data, end, &p);
+	else if (eth->proto == bpf_htons(ETH_P_IPV6))
+		ret = parse_ipv6(data, end, &p);
+	else
+		return XDP_PASS;
+	if (ret != BALANCE)
+		return ret;
+	return balance(eth, &p);
+}
