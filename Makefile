@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test lint unit e2e-build test-armv7 image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
+.PHONY: all build deps demo test generate-check lint unit e2e-build test-armv7 image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
 
 all: build
 
@@ -26,9 +26,17 @@ DEMOFLAGS ?=
 demo: build
 	@$(GO) run ./internal/demo --nlb $(BIN) $(DEMOFLAGS)
 
-## test: formatting, vet, then unit, fuzz-seed and (as root) privileged tests, then the
-## ARMv7 build and the vrrp and lb unit tests under qemu-user.
-test: deps lint unit test-armv7
+## test: the generated BPF files, formatting, vet, then unit, fuzz-seed and (as root) privileged
+## tests, then the ARMv7 build and the vrrp and lb unit tests under qemu-user.
+test: deps generate-check lint unit test-armv7
+
+## generate-check: the committed bpf2go output (ebpf/*/*_bpfel.{go,o}, *_bpfeb.{go,o}) is what
+## the C sources give with Debian's clang (.ci/deps installs it): regenerate, fail on a difference.
+BPF_GENERATED := ':(glob)ebpf/**/*_bpfel.*' ':(glob)ebpf/**/*_bpfeb.*'
+generate-check:
+	$(GO) generate ./ebpf/...
+	@git diff --exit-code --stat -- $(BPF_GENERATED) || \
+	  { echo "generate-check: the generated BPF files differ from the committed ones: commit what 'go generate ./ebpf/...' gives"; exit 1; }
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
