@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -73,12 +72,8 @@ func (s *readyzServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func startReadyz(t *testing.T, h *netlab.Host, ca *testCA) *readyzServer {
 	t.Helper()
 	cert, _, _ := ca.issue(t, "kube-apiserver", false, h.Addr4.String(), "kubernetes")
-	var ln net.Listener
-	if err := h.Run(func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(h.Addr4, 6443).String())
-		return err
-	}); err != nil {
+	ln, err := h.Listen("tcp", netip.AddrPortFrom(h.Addr4, 6443).String())
+	if err != nil {
 		t.Fatal(err)
 	}
 	s := &readyzServer{}

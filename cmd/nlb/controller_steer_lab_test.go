@@ -25,12 +25,8 @@ import (
 // writes h's name and closes, so a client can tell who answered.
 func startNameServer(t *testing.T, h *netlab.Host) {
 	t.Helper()
-	var ln net.Listener
-	if err := h.Run(func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(h.Addr4, 6443).String())
-		return err
-	}); err != nil {
+	ln, err := h.Listen("tcp", netip.AddrPortFrom(h.Addr4, 6443).String())
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })

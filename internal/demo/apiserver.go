@@ -202,12 +202,8 @@ func (s *standIn) Start(context.Context) error {
 	if s.srv != nil {
 		return nil
 	}
-	var ln net.Listener
-	if err := s.host.Run(func() error {
-		var err error
-		ln, err = net.Listen("tcp4", ":"+strconv.Itoa(k8slab.APIServerPort))
-		return err
-	}); err != nil {
+	ln, err := s.host.Listen("tcp4", ":"+strconv.Itoa(k8slab.APIServerPort))
+	if err != nil {
 		return fmt.Errorf("stand-in API server on %s: %w", s.host.Name, err)
 	}
 	mux := http.NewServeMux()

@@ -487,6 +487,18 @@ func (h *Host) Dialer(timeout time.Duration) func(ctx context.Context, network, 
 	}
 }
 
+// Listen opens a listener inside the host's namespace (a stand-in server
+// on the host's address, or on its own loopback).
+func (h *Host) Listen(network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := h.Run(func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
 // HTTPClient returns a client whose requests go out of the host's
 // namespace, each on its own connection (no keep-alive), each bounded by
 // timeout: for the admin servers of the daemons a lab runs.

@@ -236,12 +236,8 @@ func TestDialerAndRemoveAddr(t *testing.T) {
 	Require(t)
 	l := NewT(t, "dial", Options{Hosts: 2})
 	h1, h2 := l.Hosts[0], l.Hosts[1]
-	var ln net.Listener
-	if err := h1.Run(func() error {
-		var err error
-		ln, err = net.Listen("tcp", "127.0.0.1:0")
-		return err
-	}); err != nil {
+	ln, err := h1.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
