@@ -24,7 +24,7 @@ deps:
 ## DEMOFLAGS=--standins forces the stand-ins.
 DEMOFLAGS ?=
 demo: build
-	@$(GO) run ./internal/demo --nlb $(BIN) $(DEMOFLAGS)
+	@$(GO) run ./internal/cmd/demo --nlb $(BIN) $(DEMOFLAGS)
 
 ## test: the generated BPF files, formatting, vet, then unit, fuzz-seed and (as root) privileged
 ## tests, then the ARMv7 build and the vrrp and lb unit tests under qemu-user.
