@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 )
 
 // Defaults and bounds of [Options].
@@ -142,7 +143,8 @@ type Backend struct {
 func (s Service) validate(o Options) error {
 	var errs []error
 	add := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("xdplb: service %s: "+format, append([]any{netip.AddrPortFrom(s.VIP, s.Port)}, args...)...))
+		name := net.JoinHostPort(s.VIP.String(), strconv.Itoa(int(s.Port)))
+		errs = append(errs, fmt.Errorf("xdplb: service %s: "+format, append([]any{name}, args...)...))
 	}
 	vip := s.VIP.Unmap()
 	if !vip.IsValid() || vip.IsUnspecified() || vip.IsMulticast() || vip.Zone() != "" {

@@ -1,0 +1,74 @@
+// Package xdplb is nlb's XDP load balancer: TCP to a configured VIP:port,
+// IPv4 and IPv6, is sent to a backend by direct server return at layer 2,
+// the IPVS "DR" method that k0s configures in keepalived's virtual servers
+// (lb_kind DR). It replaces those IPVS virtual servers on the VRRP Master.
+//
+// # Data path
+//
+// The program (xdplb.c, BPF_PROG_TYPE_XDP) parses Ethernet, IPv4 (with its
+// options: the IHL is honoured) or IPv6 (skipping hop-by-hop and
+// destination options headers), and TCP. For a VIP:port it picks a backend:
+//
+//  1. the flow table first: an LRU hash with per-CPU values
+//     (BPF_MAP_TYPE_LRU_PERCPU_HASH) from the 5-tuple to the backend's
+//     slot, so that established flows keep their backend when the
+//     backends change (a backend that is in no table entry drains);
+//  2. on a miss, the service's Maglev lookup table (Eisenbud et al.,
+//     "Maglev: A Fast and Reliable Software Network Load Balancer", NSDI
+//     2016, §3.4; lb/maglev builds it), indexed by [FlowHash] % M: the
+//     kernel's jhash2 over the 5-tuple, or over the client address alone
+//     for a persistent service. The choice is stored in the flow table.
+//
+// A SYN that misses counts as a new flow; any other TCP packet that misses
+// counts as re-hashed: the table evicted the flow, or another node was
+// Master when it began. Maglev sends it to the same backend as long as the
+// backends are unchanged and every node uses the same table and
+// [Options.HashSeed], so neither eviction nor a failover breaks a
+// connection.
+//
+// Forwarding rewrites the destination MAC to the backend's and the source
+// MAC to ours and returns XDP_TX; the IP packet, and so every checksum, is
+// untouched. The backends hold the VIP on a device that does not answer
+// ARP for it (lo or a dummy, arp_ignore=1, arp_announce=2) and answer the
+// client directly; they share the layer-2 segment with the Master and
+// listen on the same port. A flow whose backend is this node goes up the
+// local stack (XDP_PASS).
+//
+// # Defined behaviours
+//
+// Everything that is not TCP (or an ICMP error about TCP) to a VIP:port is
+// passed (XDP_PASS) after a parse and one hash lookup. xdplb.c's header
+// comment lists the rest; in short, each counted in [Events]:
+//   - truncated or malformed headers: passed, the kernel drops them;
+//   - fragments: passed (only the first fragment has ports; TCP to the VIP
+//     uses DF and path MTU discovery);
+//   - ICMP destination unreachable and ICMPv6 destination unreachable or
+//     packet too big (RFC 1191, RFC 8201) quoting a VIP flow: sent to the
+//     backend that owns the flow, which sent the packet and must learn the
+//     path MTU;
+//   - VIP traffic while not the VRRP Master: passed. [Objects.SetMaster]
+//     flips a map entry; the program is never reloaded;
+//   - VIP traffic whose source MAC is a backend's (or one given to
+//     [Objects.SetGuardMACs]): passed, never forwarded again. A frame that
+//     a load balancer forwarded, or a backend's own connection to the VIP,
+//     reaches the local stack, so even two Masters (a split brain) cannot
+//     bounce a frame between them; this is the XDP form of k0s's fix for
+//     IPVS DR routing loops (k0s#5178, PR #5831), which also runs the
+//     virtual servers on the Master only;
+//   - no usable backend: passed.
+//
+// # veth and attaching
+//
+// This package loads the program; attaching it (link.AttachXDP) is the
+// caller's. On a veth, frames sent with XDP_TX (or redirected into it) are
+// dropped unless the peer device also runs an XDP program (the veth NAPI
+// path is active only then; xdp-project/xdp-tutorial#167 and #399): a lab
+// on veths attaches a trivial XDP_PASS program to each peer. Native XDP on
+// a veth copies most packets into new buffers, so a veth lab measures
+// behaviour, not NIC speed.
+//
+// Only this package and its siblings under ebpf/ import cilium/ebpf
+// (ARCHITECTURE.md). The generated xdplb_bpfel.{go,o} and
+// xdplb_bpfeb.{go,o} are committed; building needs no clang, and
+// `make generate-check` checks them against the C source.
+package xdplb
