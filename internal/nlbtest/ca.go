@@ -79,6 +79,22 @@ func (ca *CA) Server(cn string, dns []string, ips ...net.IP) (*Leaf, error) {
 	})
 }
 
+// ServerNames is [CA.Server] with the subject alternative names as
+// strings, as a kubeconfig or a flag gives them: IP literals become IP
+// addresses, the rest DNS names.
+func (ca *CA) ServerNames(cn string, names ...string) (*Leaf, error) {
+	var dns []string
+	var ips []net.IP
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	return ca.Server(cn, dns, ips...)
+}
+
 // Client issues a client certificate. Kubernetes takes the user from the
 // common name and the groups from the organizations.
 func (ca *CA) Client(user string, groups ...string) (*Leaf, error) {

@@ -3,7 +3,9 @@ package nlbtest
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -58,6 +60,37 @@ func TestCA(t *testing.T) {
 	}
 	if !strings.Contains(string(srvCert.KeyPEM), "EC PRIVATE KEY") || !strings.Contains(string(ca.CertPEM), "CERTIFICATE") {
 		t.Error("PEM encodings missing")
+	}
+}
+
+// TestServerNames: IP literals (v4 and v6) become IP SANs, the rest DNS
+// SANs, in order, and the certificate verifies for each of them.
+func TestServerNames(t *testing.T) {
+	ca, err := NewCA("nlbtest-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.ServerNames("kube-apiserver", "127.0.0.1", "kubernetes", "2001:db8::1", "api.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := leaf.Cert
+	if got := fmt.Sprint(c.IPAddresses); got != "[127.0.0.1 2001:db8::1]" {
+		t.Errorf("IP SANs %s", got)
+	}
+	if got := fmt.Sprint(c.DNSNames); got != "[kubernetes api.example]" {
+		t.Errorf("DNS SANs %s", got)
+	}
+	if c.Subject.CommonName != "kube-apiserver" || len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth {
+		t.Errorf("subject %v, extended key usage %v: want Server's", c.Subject, c.ExtKeyUsage)
+	}
+	for _, name := range []string{"127.0.0.1", "kubernetes", "2001:db8::1", "api.example"} {
+		if _, err := c.Verify(x509.VerifyOptions{DNSName: name, Roots: ca.Pool()}); err != nil {
+			t.Errorf("verify for %s: %v", name, err)
+		}
+	}
+	if _, err := c.Verify(x509.VerifyOptions{DNSName: "192.0.2.7", Roots: ca.Pool()}); err == nil {
+		t.Error("verified for a name it was not issued for")
 	}
 }
 
