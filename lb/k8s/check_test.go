@@ -2,17 +2,11 @@ package k8s
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,86 +15,39 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
-// testCA is a throwaway certificate authority for the APICheck tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
+// newCA returns nlbtest's CA named name, failing the test on error.
+func newCA(t *testing.T, name string) *nlbtest.CA {
+	t.Helper()
+	ca, err := nlbtest.NewCA(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+// serving returns ca's serving certificate for cn and the names
+// ([nlbtest.CA.ServerNames]: IP literals become IP SANs, the rest DNS SANs).
+func serving(t *testing.T, ca *nlbtest.CA, cn string, names ...string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf, err := ca.ServerNames(cn, names...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return leaf.TLS
 }
 
-// issue returns a leaf certificate and its PEM forms for the names: IP
-// literals become IP SANs, the rest DNS SANs.
-func (ca *testCA) issue(t *testing.T, cn string, client bool, names ...string) (tls.Certificate, []byte, []byte) {
+// workerClient returns ca's client certificate for system:node:worker.
+func workerClient(t *testing.T, ca *nlbtest.CA) *nlbtest.Leaf {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf, err := ca.Client("system:node:worker")
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair, certPEM, keyPEM
+	return leaf
 }
 
 // readyzServer is a TLS server standing in for kube-apiserver's /readyz.
@@ -221,18 +168,17 @@ const checkWait = 30 * time.Second
 // certificate (or its bearer token, when it has no certificate), and with
 // readyz needs GET /readyz = 200.
 func TestAPICheckProvesAPIServer(t *testing.T) {
-	ca, other := newTestCA(t, "kubernetes-ca"), newTestCA(t, "impostor-ca")
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	_, certPEM, keyPEM := ca.issue(t, "system:node:worker", true)
-	good, _, _ := ca.issue(t, "kube-apiserver", false, "127.0.0.1", "localhost")
-	onlyService, _, _ := ca.issue(t, "kube-apiserver", false, APIServerName)
-	onlySNI, _, _ := ca.issue(t, "kube-apiserver", false, "api.example")
-	wrongName, _, _ := ca.issue(t, "kubelet", false, "worker-1", "192.0.2.7")
-	impostor, _, _ := other.issue(t, "kube-apiserver", false, "127.0.0.1", APIServerName)
+	ca, other := newCA(t, "kubernetes-ca"), newCA(t, "impostor-ca")
+	pool := ca.Pool()
+	client := workerClient(t, ca)
+	good := serving(t, ca, "kube-apiserver", "127.0.0.1", "localhost")
+	onlyService := serving(t, ca, "kube-apiserver", APIServerName)
+	onlySNI := serving(t, ca, "kube-apiserver", "api.example")
+	wrongName := serving(t, ca, "kubelet", "worker-1", "192.0.2.7")
+	impostor := serving(t, other, "kube-apiserver", "127.0.0.1", APIServerName)
 
-	withCert := checkKubeconfig(t, ca.pem, certPEM, keyPEM, "", "")
-	withSNI := checkKubeconfig(t, ca.pem, certPEM, keyPEM, "", "api.example")
+	withCert := checkKubeconfig(t, ca.CertPEM, client.CertPEM, client.KeyPEM, "", "")
+	withSNI := checkKubeconfig(t, ca.CertPEM, client.CertPEM, client.KeyPEM, "", "api.example")
 	for _, readyz := range []bool{false, true} {
 		for _, tc := range []struct {
 			name string
@@ -280,7 +226,7 @@ func TestAPICheckProvesAPIServer(t *testing.T) {
 	}
 
 	// A token kubeconfig: the token goes with /readyz.
-	chk, err := NewAPICheck(checkKubeconfig(t, ca.pem, nil, nil, "s3cret", ""), true)
+	chk, err := NewAPICheck(checkKubeconfig(t, ca.CertPEM, nil, nil, "s3cret", ""), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,10 +246,10 @@ func TestAPICheckProvesAPIServer(t *testing.T) {
 // deadline, with the deadline's error, instead of hanging. (How long after
 // the deadline it returns depends on the machine: not asserted.)
 func TestAPICheckBlackholed(t *testing.T) {
-	ca := newTestCA(t, "kubernetes-ca")
-	_, certPEM, keyPEM := ca.issue(t, "system:node:worker", true)
-	good, _, _ := ca.issue(t, "kube-apiserver", false, "127.0.0.1")
-	kc := checkKubeconfig(t, ca.pem, certPEM, keyPEM, "", "")
+	ca := newCA(t, "kubernetes-ca")
+	client := workerClient(t, ca)
+	good := serving(t, ca, "kube-apiserver", "127.0.0.1")
+	kc := checkKubeconfig(t, ca.CertPEM, client.CertPEM, client.KeyPEM, "", "")
 	for _, tc := range []struct {
 		readyz bool
 		mode   int
