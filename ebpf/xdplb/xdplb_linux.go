@@ -77,21 +77,29 @@ type Events struct {
 
 // ServiceStats are one service's counters and its backends'.
 type ServiceStats struct {
+	// VIP and Port name the service.
 	VIP  netip.Addr
 	Port uint16
+	// Counters are the service's totals.
 	Counters
+	// Backends are its backends' counters, in the order last given to
+	// SetService. A backend's counters start at zero when it gets a slot
+	// and continue while it keeps its Addr.
 	Backends []BackendStats
 }
 
 // BackendStats are one backend's counters.
 type BackendStats struct {
+	// Addr is the backend's [Backend.Addr].
 	Addr netip.Addr
 	Counters
 }
 
 // Stats are the program's counters.
 type Stats struct {
+	// Services are sorted by VIP and port.
 	Services []ServiceStats
+	// Events are the program's, for every service together.
 	Events
 }
 
