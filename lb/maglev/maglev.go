@@ -233,17 +233,18 @@ func (e Entries) Lookup(hash uint64) (int, bool) {
 		return -1, false
 	}
 	i := e[hash%uint64(len(e))]
-	if i == NoBackend {
+	if i == NoBackend || int(i) < 0 { // the second on 32-bit only
 		return -1, false
 	}
 	return int(i), true
 }
 
-// Count returns the number of entries of each of n backends.
+// Count returns the number of entries of each of n backends; entries of
+// no backend among them ([NoBackend]) are not counted.
 func (e Entries) Count(n int) []int {
 	c := make([]int, n)
 	for _, i := range e {
-		if int(i) < n {
+		if uint64(i) < uint64(n) { // not int(i): NoBackend is −1 on 32-bit
 			c[i]++
 		}
 	}
