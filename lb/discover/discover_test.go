@@ -2,17 +2,10 @@ package discover
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/lb/k8s"
 )
@@ -63,37 +57,15 @@ type testPKI struct {
 
 func newPKI(t *testing.T) *testPKI {
 	t.Helper()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey, srvKey := key(), key()
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, err := nlbtest.NewCA("test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	server, err := ca.Server("kube-apiserver", []string{"kubernetes"}, net.IPv4(127, 0, 0, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{CommonName: "kube-apiserver"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"kubernetes"}}, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testPKI{
-		caPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
-	}
+	return &testPKI{caPEM: ca.CertPEM, server: server.TLS}
 }
 
 // writeKubeconfig writes a token kubeconfig for server with p's CA and
@@ -355,13 +327,12 @@ func TestStartFeedsProxy(t *testing.T) {
 	}()
 	waitBackends := func(want ...string) {
 		t.Helper()
-		deadline := time.Now().Add(wait)
-		for !slices.Equal(backends(p), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("backends %v, want %v", backends(p), want)
+		nlbtest.Eventually(t, wait, "discovered backends", func() error {
+			if got := backends(p); !slices.Equal(got, want) {
+				return fmt.Errorf("backends %v, want %v", got, want)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitBackends("192.0.2.1:6443", "192.0.2.2:6443")
 	src.set("192.0.2.2", "192.0.2.3")
@@ -379,17 +350,13 @@ func TestStartFeedsProxy(t *testing.T) {
 	if auth != "Bearer s3cret" {
 		t.Errorf("discovery's Authorization %q, want the kubeconfig's token", auth)
 	}
-	deadline := time.Now().Add(wait)
-	for {
+	nlbtest.Eventually(t, wait, "the cache", func() error {
 		list, err := k8s.LoadCache(cache)
 		if err == nil && len(list) == 2 && list[1] == netip.MustParseAddrPort("192.0.2.3:6443") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cache %v, %v", list, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("cache %v, %v", list, err)
+	})
 	stop()
 	stopped = true
 	logMu.Lock()
