@@ -15,8 +15,9 @@ import (
 const balancedDepth = 3
 
 // Entries returns the lookup table with the backends for which healthy
-// returns false taken out (nil means all healthy; with none healthy every
-// entry is [NoBackend]). Only the unhealthy backends' slots change: each
+// returns false taken out (healthy is called once per backend, in the
+// order of [Table.Backends]; nil means all healthy; with none healthy
+// every entry is [NoBackend]). Only the unhealthy backends' slots change: each
 // slot has a fixed order of preference over all backends, which does not
 // depend on health, and gets the first healthy backend in it. So two nodes
 // that disagree about one backend's health differ in the slots that

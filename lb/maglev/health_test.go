@@ -172,3 +172,39 @@ func TestHealthAllOrNone(t *testing.T) {
 		t.Error("Entries returns shared state")
 	}
 }
+
+// TestTwoNodes: two nodes build their tables separately from the same
+// discovered set, listed in different orders; they agree that one backend
+// is down and disagree about another, x. Compared by backend key, their
+// tables differ exactly in the slots the first node gives x.
+func TestTwoNodes(t *testing.T) {
+	all := keys(7)
+	r := rand.New(rand.NewPCG(5, 9))
+	for x := range all {
+		y := (x + 3) % len(all)
+		inA, inB := slices.Clone(all), slices.Clone(all)
+		r.Shuffle(len(inA), func(i, j int) { inA[i], inA[j] = inA[j], inA[i] })
+		r.Shuffle(len(inB), func(i, j int) { inB[i], inB[j] = inB[j], inB[i] })
+		a, b := mustNew(t, inA, DefaultSize), mustNew(t, inB, DefaultSize)
+		ea := a.Entries(func(k string) bool { return k != all[y] })
+		eb := b.Entries(func(k string) bool { return k != all[y] && k != all[x] })
+		differ, onX := 0, 0
+		for s := range ea {
+			ka, kb := a.backends[ea[s]], b.backends[eb[s]]
+			if ka == all[x] {
+				onX++
+			}
+			if ka != kb {
+				differ++
+				if ka != all[x] {
+					t.Fatalf("x=%d: slot %d is %s on node A, %s on node B", x, s, ka, kb)
+				}
+			} else if ka == all[x] {
+				t.Fatalf("x=%d: node B, which has it down, sends slot %d to it", x, s)
+			}
+		}
+		if differ != onX || differ == 0 {
+			t.Fatalf("x=%d: %d slots differ, node A gives %d to x", x, differ, onX)
+		}
+	}
+}
