@@ -32,7 +32,7 @@ func TestLoadFileBounded(t *testing.T) {
 	if !errors.As(err, &tl) || err.Error() != "config: "+big+" is larger than 1 MiB" {
 		t.Errorf("%d-byte file: %v", len(doc), err)
 	}
-	if _, err := Load([]byte(doc)); err == nil || err.Error() != "config: the document is larger than 1 MiB" {
+	if _, err := Load(strings.NewReader(doc)); err == nil || err.Error() != "config: the document is larger than 1 MiB" {
 		t.Errorf("Load of %d bytes: %v", len(doc), err)
 	}
 }
@@ -47,7 +47,7 @@ func TestProblemsBounded(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&b, "  - {virtualIPs: [10.%d.%d.1/8], virtualRouterID: 300}\n", i/250, i%250)
 	}
-	_, err := Load([]byte(b.String()))
+	_, err := Load(strings.NewReader(b.String()))
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("want *ValidationError, got %v", err)
@@ -79,13 +79,13 @@ func TestProblemsBounded(t *testing.T) {
 // empty one (a trailing ---) is fine.
 func TestSecondDocument(t *testing.T) {
 	one := "enabled: true\nkeepalived:\n  vrrpInstances:\n  - {virtualIPs: [192.0.2.100/24], authPass: x}\n"
-	if _, err := Load([]byte(one + "---\n")); err != nil {
+	if _, err := Load(strings.NewReader(one + "---\n")); err != nil {
 		t.Errorf("trailing ---: %v", err)
 	}
-	if _, err := Load([]byte("---\n" + one)); err != nil {
+	if _, err := Load(strings.NewReader("---\n" + one)); err != nil {
 		t.Errorf("leading ---: %v", err)
 	}
-	_, err := Load([]byte(one + "---\n" + one))
+	_, err := Load(strings.NewReader(one + "---\n" + one))
 	if err == nil || !strings.HasPrefix(err.Error(), "config: the file holds more than one YAML document (document 2 is not empty)") {
 		t.Errorf("second document: %v", err)
 	}
@@ -125,7 +125,7 @@ func TestVIPAddresses(t *testing.T) {
 	} {
 		t.Run(tc.vip, func(t *testing.T) {
 			doc := fmt.Sprintf("enabled: true\nkeepalived:\n  vrrpInstances:\n  - {virtualIPs: [%q], authPass: x}\n", tc.vip)
-			_, err := Load([]byte(doc))
+			_, err := Load(strings.NewReader(doc))
 			if tc.err == "" {
 				if err != nil {
 					t.Errorf("error %v", err)
@@ -146,7 +146,7 @@ func TestVIPAddresses(t *testing.T) {
 // is an error (it was a warning); a valid one is still only a warning.
 func TestUnicastSourceWithoutPeers(t *testing.T) {
 	doc := "enabled: true\nkeepalived:\n  vrrpInstances:\n  - {virtualIPs: [192.0.2.100/24], authPass: x, unicastSourceIP: %s}\n"
-	_, err := Load(fmt.Appendf(nil, doc, "notanip"))
+	_, err := Load(strings.NewReader(fmt.Sprintf(doc, "notanip")))
 	if got := paths(t, err); !slices.Equal(got, []string{"keepalived.vrrpInstances[0].unicastSourceIP"}) {
 		t.Errorf("notanip: paths %q", got)
 	}
@@ -238,7 +238,7 @@ func TestProblemsKeptBounded(t *testing.T) {
 	for range 5000 {
 		b.WriteString("  - 1\n")
 	}
-	_, err := Load([]byte(b.String()))
+	_, err := Load(strings.NewReader(b.String()))
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("want *ValidationError, got %v", err)

@@ -19,7 +19,7 @@ const testdataDir = "../testdata/config"
 
 func mustLoad(t *testing.T, doc string) *Config {
 	t.Helper()
-	c, err := Load([]byte(doc))
+	c, err := Load(strings.NewReader(doc))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -266,7 +266,7 @@ func TestForms(t *testing.T) {
 			FormK0sctl, "spec.k0s.config.spec.network.controlPlaneLoadBalancing.keepalived.vrrpInstances[0].authPass"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load([]byte(tc.doc))
+			_, err := Load(strings.NewReader(tc.doc))
 			got := paths(t, err)
 			if !slices.Equal(got, []string{tc.path}) {
 				t.Errorf("paths = %q, want %q", got, tc.path)
@@ -281,7 +281,7 @@ func TestForms(t *testing.T) {
 }
 
 func TestErrorText(t *testing.T) {
-	_, err := Load([]byte(`
+	_, err := Load(strings.NewReader(`
 spec:
   network:
     controlPlaneLoadBalancing:
@@ -312,7 +312,7 @@ func TestAutomaticVRIDExceeded(t *testing.T) {
 	for i := range 206 {
 		fmt.Fprintf(&b, "  - {virtualIPs: [10.0.%d.%d/16], authPass: x}\n", i/200, i%200+1)
 	}
-	_, err := Load([]byte(b.String()))
+	_, err := Load(strings.NewReader(b.String()))
 	got := paths(t, err)
 	if !slices.Equal(got, []string{"keepalived.vrrpInstances[205].virtualRouterID"}) {
 		t.Fatalf("paths = %q", got)
@@ -326,7 +326,7 @@ func TestAutomaticVRIDExceeded(t *testing.T) {
 	for i := range 256 {
 		fmt.Fprintf(&b, "  - {virtualIPs: [10.1.%d.%d/16], authPass: x, virtualRouterID: %d}\n", i/200, i%200+1, i%255+1)
 	}
-	_, err = Load([]byte(b.String()))
+	_, err = Load(strings.NewReader(b.String()))
 	if got := paths(t, err); !slices.Contains(got, "keepalived.vrrpInstances") {
 		t.Errorf("no MaxItems problem: %q", got)
 	}
@@ -342,7 +342,7 @@ func TestLoadErrors(t *testing.T) {
 		{"enabled: true\nenabled: false\n", "config:"},
 		{"spec: 5\n", "spec: must be an object"},
 	} {
-		_, err := Load([]byte(tc.doc))
+		_, err := Load(strings.NewReader(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%q) = %v, want %q", tc.doc, err, tc.want)
 		}
@@ -377,17 +377,17 @@ spec:
 		}
 	}
 	vs := c.ControlPlaneLoadBalancing.Keepalived.VirtualServers[0]
-	if vs.LBAlgo != "rr" || vs.LBKind != "DR" || vs.PersistenceTimeoutSeconds != 360 || vs.DelayLoop.Duration != time.Minute {
+	if vs.LBAlgo != "rr" || vs.LBKind != "DR" || vs.PersistenceTimeoutSeconds != 360 || vs.DelayLoop.Std() != time.Minute {
 		t.Errorf("virtual server defaults: %+v", vs)
 	}
 }
 
 func TestDelayLoopTruncated(t *testing.T) {
 	c := mustLoad(t, "keepalived:\n  virtualServers:\n  - {ipAddress: 192.0.2.1, delayLoop: 1500ns}\n")
-	if got := c.ControlPlaneLoadBalancing.Keepalived.VirtualServers[0].DelayLoop.Duration; got != time.Microsecond {
+	if got := c.ControlPlaneLoadBalancing.Keepalived.VirtualServers[0].DelayLoop.Std(); got != time.Microsecond {
 		t.Errorf("DelayLoop = %v", got)
 	}
-	_, err := Load([]byte("keepalived:\n  virtualServers:\n  - {ipAddress: 192.0.2.1, delayLoop: 500ns}\n"))
+	_, err := Load(strings.NewReader("keepalived:\n  virtualServers:\n  - {ipAddress: 192.0.2.1, delayLoop: 500ns}\n"))
 	if got := paths(t, err); !slices.Equal(got, []string{"keepalived.virtualServers[0].delayLoop"}) {
 		t.Errorf("paths = %q", got)
 	}
@@ -405,7 +405,7 @@ func TestDisabled(t *testing.T) {
 		t.Errorf("warnings: %q", c.Warnings())
 	}
 	// k0s validates the section even when disabled.
-	if _, err := Load([]byte("enabled: false\nkeepalived:\n  vrrpInstances:\n  - {virtualIPs: [192.0.2.1/24]}\n")); err == nil {
+	if _, err := Load(strings.NewReader("enabled: false\nkeepalived:\n  vrrpInstances:\n  - {virtualIPs: [192.0.2.1/24]}\n")); err == nil {
 		t.Error("disabled section not validated")
 	}
 }
@@ -498,7 +498,7 @@ keepalived:
 func TestDuration(t *testing.T) {
 	var d Duration
 	for in, want := range map[string]time.Duration{`"1m"`: time.Minute, `"100ms"`: 100 * time.Millisecond, `"1.5s"`: 1500 * time.Millisecond} {
-		if err := d.UnmarshalJSON([]byte(in)); err != nil || d.Duration != want {
+		if err := d.UnmarshalJSON([]byte(in)); err != nil || d.Std() != want {
 			t.Errorf("%s: %v %v", in, d, err)
 		}
 	}
@@ -507,7 +507,7 @@ func TestDuration(t *testing.T) {
 			t.Errorf("%s accepted", in)
 		}
 	}
-	b, _ := Duration{1500 * time.Millisecond}.MarshalJSON()
+	b, _ := Duration(1500 * time.Millisecond).MarshalJSON()
 	if string(b) != `"1.5s"` {
 		t.Errorf("MarshalJSON = %s", b)
 	}
@@ -537,7 +537,7 @@ func TestValidateBuiltInGo(t *testing.T) {
 // own address, k0s #4664) is reported at the VIP, naming the other field,
 // in its own instance and across instances, whatever the VIP's prefix.
 func TestVIPIsNodeAddress(t *testing.T) {
-	_, err := Load([]byte(`
+	_, err := Load(strings.NewReader(`
 spec:
   network:
     controlPlaneLoadBalancing:

@@ -78,11 +78,11 @@ func (c *Config) Controller() Controller {
 		if h.Enabled != nil {
 			out.Health.Enabled = *h.Enabled
 		}
-		if h.Interval.Duration > 0 {
-			out.Health.Interval = h.Interval.Duration
+		if h.Interval.Std() > 0 {
+			out.Health.Interval = h.Interval.Std()
 		}
-		if h.Timeout.Duration > 0 {
-			out.Health.Timeout = h.Timeout.Duration
+		if h.Timeout.Std() > 0 {
+			out.Health.Timeout = h.Timeout.Std()
 		} else if out.Health.Timeout > out.Health.Interval {
 			out.Health.Timeout = out.Health.Interval
 		}
@@ -120,15 +120,15 @@ func (c *Config) checkController(p *problems) {
 		return
 	}
 	hpath := child(kpath, "apiServerHealth")
-	if h.Interval.Duration < 0 || (h.Interval.Duration > 0 && h.Interval.Duration < 10*time.Millisecond) || h.Interval.Duration > time.Hour {
-		p.add(child(hpath, "interval"), fmt.Sprintf("must be between 10ms and 1h, got %s", h.Interval.Duration))
+	if h.Interval.Std() < 0 || (h.Interval.Std() > 0 && h.Interval.Std() < 10*time.Millisecond) || h.Interval.Std() > time.Hour {
+		p.add(child(hpath, "interval"), fmt.Sprintf("must be between 10ms and 1h, got %s", h.Interval.Std()))
 	}
-	interval := h.Interval.Duration
+	interval := h.Interval.Std()
 	if interval == 0 {
 		interval = DefaultHealthInterval
 	}
-	if h.Timeout.Duration < 0 || (h.Timeout.Duration > 0 && h.Timeout.Duration > interval) {
-		p.add(child(hpath, "timeout"), fmt.Sprintf("must be positive and at most the interval (%s), got %s", interval, h.Timeout.Duration))
+	if h.Timeout.Std() < 0 || (h.Timeout.Std() > 0 && h.Timeout.Std() > interval) {
+		p.add(child(hpath, "timeout"), fmt.Sprintf("must be positive and at most the interval (%s), got %s", interval, h.Timeout.Std()))
 	}
 	if h.Fall < 0 || h.Fall > 100 {
 		p.add(child(hpath, "fall"), fmt.Sprintf("must be between 1 and 100, got %d", h.Fall))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +10,7 @@ import (
 )
 
 func TestControllerDefaults(t *testing.T) {
-	c, err := Load([]byte(`
+	c, err := Load(strings.NewReader(`
 spec:
   api: {port: 7443}
   network:
@@ -33,7 +34,7 @@ spec:
 }
 
 func TestControllerSettings(t *testing.T) {
-	c, err := Load([]byte(`
+	c, err := Load(strings.NewReader(`
 enabled: true
 keepalived:
   vrrpInstances:
@@ -56,7 +57,7 @@ keepalived:
 }
 
 func TestControllerInvalid(t *testing.T) {
-	_, err := Load([]byte(`
+	_, err := Load(strings.NewReader(`
 enabled: true
 keepalived:
   vrrpInstances:
@@ -95,7 +96,7 @@ func TestKonnectivityAgentPort(t *testing.T) {
 		{"  konnectivity: {adminPort: 8133}\n", 8132},
 		{"  konnectivity: {agentPort: 9132, adminPort: 8133}\n", 9132},
 	} {
-		c, err := Load(doc(tc.konn))
+		c, err := Load(bytes.NewReader(doc(tc.konn)))
 		if err != nil {
 			t.Fatalf("%q: %v", tc.konn, err)
 		}
@@ -103,7 +104,7 @@ func TestKonnectivityAgentPort(t *testing.T) {
 			t.Errorf("%q: agent port %d, want %d", tc.konn, got, tc.want)
 		}
 	}
-	_, err := Load(doc("  konnectivity: {agentPort: 70000}\n"))
+	_, err := Load(bytes.NewReader(doc("  konnectivity: {agentPort: 70000}\n")))
 	if err == nil || !strings.Contains(err.Error(), "spec.konnectivity.agentPort") {
 		t.Errorf("port 70000: %v", err)
 	}

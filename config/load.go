@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -140,7 +141,7 @@ func LoadFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Load(b)
+	c, err := load(b)
 	if err != nil && !isValidation(err) {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
@@ -152,7 +153,7 @@ func isValidation(err error) bool {
 	return ok
 }
 
-// Load decodes a YAML (or JSON) document, fills in defaults and validates
+// Load reads and decodes a YAML (or JSON) document, fills in defaults and validates
 // it. The document is a k0s ClusterConfig, a k0sctl Cluster, the body of
 // spec or spec.network, or the controlPlaneLoadBalancing section alone,
 // recognised by its top-level keys (see Form). Fields k0s has outside the
@@ -160,14 +161,21 @@ func isValidation(err error) bool {
 // controlPlaneLoadBalancing and nodeLocalLoadBalancing are errors.
 //
 // The data must hold one YAML document (a second, non-empty one is an
-// error, not ignored) of at most input.MaxConfigSize bytes.
+// error, not ignored) of at most input.MaxConfigSize bytes: Load reads no
+// more than that and one byte.
 //
 // A YAML syntax error is returned as a plain error. Every other problem is
 // collected into one *ValidationError, one line per problem.
-func Load(data []byte) (*Config, error) {
-	if len(data) > input.MaxConfigSize {
-		return nil, fmt.Errorf("config: the document is larger than %s", input.FormatSize(input.MaxConfigSize))
+func Load(r io.Reader) (*Config, error) {
+	data, err := input.ReadAll(r, "the document", input.MaxConfigSize)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
+	return load(data)
+}
+
+// load is Load on the bytes of one document.
+func load(data []byte) (*Config, error) {
 	if err := input.OneYAMLDocument(data); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,7 +108,7 @@ keepalived:
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Load([]byte(tc.yaml))
+			c, err := Load(strings.NewReader(tc.yaml))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -357,13 +357,13 @@ func (c *Config) checkInstance(p *problems, path string, i int, in *VRRPInstance
 	}
 
 	out.Preempt = in.Preempt == nil || *in.Preempt
-	switch d := in.PreemptDelay.Duration; {
+	switch d := in.PreemptDelay.Std(); {
 	case d < 0 || d > maxPreemptDelay:
 		p.add(child(path, "preemptDelay"), fmt.Sprintf("must be between 0s and %s, got %s", maxPreemptDelay, d))
 	case d > 0 && !out.Preempt:
 		c.warn(child(path, "preemptDelay"), "ignored: preempt is false")
 	}
-	out.PreemptDelay = in.PreemptDelay.Duration
+	out.PreemptDelay = in.PreemptDelay.Std()
 
 	// vrrpVersion (nlb): 2 for IPv4, 3 for IPv6, as keepalived.
 	verPath := child(path, "vrrpVersion")
@@ -393,7 +393,7 @@ func (c *Config) checkInstance(p *problems, path string, i int, in *VRRPInstance
 	} else if in.AdvertIntervalSeconds < 1 {
 		p.add(secsPath, fmt.Sprintf("must be at least 1, got %d", in.AdvertIntervalSeconds))
 	}
-	if d := in.AdvertInterval.Duration; d != 0 {
+	if d := in.AdvertInterval.Std(); d != 0 {
 		ip := child(path, "advertInterval")
 		switch {
 		case out.Version != vrrp.Version3:
@@ -517,15 +517,15 @@ func checkGARP(p *problems, path string, g *GARPSpec) GARP {
 		if d == nil {
 			return
 		}
-		if d.Duration < 0 || (max > 0 && d.Duration > max) {
+		if d.Std() < 0 || (max > 0 && d.Std() > max) {
 			if max > 0 {
-				p.add(child(path, name), fmt.Sprintf("must be between 0s and %s, got %s", max, d.Duration))
+				p.add(child(path, name), fmt.Sprintf("must be between 0s and %s, got %s", max, d.Std()))
 			} else {
-				p.add(child(path, name), fmt.Sprintf("must not be negative, got %s", d.Duration))
+				p.add(child(path, name), fmt.Sprintf("must not be negative, got %s", d.Std()))
 			}
 			return
 		}
-		*dst = d.Duration
+		*dst = d.Std()
 	}
 	count := func(name string, v *int32, dst *int) {
 		if v == nil {
@@ -700,11 +700,11 @@ func (c *Config) checkVirtualServers(p *problems, path string, vss []VirtualServ
 		} else if t := vs.PersistenceTimeoutSeconds; t < 1 || t > 2678400 {
 			p.add(child(sp, "persistenceTimeoutSeconds"), fmt.Sprintf("must be between 1 and 2678400, inclusive, got %d", t))
 		}
-		if vs.DelayLoop.Duration == 0 {
-			vs.DelayLoop.Duration = time.Minute
+		if vs.DelayLoop.Std() == 0 {
+			vs.DelayLoop = Duration(time.Minute)
 		} else {
-			vs.DelayLoop.Duration = vs.DelayLoop.Truncate(time.Microsecond)
-			if vs.DelayLoop.Duration <= 0 {
+			vs.DelayLoop = Duration(vs.DelayLoop.Std().Truncate(time.Microsecond))
+			if vs.DelayLoop.Std() <= 0 {
 				p.add(child(sp, "delayLoop"), "must be positive")
 			}
 		}

@@ -17,28 +17,9 @@ import (
 	"github.com/nlb-dev/nlb/input"
 )
 
-// Duration is a time.Duration written in configuration files as a Go
+// Duration is input.Duration, the one duration type of nlb's files: a Go
 // duration string such as "250ms" or "2m10s".
-type Duration time.Duration
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"250ms\", got %s", b)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("bad duration %q", s)
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = input.Duration
 
 // Health check kinds.
 const (
@@ -439,9 +420,6 @@ func unknownFields(prefix string, v any, t reflect.Type) []string {
 	sort.Strings(out)
 	return out
 }
-
-// String returns the duration as Go writes it, e.g. "250ms".
-func (d Duration) String() string { return time.Duration(d).String() }
 
 // validCongestionName reports whether s can name a Linux TCP congestion
 // control algorithm (TCP_CA_NAME_MAX is 16 with the terminating NUL).

@@ -1,6 +1,7 @@
 package chaoslab
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -106,7 +107,7 @@ func TestPeerConfig(t *testing.T) {
 // TestNLBConfig checks the ClusterConfig `nlb controller` reads.
 func TestNLBConfig(t *testing.T) {
 	n := NewNLB(fakeCluster(), DefaultParams(), "/bin/false", t.TempDir())
-	c, err := config.Load(n.Config(1))
+	c, err := config.Load(bytes.NewReader(n.Config(1)))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, n.Config(1))
 	}

@@ -98,7 +98,7 @@ func (k K0sConfig) YAML() []byte {
 	}
 	if h := k.Health; h != nil {
 		ka.APIServerHealth = &config.APIServerHealthSpec{
-			Interval: config.Duration{Duration: h.Interval}, Timeout: config.Duration{Duration: h.Timeout},
+			Interval: config.Duration(h.Interval), Timeout: config.Duration(h.Timeout),
 			Fall: int32(h.Fall), Rise: int32(h.Rise),
 		}
 		if h.Weight != nil {
@@ -128,7 +128,7 @@ func (in VRRPInstance) spec() config.VRRPInstance {
 		s.VirtualIPs = append(s.VirtualIPs, v.String())
 	}
 	if in.Version == 3 || (in.Version == 0 && len(in.VIPs) > 0 && in.VIPs[0].Addr().Is6()) {
-		s.AdvertInterval.Duration = in.Interval
+		s.AdvertInterval = config.Duration(in.Interval)
 	} else {
 		s.AdvertIntervalSeconds = int32(in.Interval / time.Second)
 	}
@@ -139,7 +139,8 @@ func (in VRRPInstance) spec() config.VRRPInstance {
 		s.UnicastPeers = append(s.UnicastPeers, p.String())
 	}
 	if in.GARPMasterDelay != nil {
-		s.GARP = &config.GARPSpec{MasterDelay: &config.Duration{Duration: *in.GARPMasterDelay}}
+		d := config.Duration(*in.GARPMasterDelay)
+		s.GARP = &config.GARPSpec{MasterDelay: &d}
 	}
 	return s
 }

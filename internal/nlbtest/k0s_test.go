@@ -1,6 +1,7 @@
 package nlbtest
 
 import (
+	"bytes"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -30,7 +31,7 @@ func TestK0sConfig(t *testing.T) {
 			Interval: 100 * time.Millisecond, AuthPass: "pw", ChecksumAsV2: true,
 		}},
 	}
-	c, err := config.Load(k.YAML())
+	c, err := config.Load(bytes.NewReader(k.YAML()))
 	if err != nil {
 		t.Fatalf("config.Load: %v\n%s", err, k.YAML())
 	}
@@ -79,7 +80,7 @@ func TestK0sConfig(t *testing.T) {
 
 	// Zero fields are left out: k0s's defaults.
 	min := K0sConfig{Instances: []VRRPInstance{{VIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.100/24")}, AuthPass: "pw"}}}
-	c, err = config.Load(min.YAML())
+	c, err = config.Load(bytes.NewReader(min.YAML()))
 	if err != nil {
 		t.Fatalf("config.Load: %v\n%s", err, min.YAML())
 	}

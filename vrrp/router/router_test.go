@@ -152,7 +152,7 @@ func TestListenGroupErrors(t *testing.T) {
 		want: "nothing to run",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := config.Load([]byte(tc.doc))
+			cfg, err := config.Load(strings.NewReader(tc.doc))
 			if err != nil {
 				t.Fatal(err)
 			}
