@@ -3,18 +3,12 @@ package nllb
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/lb/k8s"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,34 +32,15 @@ import (
 // wait bounds the waits for events: a safety limit only.
 const wait = 30 * time.Second
 
-// caPEM returns a throwaway CA certificate (PEM): the client needs one in
-// its kubeconfig to build its health check.
+// caPEM returns a throwaway CA certificate (PEM, nlbtest's): the client
+// needs one in its kubeconfig to build its health check.
 func caPEM(t *testing.T) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := nlbtest.NewCA("test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemBlock(der)
-}
-
-func pemBlock(der []byte) []byte {
-	var b bytes.Buffer
-	b.WriteString("-----BEGIN CERTIFICATE-----\n")
-	s := base64.StdEncoding.EncodeToString(der)
-	for len(s) > 64 {
-		b.WriteString(s[:64] + "\n")
-		s = s[64:]
-	}
-	b.WriteString(s + "\n-----END CERTIFICATE-----\n")
-	return b.Bytes()
+	return ca.CertPEM
 }
 
 // kubeconfig writes and loads a token kubeconfig for server; withCA false
@@ -568,13 +544,9 @@ func TestRunRemovedUpstreamClosed(t *testing.T) {
 	// not ready, while konnectivity (healthy upstreams) is.
 	admin := httptest.NewServer(c.AdminHandler())
 	defer admin.Close()
-	deadline := time.Now().Add(wait)
-	for slices.ContainsFunc(c.Status().APIServer.Backends, func(b lb.BackendStatus) bool { return b.Healthy }) {
-		if time.Now().After(deadline) {
-			t.Fatal("the API server upstreams (nothing listening) never became unhealthy")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	nlbtest.Eventually(t, wait, "the API server upstreams (nothing listening) unhealthy", nlbtest.Holds(func() bool {
+		return !slices.ContainsFunc(c.Status().APIServer.Backends, func(b lb.BackendStatus) bool { return b.Healthy })
+	}))
 	for path, want := range map[string]int{"/readyz": http.StatusServiceUnavailable, "/konnectivity/readyz": http.StatusOK} {
 		resp, err := http.Get(admin.URL + path)
 		if err != nil {
@@ -648,13 +620,7 @@ func TestRunRemovedUpstreamClosed(t *testing.T) {
 	if a := active(); a[kept] != 2 {
 		t.Errorf("active connections %v, want the new one on the kept upstream", a)
 	}
-	deadline = time.Now().Add(wait)
-	for dials.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("discovery never dialled through Options.Dial")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	nlbtest.Eventually(t, wait, "discovery dials through Options.Dial", nlbtest.Holds(func() bool { return dials.Load() > 0 }))
 	for _, conn := range append(conns, conn) {
 		conn.Close()
 	}
