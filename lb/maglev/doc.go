@@ -16,8 +16,9 @@
 // As in the paper (§3.3), the XDP program looks a flow up in its flow
 // (connection tracking) table first and only a new flow, or one the table
 // lost, goes to the Maglev table: entry hash(flow) mod M, an index into
-// [Table.Backends]. The hash is of the 5-tuple, or of the source address
-// alone where persistence is asked for (k0s's persistence_timeout 360).
+// [Table.Backends]. The hash (ebpf/xdplb's FlowHash, not this package's)
+// is of the addresses and ports, or of the client address alone where
+// persistence is asked for (k0s's persistence_timeout 360).
 // [NoBackend] in an entry (no backend is healthy) means "no backend": the
 // program passes the packet on.
 //
@@ -44,7 +45,8 @@
 // and the hashes are fixed. h1, h2 and h3 are the first three big-endian
 // 64-bit words of SHA-256([Seed] ‖ key): two (three) independent hashes
 // with a fixed seed, defined byte by byte, so the same on every node and
-// architecture (the tests check a golden table, and run under ARMv7).
+// architecture (a golden test pins the tables; it passes on amd64, 386
+// and ARMv7 under qemu).
 // SHA-256 rather than FNV-1a because keys of a set differ in a byte or two
 // ("192.0.2.11:6443", "192.0.2.12:6443"), which FNV mixes poorly, and
 // hash/maphash has no fixed seed; the cost, N hashes per build, is nothing.
