@@ -17,9 +17,9 @@ const balancedDepth = 3
 // Entries returns the lookup table with the backends for which healthy
 // returns false taken out (healthy is called once per backend, in the
 // order of [Table.Backends]; nil means all healthy; with none healthy
-// every entry is [NoBackend]). Only the unhealthy backends' slots change: each
-// slot has a fixed order of preference over all backends, which does not
-// depend on health, and gets the first healthy backend in it. So two nodes
+// every entry is [NoBackend]). Only the unhealthy backends' slots change:
+// each slot has a fixed order of preference over all backends, which does
+// not depend on health, and gets the first healthy backend in it. So two nodes
 // that disagree about one backend's health differ in the slots that
 // backend holds on the node that thinks it healthy, and in no other slot;
 // no table that drops the backend can differ in fewer.
@@ -28,7 +28,7 @@ const balancedDepth = 3
 // set (§3.4, Pseudocode 1); then, among the slots S of one owner X, the
 // other backends run the same population restricted to S (each backend's
 // preference list filtered to S, turns in index order from a start chosen
-// by a hash of X), which gives each slot of S its second choice and each
+// by a hash of the choices before: here X), which gives each slot of S its second choice and each
 // backend ⌊|S|/(N−1)⌋ or ⌈|S|/(N−1)⌉ of them; the slots of X whose second
 // choice is Y are divided among the rest in the same way for the third
 // choice, and so on for balancedDepth (3) ranks. Deeper ranks, reached
