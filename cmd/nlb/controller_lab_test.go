@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlb-dev/nlb/cplb"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
@@ -83,23 +84,10 @@ func startReadyz(t *testing.T, h *netlab.Host, ca *testCA) *readyzServer {
 	return s
 }
 
-// controllerHealthStatus is the health part of the controller's /status.
-type controllerHealthStatus struct {
-	Health struct {
-		Tracked struct {
-			Healthy         bool `json:"healthy"`
-			Priority        int  `json:"priority"`
-			NeededToRecover int  `json:"needed_to_recover"`
-			Changes         int  `json:"changes"`
-		} `json:"tracked"`
-	} `json:"health"`
-	Steering struct {
-		Mode string `json:"mode"`
-	} `json:"steering"`
-}
-
-func (n *node) controllerStatus() (controllerHealthStatus, error) {
-	var st controllerHealthStatus
+// controllerStatus is the controller's /status, decoded into its one
+// declaration.
+func (n *node) controllerStatus() (cplb.Status, error) {
+	var st cplb.Status
 	return st, n.getJSON("/status", &st)
 }
 
@@ -197,8 +185,11 @@ func TestLabControllerHealth(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			if st.Health == nil {
+				return fmt.Errorf("%s: no health in /status", old.name)
+			}
 			tr := st.Health.Tracked
-			if !want(tr.Healthy, tr.Changes, tr.NeededToRecover) {
+			if !want(tr.Healthy, int(tr.Changes), tr.NeededToRecover) {
 				return fmt.Errorf("%s tracked %+v, want %s", old.name, tr, what)
 			}
 			return nil

@@ -67,15 +67,8 @@ func ask(h *netlab.Host, addr netip.AddrPort) (string, error) {
 
 // proxyTotal returns the proxy's accepted-connection count from /status.
 func (n *node) proxyTotal() (uint64, string, error) {
-	var st struct {
-		Steering struct {
-			Mode string `json:"mode"`
-		} `json:"steering"`
-		Proxy *struct {
-			Total uint64 `json:"total"`
-		} `json:"proxy"`
-	}
-	if err := n.getJSON("/status", &st); err != nil {
+	st, err := n.controllerStatus()
+	if err != nil {
 		return 0, "", err
 	}
 	if st.Proxy == nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/nlb-dev/nlb/internal/keepalived"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/nlbtest"
+	"github.com/nlb-dev/nlb/vrrp/router"
 )
 
 // Helpers of the privileged end-to-end tests: nlb and keepalived nodes on
@@ -162,19 +163,9 @@ type labStatus struct {
 	Instances []instStatus `json:"instances"`
 }
 
-type instStatus struct {
-	Name           string   `json:"name"`
-	VRID           int      `json:"vrid"`
-	Interface      string   `json:"interface"`
-	State          string   `json:"state"`
-	Priority       int      `json:"priority"`
-	Master         string   `json:"master"`
-	VIPs           []string `json:"vips"`
-	VIPsConfigured bool     `json:"vips_configured"`
-	Fault          bool     `json:"fault"`
-	Transitions    uint64   `json:"transitions"`
-	LastReason     string   `json:"last_reason"`
-}
+// instStatus is an instance's part of /status: router.Status, its one
+// declaration.
+type instStatus = router.Status
 
 func (n *node) get(path string) ([]byte, error) {
 	if n.exited() {
@@ -211,7 +202,7 @@ func (n *node) inst(vrid int) (instStatus, error) {
 		return instStatus{}, err
 	}
 	for _, in := range st.Instances {
-		if in.VRID == vrid {
+		if int(in.VRID) == vrid {
 			return in, nil
 		}
 	}
