@@ -59,12 +59,12 @@ e2e-build:
 	$(GO) run ./internal/cmd/e2ebuild > $(E2E_APISERVER).tmp
 	@mv $(E2E_APISERVER).tmp $(E2E_APISERVER); echo "NLB_KUBE_APISERVER=$$(cat $(E2E_APISERVER))"
 
-## test-armv7: nlb builds for GOARCH=arm GOARM=7; the vrrp and lb unit tests run under
+## test-armv7: nlb builds for GOARCH=arm GOARM=7; the vrrp, lb and lb/maglev (a 32-bit golden table) unit tests run under
 ## Debian's qemu-user-static (unprivileged: NLB_PRIVILEGED is unset for them).
 test-armv7:
 	@bash .ci/deps qemu-arm-static:qemu-user-static
 	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) build -o /dev/null ./cmd/nlb
-	env -u NLB_PRIVILEGED CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 10m -exec qemu-arm-static ./vrrp ./lb
+	env -u NLB_PRIVILEGED CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 10m -exec qemu-arm-static ./vrrp ./lb ./lb/maglev
 
 ## image: multi-arch OCI image (linux/amd64, linux/arm64, linux/arm/v7) of a static nlb,
 ## without a container engine: bin/image/oci-layout (OCI layout) and bin/image/nlb-oci.tar.
