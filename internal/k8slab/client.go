@@ -19,6 +19,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
 // Identity is a client certificate the cluster issued.
@@ -177,7 +178,7 @@ func (c *Cluster) WaitAPIEndpoints(ctx context.Context, want ...*Controller) ([]
 	}
 	slices.SortFunc(exp, func(a, b netip.AddrPort) int { return a.Compare(b) })
 	var got []netip.AddrPort
-	err := poll(ctx, 500*time.Millisecond, func() error {
+	err := nlbtest.Poll(ctx, 500*time.Millisecond, "k8slab: kubernetes endpoints", func() error {
 		var err error
 		if got, err = c.APIEndpoints(ctx); err != nil {
 			return err
@@ -186,6 +187,6 @@ func (c *Cluster) WaitAPIEndpoints(ctx context.Context, want ...*Controller) ([]
 			return fmt.Errorf("endpoints %v, want %v", got, exp)
 		}
 		return nil
-	}, "k8slab: kubernetes endpoints")
+	})
 	return got, err
 }

@@ -284,12 +284,12 @@ func lookPath(name string) (string, error) {
 func (c *Cluster) waitEtcd(ctx context.Context, url string) error {
 	hc := &http.Client{Transport: &http.Transport{DialContext: c.EtcdHost.Dialer(3 * time.Second)}, Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
-	return poll(ctx, 200*time.Millisecond, func() error {
+	return nlbtest.Poll(ctx, 200*time.Millisecond, "k8slab: etcd not healthy", func() error {
 		if !c.Etcd.Running() {
 			return nlbtest.Stop(fmt.Errorf("k8slab: etcd exited:\n%s", c.Etcd.Tail(20)))
 		}
 		return get(ctx, hc, url+"/health")
-	}, "k8slab: etcd not healthy")
+	})
 }
 
 // WaitReady waits until the API server answers /readyz with 200, asking
@@ -302,12 +302,12 @@ func (ctl *Controller) WaitReady(ctx context.Context) error {
 		return err
 	}
 	defer hc.CloseIdleConnections()
-	return poll(ctx, 250*time.Millisecond, func() error {
+	return nlbtest.Poll(ctx, 250*time.Millisecond, "k8slab: "+ctl.Name+" not ready", func() error {
 		if !ctl.Running() {
 			return nlbtest.Stop(fmt.Errorf("k8slab: %s is not running:\n%s", ctl.Name, ctl.Tail(30)))
 		}
 		return get(ctx, hc, ctl.Server+"/readyz")
-	}, "k8slab: "+ctl.Name+" not ready")
+	})
 }
 
 // Restart starts the API server again if it is not running and waits
@@ -345,11 +345,6 @@ func (c *Cluster) httpClient(id Identity, from *netlab.Host) (*http.Client, erro
 func get(ctx context.Context, hc *http.Client, url string) error {
 	_, err := nlbtest.Get(ctx, hc, url)
 	return err
-}
-
-// poll is nlbtest.Poll with k8slab's argument order.
-func poll(ctx context.Context, interval time.Duration, fn func() error, what string) error {
-	return nlbtest.Poll(ctx, interval, what, fn)
 }
 
 // Processes returns etcd and every API server process.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,7 +38,7 @@ func (c *Cluster) grantWorker(ctx context.Context) error {
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: read},
 		}},
 	}
-	return poll(ctx, 500*time.Millisecond, func() error {
+	return nlbtest.Poll(ctx, 500*time.Millisecond, "k8slab: grant the worker identity", func() error {
 		if err := ensure(cs.CoreV1().Namespaces().Create(ctx,
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: TestNamespace}}, metav1.CreateOptions{})); err != nil {
 			return err
@@ -48,7 +49,7 @@ func (c *Cluster) grantWorker(ctx context.Context) error {
 			}
 		}
 		return nil
-	}, "k8slab: grant the worker identity")
+	})
 }
 
 func grant(ctx context.Context, cs kubernetes.Interface, ns string, rules []rbacv1.PolicyRule) error {
