@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -219,13 +220,18 @@ func (h *harness) expect(want ...string) {
 // waitLog waits until the logs contain s n times.
 func (h *harness) waitLog(s string, n int) {
 	h.t.Helper()
-	deadline := time.Now().Add(wait)
-	for strings.Count(h.logs.String(), s) < n {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("log %q not seen %d times; logs:\n%s", s, n, h.logs)
+	waitLogs(h.t, h.logs, s, n)
+}
+
+// waitLogs waits (nlbtest.Eventually) until logs contain s n times.
+func waitLogs(t *testing.T, logs *syncBuffer, s string, n int) {
+	t.Helper()
+	nlbtest.Eventually(t, wait, fmt.Sprintf("log %q %d times", s, n), func() error {
+		if got := logs.String(); strings.Count(got, s) < n {
+			return fmt.Errorf("logs:\n%s", got)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (h *harness) create(s *discoveryv1.EndpointSlice) {
@@ -528,21 +534,17 @@ func TestDiscoveryCache(t *testing.T) {
 	}
 }
 
-// waitCache waits until the cache file holds want: Run writes it after
-// OnChange returns.
+// waitCache waits (nlbtest.Eventually) until the cache file holds want:
+// Run writes it after OnChange returns.
 func waitCache(t *testing.T, file string, want []netip.AddrPort) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
+	nlbtest.Eventually(t, wait, "the cache", func() error {
 		got, err := LoadCache(file)
 		if err == nil && slices.Equal(got, want) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cache holds %v (%v), want %v", got, err, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("cache holds %v (%v), want %v", got, err, want)
+	})
 }
 
 // failingLists makes the first n lists of h's client fail (all if n < 0),
@@ -589,17 +591,17 @@ func TestDiscoveryRestartFromCacheWhileAPIDown(t *testing.T) {
 		t.Fatal("the cached list was not applied")
 	}
 	// Run keeps retrying and does not return.
-	deadline := time.Now().Add(wait)
-	for lists.Load() < 2 || !strings.Contains(logs.String(), "retrying") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no retry after %d lists; logs:\n%s", lists.Load(), logs)
-		}
+	nlbtest.Eventually(t, wait, "a retry", func() error {
 		select {
 		case err := <-done:
-			t.Fatalf("Run returned %v on API errors", err)
-		case <-time.After(5 * time.Millisecond):
+			return nlbtest.Stop(fmt.Errorf("Run returned %v on API errors", err))
+		default:
 		}
-	}
+		if lists.Load() < 2 || !strings.Contains(logs.String(), "retrying") {
+			return fmt.Errorf("no retry after %d lists; logs:\n%s", lists.Load(), logs)
+		}
+		return nil
+	})
 	cancel()
 	select {
 	case err := <-done:

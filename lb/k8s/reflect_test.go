@@ -211,7 +211,7 @@ func TestReflector(t *testing.T) {
 	w.send(t, EventModified, `{"metadata":{"name":"b","namespace":"default","resourceVersion":"32","labels":{"kubernetes.io/service-name":"kubernetes"}},"endpoints":7}`)
 	// The body does not decode: the slice stays, without endpoints, so
 	// the list would be empty: refused.
-	waitLogs(t, logs, "refusing to apply an empty API server list")
+	waitLogs(t, logs, "refusing to apply an empty API server list", 1)
 	w.send(t, "SURPRISE", `{}`)
 	// A broken watch: after the backoff, a list from the last version.
 	api.expectList("32", &SliceList{ResourceVersion: "40", Items: []json.RawMessage{json.RawMessage(rawSlice("b", "40", "192.0.2.4"))}}, nil)
@@ -278,17 +278,5 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := b.next(now.Add(backoffReset + time.Second)); d >= 2*backoffInitial {
 		t.Errorf("wait after a quiet spell = %v, want the initial one", d)
-	}
-}
-
-// waitLogs waits until logs contain s.
-func waitLogs(t *testing.T, logs *syncBuffer, s string) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !strings.Contains(logs.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log %q not seen; logs:\n%s", s, logs)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
