@@ -57,10 +57,38 @@
 //     virtual servers on the Master only;
 //   - no usable backend: passed.
 //
-// # veth and attaching
+// # Attaching, and a datapath that outlives the process
 //
-// This package loads the program; attaching it (link.AttachXDP) is the
-// caller's. On a veth, frames sent with XDP_TX (or redirected into it) are
+// [Load] only loads the program (for BPF_PROG_RUN). [Attach] loads and
+// attaches it to an interface in the first mode of [AttachOptions.Modes]
+// that works: [ModeNative] (XDP in the driver), else [ModeGeneric] (XDP on
+// the skb), else [ModeTCX], the same parse and choice compiled as a tcx
+// ingress program (nlb_tc_lb: XDP_TX becomes a redirect to the egress of
+// the same interface, XDP_PASS becomes TCX_NEXT). Native and generic XDP
+// exclude each other and a second program, so an interface whose XDP hook
+// another program holds (a CNI's prefilter) gets ModeTCX;
+// [Datapath.Mode] and [Datapath.Skipped] say which mode runs and why the
+// others did not.
+//
+// With [AttachOptions.PinDir] (a bpffs directory) the maps, the attached
+// program and the link (link-<mode>) are pinned, so a crashed or SIGKILLed
+// nlb leaves the program forwarding by the same tables, as IPVS rules
+// outlive keepalived and Cilium's datapath its agent. The next Attach with
+// the same directory adopts it: it loads a new program on the pinned maps,
+// reads the state back from them (VRRP state, MAC, services with their
+// backends' slots; a map the program does not use, nlb_be_addrs, keeps
+// each slot's Addr), and switches the pinned link to the new program
+// atomically (bpf_link_update): no flap, never two programs. Pinned maps
+// of other sizes or another [Options.HashSeed] are refused, not mixed. A
+// link pinned in a mode no longer wanted, or on another interface, is
+// removed and the datapath attached afresh. [Datapath.Close] leaves a
+// pinned datapath running (an unpinned one is detached);
+// [Datapath.Remove] (a graceful stop) and [RemovePinned] (nlb no longer
+// runs this mode) detach it and leave nothing pinned.
+//
+// # veth
+//
+// On a veth, frames sent with XDP_TX (or redirected into it) are
 // dropped unless the peer device also runs an XDP program (the veth NAPI
 // path is active only then; xdp-project/xdp-tutorial#167 and #399): a lab
 // on veths attaches a trivial XDP_PASS program to each peer. Native XDP on

@@ -620,3 +620,69 @@ int nlb_xdp_lb(struct xdp_md *ctx) {
 		return ret;
 	return balance(eth, &p);
 }
+
+/*
+ * The same load balancer as a tcx ingress program (BPF_PROG_TYPE_SCHED_CLS,
+ * Linux 6.6), for an interface whose XDP hook another program already
+ * holds (a CNI's prefilter): the parse and the choice are the XDP
+ * program's; XDP_TX becomes a redirect to the egress of the interface the
+ * packet came in on, XDP_PASS becomes TCX_NEXT (the next tcx program, or
+ * the stack). It runs after the kernel built the skb, so it costs more per
+ * packet than XDP.
+ */
+
+/* include/uapi/linux/bpf.h: the start of the context of a tc program (the
+ * verifier rewrites accesses by offset; only these fields are read). */
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+};
+
+/* include/uapi/linux/bpf.h: enum tcx_action_base. */
+#define TCX_NEXT -1
+
+/* Bytes made linear and writable before the parse: Ethernet, IPv6 with
+ * extension headers, TCP with options, or an ICMP error's quote. */
+#define TC_PULL 256
+
+SEC("tc")
+int nlb_tc_lb(struct __sk_buff *skb) {
+	__u32 pull = skb->len < TC_PULL ? skb->len : TC_PULL;
+	if (bpf_skb_pull_data(skb, pull) < 0)
+		return TCX_NEXT;
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return TCX_NEXT;
+
+	struct packet p;
+	__builtin_memset(&p, 0, sizeof(p));
+	int ret;
+	if (eth->proto == bpf_htons(ETH_P_IP))
+		ret = parse_ipv4(data, end, &p);
+	else if (eth->proto == bpf_htons(ETH_P_IPV6))
+		ret = parse_ipv6(data, end, &p);
+	else
+		return TCX_NEXT;
+	if (ret == BALANCE)
+		ret = balance(eth, &p);
+	if (ret == XDP_TX)
+		return bpf_redirect(skb->ifindex, 0);
+	return TCX_NEXT;
+}

@@ -86,6 +86,7 @@ const (
 	xdplbMapNlbMaglev   = "nlb_maglev"
 	xdplbMapNlbServices = "nlb_services"
 	xdplbMapNlbSvcStats = "nlb_svc_stats"
+	xdplbProgNlbTcLb    = "nlb_tc_lb"
 	xdplbProgNlbXdpLb   = "nlb_xdp_lb"
 	xdplbVarMaxBackends = "max_backends"
 	xdplbVarMaxTable    = "max_table"
@@ -133,6 +134,7 @@ type xdplbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdplbProgramSpecs struct {
+	NlbTcLb  *ebpf.ProgramSpec `ebpf:"nlb_tc_lb"`
 	NlbXdpLb *ebpf.ProgramSpec `ebpf:"nlb_xdp_lb"`
 }
 
@@ -216,11 +218,13 @@ type xdplbVariables struct {
 //
 // It can be passed to loadXdplbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdplbPrograms struct {
+	NlbTcLb  *ebpf.Program `ebpf:"nlb_tc_lb"`
 	NlbXdpLb *ebpf.Program `ebpf:"nlb_xdp_lb"`
 }
 
 func (p *xdplbPrograms) Close() error {
 	return _XdplbClose(
+		p.NlbTcLb,
 		p.NlbXdpLb,
 	)
 }

@@ -115,6 +115,7 @@ type Objects struct {
 	ids      []bool // service ids in use
 	extra    map[[6]byte]bool
 	guard    map[[6]byte]bool // what nlb_guard holds
+	addrs    *ebpf.Map        // nlb_be_addrs: global slot → backend Addr (adoption)
 	closed   bool
 }
 
@@ -133,13 +134,22 @@ type serviceState struct {
 // before 5.11, which charge BPF memory to RLIMIT_MEMLOCK, it raises that
 // limit of the process.
 func Load(opts Options) (*Objects, error) {
+	o, _, err := load(opts, "")
+	return o, err
+}
+
+// load loads the program and its maps. With pinDir (a directory on a
+// bpffs), the maps are pinned there by name; maps already pinned there are
+// reused, and then the state (VRRP state, MAC, services, backends, guard)
+// is read back from them instead of being reset: adopted reports that.
+func load(opts Options, pinDir string) (o *Objects, adopted bool, err error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	spec, err := loadXdplb()
 	if err != nil {
-		return nil, fmt.Errorf("xdplb: %w", err)
+		return nil, false, fmt.Errorf("xdplb: %w", err)
 	}
 	svc, be := uint32(opts.MaxServices), uint32(opts.MaxServices*opts.MaxBackends)
 	sizes := map[string]uint32{
@@ -155,15 +165,29 @@ func Load(opts Options) (*Objects, error) {
 		spec.Maps[name].MaxEntries = n
 	}
 	if err := spec.Variables[xdplbVarMaxTable].Set(uint32(opts.MaxTableSize)); err != nil {
-		return nil, fmt.Errorf("xdplb: set max_table: %w", err)
+		return nil, false, fmt.Errorf("xdplb: set max_table: %w", err)
 	}
 	if err := spec.Variables[xdplbVarMaxBackends].Set(uint32(opts.MaxBackends)); err != nil {
-		return nil, fmt.Errorf("xdplb: set max_backends: %w", err)
+		return nil, false, fmt.Errorf("xdplb: set max_backends: %w", err)
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("xdplb: remove memlock limit: %w", err)
+		return nil, false, fmt.Errorf("xdplb: remove memlock limit: %w", err)
 	}
-	o := &Objects{
+	addrSpec := beAddrsSpec(be)
+	var colOpts ebpf.CollectionOptions
+	if pinDir != "" {
+		if adopted, err = pinnedMapsExist(pinDir); err != nil {
+			return nil, false, err
+		}
+		for name := range sizes {
+			spec.Maps[name].Pinning = ebpf.PinByName
+		}
+		spec.Maps[xdplbMapNlbConfig].Pinning = ebpf.PinByName
+		spec.Maps[xdplbMapNlbEvents].Pinning = ebpf.PinByName
+		addrSpec.Pinning = ebpf.PinByName
+		colOpts.Maps.PinPath = pinDir
+	}
+	o = &Objects{
 		opts:     opts,
 		cfg:      xdplbConfig{Seed: opts.HashSeed},
 		services: make(map[netip.AddrPort]*serviceState),
@@ -171,18 +195,31 @@ func Load(opts Options) (*Objects, error) {
 		extra:    make(map[[6]byte]bool),
 		guard:    make(map[[6]byte]bool),
 	}
-	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&o.objs, &colOpts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("xdplb: load: %+v", ve)
+			return nil, false, fmt.Errorf("xdplb: load: %+v", ve)
 		}
-		return nil, fmt.Errorf("xdplb: load: %w", err)
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, false, fmt.Errorf("xdplb: load: the maps pinned in %s were made with other Options (remove them with Remove): %w", pinDir, err)
+		}
+		return nil, false, fmt.Errorf("xdplb: load: %w", err)
 	}
-	if err := o.putConfig(o.cfg); err != nil {
+	if o.addrs, err = ebpf.NewMapWithOptions(addrSpec, colOpts.Maps); err != nil {
 		o.objs.Close()
-		return nil, err
+		return nil, false, fmt.Errorf("xdplb: load %s: %w", addrSpec.Name, err)
 	}
-	return o, nil
+	if adopted {
+		err = o.adopt()
+	} else {
+		err = o.putConfig(o.cfg)
+	}
+	if err != nil {
+		o.objs.Close()
+		o.addrs.Close()
+		return nil, false, err
+	}
+	return o, adopted, nil
 }
 
 // Program returns the XDP program, to attach (link.AttachXDP) or to run
@@ -373,6 +410,9 @@ func (o *Objects) SetService(s Service) error {
 		if b.Local {
 			v.Flags |= beLocal
 		}
+		if err := o.addrs.Put(base+slot, beAddrValue(b.Addr)); err != nil {
+			return fmt.Errorf("xdplb: service %s: write backend %s: %w", ap, b.Addr, err)
+		}
 		if err := o.objs.NlbBackends.Put(base+slot, v); err != nil {
 			return fmt.Errorf("xdplb: service %s: write backend %s: %w", ap, b.Addr, err)
 		}
@@ -410,7 +450,7 @@ func (o *Objects) SetService(s Service) error {
 		if _, kept := backends[slot]; kept {
 			continue
 		}
-		if err := o.objs.NlbBackends.Put(base+slot, xdplbBackend{}); err != nil {
+		if err := o.emptySlot(base + slot); err != nil {
 			return fmt.Errorf("xdplb: service %s: empty backend slot %d: %w", ap, slot, err)
 		}
 	}
@@ -467,7 +507,7 @@ func (o *Objects) DeleteService(vip netip.Addr, port uint16) error {
 	o.ids[st.id] = false
 	base := st.id * uint32(o.opts.MaxBackends)
 	for slot := range st.backends {
-		if err := o.objs.NlbBackends.Put(base+slot, xdplbBackend{}); err != nil {
+		if err := o.emptySlot(base + slot); err != nil {
 			return fmt.Errorf("xdplb: service %s: empty backend slot %d: %w", ap, slot, err)
 		}
 	}
@@ -548,7 +588,8 @@ func (o *Objects) Close() error {
 		return nil
 	}
 	o.closed = true
-	if err := o.objs.Close(); err != nil {
+	aerr := o.addrs.Close()
+	if err := errors.Join(o.objs.Close(), aerr); err != nil {
 		return fmt.Errorf("xdplb: close: %w", err)
 	}
 	return nil
