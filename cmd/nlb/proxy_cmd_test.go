@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb"
 )
 
@@ -232,24 +233,20 @@ func catchSIGHUP(t *testing.T) {
 
 // reloadUntil sends SIGHUP to the process until cond holds (runProxy may
 // not have registered its handler when the first one arrives; a reload
-// of the same file twice is harmless), for at most 10 s.
+// of the same file twice is harmless), one every 10 looks of
+// nlbtest.Eventually, for at most 10 s.
 func reloadUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		for range 20 {
-			if cond() {
-				return
+	looks := 0
+	nlbtest.Eventually(t, 10*time.Second, "sending SIGHUP until "+what, func() error {
+		if looks%10 == 0 {
+			if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+				return nlbtest.Stop(err)
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out sending SIGHUP until %s", what)
-		}
-	}
+		looks++
+		return nlbtest.Holds(cond)()
+	})
 }
 
 // TestProxyCommandConfigAndFlags: `nlb proxy --config FILE --backend ...`

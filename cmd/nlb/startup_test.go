@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -220,25 +221,21 @@ func TestSignalWhileDialling(t *testing.T) {
 	})
 	// Bounded waits for events: the proxy serves, then a client has
 	// failed its first round and waits for the next.
-	deadline := time.Now().Add(startupHang)
 	var c net.Conn
-	for {
+	nlbtest.Eventually(t, startupHang, "nlb proxy listening", func() error {
 		var err error
-		if c, err = net.Dial("tcp", listen); err == nil {
-			break
+		if c, err = net.Dial("tcp", listen); err != nil {
+			return fmt.Errorf("%w\n%s", err, tail(out.String()))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nlb proxy never listened: %v\n%s", err, tail(out.String()))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	defer c.Close()
-	for !strings.Contains(metricsText(admin), "nlb_proxy_dial_waited_total 1") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the client never waited for a second round\n%s", tail(out.String()))
+	nlbtest.Eventually(t, startupHang, "the client waiting for a second round", func() error {
+		if !strings.Contains(metricsText(admin), "nlb_proxy_dial_waited_total 1") {
+			return fmt.Errorf("not yet\n%s", tail(out.String()))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
