@@ -3,7 +3,9 @@
 package announce
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/vrrp/vip"
 	"golang.org/x/net/ipv6"
 )
@@ -110,24 +113,25 @@ func captureNA(t *testing.T, h *netlab.Host, target netip.Addr) (<-chan captured
 	return ch, func() { c.Close() }
 }
 
+// waitNeighbor waits (nlbtest.Poll, at most wait) until h's neighbour
+// entry for ip has want's MAC address.
 func waitNeighbor(t *testing.T, h *netlab.Host, ip netip.Addr, want net.HardwareAddr) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for range 100 {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err := nlbtest.Poll(ctx, nlbtest.PollInterval, fmt.Sprintf("%s: neighbour %v", h.Name, ip), func() error {
 		got, err := h.Neighbor(ip)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.String() == want.String() {
-			return
+		if got.String() != want.String() {
+			return fmt.Errorf("%v, want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("%s: neighbour %v = %v, want %v", h.Name, ip, got, want)
-			return
-		}
-		time.Sleep(wait / 100)
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
-	t.Errorf("%s: neighbour %v never became %v", h.Name, ip, want)
 }
 
 func TestAnnounce(t *testing.T) {
