@@ -21,6 +21,7 @@ import (
 
 	"github.com/nlb-dev/nlb/ebpf/sklookup"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb/steer"
 	"github.com/nlb-dev/nlb/lb/steer/nft"
 )
@@ -36,11 +37,9 @@ const (
 	childLife = 60 * time.Second
 
 	ioTimeout = 3 * time.Second
-	// waitPolls and waitStep bound the wait for the kernel to release a
-	// killed process's BPF link (its release may be deferred to a work
-	// queue).
-	waitPolls = 300
-	waitStep  = 10 * time.Millisecond
+	// linkRelease bounds the wait for the kernel to release a killed
+	// process's BPF link (its release may be deferred to a work queue).
+	linkRelease = 3 * time.Second
 
 	// Bytes the accepting sides write, telling who accepted.
 	markProxy  = 'P' // the proxy's listener on the holder
@@ -393,16 +392,12 @@ func TestCrashSKLookup(t *testing.T) {
 	}
 	expect(t, "steered to the helper", h2, vip4(), markChild)
 	kill(t, c)
-	n := -1
-	for range waitPolls {
-		if n = links(t, ns); n == 0 {
-			break
+	nlbtest.Eventually(t, linkRelease, "the helper's link released after SIGKILL", func() error {
+		if n := links(t, ns); n != 0 {
+			return fmt.Errorf("%d links left", n)
 		}
-		time.Sleep(waitStep)
-	}
-	if n != 0 {
-		t.Fatalf("%d links left %v after SIGKILL", n, waitPolls*waitStep)
-	}
+		return nil
+	})
 	expect(t, "after SIGKILL", h2, vip4(), markAPI)
 
 	lb := lab{holder: h1, client: h2}
