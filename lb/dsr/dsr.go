@@ -111,3 +111,14 @@ func (c Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// sysctlKeyOK accepts the keys Up records: an interface's (or all's)
+// arp_ignore or arp_announce.
+func sysctlKeyOK(k string) bool {
+	rest, ok := strings.CutPrefix(k, "net/ipv4/conf/")
+	if !ok {
+		return false
+	}
+	ifName, name, ok := strings.Cut(rest, "/")
+	return ok && ifName != "" && ifName != "." && ifName != ".." && (name == "arp_ignore" || name == "arp_announce")
+}
