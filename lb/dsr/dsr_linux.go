@@ -353,7 +353,6 @@ func (s *RealServer) Close() error {
 
 const maxStateFile = 64 << 10
 
-
 func readState(path string) (state, error) {
 	var st state
 	f, err := os.Open(path)
