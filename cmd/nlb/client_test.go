@@ -51,20 +51,11 @@ func newTestCA(t *testing.T, name string) *testCA {
 }
 
 // issue returns a leaf certificate (and its PEM forms): a client
-// certificate, or a serving one for the names (IP literals become IP
-// SANs, the rest DNS SANs).
+// certificate, or a serving one for the names (nlbtest's ServerNames: IP
+// literals become IP SANs, the rest DNS SANs).
 func (ca *testCA) issue(t *testing.T, cn string, client bool, names ...string) (tls.Certificate, []byte, []byte) {
 	t.Helper()
-	var dns []string
-	var ips []net.IP
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			ips = append(ips, ip)
-		} else {
-			dns = append(dns, n)
-		}
-	}
-	leaf, err := ca.Server(cn, dns, ips...)
+	leaf, err := ca.ServerNames(cn, names...)
 	if client {
 		leaf, err = ca.Client(cn)
 	}
