@@ -1,0 +1,13 @@
+// Package dsrlab holds the direct-server-return lab: the XDP load balancer
+// (ebpf/xdplb) on one controller of three, every controller a real server
+// with the VIP on dummyvip0 or lo (lb/dsr), clients on several addresses,
+// all in netlab namespaces on one bridged segment. Its tests check that
+// requests through VIP:6443 reach every backend by the Maglev table and
+// that the replies go straight from the backends to the clients.
+//
+// On a veth, a frame sent with XDP_TX (or redirected into the veth) is
+// dropped unless the peer device runs an XDP program too (the veth's NAPI
+// path is active only then; xdp-project/xdp-tutorial#167 and #399): the
+// lab attaches a program that returns XDP_PASS to the bridge-side peer of
+// the load balancer's veth. A real NIC needs nothing of the kind.
+package dsrlab
