@@ -35,6 +35,21 @@
 // values for them. The state file belongs on a tmpfs (/run), which a
 // reboot clears together with the sysctls.
 //
+// # Backends' MACs
+//
+// On the load balancer's side, [Neighbors] gives the MACs the XDP program
+// rewrites to, from the kernel's neighbour table over netlink. A backend
+// without a usable entry gets a managed one (NTF_EXT_MANAGED, Linux
+// 5.16+, with NTF_USE): the kernel sends ARP or NDP at once and keeps
+// re-resolving it, so the entry stays fresh although the program's
+// forwarding never uses it. [Neighbors.Resolve] waits for the answers on
+// netlink neighbour events, bounded by its context, and names the
+// backends that did not answer. A backend that the routing table does not
+// put directly on the VIP's interface (a gateway, another interface) is
+// refused with a message naming it: DR rewrites only the MAC. (Calling
+// Resolve again picks up changed MACs; a watcher that does so on
+// neighbour events is for the controller stage.)
+//
 // Up and Down act in the network namespace of the calling thread at Up:
 // the netlink socket and the sysctl files are opened then and used from
 // any goroutine afterwards.
