@@ -95,6 +95,14 @@
 // a veth copies most packets into new buffers, so a veth lab measures
 // behaviour, not NIC speed.
 //
+// A veth also hands its peer TCP packets whose checksum is still to be
+// filled in (CHECKSUM_PARTIAL: the offload a NIC would do on transmit);
+// native XDP on the receiving veth loses that state, so a frame it
+// forwards with XDP_TX arrives with a wrong checksum and the backend drops
+// it. Frames from a real wire carry complete checksums; a lab turns off
+// the transmit checksum offload of its clients' veths (ethtool -K tx off),
+// as internal/dsrlab does. The tcx program keeps the skb and its state.
+//
 // Only this package and its siblings under ebpf/ import cilium/ebpf
 // (ARCHITECTURE.md). The generated xdplb_bpfel.{go,o} and
 // xdplb_bpfeb.{go,o} are committed; building needs no clang, and
