@@ -1,11 +1,3 @@
-// Package deptest checks a module's packages against import rules, in the
-// manner of tailscale's tstest/deptest: each rule names a package (or a
-// subtree), what it may import directly besides the standard library, and
-// what it must not depend on, directly or through anything it imports.
-//
-// The rules themselves live in ARCHITECTURE.md's "What may import what"
-// table; [ParseTable] reads them from there, so the document and the test
-// cannot drift apart.
 package deptest
 
 import (
