@@ -3,7 +3,15 @@
 // with the VIP on dummyvip0 or lo (lb/dsr), clients on several addresses,
 // all in netlab namespaces on one bridged segment. Its tests check that
 // requests through VIP:6443 reach every backend by the Maglev table and
-// that the replies go straight from the backends to the clients.
+// that the replies go straight from the backends to the clients (h1
+// receives no more packets than its program handled, give or take ARP and
+// NDP), with native XDP, pinned across a Close and across a SIGKILL of the
+// process that attached it (the test binary re-executed as that process
+// in h1's namespace), and as tcx under another XDP program. The backends'
+// MACs come from lb/dsr's Neighbors, probed from h1.
+//
+// The client's veth computes its own TCP checksums (transmit offload off):
+// ebpf/xdplb's doc says why.
 //
 // On a veth, a frame sent with XDP_TX (or redirected into the veth) is
 // dropped unless the peer device runs an XDP program too (the veth's NAPI

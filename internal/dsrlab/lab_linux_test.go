@@ -5,11 +5,14 @@ package dsrlab
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -23,6 +26,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/nlb-dev/nlb/ebpf/xdplb"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb/dsr"
 	"github.com/nlb-dev/nlb/lb/maglev"
 	"github.com/vishvananda/netlink"
@@ -174,6 +178,28 @@ func newLab(t *testing.T) *lab {
 			l.keyHost[k] = h.Name
 		}
 	}
+	// The backends' MACs, as the controller will get them: h1's
+	// neighbour table, probed (lb/dsr).
+	var addrs []netip.Addr
+	for _, k := range keys {
+		addrs = append(addrs, netip.MustParseAddrPort(k).Addr())
+	}
+	neigh := dsr.NewNeighbors(l.lb.IfName)
+	defer neigh.Close()
+	var found []dsr.Neighbor
+	err = l.lb.Run(func() (err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		found, err = neigh.Resolve(ctx, addrs)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("backends' MACs: %v", err)
+	}
+	byAddr := map[netip.Addr]dsr.Neighbor{}
+	for _, nb := range found {
+		byAddr[nb.Addr] = nb
+	}
 	for _, vip := range l.vips {
 		var fam []string
 		for _, k := range keys {
@@ -188,9 +214,11 @@ func newLab(t *testing.T) *lab {
 		svc := xdplb.Service{VIP: vip, Port: apiPort, Persistent: true, Table: tab.Entries(func(string) bool { return true })}
 		for _, k := range tab.Backends() {
 			h := l.host(l.keyHost[k])
-			svc.Backends = append(svc.Backends, xdplb.Backend{
-				Addr: netip.MustParseAddrPort(k).Addr(), MAC: h.MAC, Local: h == l.lb,
-			})
+			nb := byAddr[netip.MustParseAddrPort(k).Addr()]
+			if nb.MAC.String() != h.MAC.String() || nb.Local != (h == l.lb) {
+				t.Fatalf("backend %s resolved to %+v, want %s's MAC %s", k, nb, h.Name, h.MAC)
+			}
+			svc.Backends = append(svc.Backends, xdplb.Backend{Addr: nb.Addr, MAC: nb.MAC, Local: nb.Local})
 		}
 		l.svcs[vip] = svc
 	}
@@ -333,12 +361,18 @@ func rxPackets(t *testing.T, h *netlab.Host) uint64 {
 	return n
 }
 
-// attach runs the load balancer on h1 as Master with both services.
-func (l *lab) attach(opts xdplb.AttachOptions) *xdplb.Datapath {
-	l.t.Helper()
+// attachOptions completes opts for h1.
+func (l *lab) attachOptions(opts xdplb.AttachOptions) xdplb.AttachOptions {
 	opts.Interface = l.lb.Index
 	opts.HashSeed = hashSeed
 	opts.MaxServices, opts.MaxBackends, opts.MaxTableSize, opts.FlowTableSize = 4, 8, 1021, 4096
+	return opts
+}
+
+// attach runs the load balancer on h1 as Master with both services.
+func (l *lab) attach(opts xdplb.AttachOptions) *xdplb.Datapath {
+	l.t.Helper()
+	opts = l.attachOptions(opts)
 	var d *xdplb.Datapath
 	if err := l.lb.Run(func() (err error) { d, err = xdplb.Attach(opts); return err }); err != nil {
 		l.t.Fatalf("Attach: %v", err)
@@ -496,6 +530,63 @@ func TestDRLab(t *testing.T) {
 		}
 		if err := o.Remove(); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	// A real crash: the process that attached the datapath is SIGKILLed.
+	t.Run("sigkill", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := syscall.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Unmount(dir, syscall.MNT_DETACH)
+		opts := l.attachOptions(xdplb.AttachOptions{PinDir: filepath.Join(dir, "nlb")})
+		cfg := helperConfig{Attach: opts, MAC: l.lb.MAC}
+		for _, vip := range l.vips {
+			cfg.Services = append(cfg.Services, l.svcs[vip])
+		}
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgFile := filepath.Join(t.TempDir(), "helper.json")
+		if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := netlab.NewProcess("lb@h1", filepath.Join(t.TempDir(), "helper.log"), l.lb, exe, helperArg, cfgFile)
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer p.Kill()
+		nlbtest.Eventually(t, time.Minute, "the helper attached", func() error {
+			if !p.Running() {
+				return nlbtest.Stop(fmt.Errorf("helper exited: %v\n%s", p.Err(), p.Log()))
+			}
+			if !strings.Contains(p.Log(), "ready") {
+				return errors.New("not ready")
+			}
+			return nil
+		})
+		if err := p.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		l.t = t
+		l.check(nil, "after SIGKILL")
+		d := l.attach(xdplb.AttachOptions{PinDir: opts.PinDir})
+		t.Cleanup(func() { d.Remove() })
+		if !d.Adopted() || !d.Master() {
+			t.Fatalf("adopted %v, Master %v after the SIGKILL; want the pinned Master datapath", d.Adopted(), d.Master())
+		}
+		l.check(d, "adopted after SIGKILL")
+		if err := d.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(opts.PinDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after Remove: %v, want it gone", opts.PinDir, err)
 		}
 	})
 
