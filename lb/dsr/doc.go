@@ -46,9 +46,8 @@
 // netlink neighbour events, bounded by its context, and names the
 // backends that did not answer. A backend that the routing table does not
 // put directly on the VIP's interface (a gateway, another interface) is
-// refused with a message naming it: DR rewrites only the MAC. (Calling
-// Resolve again picks up changed MACs; a watcher that does so on
-// neighbour events is for the controller stage.)
+// refused with a message naming it: DR rewrites only the MAC. [Neighbors.Watch]
+// reports a backend whose entry learns another MAC, from the same events.
 //
 // Up and Down act in the network namespace of the calling thread at Up:
 // the netlink socket and the sysctl files are opened then and used from

@@ -221,3 +221,56 @@ func (n *Neighbors) ifaceName(index int) string {
 	}
 	return fmt.Sprintf("interface %d", index)
 }
+
+// Watch calls changed with a backend whenever the kernel's neighbour table
+// learns a MAC for it, on the interface, other than the one last known
+// (known, typically Resolve's result, then what changed reported), until
+// ctx ends; it then returns nil. The managed entries Resolve created are
+// re-resolved by the kernel on its own, so a backend whose MAC changed
+// (a replaced NIC, a VM moved) is reported without traffic to it. Local
+// backends are not watched. changed runs on Watch's goroutine.
+func (n *Neighbors) Watch(ctx context.Context, known []Neighbor, changed func(Neighbor)) error {
+	n.mu.Lock()
+	err := n.open()
+	ns, index := n.ns, n.index
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	last := make(map[netip.Addr]net.HardwareAddr, len(known))
+	for _, k := range known {
+		if !k.Local {
+			last[k.Addr.Unmap()] = slices.Clone(k.MAC)
+		}
+	}
+	updates := make(chan netlink.NeighUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.NeighSubscribeWithOptions(updates, done, netlink.NeighSubscribeOptions{Namespace: &ns}); err != nil {
+		return fmt.Errorf("dsr: neighbour updates: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-updates:
+			if !ok {
+				return errors.New("dsr: neighbour updates ended")
+			}
+			if u.Type != unix.RTM_NEWNEIGH || u.LinkIndex != index || !usable(u.Neigh) {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(u.IP)
+			if !ok {
+				continue
+			}
+			a := ip.Unmap()
+			old, watched := last[a]
+			if !watched || old.String() == u.HardwareAddr.String() {
+				continue
+			}
+			last[a] = slices.Clone(u.HardwareAddr)
+			changed(Neighbor{Addr: a, MAC: slices.Clone(u.HardwareAddr)})
+		}
+	}
+}

@@ -85,3 +85,59 @@ func TestResolveSilentBackend(t *testing.T) {
 		t.Errorf("silent backend: %v, want an error naming it", err)
 	}
 }
+
+// TestWatch: a backend's entry learning another MAC is reported once; an
+// update with the same MAC is not.
+func TestWatch(t *testing.T) {
+	lab := netlab.NewT(t, "neighwatch", netlab.Options{Hosts: 2})
+	h1, h2 := lab.Hosts[0], lab.Hosts[1]
+	n := NewNeighbors(h1.IfName)
+	defer n.Close()
+	var known []Neighbor
+	err := h1.Run(func() (err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		known, err = n.Resolve(ctx, []netip.Addr{h2.Addr4})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := make(chan Neighbor, 8)
+	watched := make(chan error, 1)
+	go func() { watched <- n.Watch(ctx, known, func(nb Neighbor) { changes <- nb }) }()
+	defer func() {
+		cancel()
+		if err := <-watched; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	}()
+	set := func(mac net.HardwareAddr) {
+		t.Helper()
+		err := h1.Run(func() error {
+			return netlink.NeighSet(&netlink.Neigh{LinkIndex: h1.Index, Family: netlink.FAMILY_V4, State: netlink.NUD_REACHABLE, IP: h2.Addr4.AsSlice(), HardwareAddr: mac})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := net.HardwareAddr{0x02, 0, 0, 0, 0x12, 0x34}
+	// The subscription may start after the first update: repeat the
+	// same-MAC update and then the change until the change is reported.
+	deadline := time.After(20 * time.Second)
+	for {
+		set(h2.MAC)
+		set(moved)
+		select {
+		case nb := <-changes:
+			if nb.Addr != h2.Addr4 || nb.MAC.String() != moved.String() {
+				t.Fatalf("change %+v, want %s at %s", nb, h2.Addr4, moved)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no change reported")
+		}
+	}
+}
