@@ -298,9 +298,14 @@ func (l *lab) serve(h *netlab.Host) {
 				if err != nil {
 					return
 				}
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				fmt.Fprintf(c, "%s %s\n", h.Name, c.RemoteAddr())
-				c.Close()
+				// The greeting, then an echo until the client closes
+				// (a connection that stays open across a restart).
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(2 * time.Minute))
+					fmt.Fprintf(c, "%s %s\n", h.Name, c.RemoteAddr())
+					io.Copy(c, io.LimitReader(c, 1<<20))
+				}()
 			}
 		}()
 	}
@@ -329,6 +334,69 @@ func (l *lab) request(src, vip netip.Addr) (string, string, error) {
 	}
 	name, peer, _ := strings.Cut(strings.TrimSpace(line), " ")
 	return name, peer, nil
+}
+
+// conn is a connection through the VIP that stays open.
+type conn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	backend string
+}
+
+// open connects from src to vip:6443 and reads the greeting.
+func (l *lab) open(src, vip netip.Addr) *conn {
+	l.t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+	var c net.Conn
+	err := l.client.Run(func() (err error) {
+		c, err = d.DialContext(context.Background(), "tcp", netip.AddrPortFrom(vip, apiPort).String())
+		return err
+	})
+	if err != nil {
+		l.t.Fatalf("%s → %s: %v", src, vip, err)
+	}
+	l.t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		l.t.Fatalf("%s → %s: %v", src, vip, err)
+	}
+	name, _, _ := strings.Cut(line, " ")
+	return &conn{c: c, r: r, backend: name}
+}
+
+// echo sends a line on an open connection and wants it back.
+func (c *conn) echo(t *testing.T, what string) {
+	t.Helper()
+	c.c.SetDeadline(time.Now().Add(20 * time.Second))
+	msg := what + "\n"
+	if _, err := io.WriteString(c.c, msg); err != nil {
+		t.Fatalf("%s: connection to %s: write: %v", what, c.backend, err)
+	}
+	got, err := c.r.ReadString('\n')
+	if err != nil || got != msg {
+		t.Fatalf("%s: connection to %s: read %q, %v; want %q", what, c.backend, got, err, msg)
+	}
+}
+
+// openRemote opens one connection per VIP to a backend other than h1.
+func (l *lab) openRemote() []*conn {
+	l.t.Helper()
+	var cs []*conn
+	for _, vip := range l.vips {
+		for _, src := range l.sources[vip] {
+			if l.expected(src, vip) != l.lb.Name {
+				c := l.open(src, vip)
+				if c.backend == l.lb.Name {
+					l.t.Fatalf("%s → %s reached h1, want %s", src, vip, l.expected(src, vip))
+				}
+				cs = append(cs, c)
+				break
+			}
+		}
+	}
+	return cs
 }
 
 // expected is the backend the Maglev table gives a persistent client.
@@ -496,8 +564,13 @@ func TestDRLab(t *testing.T) {
 		d := l.attach(opts)
 		t.Cleanup(func() { d.Remove() })
 		l.check(d, "pinned")
+		// Connections to h2 and h3 that stay open throughout.
+		conns := l.openRemote()
 		d.Close() // what a SIGKILL leaves: the pins
 		// Nobody holds the datapath: it forwards on by its pinned maps.
+		for _, c := range conns {
+			c.echo(t, "orphaned")
+		}
 		l.check(nil, "orphaned")
 		o := l.attach(opts)
 		t.Cleanup(func() { o.Remove() })
@@ -505,6 +578,9 @@ func TestDRLab(t *testing.T) {
 			t.Fatal("restart did not adopt the pinned datapath")
 		}
 		l.check(o, "adopted")
+		for _, c := range conns {
+			c.echo(t, "adopted")
+		}
 		// One program on the interface, the adopted one, and none on tcx.
 		var x *netlink.LinkXdp
 		var tcx *link.QueryResult
@@ -571,10 +647,14 @@ func TestDRLab(t *testing.T) {
 			}
 			return nil
 		})
+		l.t = t
+		conns := l.openRemote()
 		if err := p.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		l.t = t
+		for _, c := range conns {
+			c.echo(t, "after SIGKILL")
+		}
 		l.check(nil, "after SIGKILL")
 		d := l.attach(xdplb.AttachOptions{PinDir: opts.PinDir})
 		t.Cleanup(func() { d.Remove() })
@@ -582,6 +662,9 @@ func TestDRLab(t *testing.T) {
 			t.Fatalf("adopted %v, Master %v after the SIGKILL; want the pinned Master datapath", d.Adopted(), d.Master())
 		}
 		l.check(d, "adopted after SIGKILL")
+		for _, c := range conns {
+			c.echo(t, "adopted after SIGKILL")
+		}
 		if err := d.Remove(); err != nil {
 			t.Fatal(err)
 		}
