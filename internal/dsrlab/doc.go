@@ -7,7 +7,9 @@
 // receives no more packets than its program handled, give or take ARP and
 // NDP), with native XDP, pinned across a Close and across a SIGKILL of the
 // process that attached it (the test binary re-executed as that process
-// in h1's namespace), and as tcx under another XDP program. The backends'
+// in h1's namespace), with what a worker brings on every controller
+// (kube-proxy-style nftables DNAT and masquerade rules, conntrack on every
+// packet), and as tcx under another XDP program. The backends'
 // MACs come from lb/dsr's Neighbors, probed from h1.
 //
 // The client's veth computes its own TCP checksums (transmit offload off):

@@ -673,6 +673,29 @@ func TestDRLab(t *testing.T) {
 		}
 	})
 
+	// Every controller is also a worker: kube-proxy-style NAT rules and
+	// conntrack on every packet change nothing for DR, and conntrack on
+	// the backends sees the connections the load balancer sent them.
+	t.Run("worker-rules", func(t *testing.T) {
+		l.t = t
+		var news []func() uint64
+		for _, h := range l.backends {
+			news = append(news, workerRules(t, h, l.backends[1].Addr4.As4()))
+		}
+		before := make([]uint64, len(news))
+		for i, f := range news {
+			before[i] = f()
+		}
+		d := l.attach(xdplb.AttachOptions{})
+		defer d.Remove()
+		l.check(d, "with worker rules ("+workerRulesString()+")")
+		for i, f := range news {
+			if n := f() - before[i]; n == 0 {
+				t.Errorf("%s: conntrack saw no new connection: the rules are not in the path", l.backends[i].Name)
+			}
+		}
+	})
+
 	t.Run("tcx-fallback", func(t *testing.T) {
 		other := xdpPassProgram(t, "other_xdp")
 		err := l.lb.Run(func() error {
