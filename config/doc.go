@@ -73,8 +73,10 @@
 // the Subnet-Router anycast address of its IPv6 subnet (up to /126); a
 // unicastSourceIP that is not an address, even without peers; interface
 // names the kernel would refuse; a duplicate virtualServers ipAddress by
-// address rather than by string; more than 255 vrrpInstances (only the
-// first 255 are checked further). Things k0s accepts but nlb ignores are
+// address rather than by string; a virtualServers lbKind NAT or TUN (nlb's
+// fast path does direct server return only, k0s's default DR; see
+// Config.VirtualServers); more than 255 vrrpInstances (only the first 255
+// are checked further). Things k0s accepts but nlb ignores are
 // reported by Warnings: configTemplateVRRP/VS, the IPVS-only
 // virtualServers settings, the NLLB image fields, a valid unicastSourceIP
 // without peers, addressLabel for IPv4.

@@ -668,8 +668,7 @@ func supported(v string, list []string) string {
 // list-map key (ipAddress unique).
 func (c *Config) checkVirtualServers(p *problems, path string, vss []VirtualServer) {
 	if len(vss) > 0 {
-		c.warn(path, "k0s uses these for keepalived's IPVS load balancer; nlb balances VIP traffic with its own "+
-			"proxy and ignores lbAlgo, lbKind, delayLoop and persistenceTimeoutSeconds")
+		c.warn(path, virtualServersWarning)
 	}
 	seen := map[netip.Addr]int{}
 	for i := range vss {
@@ -692,8 +691,8 @@ func (c *Config) checkVirtualServers(p *problems, path string, vss []VirtualServ
 		}
 		if vs.LBKind == "" {
 			vs.LBKind = "DR"
-		} else if !slices.Contains(lbKinds(), vs.LBKind) {
-			p.add(child(sp, "lbKind"), supported(vs.LBKind, lbKinds()))
+		} else if msg := lbKindProblem(vs.LBKind); msg != "" {
+			p.add(child(sp, "lbKind"), msg)
 		}
 		if vs.PersistenceTimeoutSeconds == 0 {
 			vs.PersistenceTimeoutSeconds = DefaultPersistenceTimeoutSeconds
