@@ -24,6 +24,16 @@ const (
 // this IFA_PROTO; an address added without it is a node's own address.
 const AddrProto = 0x6e
 
+// RealServerAddrProto is the IFA_PROTO value lb/dsr gives the copies of the
+// VIPs it puts on lo or dummyvip0 on every controller (the real-server
+// side of direct server return; 'o'). Both of nlb's marks are declared
+// here, the package that judges whose an address is; lb/dsr's AddrProto
+// must equal this one (TestRealServerMarkAgrees). Such a copy, on a
+// loopback or dummy link, is neither a node's address (no conflict) nor
+// one of the Manager's (never removed): the VRRP Master carries the same
+// VIP on its real interface beside it.
+const RealServerAddrProto = 0x6f
+
 // addrEntry is one address as an RTM_GETADDR dump reports it. A dump lists
 // an interface's IPv4 addresses in the order of the kernel's ifa_list, the
 // order inet_select_addr walks and tools show.
@@ -56,6 +66,9 @@ type owner struct {
 	// virtual address is then taken for nlb's, as keepalived does.
 	proto   bool
 	ifIndex int // the managed interface, for the fallback
+	// rsLinks are the loopback and dummy links among the interfaces of
+	// the addresses marked RealServerAddrProto: where lb/dsr puts them.
+	rsLinks []int
 }
 
 // isVIP reports whether a is one of the virtual addresses.
@@ -72,15 +85,23 @@ func (o owner) isVIP(a netip.Addr) bool {
 // is never a node's address, whichever Manager owns it.
 func (o owner) nlb(e addrEntry) bool {
 	if o.proto {
-		return e.proto == AddrProto
+		return e.proto == AddrProto || o.realServer(e)
 	}
 	return e.index == o.ifIndex && o.isVIP(e.prefix.Addr())
 }
 
+// realServer reports whether e is lb/dsr's copy of an address (marked
+// RealServerAddrProto, on a loopback or dummy link): nlb's, but no
+// Manager's to add, move or remove. Kernels without IFA_PROTO keep no
+// mark, so there it is a node's address like any other.
+func (o owner) realServer(e addrEntry) bool {
+	return o.proto && e.proto == RealServerAddrProto && slices.Contains(o.rsLinks, e.index)
+}
+
 // ours reports whether e is one of this Manager's addresses: equal to a
-// virtual address and added by nlb.
+// virtual address and added by nlb as a VRRP address.
 func (o owner) ours(e addrEntry) bool {
-	return o.isVIP(e.prefix.Addr()) && o.nlb(e)
+	return o.isVIP(e.prefix.Addr()) && o.nlb(e) && !o.realServer(e)
 }
 
 // conflict reports whether e is a node's address equal to a virtual

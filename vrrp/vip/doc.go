@@ -22,6 +22,12 @@
 //     it at start-up), Add refuses to touch it (NLM_F_REPLACE would take
 //     it over), Remove leaves it alone. The configuration checks reject a
 //     VIP equal to a unicast source or peer earlier still.
+//   - An address marked RealServerAddrProto (0x6f) on a loopback or dummy
+//     link is lb/dsr's copy of a VIP (direct server return: every
+//     controller keeps the VIPs as /32 or /128 on dummyvip0 or lo, and the
+//     VRRP Master adds them on its interface too). It is neither a
+//     conflict nor the Manager's: Check and Add accept it, Add and Remove
+//     leave it in place. The same mark elsewhere counts for nothing.
 //   - Kernels before 5.18 keep no mark. nlb then takes an address on the
 //     managed interface equal to a virtual address for its own (as
 //     keepalived does) and an equal address elsewhere for a node's;

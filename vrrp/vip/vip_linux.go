@@ -5,6 +5,7 @@ package vip
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -79,7 +80,17 @@ func (m *Manager) owner(addrs []addrEntry, ifIndex int) owner {
 			m.os.proto = 1
 		}
 	}
-	return owner{vips: m.vips, proto: m.os.proto == 1, ifIndex: ifIndex}
+	o := owner{vips: m.vips, proto: m.os.proto == 1, ifIndex: ifIndex}
+	for _, e := range addrs {
+		if !o.proto || e.proto != RealServerAddrProto || slices.Contains(o.rsLinks, e.index) || m.os.h == nil {
+			continue
+		}
+		// lb/dsr's mark counts only where lb/dsr puts its addresses.
+		if l, err := m.os.h.LinkByIndex(e.index); err == nil && (l.Attrs().Flags&net.FlagLoopback != 0 || l.Type() == "dummy") {
+			o.rsLinks = append(o.rsLinks, e.index)
+		}
+	}
+	return o
 }
 
 // ifaceName names interface index for messages.
@@ -275,6 +286,8 @@ func (m *Manager) ensure(refresh bool) ([]netip.Prefix, error) {
 			case o.conflict(e):
 				errs = append(errs, m.conflictError(e))
 				blocked = true
+			case o.realServer(e):
+				// lb/dsr's copy on lo or dummyvip0: it stays beside ours.
 			case e.index == idx && e.prefix == p:
 				present = true
 			default:
