@@ -35,8 +35,8 @@ const vsPath = "spec.network.controlPlaneLoadBalancing.keepalived.virtualServers
 // carries rr / DR / 360 / 1m (written back by k0s's defaulting, or
 // spelt out); both load cleanly and resolve to a persistent DR service on
 // VIP:spec.api.port.
-// Mutations checked: Port from ProxyPort instead of APIPort; Persistent
-// false; DR refused by lbKindProblem.
+// Mutations checked: Persistent false; DR refused by lbKindProblem; the
+// lbAlgo note replaced by a placeholder.
 func TestVirtualServersK0sDefaults(t *testing.T) {
 	for name, entry := range map[string]string{
 		"implicit": "{ipAddress: 192.0.2.100}",
@@ -148,7 +148,8 @@ func TestVirtualServersLBKind(t *testing.T) {
 // TestVirtualServersPersistence: 0 is k0s's default 360; any timeout in
 // 1-2678400 means persistence on (k0s has no way to turn it off) and is
 // superseded by Maglev's timeless stickiness; out of range is refused.
-// Mutation checked: Persistent = PersistenceTimeoutSeconds != 360.
+// Mutations checked: Persistent = PersistenceTimeoutSeconds == 360;
+// PersistenceTimeout a constant 360s.
 func TestVirtualServersPersistence(t *testing.T) {
 	for in, want := range map[string]time.Duration{
 		"0":       360 * time.Second,
@@ -174,8 +175,7 @@ func TestVirtualServersPersistence(t *testing.T) {
 // TestVirtualServersDelayLoop: any positive delayLoop is accepted (as
 // k0s, truncated to microseconds) and superseded by the /readyz checks;
 // zero means 1m; negative or below a microsecond is refused.
-// Mutation checked: DelayLoop taken before truncation (vs.DelayLoop
-// replaced by a constant minute in the view).
+// Mutation checked: the view's DelayLoop a constant minute.
 func TestVirtualServersDelayLoop(t *testing.T) {
 	for in, want := range map[string]time.Duration{
 		"0s": time.Minute, "1us": time.Microsecond, "1500ns": time.Microsecond,
