@@ -78,8 +78,9 @@
 // Config.VirtualServers); more than 255 vrrpInstances (only the first 255
 // are checked further). Things k0s accepts but nlb ignores are
 // reported by Warnings: configTemplateVRRP/VS, the IPVS-only
-// virtualServers settings, the NLLB image fields, a valid unicastSourceIP
-// without peers, addressLabel for IPv4.
+// virtualServers settings, a virtualServers ipAddress no instance holds,
+// the NLLB image fields, a valid unicastSourceIP without peers,
+// addressLabel for IPv4.
 //
 // # Nothing to run
 //

@@ -170,7 +170,7 @@ func (c *Config) checkCPLB(p *problems) {
 		insts = append(insts, c.checkInstance(p, index(vpath, i), i, &specs[i]))
 	}
 	checkAcross(p, vpath, specs, insts)
-	c.checkVirtualServers(p, child(kpath, "virtualServers"), ka.VirtualServers)
+	c.checkVirtualServers(p, child(kpath, "virtualServers"), ka.VirtualServers, insts)
 	c.instances = insts
 }
 
@@ -666,7 +666,7 @@ func supported(v string, list []string) string {
 
 // checkVirtualServers follows k0s cplb.go VirtualServer.validate, plus the
 // list-map key (ipAddress unique).
-func (c *Config) checkVirtualServers(p *problems, path string, vss []VirtualServer) {
+func (c *Config) checkVirtualServers(p *problems, path string, vss []VirtualServer, insts []Instance) {
 	if len(vss) > 0 {
 		c.warn(path, virtualServersWarning)
 	}
@@ -683,6 +683,9 @@ func (c *Config) checkVirtualServers(p *problems, path string, vss []VirtualServ
 			p.add(ipPath, fmt.Sprintf("duplicate of %s.ipAddress", index(path, k)))
 		} else {
 			seen[a] = i
+			if vipInstance(insts, a) < 0 {
+				c.warn(ipPath, notAVIPWarning(a))
+			}
 		}
 		if vs.LBAlgo == "" {
 			vs.LBAlgo = "rr"

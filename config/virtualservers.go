@@ -53,6 +53,10 @@ type VirtualService struct {
 	// DelayLoop is delayLoop, accepted and superseded by the /readyz
 	// checks (see Notes).
 	DelayLoop time.Duration
+	// Instance is the index of the vrrpInstances entry whose virtualIPs
+	// hold VIP, or -1 when none does (Config.Warnings then says that no
+	// node holds it): the fast path forwards on that instance's Master.
+	Instance int
 	// Notes say, one per superseded field, what nlb does instead of the
 	// k0s setting; `nlb controller` logs them once when it runs the fast
 	// path.
@@ -72,6 +76,25 @@ type VirtualServiceNote struct {
 // String returns "field: value: note".
 func (n VirtualServiceNote) String() string {
 	return n.Field + ": " + n.Value + ": " + n.Note
+}
+
+// vipInstance returns the index of the first instance with VIP a, or -1.
+func vipInstance(insts []Instance, a netip.Addr) int {
+	for i, in := range insts {
+		for _, pfx := range in.VIPs {
+			if pfx.Addr() == a {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// notAVIPWarning is the warning for a virtual server address that no
+// vrrpInstances entry holds (k0s does not check it either).
+func notAVIPWarning(a netip.Addr) string {
+	return fmt.Sprintf("%s is not a virtualIPs address of any vrrpInstances entry: no node holds it, so no "+
+		"traffic to it reaches a load balancer (k0s does not check this either)", a)
 }
 
 // lbKindProblem returns why lbKind v is refused, or "" for DR. k0s accepts
@@ -132,6 +155,7 @@ func (c *Config) VirtualServers() []VirtualService {
 			LBAlgo:             vs.LBAlgo,
 			LBKind:             vs.LBKind,
 			DelayLoop:          vs.DelayLoop.Std(),
+			Instance:           vipInstance(c.instances, vip),
 		}
 		s.Notes = []VirtualServiceNote{
 			{child(sp, "lbAlgo"), vs.LBAlgo, lbAlgoNote(vs.LBAlgo)},

@@ -235,3 +235,25 @@ func TestVirtualServersWarning(t *testing.T) {
 		t.Errorf("bare section: %+v", got)
 	}
 }
+
+// TestVirtualServersInstance: each service names the VRRP instance whose
+// VIP it is (the fast path forwards on that instance's Master); an
+// address no instance holds is accepted, as k0s does, with a warning
+// naming the field. Mutations checked: vipInstance returning 0 for every
+// address; the warning not emitted; the warning emitted for every entry.
+func TestVirtualServersInstance(t *testing.T) {
+	c := mustLoad(t, vsDoc(0, `{ipAddress: "2001:db8::100"}`, "{ipAddress: 192.0.2.100}", "{ipAddress: 192.0.2.7}"))
+	got := c.VirtualServers()
+	if len(got) != 3 || got[0].Instance != 1 || got[1].Instance != 0 || got[2].Instance != -1 {
+		t.Fatalf("VirtualServers() = %+v", got)
+	}
+	var vsWarn []string
+	for _, w := range c.Warnings() {
+		if strings.HasPrefix(w, vsPath+"[") {
+			vsWarn = append(vsWarn, w)
+		}
+	}
+	if len(vsWarn) != 1 || !strings.HasPrefix(vsWarn[0], vsPath+"[2].ipAddress: 192.0.2.7 is not a virtualIPs address") {
+		t.Errorf("per-entry warnings = %q", vsWarn)
+	}
+}
