@@ -277,6 +277,11 @@ func (s *sliceServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+	if from := r.URL.Query().Get("resourceVersion"); from != "" && from != rv {
+		// A change between the LIST and this WATCH: as an API server
+		// does, send what happened after the version asked for.
+		fmt.Fprintf(w, `{"type":"MODIFIED","object":%s}`+"\n", obj)
+	}
 	w.(http.Flusher).Flush()
 	for {
 		select {
