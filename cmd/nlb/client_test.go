@@ -264,6 +264,12 @@ func (f *fakeAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
+		if from := r.URL.Query().Get("resourceVersion"); from != "" && from != es.ResourceVersion {
+			// A change between the LIST and this WATCH: as an API
+			// server does, send what happened after the version asked for.
+			raw, _ := json.Marshal(es)
+			json.NewEncoder(w).Encode(metav1.WatchEvent{Type: "MODIFIED", Object: runtime.RawExtension{Raw: raw}})
+		}
 		w.(http.Flusher).Flush()
 		for {
 			select {
