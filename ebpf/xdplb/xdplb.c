@@ -599,10 +599,10 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
 	return XDP_TX;
 }
 
-SEC("xdp")
-int nlb_xdp_lb(struct xdp_md *ctx) {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
+/* verdict parses the frame in [data, end) and decides, as XDP verdicts:
+ * XDP_TX (forwarded, the MACs rewritten), XDP_PASS, or what the parse
+ * returned. Both entry points use it. */
+static __always_inline int verdict(void *data, void *end) {
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
@@ -619,6 +619,11 @@ int nlb_xdp_lb(struct xdp_md *ctx) {
 	if (ret != BALANCE)
 		return ret;
 	return balance(eth, &p);
+}
+
+SEC("xdp")
+int nlb_xdp_lb(struct xdp_md *ctx) {
+	return verdict((void *)(long)ctx->data, (void *)(long)ctx->data_end);
 }
 
 /*
@@ -665,24 +670,7 @@ int nlb_tc_lb(struct __sk_buff *skb) {
 	__u32 pull = skb->len < TC_PULL ? skb->len : TC_PULL;
 	if (bpf_skb_pull_data(skb, pull) < 0)
 		return TCX_NEXT;
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end)
-		return TCX_NEXT;
-
-	struct packet p;
-	__builtin_memset(&p, 0, sizeof(p));
-	int ret;
-	if (eth->proto == bpf_htons(ETH_P_IP))
-		ret = parse_ipv4(data, end, &p);
-	else if (eth->proto == bpf_htons(ETH_P_IPV6))
-		ret = parse_ipv6(data, end, &p);
-	else
-		return TCX_NEXT;
-	if (ret == BALANCE)
-		ret = balance(eth, &p);
-	if (ret == XDP_TX)
+	if (verdict((void *)(long)skb->data, (void *)(long)skb->data_end) == XDP_TX)
 		return bpf_redirect(skb->ifindex, 0);
 	return TCX_NEXT;
 }
