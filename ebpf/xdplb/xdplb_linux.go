@@ -229,6 +229,21 @@ func (o *Objects) Program() *ebpf.Program { return o.objs.NlbXdpLb }
 // Options returns the sizes o was loaded with (defaults filled in).
 func (o *Objects) Options() Options { return o.opts }
 
+// FlowTableMemory returns the bytes the kernel has allocated to the flow
+// table (its memlock figure: the LRU map is preallocated, so this is its
+// size at any fill).
+func (o *Objects) FlowTableMemory() (uint64, error) {
+	info, err := o.objs.NlbFlows.Info()
+	if err != nil {
+		return 0, fmt.Errorf("xdplb: flow table info: %w", err)
+	}
+	m, ok := info.Memlock()
+	if !ok {
+		return 0, errors.New("xdplb: the kernel reports no memory figure for the flow table")
+	}
+	return m, nil
+}
+
 func (o *Objects) putConfig(c xdplbConfig) error {
 	if err := o.objs.NlbConfig.Put(uint32(0), c); err != nil {
 		return fmt.Errorf("xdplb: write config: %w", err)

@@ -691,3 +691,27 @@ func TestLoadErrors(t *testing.T) {
 		t.Error("Stats after Close succeeded")
 	}
 }
+
+// TestFlowTableMemory: the memory shown in nlb status grows with the
+// configured flow table size (the LRU map is preallocated).
+func TestFlowTableMemory(t *testing.T) {
+	netlab.Require(t)
+	mem := func(size int) uint64 {
+		o, err := Load(Options{FlowTableSize: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		m, err := o.FlowTableMemory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	small, large := mem(1024), mem(64*1024)
+	t.Logf("flow table memory: 1024 entries %d bytes, 65536 entries %d bytes", small, large)
+	// 63 times more entries: at least 63 × 8 bytes more per added entry.
+	if small == 0 || large < small+63*1024*8 {
+		t.Errorf("flow table memory: 1024 entries %d bytes, 65536 entries %d bytes: does not grow with the size", small, large)
+	}
+}
