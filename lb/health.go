@@ -117,6 +117,9 @@ func (p *Proxy) observe(b *backend, err error) {
 		}
 	}
 	p.refreshFailOpen()
+	if changed {
+		p.changed()
+	}
 }
 
 // newChecker builds the check function for a HealthCheck configuration.

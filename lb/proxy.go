@@ -33,6 +33,12 @@ type Options struct {
 	// Check runs one active health check against addr; nil builds one
 	// from Config.HealthCheck. It lets tests script health results.
 	Check func(ctx context.Context, addr string) error
+	// Changed, when set, is called after the backend set or a backend's
+	// health changed (SetBackends, Reload, a check crossing its rise or
+	// fall threshold), from the goroutine that changed it: it must return
+	// quickly. Status then shows the change. nlb controller's XDP fast
+	// path rebuilds its tables from it.
+	Changed func()
 }
 
 // Proxy is a TCP load balancer. Create it with [New], bind with
@@ -43,6 +49,8 @@ type Proxy struct {
 	dial   func(ctx context.Context, addr string) (*net.TCPConn, error)
 	listen func(ctx context.Context, addr string) (*net.TCPListener, error)
 	check  func(ctx context.Context, addr string) error // from Options; nil = from config
+	// changed is Options.Changed, or a no-op.
+	changed func()
 	// checker is the check built from the configuration (buildChecker),
 	// when check is nil; guarded by reconf.
 	checker func(ctx context.Context, addr string) error
@@ -127,6 +135,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		dial:      opts.Dial,
 		listen:    opts.Listen,
 		check:     opts.Check,
+		changed:   opts.Changed,
 		bufs:      sync.Pool{New: func() any { return new(buffer) }},
 		nloops:    defaultLoops(),
 		conns:     map[*proxyConn]struct{}{},
@@ -135,6 +144,9 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.changed == nil {
+		p.changed = func() {}
 	}
 	p.dialHook = p.dial != nil
 	if p.dial == nil {
@@ -508,6 +520,7 @@ func (p *Proxy) SetBackends(addrs []string) {
 	defer p.reconf.Unlock()
 	p.setBackendsLocked(addrs)
 	p.refreshFailOpen()
+	p.changed()
 }
 
 func (p *Proxy) setBackendsLocked(addrs []string) {
@@ -628,6 +641,7 @@ func (p *Proxy) Reload(cfg Config) error {
 	}
 	p.setBackendsLocked(cfg.Backends)
 	p.refreshFailOpen()
+	p.changed()
 	p.log.Info("configuration reloaded", "backends", len(cfg.Backends))
 	return nil
 }
