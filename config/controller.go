@@ -35,6 +35,11 @@ type Controller struct {
 	Steering string
 	// Health ties VRRP priority to the local API server and proxy.
 	Health Health
+	// VirtualServers are keepalived.virtualServers resolved
+	// (Config.VirtualServers): when there are any, the XDP fast path
+	// balances their VIPs instead of the proxy's steering, as k0s's
+	// non-empty list switches it to IPVS. Nil with DisableLoadBalancer.
+	VirtualServers []VirtualService
 }
 
 // Health is keepalived.apiServerHealth resolved.
@@ -71,6 +76,9 @@ func (c *Config) Controller() Controller {
 		out.ProxyPort = ka.UserSpaceProxyPort
 	}
 	out.DisableLoadBalancer = ka.DisableLoadBalancer
+	if !out.DisableLoadBalancer {
+		out.VirtualServers = c.VirtualServers()
+	}
 	if ka.Steering != "" {
 		out.Steering = ka.Steering
 	}

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -50,6 +51,10 @@ type VRRP interface {
 	SetPriority(p uint8)
 	// SetBeforeRemove sets what runs just before the VIPs are removed.
 	SetBeforeRemove(fn func())
+	// SetMasterHook sets what is told when the instance takes up (true,
+	// before its VIPs are added) and leaves (false, before they are
+	// removed) the Master role: the XDP fast path's forwarding.
+	SetMasterHook(fn func(master bool))
 }
 
 // Routers returns the instances of g as the controller's VRRP instances.
@@ -90,6 +95,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the health and steering metrics; nil: none.
 	Registerer prometheus.Registerer
+	// FastPath are the XDP fast path's OS effects (OSFastPath): it runs
+	// when Controller.VirtualServers has entries, in place of the
+	// steering into the proxy, whose backends and health checks it uses.
+	// Its Cleanup, when set, runs in every other mode.
+	FastPath FastPath
 }
 
 // proxy is what the controller uses of *lb.Proxy (a fake in tests of the
@@ -116,6 +126,8 @@ type Controller struct {
 	attach   AttachFunc // with proxy
 	discover func(context.Context) (stop func())
 	health   *healthFeed // nil when tracking is off
+	fp       *fastPath   // nil without virtual servers
+	cleanup  func(ifaces []string) error
 
 	mu    sync.Mutex
 	steer Steering // nil until Listen, and with disableLoadBalancer
@@ -141,6 +153,18 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Proxy != nil {
 		c.proxy = cfg.Proxy
 	}
+	if len(cfg.Controller.VirtualServers) > 0 && !cfg.Controller.DisableLoadBalancer {
+		if cfg.Proxy == nil {
+			return nil, errors.New("virtual servers without a proxy (their backends and health checks)")
+		}
+		fp, err := newFastPath(cfg.FastPath, cfg.Controller.VirtualServers, cfg.VRRP, c.log.With("component", "fastpath"))
+		if err != nil {
+			return nil, err
+		}
+		c.fp = fp
+	} else {
+		c.cleanup = cfg.FastPath.Cleanup
+	}
 	for _, v := range c.vrrp {
 		for _, p := range v.Config().VIPs {
 			c.vips = append(c.vips, p.Addr())
@@ -159,14 +183,21 @@ func New(cfg Config) (*Controller, error) {
 }
 
 // ProxyConfig is the proxy's configuration for ctl: the listen addresses
-// (default :userSpaceProxyBindPort) and the static backends (default, when
+// (default :userSpaceProxyBindPort; 127.0.0.1:userSpaceProxyBindPort with
+// virtual servers, whose VIPs the XDP fast path balances: the proxy then
+// only serves the node itself, and its checks feed the fast path) and the
+// static backends (default, when
 // nothing is discovered, the local API server on 127.0.0.1:apiPort, as k0s
 // does before its first discovery). The caller adds discovered backends,
 // applies the defaults and validates.
 func ProxyConfig(ctl config.Controller, listen, backends []string, discovering bool) lb.Config {
 	cfg := lb.Config{Listen: listen, Backends: backends}
 	if len(cfg.Listen) == 0 {
-		cfg.Listen = []string{":" + strconv.Itoa(ctl.ProxyPort)}
+		host := ""
+		if len(ctl.VirtualServers) > 0 {
+			host = "127.0.0.1"
+		}
+		cfg.Listen = []string{net.JoinHostPort(host, strconv.Itoa(ctl.ProxyPort))}
 	}
 	if !discovering && len(cfg.Backends) == 0 {
 		cfg.Backends = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(ctl.APIPort))}
@@ -180,11 +211,38 @@ func ProxyConfig(ctl config.Controller, listen, backends []string, discovering b
 // connections to their VIPs before removing them. Without a proxy it does
 // nothing. On failure nothing stays bound or installed.
 func (c *Controller) Listen(ctx context.Context) error {
+	if c.cleanup != nil {
+		// A fast path an earlier run left (pinned datapaths, DR
+		// addresses) does not belong to this mode.
+		var ifaces []string
+		for _, v := range c.vrrp {
+			if n := v.Config().Interface; !slices.Contains(ifaces, n) {
+				ifaces = append(ifaces, n)
+			}
+		}
+		if err := c.cleanup(ifaces); err != nil {
+			return fmt.Errorf("removing the XDP fast path of an earlier run: %w", err)
+		}
+	}
 	if c.proxy == nil {
 		return nil
 	}
 	if err := c.proxy.Listen(ctx); err != nil {
 		return err
+	}
+	if c.fp != nil {
+		if err := c.fp.listen(ctx, c.proxy); err != nil {
+			_ = c.proxy.Shutdown(context.Background())
+			return err
+		}
+		if c.reg != nil {
+			if err := registerFastPathMetrics(c.reg, c.fp); err != nil {
+				c.fp.close()
+				_ = c.proxy.Shutdown(context.Background())
+				return fmt.Errorf("fast path metrics: %w", err)
+			}
+		}
+		return nil
 	}
 	s, err := c.attach(c.cfg, c.vips, c.proxy.Listeners(), c.log.With("component", "steering"))
 	if err != nil {
@@ -269,11 +327,22 @@ func (c *Controller) Run(ctx context.Context) error {
 		// cancelled once the VIPs are gone.
 		pctx, pcancel := context.WithCancel(context.Background())
 		stopDiscovery := c.startDiscovery(pctx)
+		if c.fp != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.fp.run(pctx) }()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-ctx.Done()
 			<-vrrpDone
+			if c.fp != nil {
+				// Every instance has handed over: another node
+				// forwards. The real-server side stays: this node's
+				// API server is still in every other node's table,
+				// and its connections through the VIP go on.
+				c.fp.stop()
+			}
 			if s := c.steering(); s != nil {
 				// Close is idempotent (Close calls it again); the
 				// steering stays for /status and /metrics readers.
@@ -325,9 +394,22 @@ func (c *Controller) Close() error {
 	return nil
 }
 
-// SteeringMode names the steering: "sklookup", "nftables", or "off"
-// (disableLoadBalancer, or before Listen).
+// BackendsChanged tells the XDP fast path that the proxy's backends or
+// their health changed (lb.Options.Changed), so that it rebuilds its
+// tables at once. Without a fast path it does nothing.
+func (c *Controller) BackendsChanged() {
+	if c.fp != nil {
+		c.fp.changed()
+	}
+}
+
+// SteeringMode names the steering: "sklookup", "nftables", "xdp" (the
+// virtual servers' fast path, no steering) or "off" (disableLoadBalancer,
+// or before Listen).
 func (c *Controller) SteeringMode() string {
+	if c.fp != nil {
+		return "xdp"
+	}
 	if s := c.steering(); s != nil {
 		return s.Mode()
 	}
@@ -370,6 +452,9 @@ func (c *Controller) Status() Status {
 		st.Health = &hs
 	}
 	st.Steering = SteeringStatus{Mode: c.SteeringMode(), Port: c.cfg.APIPort}
+	if c.fp != nil {
+		st.FastPath = c.fp.status()
+	}
 	if c.proxy != nil {
 		st.Steering.ProxyPort = c.cfg.ProxyPort
 		for _, v := range c.vips {

@@ -46,6 +46,7 @@ type fakeVRRP struct {
 	mu           sync.Mutex
 	priorities   []uint8
 	beforeRemove func()
+	masterHook   func(bool)
 	returned     bool
 }
 
@@ -113,6 +114,29 @@ func (f *fakeVRRP) removing() {
 	if fn != nil {
 		fn()
 	}
+}
+
+func (f *fakeVRRP) SetMasterHook(fn func(bool)) {
+	f.mu.Lock()
+	f.masterHook = fn
+	f.mu.Unlock()
+}
+
+// setMaster changes the state as a router would: the hook, then the
+// status.
+func (f *fakeVRRP) setMaster(master bool, other netip.Addr) {
+	f.mu.Lock()
+	fn := f.masterHook
+	f.mu.Unlock()
+	if fn != nil {
+		fn(master)
+	}
+	f.mu.Lock()
+	f.status.State, f.status.Master = vrrp.Backup, other
+	if master {
+		f.status.State, f.status.Master = vrrp.Master, netip.Addr{}
+	}
+	f.mu.Unlock()
 }
 
 // fakeSteering records its removal; onClose, when set, runs first.

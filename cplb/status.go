@@ -17,6 +17,105 @@ type Status struct {
 	Steering SteeringStatus `json:"steering"`
 	// Proxy is the proxy's status; nil with disableLoadBalancer.
 	Proxy *lb.Status `json:"proxy,omitempty"`
+	// FastPath is the XDP fast path of keepalived.virtualServers; nil
+	// when there are none.
+	FastPath *FastPathStatus `json:"fast_path,omitempty"`
+}
+
+// FastPathStatus is the XDP fast path that balances the virtual servers.
+type FastPathStatus struct {
+	// Mode is "xdp".
+	Mode string `json:"mode"`
+	// Interfaces are the VRRP interfaces with a datapath.
+	Interfaces []XDPInterfaceStatus `json:"interfaces"`
+}
+
+// XDPInterfaceStatus is the datapath of one interface.
+type XDPInterfaceStatus struct {
+	// Interface is its name.
+	Interface string `json:"interface"`
+	// Attach is the attach mode: xdp-native, xdp-generic or tcx-ingress;
+	// Skipped say why the modes before it did not attach.
+	Attach  string   `json:"attach"`
+	Skipped []string `json:"skipped,omitempty"`
+	// Adopted says the datapath was taken over from a previous nlb
+	// (pinned in bpffs).
+	Adopted bool `json:"adopted"`
+	// Forwarding is the VRRP state the program runs with: true on the
+	// Master. Undecided: an adopted datapath that still forwards as the
+	// previous nlb left it, until VRRP decides.
+	Forwarding bool `json:"forwarding"`
+	Undecided  bool `json:"undecided,omitempty"`
+	// FlowTable is the flow table's capacity and kernel memory.
+	FlowTable FlowTableStatus `json:"flow_table"`
+	// Services are the virtual servers on this interface.
+	Services []XDPServiceStatus `json:"services"`
+	// Events are what the program passed to the local stack instead of
+	// forwarding, by nlb_xdp_events_total's event label.
+	Events map[string]uint64 `json:"events,omitempty"`
+	// Error is the last error writing the services, if any.
+	Error string `json:"error,omitempty"`
+}
+
+// FlowTableStatus is the XDP flow table's size.
+type FlowTableStatus struct {
+	// Entries is its capacity (flows).
+	Entries int `json:"entries"`
+	// MemoryBytes is the kernel memory it holds (preallocated).
+	MemoryBytes uint64 `json:"memory_bytes"`
+}
+
+// XDPCounters are a service's or a backend's counters in the program.
+type XDPCounters struct {
+	Packets  uint64 `json:"packets"`
+	Bytes    uint64 `json:"bytes"`
+	NewFlows uint64 `json:"new_flows"`
+	Rehashed uint64 `json:"rehashed_flows"`
+}
+
+// XDPServiceStatus is one virtual server.
+type XDPServiceStatus struct {
+	// VIP and Port name it; Persistent: the client address alone picks
+	// the backend.
+	VIP        string `json:"vip"`
+	Port       uint16 `json:"port"`
+	Persistent bool   `json:"persistent"`
+	// FailOpen: no backend is healthy, the table holds every backend
+	// with a MAC.
+	FailOpen bool `json:"fail_open"`
+	// Problem says why no table could be built, if so.
+	Problem string `json:"problem,omitempty"`
+	XDPCounters
+	// Backends are the proxy's backends as the fast path uses them.
+	Backends []XDPBackendStatus `json:"backends"`
+}
+
+// XDPBackendStatus is one backend of a virtual server.
+type XDPBackendStatus struct {
+	// Address is the backend's address:port.
+	Address string `json:"address"`
+	// MAC is its Ethernet address on the interface; Local: this node.
+	MAC   string `json:"mac,omitempty"`
+	Local bool   `json:"local,omitempty"`
+	// Healthy is the proxy's health check result.
+	Healthy bool `json:"healthy"`
+	// Slots is how many Maglev table entries send new flows to it.
+	Slots int `json:"slots"`
+	// Problem says why it is left out of the table (no MAC, not on the
+	// VIP's link, another port).
+	Problem string `json:"problem,omitempty"`
+	XDPCounters
+}
+
+// inTable counts the backends that have slots.
+func (s XDPServiceStatus) inTable() int {
+	n := 0
+	for _, b := range s.Backends {
+		if b.Slots > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // InstanceStatus is a VRRP instance (as in nlb vrrp's /status) with its

@@ -105,11 +105,21 @@ func (c *xdpCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	ev := st.Events
-	for _, e := range []struct {
-		name string
-		v    uint64
-	}{
+	for _, e := range xdpEvents(st.Events) {
+		counter(c.events, e.v, e.name)
+	}
+}
+
+// namedCount is one of xdpEvents.
+type namedCount struct {
+	name string
+	v    uint64
+}
+
+// xdpEvents names the program's events as nlb_xdp_events_total's event
+// label and /status do.
+func xdpEvents(ev xdplb.Events) []namedCount {
+	return []namedCount{
 		{"malformed", ev.Malformed},
 		{"fragment", ev.Fragments},
 		{"backup", ev.Backup},
@@ -117,7 +127,5 @@ func (c *xdpCollector) Collect(ch chan<- prometheus.Metric) {
 		{"local", ev.Local},
 		{"no_backend", ev.NoBackend},
 		{"icmp_forwarded", ev.ICMPForwarded},
-	} {
-		counter(c.events, e.v, e.name)
 	}
 }

@@ -64,6 +64,21 @@ func New(cfg Config) (*RealServer, error) {
 	return &RealServer{cfg: cfg}, nil
 }
 
+// Remove undoes, as RealServer.Down does, what an nlb that is gone set up
+// as a real server: every DR address (on any link), the dummyvip0 it
+// created, and the ARP sysctls recorded in stateFile. It is for a node
+// that no longer runs the fast path (nlb controller in another mode), so
+// it needs no VIPs; with nothing to undo it does nothing. It acts in the
+// network namespace of the calling thread.
+func Remove(stateFile string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &RealServer{cfg: Config{Link: DefaultLink, StateFile: stateFile, Logger: log}}
+	defer s.Close()
+	return s.Down()
+}
+
 // validate reports every problem (at most maxProblems), naming the field.
 func (c Config) validate() error {
 	var errs []error

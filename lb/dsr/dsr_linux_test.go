@@ -180,7 +180,8 @@ func TestUpDownCrashRestart(t *testing.T) {
 }
 
 // TestDownAfterCrash: a node whose nlb crashed and that no longer runs
-// the mode is cleaned by Down alone (no Up), from the state file.
+// the mode is cleaned by Remove (no VIPs, no Up), from the state file;
+// Remove again finds nothing to do.
 func TestDownAfterCrash(t *testing.T) {
 	lab := netlab.NewT(t, "dsrdown", netlab.Options{Hosts: 1})
 	h := lab.Hosts[0]
@@ -200,19 +201,17 @@ func TestDownAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs.Close()
-	rs2, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs2.Close()
-	if err := h.Run(rs2.Down); err != nil {
-		t.Fatalf("Down: %v", err)
+	if err := h.Run(func() error { return Remove(cfg.StateFile, nil) }); err != nil {
+		t.Fatalf("Remove: %v", err)
 	}
 	if got := dsrAddrs(t, h); len(got) != 0 {
 		t.Errorf("DR addresses %v, want none", got)
 	}
 	if got := readSysctls(t, h, keys...); !sameMap(got, before) {
 		t.Errorf("sysctls %v, want the originals %v", got, before)
+	}
+	if err := h.Run(func() error { return Remove(cfg.StateFile, nil) }); err != nil {
+		t.Errorf("Remove with nothing to undo: %v", err)
 	}
 }
 

@@ -54,6 +54,7 @@ type Router struct {
 
 	mu           sync.Mutex
 	beforeRemove func()
+	masterHook   func(master bool)
 }
 
 // Listen opens the sockets of the instance in (its interface resolved:
@@ -118,10 +119,14 @@ func Listen(in config.Instance, opts Options) (*Router, error) {
 	fx := vrrp.Effects{
 		// The VIPs expire unless the Master's adverts keep refreshing
 		// them: a killed or stopped nlb does not keep them.
-		AddVIPs:     func(_ context.Context, lifetime time.Duration) error { return mgr.AddFor(lifetime) },
+		AddVIPs: func(_ context.Context, lifetime time.Duration) error {
+			r.runMasterHook(true)
+			return mgr.AddFor(lifetime)
+		},
 		RefreshVIPs: func(_ context.Context, lifetime time.Duration) error { return mgr.Refresh(lifetime) },
 		RemoveVIPs: func(context.Context) error {
 			r.runBeforeRemove()
+			r.runMasterHook(false)
 			return mgr.Remove()
 		},
 		Announce: func(context.Context) error { return r.ann.Announce(addrs) },
@@ -164,6 +169,27 @@ func (r *Router) runBeforeRemove() {
 	r.mu.Unlock()
 	if fn != nil {
 		fn()
+	}
+}
+
+// SetMasterHook sets fn to be told when the instance takes up the Master
+// role (true: just before its VIPs are added, so before its first
+// gratuitous ARP) and when it leaves it (false: just before its VIPs are
+// removed, after the function of SetBeforeRemove). nlb controller flips
+// its XDP fast path's forwarding there (only the Master forwards). fn runs
+// on the instance's goroutine and must return quickly. nil removes it.
+func (r *Router) SetMasterHook(fn func(master bool)) {
+	r.mu.Lock()
+	r.masterHook = fn
+	r.mu.Unlock()
+}
+
+func (r *Router) runMasterHook(master bool) {
+	r.mu.Lock()
+	fn := r.masterHook
+	r.mu.Unlock()
+	if fn != nil {
+		fn(master)
 	}
 }
 
