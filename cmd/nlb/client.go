@@ -193,5 +193,6 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			cancel()
 		}()
 	}
+	notifyReady(ctx, log)
 	return c.Run(ctx)
 }

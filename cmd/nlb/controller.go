@@ -156,6 +156,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	log.Info("starting", "version", version, "instances", len(g.Routers()), "api_port", ctl.APIPort,
 		"proxy_port", ctl.ProxyPort, "load_balancer", !ctl.DisableLoadBalancer, "steering", c.SteeringMode(),
 		"health", ctl.Health.Enabled, "discovery", d.Enabled())
+	notifyReady(ctx, log)
 	return c.Run(ctx)
 }
 

@@ -76,6 +76,7 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	log.Info("starting", "version", version, "instances", len(g.Routers()))
+	notifyReady(ctx, log)
 	err = g.Run(ctx)
 	log.Info("stopped")
 	return err
