@@ -371,7 +371,7 @@ spec:
 `)
 	w := strings.Join(c.Warnings(), "\n")
 	for _, s := range []string{"configTemplateVRRP: ignored", "configTemplateVS: ignored",
-		"unicastSourceIP: ignored", "addressLabel: ignored for IPv4", "virtualServers: k0s uses these", "fast path, is not wired yet"} {
+		"unicastSourceIP: ignored", "addressLabel: ignored for IPv4"} {
 		if !strings.Contains(w, s) {
 			t.Errorf("warnings lack %q:\n%s", s, w)
 		}

@@ -122,6 +122,8 @@ func (c *Config) checkController(p *problems) {
 	}
 	if ka.DisableLoadBalancer && ka.Steering != "" {
 		c.warn(child(kpath, "steering"), "ignored: disableLoadBalancer is true")
+	} else if len(ka.VirtualServers) > 0 && ka.Steering != "" {
+		c.warn(child(kpath, "steering"), "ignored: virtualServers run the XDP fast path, which needs no steering")
 	}
 	h := ka.APIServerHealth
 	if h == nil {

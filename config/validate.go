@@ -667,8 +667,8 @@ func supported(v string, list []string) string {
 // checkVirtualServers follows k0s cplb.go VirtualServer.validate, plus the
 // list-map key (ipAddress unique).
 func (c *Config) checkVirtualServers(p *problems, path string, vss []VirtualServer, insts []Instance) {
-	if len(vss) > 0 {
-		c.warn(path, virtualServersWarning)
+	if ka := c.ControlPlaneLoadBalancing.Keepalived; len(vss) > 0 && ka != nil && ka.DisableLoadBalancer {
+		c.warn(path, virtualServersIgnored)
 	}
 	seen := map[netip.Addr]int{}
 	for i := range vss {

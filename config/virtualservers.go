@@ -8,18 +8,16 @@ import (
 )
 
 // This file is the typed view of keepalived.virtualServers for the XDP
-// fast path (issue 12): what each k0s setting becomes in nlb. k0s renders
-// one keepalived "virtual_server <ipAddress> <spec.api.port>" block per
-// entry, with lb_algo, lb_kind, persistence_timeout, delay_loop and a
-// TCP_CHECK per real server (k0s.md §2.3). The fast path is not wired into
-// `nlb controller` yet: until it is, the VIPs are balanced by the proxy
-// and virtualServersWarning says so.
+// fast path: what each k0s setting becomes in nlb. k0s renders one
+// keepalived "virtual_server <ipAddress> <spec.api.port>" block per entry,
+// with lb_algo, lb_kind, persistence_timeout, delay_loop and a TCP_CHECK
+// per real server (k0s.md §2.3); `nlb controller` runs the fast path for
+// them (cplb), unless disableLoadBalancer is true, which in k0s turns off
+// IPVS too: virtualServersIgnored then says so.
 
-// virtualServersWarning is the warning for a non-empty virtualServers
-// list. It must stay true: no command runs the fast path yet.
-const virtualServersWarning = "k0s uses these for keepalived's IPVS load balancer; nlb's replacement, the XDP " +
-	"fast path, is not wired yet: nlb balances VIP traffic with its own proxy for now and does not use lbAlgo, " +
-	"lbKind, delayLoop or persistenceTimeoutSeconds (see the README's virtualServers mapping for the planned behaviour)"
+// virtualServersIgnored is the warning for a non-empty virtualServers
+// list with disableLoadBalancer.
+const virtualServersIgnored = "ignored: disableLoadBalancer is true (VIPs only, as in k0s: no IPVS, no fast path)"
 
 // VirtualService is one keepalived.virtualServers[] entry resolved for the
 // fast path: the VIP:port it balances and what nlb makes of each k0s

@@ -213,14 +213,29 @@ func TestVirtualServersBadVIPs(t *testing.T) {
 	}
 }
 
-// TestVirtualServersWarning: the warning stays while nothing runs the fast
-// path, and says so; no virtualServers, no warning and no services.
-// Mutation checked: the warning not emitted.
+// TestVirtualServersWarning: virtualServers with disableLoadBalancer are
+// ignored, as k0s ignores them, and a warning says so; without it they run
+// (no warning); no virtualServers, no warning and no services.
+// Mutation checked: the warning not emitted; emitted without
+// disableLoadBalancer.
 func TestVirtualServersWarning(t *testing.T) {
 	c := mustLoad(t, vsDoc(0, "{ipAddress: 192.0.2.100}"))
-	w := strings.Join(c.Warnings(), "\n")
-	if !strings.Contains(w, vsPath+": k0s uses these") || !strings.Contains(w, "not wired yet") {
-		t.Errorf("warnings:\n%s", w)
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "virtualServers:") {
+		t.Errorf("warning for virtualServers that run:\n%s", w)
+	}
+	c2 := mustLoad(t, strings.Replace(vsDoc(0, "{ipAddress: 192.0.2.100}"), "keepalived:\n", "keepalived:\n        steering: nftables\n", 1))
+	if w := strings.Join(c2.Warnings(), "\n"); !strings.Contains(w, "steering: ignored: virtualServers run the XDP fast path") {
+		t.Errorf("steering with virtualServers: warnings:\n%s", w)
+	}
+	if len(c.Controller().VirtualServers) != 1 {
+		t.Errorf("Controller().VirtualServers = %+v, want the one", c.Controller().VirtualServers)
+	}
+	c = mustLoad(t, strings.Replace(vsDoc(0, "{ipAddress: 192.0.2.100}"), "keepalived:\n", "keepalived:\n        disableLoadBalancer: true\n", 1))
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, vsPath+": ignored: disableLoadBalancer is true") {
+		t.Errorf("warnings with disableLoadBalancer:\n%s", w)
+	}
+	if got := c.Controller().VirtualServers; got != nil {
+		t.Errorf("disableLoadBalancer: Controller().VirtualServers = %+v, want none", got)
 	}
 	c = mustLoad(t, "keepalived:\n  vrrpInstances:\n  - {virtualIPs: [192.0.2.100/24], authPass: x}\n")
 	if got := c.VirtualServers(); got != nil {

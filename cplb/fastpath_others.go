@@ -19,12 +19,6 @@ type FastPath struct {
 	Cleanup func(ifaces []string) error
 }
 
-// OSFastPathOptions are OSFastPath's settings (unused outside Linux).
-type OSFastPathOptions struct {
-	PinDir, StateFile string
-	Logger            *slog.Logger
-}
-
 // OSFastPath returns no fast path outside Linux.
 func OSFastPath(OSFastPathOptions) FastPath { return FastPath{} }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/nlb-dev/nlb/config"
 	"github.com/nlb-dev/nlb/cplb"
+	"github.com/nlb-dev/nlb/ebpf/xdplb"
 	"github.com/nlb-dev/nlb/lb"
 	"github.com/nlb-dev/nlb/lb/discover"
 )
@@ -64,6 +66,9 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		cacheFile  = fs.String("cache-file", "", "`file` caching the discovered API servers for the next start (empty: none)")
 		localAPI   = fs.String("local-api-server", "", "`host:port` of this node's API server for the health check (default: the kubeconfig's server, else 127.0.0.1:<api port>)")
 		check      = fs.Bool("check", false, "validate the configuration, print what would run, and exit")
+		pinDir     = fs.String("bpf-pin-dir", cplb.DefaultPinDir, "bpffs `directory` where the XDP fast path is pinned (<dir>/<interface>), so that it outlives the process")
+		stateFile  = fs.String("dsr-state-file", cplb.DefaultStateFile, "`file` keeping the ARP sysctls the fast path's real-server side changed (a tmpfs: a reboot clears both)")
+		flowTable  = fs.Int("xdp-flow-table-size", xdplb.DefaultFlowTableSize, "`flows` the XDP fast path's flow table holds (preallocated; nlb status shows its memory)")
 		listen     stringsFlag
 		backends   stringsFlag
 		logf       logFlags
@@ -100,7 +105,19 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("controller: %w", err)
 	}
 	defer g.Close()
-	ccfg := cplb.Config{Controller: ctl, VRRP: cplb.Routers(g), Attach: cplb.Steer, Logger: log, Registerer: reg}
+	if *flowTable < 1 {
+		return usageErrorf(fs, "--xdp-flow-table-size must be at least 1, got %d", *flowTable)
+	}
+	ccfg := cplb.Config{Controller: ctl, VRRP: cplb.Routers(g), Attach: cplb.Steer, Logger: log, Registerer: reg,
+		FastPath: cplb.OSFastPath(cplb.OSFastPathOptions{PinDir: *pinDir, StateFile: *stateFile, FlowTableSize: *flowTable,
+			Logger: log.With("component", "dsr")})}
+	// The proxy's backend changes reach the fast path's tables at once.
+	var ctlp atomic.Pointer[cplb.Controller]
+	changed := func() {
+		if c := ctlp.Load(); c != nil {
+			c.BackendsChanged()
+		}
+	}
 
 	// The proxy and its discovery, as `nlb proxy --discover`.
 	d := discover.New(discover.Config{Enabled: *kubeconfig != "", Kubeconfig: *kubeconfig, APIPort: ctl.APIPort, CacheFile: *cacheFile})
@@ -116,7 +133,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err := lcfg.Validate(); err != nil {
 			return fmt.Errorf("controller: proxy: %w", err)
 		}
-		p, err := lb.New(lcfg, d.Options(lb.Options{Logger: log.With("component", "proxy"), Registerer: reg}))
+		p, err := lb.New(lcfg, d.Options(lb.Options{Logger: log.With("component", "proxy"), Registerer: reg, Changed: changed}))
 		if err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
@@ -138,6 +155,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
+	ctlp.Store(c)
 	defer c.Close()
 	if err := c.Listen(ctx); err != nil {
 		return bindError("controller", "proxy listener (--listen, userSpaceProxyBindPort)", err)
@@ -164,6 +182,15 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 func printControllerCheck(w io.Writer, ctl config.Controller) error {
 	if ctl.DisableLoadBalancer {
 		fmt.Fprintf(w, "  load balancer: disabled (VIPs only)\n")
+	} else if len(ctl.VirtualServers) > 0 {
+		for _, vs := range ctl.VirtualServers {
+			fmt.Fprintf(w, "  virtual server %s:%d: XDP fast path (direct server return, Maglev on the client address) on the VRRP Master\n",
+				vs.VIP, vs.Port)
+			for _, n := range vs.Notes {
+				fmt.Fprintf(w, "    %s\n", n)
+			}
+		}
+		fmt.Fprintf(w, "  proxy on 127.0.0.1:%d (this node only; its /readyz checks feed the fast path's tables)\n", ctl.ProxyPort)
 	} else {
 		fmt.Fprintf(w, "  proxy on :%d, VIP:%d steered into it (%s)\n", ctl.ProxyPort, ctl.APIPort, ctl.Steering)
 	}
