@@ -110,10 +110,10 @@ func (d *fakeDP) Stats() (xdplb.Stats, error) {
 }
 
 func (d *fakeDP) FlowTableMemory() (uint64, error) { return 16 << 20, nil }
-func (d *fakeDP) Options() xdplb.Options          { return xdplb.Options{FlowTableSize: 131072} }
-func (d *fakeDP) Mode() xdplb.Mode                { return xdplb.ModeNative }
-func (d *fakeDP) Skipped() []error                { return nil }
-func (d *fakeDP) Adopted() bool                   { return d.adopted }
+func (d *fakeDP) Options() xdplb.Options           { return xdplb.Options{FlowTableSize: 131072} }
+func (d *fakeDP) Mode() xdplb.Mode                 { return xdplb.ModeNative }
+func (d *fakeDP) Skipped() []error                 { return nil }
+func (d *fakeDP) Adopted() bool                    { return d.adopted }
 
 func (d *fakeDP) Remove() error {
 	d.mu.Lock()
@@ -208,7 +208,9 @@ func (p *lockedProxy) set(backends ...lb.BackendStatus) {
 	p.mu.Unlock()
 }
 
-func be(addr string, healthy bool) lb.BackendStatus { return lb.BackendStatus{Address: addr, Healthy: healthy} }
+func be(addr string, healthy bool) lb.BackendStatus {
+	return lb.BackendStatus{Address: addr, Healthy: healthy}
+}
 
 // vsConfig is a controller with one virtual server on the VIP of the
 // first instance (k0s's defaults: persistence).
