@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test generate-check lint unit e2e-build test-armv7 image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
+.PHONY: all build deps demo test generate-check lint unit e2e-build test-armv7 package test-packages image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
 
 all: build
 
@@ -28,7 +28,7 @@ demo: build
 
 ## test: the generated BPF files, formatting, vet, then unit, fuzz-seed and (as root) privileged
 ## tests, then the ARMv7 build and the vrrp and lb unit tests under qemu-user.
-test: deps generate-check lint unit test-armv7
+test: deps generate-check lint unit test-armv7 test-packages
 
 ## generate-check: the committed bpf2go output (ebpf/*/*_bpfel.{go,o}, *_bpfeb.{go,o}) is what
 ## the C sources give with Debian's clang (.ci/deps installs it): regenerate, fail on a difference.
@@ -66,6 +66,37 @@ test-armv7:
 	CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) build -o /dev/null ./cmd/nlb
 	env -u NLB_PRIVILEGED CGO_ENABLED=0 GOARCH=arm GOARM=7 $(GO) test -count=1 -timeout 10m -exec qemu-arm-static ./vrrp ./lb ./lb/maglev
 
+## package: .deb, .rpm and .apk of the static nlb for amd64, arm64 and arm7 (GOARM=7) in
+## $(PKG_OUT), made with nfpm (dist/nfpm.yaml; nfpm built once into bin/): /usr/bin/nlb, the
+## systemd units of dist/systemd, example configurations in /etc/nlb (config files), the alert
+## rules; nothing enabled or started. The package version is 0.0.<commits>; nlb version
+## prints $(VERSION).
+NFPM_VERSION ?= v2.48.0
+PKG_VERSION  ?= 0.0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+PKG_ARCHS    ?= amd64 arm64 arm7
+PKG_OUT      ?= dist/out
+package:
+	@mkdir -p bin $(PKG_OUT)
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	rm -f $(PKG_OUT)/*.deb $(PKG_OUT)/*.rpm $(PKG_OUT)/*.apk
+	@set -e; for a in $(PKG_ARCHS); do \
+	  case $$a in arm7) goarch=arm goarm=7;; *) goarch=$$a goarm=;; esac; \
+	  mkdir -p $(PKG_OUT)/$$a; \
+	  echo "build nlb GOARCH=$$goarch GOARM=$$goarm"; \
+	  GOARCH=$$goarch GOARM=$$goarm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PKG_OUT)/$$a/nlb ./cmd/nlb; \
+	  for f in deb rpm apk; do \
+	    NLB_PKG_ARCH=$$a NLB_PKG_VERSION=$(PKG_VERSION) NLB_PKG_BINARY=$(PKG_OUT)/$$a/nlb \
+	      bin/nfpm package --config dist/nfpm.yaml --packager $$f --target $(PKG_OUT)/; \
+	  done; \
+	done
+
+## test-packages: make package, then internal/disttest's TestPackages: the .deb installed into a
+## scratch root with its own dpkg database (the machine is left as it was), its files, units
+## (systemd-analyze verify), nlb version and example configurations checked, then purged; the
+## .rpm and .apk hold the same files, and every package the binary of its architecture.
+test-packages: package
+	NLB_PACKAGE_DIR=$(CURDIR)/$(PKG_OUT) NLB_PKG_VERSION=$(PKG_VERSION) $(GO) test -count=1 -run '^TestPackages$$' ./internal/disttest
+
 ## image: multi-arch OCI image (linux/amd64, linux/arm64, linux/arm/v7) of a static nlb,
 ## without a container engine: bin/image/oci-layout (OCI layout) and bin/image/nlb-oci.tar.
 IMAGE_REF       ?= ghcr.io/nlb-dev/nlb:$(VERSION)
@@ -102,4 +133,4 @@ bench-chaos: deps build
 	$(GO) run ./bench/chaos --nlb $(BIN)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist/out
