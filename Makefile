@@ -27,7 +27,8 @@ demo: build
 	@$(GO) run ./internal/cmd/demo --nlb $(BIN) $(DEMOFLAGS)
 
 ## test: the generated BPF files, formatting, vet, then unit, fuzz-seed and (as root) privileged
-## tests, then the ARMv7 build and the vrrp and lb unit tests under qemu-user.
+## tests, then the ARMv7 build and the vrrp and lb unit tests under qemu-user, then the
+## packages (test-packages).
 test: deps generate-check lint unit test-armv7 test-packages
 
 ## generate-check: the committed bpf2go output (ebpf/*/*_bpfel.{go,o}, *_bpfeb.{go,o}) is what
