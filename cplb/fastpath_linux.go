@@ -54,6 +54,7 @@ type XDPDatapath interface {
 	SetMaster(master bool) error
 	Master() bool
 	SetService(s xdplb.Service) error
+	SetGuardMACs(macs []net.HardwareAddr) error
 	DeleteService(vip netip.Addr, port uint16) error
 	FlowTableMemory() (uint64, error)
 	Options() xdplb.Options
@@ -134,6 +135,7 @@ type xdpIface struct {
 	// by its own stack, until an instance becomes Master or sees another.
 	undecided bool
 	applied   map[netip.AddrPort]string // service → fingerprint of what was written
+	guard     string                    // the guard MACs written, joined
 	status    []XDPServiceStatus
 	err       string // the last error applying the state
 }
@@ -451,17 +453,56 @@ func (fp *fastPath) resolve(ctx context.Context, iface string, bs []fpBackend) m
 }
 
 // reconcile writes every interface's services from the proxy's backends,
-// and returns their backendsKey.
+// and the other Masters' MACs to its guard, and returns the backends'
+// backendsKey.
 func (fp *fastPath) reconcile(ctx context.Context) string {
 	bs := fp.backends()
 	defer func() { fp.log.Debug("XDP fast path reconciled", "backends", len(bs)) }()
 	for _, x := range fp.ifaces {
 		macs := fp.resolve(ctx, x.name, bs)
+		guard := fp.masterMACs(ctx, x)
 		fp.mu.Lock()
 		fp.applyLocked(x, bs, macs)
+		fp.applyGuardLocked(x, guard)
 		fp.mu.Unlock()
 	}
 	return backendsKey(bs)
+}
+
+// masterMACs returns the MACs of the other nodes that x's instances hear
+// as Master. A Backup forwards the VIP traffic a client still sends it
+// (xdplb: a stale ARP entry), so what the Master forwards to this node as
+// a backend must be told apart: the backends' MACs are guarded anyway,
+// and the Master's is added in case its own API server is not among them.
+func (fp *fastPath) masterMACs(ctx context.Context, x *xdpIface) []net.HardwareAddr {
+	var out []net.HardwareAddr
+	for _, i := range x.insts {
+		s := fp.vrrp[i].VRRPStatus()
+		if s.State != vrrp.Backup || !s.Master.IsValid() {
+			continue
+		}
+		e := fp.resolve(ctx, x.name, []fpBackend{{addr: netip.AddrPortFrom(s.Master, 0)}})[s.Master.Unmap()]
+		if e != nil && e.err == nil && !e.local {
+			out = append(out, e.mac)
+		}
+	}
+	return out
+}
+
+// applyGuardLocked writes x's guard MACs when they changed.
+func (fp *fastPath) applyGuardLocked(x *xdpIface, macs []net.HardwareAddr) {
+	var key string
+	for _, m := range macs {
+		key += m.String() + ","
+	}
+	if key == x.guard || x.dp == nil {
+		return
+	}
+	if err := x.dp.SetGuardMACs(macs); err != nil {
+		fp.log.Error("XDP fast path: writing the guard MACs", "iface", x.name, "err", err)
+		return
+	}
+	x.guard = key
 }
 
 // applyLocked builds x's services and writes those that changed.

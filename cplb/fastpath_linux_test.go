@@ -42,6 +42,7 @@ type fakeDP struct {
 	removed  bool
 	closed   bool
 	setErr   error
+	guard    []string
 }
 
 func newFakeDP(rec *recorder) *fakeDP {
@@ -76,6 +77,16 @@ func (d *fakeDP) SetService(s xdplb.Service) error {
 	}
 	d.services[netip.AddrPortFrom(s.VIP, s.Port)] = s
 	d.rec.add("xdp service %s:%d %d backends", s.VIP, s.Port, len(s.Backends))
+	return nil
+}
+
+func (d *fakeDP) SetGuardMACs(macs []net.HardwareAddr) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.guard = nil
+	for _, m := range macs {
+		d.guard = append(d.guard, m.String())
+	}
 	return nil
 }
 
@@ -382,9 +393,20 @@ func TestFastPathMaster(t *testing.T) {
 		if !dp.Master() {
 			t.Fatal("not forwarding after the master hook")
 		}
+		env.setNeigh("192.0.2.12", "02:00:00:00:00:12")
 		a.setMaster(false, netip.MustParseAddr("192.0.2.12"))
 		if dp.Master() {
 			t.Fatal("forwarding after the instance left the Master role")
+		}
+		// The new Master's MAC is guarded: what it forwards here as to a
+		// backend is never forwarded again by this Backup.
+		c.BackendsChanged()
+		synctest.Wait()
+		dp.mu.Lock()
+		guard := slices.Clone(dp.guard)
+		dp.mu.Unlock()
+		if !slices.Equal(guard, []string{"02:00:00:00:00:12"}) {
+			t.Errorf("guard MACs %q, want the Master's", guard)
 		}
 		cancel()
 		if err := <-done; err != nil {

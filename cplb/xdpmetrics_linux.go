@@ -28,8 +28,10 @@ var _ XDPStats = (*xdplb.Objects)(nil)
 //   - nlb_xdp_backend_{packets,bytes,new_flows,rehashed_flows}_total{vip,port,backend}:
 //     per backend of a service;
 //   - nlb_xdp_events_total{event}: what the program passed to the local
-//     stack instead of forwarding (malformed, fragment, backup, loop_guard,
-//     local, no_backend) and the ICMP errors it forwarded (icmp_forwarded).
+//     stack instead of forwarding (malformed, fragment, loop_guard, local,
+//     no_backend), the ICMP errors it forwarded (icmp_forwarded) and the VIP
+//     traffic it forwarded while Backup (backup: clients with a stale ARP
+//     entry after a VIP move).
 //
 // A failed read makes the scrape report the error.
 func RegisterXDPMetrics(reg prometheus.Registerer, s XDPStats) error {
@@ -69,8 +71,9 @@ func newXDPCollector(s XDPStats) *xdpCollector {
 			[]string{"vip", "port", "backend"}, nil)
 	}
 	c.events = prometheus.NewDesc("nlb_xdp_events_total",
-		"What the XDP program passed to the local stack instead of forwarding (malformed, fragment, backup, "+
-			"loop_guard, local, no_backend) and the ICMP errors about VIP flows it forwarded (icmp_forwarded).",
+		"What the XDP program passed to the local stack instead of forwarding (malformed, fragment, loop_guard, "+
+			"local, no_backend), the ICMP errors about VIP flows it forwarded (icmp_forwarded), and the VIP traffic "+
+			"it forwarded while Backup (backup: clients with a stale ARP entry after a VIP move).",
 		[]string{"event"}, nil)
 	return c
 }

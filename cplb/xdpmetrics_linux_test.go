@@ -75,7 +75,7 @@ nlb_xdp_backend_rehashed_flows_total{backend="2001:db8::11",port="6443",vip="200
 # TYPE nlb_xdp_bytes_total counter
 nlb_xdp_bytes_total{port="6443",vip="192.0.2.10"} 6400
 nlb_xdp_bytes_total{port="6443",vip="2001:db8::10"} 430
-# HELP nlb_xdp_events_total What the XDP program passed to the local stack instead of forwarding (malformed, fragment, backup, loop_guard, local, no_backend) and the ICMP errors about VIP flows it forwarded (icmp_forwarded).
+# HELP nlb_xdp_events_total What the XDP program passed to the local stack instead of forwarding (malformed, fragment, loop_guard, local, no_backend), the ICMP errors about VIP flows it forwarded (icmp_forwarded), and the VIP traffic it forwarded while Backup (backup: clients with a stale ARP entry after a VIP move).
 # TYPE nlb_xdp_events_total counter
 nlb_xdp_events_total{event="backup"} 3
 nlb_xdp_events_total{event="fragment"} 2

@@ -85,7 +85,7 @@ nlb_xdp_backend_packets_total{backend="192.0.2.11",port="6443",vip="192.0.2.10"}
 # HELP nlb_xdp_bytes_total Bytes (Ethernet header and IP packet) the XDP program handled, per service.
 # TYPE nlb_xdp_bytes_total counter
 nlb_xdp_bytes_total{port="6443",vip="192.0.2.10"} 54
-# HELP nlb_xdp_events_total What the XDP program passed to the local stack instead of forwarding (malformed, fragment, backup, loop_guard, local, no_backend) and the ICMP errors about VIP flows it forwarded (icmp_forwarded).
+# HELP nlb_xdp_events_total What the XDP program passed to the local stack instead of forwarding (malformed, fragment, loop_guard, local, no_backend), the ICMP errors about VIP flows it forwarded (icmp_forwarded), and the VIP traffic it forwarded while Backup (backup: clients with a stale ARP entry after a VIP move).
 # TYPE nlb_xdp_events_total counter
 nlb_xdp_events_total{event="backup"} 0
 nlb_xdp_events_total{event="fragment"} 0

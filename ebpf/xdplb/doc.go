@@ -46,8 +46,15 @@
 //     packet too big (RFC 1191, RFC 8201) quoting a VIP flow: sent to the
 //     backend that owns the flow, which sent the packet and must learn the
 //     path MTU;
-//   - VIP traffic while not the VRRP Master: passed. [Objects.SetMaster]
-//     flips a map entry; the program is never reloaded;
+//   - VIP traffic that reaches a node while it is not the VRRP Master
+//     ([Objects.SetMaster] flips a map entry; the program is never
+//     reloaded) is counted and forwarded by the same tables as the Master
+//     would: only a client whose ARP entry still names this node sends it,
+//     after a VIP move, or when two Backups took over at once and the later
+//     gratuitous ARP fell within the client's ARP locktime (1 s). Passed to
+//     the local stack, which holds the VIP as a real server, every flow of
+//     another backend would be answered with an RST. Before Objects.SetMAC
+//     nothing is forwarded;
 //   - VIP traffic whose source MAC is a backend's (or one given to
 //     [Objects.SetGuardMACs]): passed, never forwarded again. A frame that
 //     a load balancer forwarded, or a backend's own connection to the VIP,

@@ -47,9 +47,14 @@
  *     Maglev; nothing is inserted nor counted as new or re-hashed),
  *     EV_ICMP_FORWARDED. Without this the backend, which sent the packet,
  *     would never learn the path MTU. Other ICMP: XDP_PASS;
- *   - VIP traffic while not the VRRP Master (nlb_config.master == 0):
- *     XDP_PASS, EV_BACKUP: the node's own stack, which holds no VIP unless
- *     it is a backend with the VIP on a non-ARPing device;
+ *   - VIP traffic while not the VRRP Master (nlb_config.master == 0), from a
+ *     MAC that is not guarded: EV_BACKUP, and forwarded by the same tables
+ *     as the Master would. Only a client whose ARP entry still names this
+ *     node sends it (after a VIP move, or when two Backups take over at once
+ *     and the later gratuitous ARP falls in the client's ARP locktime);
+ *     passed to the local stack, which holds the VIP as a real server, it
+ *     would be answered with RSTs for every flow of another backend. Before
+ *     our MAC is set (a program just loaded): XDP_PASS;
  *   - VIP traffic whose source MAC is in nlb_guard (every backend's MAC and
  *     any other given): XDP_PASS, EV_LOOP_GUARD. Such a frame was already
  *     forwarded by a load balancer, or is a backend talking to the VIP
@@ -119,7 +124,7 @@ volatile const __u32 max_backends = 128; /* backend slots per service */
 
 /* nlb_config[0]. Must match config in xdplb_linux.go. */
 struct config {
-	__u32 master; /* 1: VRRP Master, forward; 0: Backup, pass VIP traffic */
+	__u32 master; /* 1: VRRP Master; 0: Backup, which forwards only misdirected frames (counted) */
 	__u32 seed;   /* jhash initval; the same on every node */
 	__u8 mac[6];  /* our own MAC: the source of forwarded frames */
 	__u16 pad;
@@ -529,13 +534,16 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
 
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&nlb_config, &zero);
-	if (!cfg || !cfg->master) {
-		event(EV_BACKUP);
+	if (!cfg)
 		return XDP_PASS;
-	}
 	if (bpf_map_lookup_elem(&nlb_guard, eth->src)) {
 		event(EV_LOOP_GUARD);
 		return XDP_PASS;
+	}
+	if (!cfg->master) {
+		event(EV_BACKUP);
+		if (!(cfg->mac[0] | cfg->mac[1] | cfg->mac[2] | cfg->mac[3] | cfg->mac[4] | cfg->mac[5]))
+			return XDP_PASS;
 	}
 
 	__u32 slot = 0, is_new = 0, rehashed = 0;

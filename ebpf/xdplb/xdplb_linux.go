@@ -63,7 +63,8 @@ type Events struct {
 	Malformed uint64
 	// Fragments of TCP or ICMP (of any destination).
 	Fragments uint64
-	// Backup: VIP traffic while not the Master.
+	// Backup: VIP traffic forwarded while not the Master (a client's
+	// stale ARP entry after a VIP move).
 	Backup uint64
 	// LoopGuard: VIP traffic from a backend's (or another guarded) MAC.
 	LoopGuard uint64
@@ -129,7 +130,7 @@ type serviceState struct {
 }
 
 // Load loads the program and its maps into the kernel, sized by opts, in
-// the Backup state (VIP traffic passes) with no service. Attaching the
+// the Backup state with no service and no MAC (VIP traffic passes). Attaching the
 // program to an interface is the caller's ([Objects.Program]). On kernels
 // before 5.11, which charge BPF memory to RLIMIT_MEMLOCK, it raises that
 // limit of the process.
@@ -259,9 +260,11 @@ func (o *Objects) check() error {
 	return nil
 }
 
-// SetMaster sets the VRRP state: only the Master forwards; a Backup passes
-// VIP traffic to its own stack. It is one map write, never a reload. The
-// Master needs our MAC ([Objects.SetMAC]) first.
+// SetMaster sets the VRRP state. It is one map write, never a reload. The
+// Master forwards VIP traffic; a Backup forwards only what a client with a
+// stale ARP entry still sends it (counted in Events.Backup), since its own
+// stack would reset other backends' flows. The Master needs our MAC
+// ([Objects.SetMAC]) first.
 func (o *Objects) SetMaster(master bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()

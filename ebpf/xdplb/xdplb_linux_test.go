@@ -313,26 +313,50 @@ func TestNonVIPPasses(t *testing.T) {
 	}
 }
 
-func TestBackupPasses(t *testing.T) {
+// TestBackupForwardsMisdirected: VIP traffic that reaches a Backup comes
+// from a client whose ARP entry still names this node (a VIP move, or two
+// Backups taking over at once): it is forwarded by the same tables as the
+// Master would, and counted, instead of reaching the local stack, which
+// holds the VIP as a real server and would reset other backends' flows.
+// A guarded MAC still passes, and a program whose MAC is not set yet
+// passes everything. Mutations checked: Backup passing (the old rule),
+// the guard checked after the Backup state, the MAC check dropped.
+func TestBackupForwardsMisdirected(t *testing.T) {
 	svc := Service{VIP: vip4.Addr(), Port: vip4.Port(), Backends: backends(false, 3, -1), Table: identity(3)}
 	l := newLab(t, Options{}, svc)
 	if err := l.o.SetMaster(false); err != nil {
 		t.Fatal(err)
 	}
 	f := tcpFrame(client4, vip4, syn, nil)
-	l.wantPass("SYN in Backup", f)
-	l.wantPass("established in Backup", tcpFrame(client4, vip4, ack, nil))
-	if _, ok := l.flow(client4, vip4); ok {
-		t.Error("Backup created a flow entry")
+	be := beMACs[pick(svc, client4, 0)]
+	l.wantTX("SYN in Backup", f, be)
+	l.wantTX("established in Backup", tcpFrame(client4, vip4, ack, nil), be)
+	g := tcpFrame(clientN(client4, 1), vip4, ack, nil)
+	copy(g[6:12], beMACs[1][:])
+	l.wantPass("from a backend in Backup", g)
+	if ev := l.stats().Events; ev != (Events{Backup: 2, LoopGuard: 1}) {
+		t.Errorf("events %+v, want Backup: 2, LoopGuard: 1", ev)
 	}
-	if ev := l.stats().Events; ev != (Events{Backup: 2}) {
-		t.Errorf("events %+v, want Backup: 2", ev)
-	}
-	// Master again: one map write, the same program forwards.
+	// Master: the same forwarding, not counted as Backup.
 	if err := l.o.SetMaster(true); err != nil {
 		t.Fatal(err)
 	}
-	l.wantTX("SYN as Master", f, beMACs[pick(svc, client4, 0)])
+	l.wantTX("SYN as Master", f, be)
+	if ev := l.stats().Events; ev.Backup != 2 {
+		t.Errorf("events %+v: Backup counted as Master", ev)
+	}
+
+	// Just loaded, no MAC yet: nothing is forwarded.
+	o, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.SetService(svc); err != nil {
+		t.Fatal(err)
+	}
+	l2 := &lab{t: t, o: o}
+	l2.wantPass("SYN before SetMAC", f)
 }
 
 func TestLoopGuard(t *testing.T) {

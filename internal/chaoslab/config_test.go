@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"reflect"
 	"testing"
 	"time"
 
@@ -113,8 +114,16 @@ func TestNLBConfig(t *testing.T) {
 	}
 	want := config.Controller{APIPort: 6443, ProxyPort: 6444, Steering: "auto",
 		Health: config.Health{Enabled: true, Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5, Weight: 0}}
-	if got := c.Controller(); got != want {
+	if got := c.Controller(); !reflect.DeepEqual(got, want) {
 		t.Errorf("controller %+v, want %+v", got, want)
+	}
+	x := NewNLBXDP(fakeCluster(), DefaultParams(), "/bin/false", t.TempDir())
+	cx, err := config.Load(bytes.NewReader(x.Config(1)))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, x.Config(1))
+	}
+	if vs := cx.Controller().VirtualServers; len(vs) != 1 || vs[0].VIP != DefaultParams().VIP.Addr() || len(cx.Warnings()) != 0 {
+		t.Errorf("XDP: virtual servers %+v, warnings %q: want the VIP, no warning", vs, cx.Warnings())
 	}
 	insts := c.VRRPInstances()
 	if len(insts) != 1 {

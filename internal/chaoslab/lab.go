@@ -118,6 +118,14 @@ func Open(ctx context.Context, c *k8slab.Cluster, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("chaoslab: bystander: %w", err)
 	}
 	l.obs, l.obsCancel = obs, cancel
+	// The survivors' source addresses.
+	for _, a := range SurvivorSources() {
+		p := netip.PrefixFrom(a, 24).String()
+		if out, err := c.Worker.Exec(ctx, "ip", "addr", "replace", p, "dev", c.Worker.IfName).CombinedOutput(); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("chaoslab: add %s to the worker: %v: %s", p, err, out)
+		}
+	}
 	var hosts []*netlab.Host
 	for _, ctl := range c.Controllers {
 		hosts = append(hosts, ctl.Host)
@@ -168,11 +176,12 @@ func (l *Lab) controller(a netip.Addr) int {
 }
 
 // VIPHolders returns the names of every lab host holding the VIP's
-// address, with the prefix each holds it with.
+// address on its lab interface (where VRRP puts it: not the fast path's
+// real-server copy on lo), with the prefix each holds it with.
 func (l *Lab) VIPHolders() (map[*netlab.Host]netip.Prefix, error) {
 	out := map[*netlab.Host]netip.Prefix{}
 	for _, h := range l.Cluster.Lab.Hosts {
-		addrs, err := h.Addrs()
+		addrs, err := h.InterfaceAddrs()
 		if err != nil {
 			return nil, err
 		}
@@ -202,10 +211,13 @@ const (
 	// stops it gracefully (Impl.Stop, SIGTERM) while its API server stays
 	// up, waits until it has exited, then starts it again.
 	Restart Scenario = "restart"
+	// LBKill SIGKILLs only the VIP holder's load balancer (its API server
+	// stays up), then starts it again: a crash of the LB alone.
+	LBKill Scenario = "lbkill"
 )
 
 // Scenarios returns every scenario, in the bench's order.
-func Scenarios() []Scenario { return []Scenario{Kill, APIServer, Link, Restart} }
+func Scenarios() []Scenario { return []Scenario{Kill, LBKill, APIServer, Link, Restart} }
 
 // ParseScenario checks a scenario name.
 func ParseScenario(s string) (Scenario, error) {
@@ -214,7 +226,7 @@ func ParseScenario(s string) (Scenario, error) {
 			return sc, nil
 		}
 	}
-	return "", fmt.Errorf("chaoslab: unknown scenario %q (want kill, apiserver, link or restart)", s)
+	return "", fmt.Errorf("chaoslab: unknown scenario %q (want kill, lbkill, apiserver, link or restart)", s)
 }
 
 // Session is one implementation running on the lab with the traffic on

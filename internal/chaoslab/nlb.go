@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/k8slab"
@@ -21,6 +22,8 @@ import (
 const (
 	// NLBName labels nlb's results.
 	NLBName = "nlb"
+	// NLBXDPName labels the results of nlb's XDP fast path.
+	NLBXDPName = "nlb-xdp"
 	// NLBAdminAddr is the admin server of `nlb controller` inside each
 	// controller's namespace.
 	NLBAdminAddr = "127.0.0.1:9647"
@@ -40,6 +43,11 @@ type NLB struct {
 	p   Params
 	bin string
 	dir string
+	xdp bool
+
+	bpffs   string // the bpffs the XDP mode pins in (mounted by Start)
+	mounted bool
+	passes  []interface{ Close() error } // XDP_PASS on the controllers' switch ports
 
 	nodes []*netlab.Process
 	admin []*http.Client
@@ -48,17 +56,34 @@ type NLB struct {
 // NewNLB prepares `nlb controller` (binary bin) on c's controllers with
 // files under dir.
 func NewNLB(c *k8slab.Cluster, p Params, bin, dir string) *NLB {
-	n := &NLB{c: c, p: p, bin: bin, dir: dir}
+	return newNLB(c, p, bin, dir, false)
+}
+
+// NewNLBXDP is NewNLB with the VIP as a keepalived.virtualServers entry
+// (k0s's defaults): nlb's XDP fast path balances it by direct server
+// return from the VRRP Master, every controller a real server. Each node
+// pins its datapath in a bpffs of the lab's own, mounted under dir by
+// Start; Close unmounts it.
+func NewNLBXDP(c *k8slab.Cluster, p Params, bin, dir string) *NLB {
+	return newNLB(c, p, bin, dir, true)
+}
+
+func newNLB(c *k8slab.Cluster, p Params, bin, dir string, xdp bool) *NLB {
+	n := &NLB{c: c, p: p, bin: bin, dir: dir, xdp: xdp, bpffs: filepath.Join(dir, "bpffs")}
 	for i, ctl := range c.Controllers {
 		nd := n.nodeDir(i)
-		n.nodes = append(n.nodes, netlab.NewProcess("nlb@"+ctl.Host.Name, filepath.Join(nd, "nlb.log"), ctl.Host,
-			bin, "controller",
+		args := []string{"controller",
 			"--config", filepath.Join(nd, "k0s.yaml"),
 			"--kubeconfig", ctl.Kubeconfig,
 			"--admin", NLBAdminAddr,
 			"--cache-file", filepath.Join(nd, "apiservers.cache"),
 			"--log-format", "json",
-			"--log-level", "info"))
+			"--log-level", "info"}
+		if xdp {
+			args = append(args, "--bpf-pin-dir", filepath.Join(n.bpffs, ctl.Host.Name),
+				"--dsr-state-file", filepath.Join(nd, "dsr.json"))
+		}
+		n.nodes = append(n.nodes, netlab.NewProcess("nlb@"+ctl.Host.Name, filepath.Join(nd, "nlb.log"), ctl.Host, append([]string{bin}, args...)...))
 		n.admin = append(n.admin, ctl.Host.HTTPClient(2*time.Second))
 	}
 	return n
@@ -69,7 +94,29 @@ func (n *NLB) nodeDir(i int) string {
 }
 
 // Name implements Impl.
-func (n *NLB) Name() string { return NLBName }
+func (n *NLB) Name() string {
+	if n.xdp {
+		return NLBXDPName
+	}
+	return NLBName
+}
+
+// Close unmounts the XDP mode's bpffs (what is still pinned in it goes
+// with it) and detaches the XDP_PASS programs of the switch ports.
+func (n *NLB) Close() error {
+	for _, p := range n.passes {
+		p.Close()
+	}
+	n.passes = nil
+	if !n.mounted {
+		return nil
+	}
+	n.mounted = false
+	if err := syscall.Unmount(n.bpffs, syscall.MNT_DETACH); err != nil {
+		return fmt.Errorf("chaoslab: unmount %s: %w", n.bpffs, err)
+	}
+	return nil
+}
 
 // Port implements Impl: the API server port on the VIP.
 func (n *NLB) Port() int { return k8slab.APIServerPort }
@@ -78,12 +125,18 @@ func (n *NLB) Port() int { return k8slab.APIServerPort }
 func (n *NLB) Priority(int) uint8 { return NLBPriority }
 
 // Config is node i's k0s ClusterConfig: k0s's CPLB settings with the
-// lab's parameters, steering auto, and health tracking that gives up the
-// VIP (weight 0) after 3 failed checks 500 ms apart.
+// lab's parameters, steering auto (XDP: the VIP as a virtual server
+// instead), and health tracking that gives up the VIP (weight 0) after 3
+// failed checks 500 ms apart.
 func (n *NLB) Config(i int) []byte {
 	weight := 0
+	steering := "auto"
+	var vss []netip.Addr
+	if n.xdp {
+		steering, vss = "", []netip.Addr{n.p.VIP.Addr()}
+	}
 	return nlbtest.K0sConfig{
-		APIPort: k8slab.APIServerPort, ProxyPort: NLBProxyPort, Steering: "auto",
+		APIPort: k8slab.APIServerPort, ProxyPort: NLBProxyPort, Steering: steering, VirtualServers: vss,
 		Health: &nlbtest.Health{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5, Weight: &weight},
 		Instances: []nlbtest.VRRPInstance{{
 			VIPs: []netip.Prefix{n.p.VIP}, AuthPass: n.p.AuthPass, Interface: n.c.Controllers[i].Host.IfName,
@@ -100,6 +153,29 @@ func (n *NLB) Start(i int) error {
 	}
 	if err := os.WriteFile(filepath.Join(nd, "k0s.yaml"), n.Config(i), 0o644); err != nil {
 		return fmt.Errorf("chaoslab: %w", err)
+	}
+	if n.xdp && !n.mounted {
+		if err := os.MkdirAll(n.bpffs, 0o700); err != nil {
+			return fmt.Errorf("chaoslab: %w", err)
+		}
+		if err := syscall.Mount("bpf", n.bpffs, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("chaoslab: mount a bpffs on %s: %w", n.bpffs, err)
+		}
+		n.mounted = true
+		// The lab's veths, not nlb, need these (netlab.PassXDPOnPort,
+		// netlab.Host.TxChecksumOff): XDP_PASS on the switch side of
+		// each controller's veth, so that frames sent with XDP_TX are
+		// delivered, and complete checksums from the clients.
+		for _, ctl := range n.c.Controllers {
+			p, err := n.c.Lab.PassXDPOnPort(ctl.Host)
+			if err != nil {
+				return fmt.Errorf("chaoslab: %w", err)
+			}
+			n.passes = append(n.passes, p)
+		}
+		if err := n.c.Worker.TxChecksumOff(); err != nil {
+			return fmt.Errorf("chaoslab: %w", err)
+		}
 	}
 	return n.nodes[i].Start()
 }

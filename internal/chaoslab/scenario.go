@@ -61,6 +61,18 @@ type Result struct {
 	// Errors summarises the failed probes of the scenario by kind (see
 	// ErrorSummary), most frequent first, at most five kinds.
 	Errors []string `json:"errors,omitempty"`
+
+	// Established counts the connections and watches established before
+	// the fault that never reconnect (Survivors), SurvivorBackends the API
+	// servers they reached. Broken counts those broken between t0 and tEnd
+	// whose API server was not faulted (the ones a load balancer could
+	// have kept); BrokenVictim those of the faulted API server (kill,
+	// apiserver, link). BrokenErrors are the first errors of Broken.
+	Established      int      `json:"established"`
+	SurvivorBackends int      `json:"survivor_backends"`
+	Broken           int      `json:"broken"`
+	BrokenVictim     int      `json:"broken_victim"`
+	BrokenErrors     []string `json:"broken_errors,omitempty"`
 }
 
 // FaultPhase is when, after one of the victim's advertisements, a
@@ -110,6 +122,14 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 	if err := netlab.Sleep(ctx, 2*to.Tick); err != nil {
 		return res, err
 	}
+	var surv *Survivors
+	if to.Survivors > 0 || to.SurvivorWatches > 0 {
+		server := "https://" + netip.AddrPortFrom(l.Params.VIP.Addr(), uint16(s.Impl.Port())).String()
+		if surv, err = StartSurvivors(ctx, l.Cluster, server, SurvivorSources(), max(to.Survivors, 0), max(to.SurvivorWatches, 0)); err != nil {
+			return res, fmt.Errorf("chaoslab: %s %s: %w", s.Impl.Name(), sc, err)
+		}
+		defer surv.Stop()
+	}
 	// Strike at the same phase of the advertisement cycle every time:
 	// FaultPhase after one of the victim's advertisements, so that the
 	// backups wait a whole Master_Down_Interval (the worst case).
@@ -136,6 +156,8 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 		err = errors.Join(kerr, aerr)
 	case APIServer:
 		err = victim.Kill()
+	case LBKill:
+		err = s.Impl.Kill(vi)
 	case Link:
 		err = victim.Host.LinkDown()
 	case Restart:
@@ -218,7 +240,7 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 		err = victim.Start()
 	case Link:
 		err = victim.Host.LinkUp()
-	case Restart:
+	case Restart, LBKill:
 		err = s.Impl.Start(vi)
 	}
 	if err != nil {
@@ -235,6 +257,16 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 		return res, err
 	}
 	s.measure(&res, victim.Addr, t0, tRecover, end)
+	if surv != nil {
+		var victims []string
+		switch sc {
+		case Kill, APIServer, Link:
+			victims = []string{victim.Name}
+		}
+		sc := surv.Count(t0, tEnd, victims...)
+		res.Established, res.SurvivorBackends = sc.Established, sc.Backends
+		res.Broken, res.BrokenVictim, res.BrokenErrors = sc.Broken, sc.BrokenVictim, sc.Errors
+	}
 
 	// A VIP left on a controller that is not the master would distort the
 	// next round: count it (above) and remove it.

@@ -47,6 +47,10 @@ type TrafficOptions struct {
 	// WatchSilence is how long a watch may deliver nothing before it is
 	// considered broken and reconnected; 0 means 1 s.
 	WatchSilence time.Duration
+	// Survivors and SurvivorWatches are the connections and watches
+	// established before each fault that never reconnect (Survivors);
+	// 0 means 12 and 4, negative none.
+	Survivors, SurvivorWatches int
 }
 
 func (o *TrafficOptions) setDefaults() {
@@ -67,6 +71,12 @@ func (o *TrafficOptions) setDefaults() {
 	}
 	if o.WatchSilence == 0 {
 		o.WatchSilence = time.Second
+	}
+	if o.Survivors == 0 {
+		o.Survivors = 12
+	}
+	if o.SurvivorWatches == 0 {
+		o.SurvivorWatches = 4
 	}
 }
 

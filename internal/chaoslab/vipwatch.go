@@ -3,6 +3,7 @@ package chaoslab
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -89,7 +90,10 @@ func (w *VIPWatch) poll(now time.Time) {
 	}
 }
 
-// hasAddr reports whether any interface of nl's namespace holds a.
+// hasAddr reports whether an interface of nl's namespace other than lo or
+// a dummy holds a: where VRRP puts it. The copy nlb's fast path puts on lo
+// or dummyvip0 on every controller (a real server's) does not hold the VIP
+// for clients: it answers no ARP.
 func hasAddr(nl *netlink.Handle, a netip.Addr) (bool, error) {
 	family := netlink.FAMILY_V4
 	if a.Is6() {
@@ -101,6 +105,13 @@ func hasAddr(nl *netlink.Handle, a netip.Addr) (bool, error) {
 	}
 	for _, x := range addrs {
 		if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a {
+			l, lerr := nl.LinkByIndex(x.LinkIndex)
+			if lerr != nil {
+				return false, lerr
+			}
+			if l.Attrs().Flags&net.FlagLoopback != 0 || l.Type() == "dummy" {
+				continue
+			}
 			return true, nil
 		}
 	}

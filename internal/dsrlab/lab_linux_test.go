@@ -14,12 +14,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -30,7 +28,6 @@ import (
 	"github.com/nlb-dev/nlb/lb/dsr"
 	"github.com/nlb-dev/nlb/lb/maglev"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,35 +66,6 @@ func xdpPassProgram(t *testing.T, name string) *ebpf.Program {
 	return p
 }
 
-// inNS runs fn on a locked thread in the named namespace.
-func inNS(name string, fn func() error) error {
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 func newLab(t *testing.T) *lab {
 	nl := netlab.NewT(t, "dsrlab", netlab.Options{Hosts: 4})
 	l := &lab{
@@ -109,22 +77,11 @@ func newLab(t *testing.T) *lab {
 	}
 	// The bridge-side peer of the load balancer's veth runs XDP_PASS, so
 	// that the veth delivers what the load balancer sends with XDP_TX.
-	pass := xdpPassProgram(t, "peer_pass")
-	err := inNS(nl.Switch, func() error {
-		port, err := netlink.LinkByName(l.lb.Links[0].Port)
-		if err != nil {
-			return err
-		}
-		pl, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: port.Attrs().Index, Flags: link.XDPDriverMode})
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { pl.Close() })
-		return nil
-	})
+	pass, err := nl.PassXDPOnPort(l.lb)
 	if err != nil {
-		t.Fatalf("XDP_PASS on the peer: %v", err)
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { pass.Close() })
 	// Every controller is a real server: the VIPs on dummyvip0 or lo,
 	// ARP for them answered only where they are on the interface.
 	for _, h := range l.backends {
@@ -166,8 +123,8 @@ func newLab(t *testing.T) *lab {
 	// XDP_TX carries a wrong checksum and the backend drops it. A NIC
 	// receives complete checksums from the wire: the client computes its
 	// own, as a remote client's would be.
-	if err := l.client.Run(func() error { return txChecksumOff(l.client.IfName) }); err != nil {
-		t.Fatalf("%s: tx checksum offload off: %v", l.client.Name, err)
+	if err := l.client.TxChecksumOff(); err != nil {
+		t.Fatal(err)
 	}
 	// The services: k0s's defaults (persistence), Maglev over the three.
 	var keys []string
@@ -223,28 +180,6 @@ func newLab(t *testing.T) *lab {
 		l.svcs[vip] = svc
 	}
 	return l
-}
-
-// txChecksumOff turns off an interface's transmit checksum offload
-// (ethtool -K dev tx off: SIOCETHTOOL, ETHTOOL_STXCSUM).
-func txChecksumOff(ifName string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ev := struct{ cmd, data uint32 }{cmd: 0x17 /* ETHTOOL_STXCSUM */}
-	var ifr struct {
-		name [unix.IFNAMSIZ]byte
-		data unsafe.Pointer
-		_    [16]byte
-	}
-	copy(ifr.name[:], ifName)
-	ifr.data = unsafe.Pointer(&ev)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return errno
-	}
-	return nil
 }
 
 func (l *lab) host(name string) *netlab.Host {

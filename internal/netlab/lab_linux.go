@@ -604,6 +604,29 @@ func (h *Host) Addrs() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// InterfaceAddrs returns the addresses of the host's lab interfaces (its
+// veths on the segments): not those of lo or of links it created.
+func (h *Host) InterfaceAddrs() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, l := range h.Links {
+		link, err := h.nl.LinkByIndex(l.Index)
+		if err != nil {
+			return nil, fmt.Errorf("netlab: %s: %s: %w", h.NS, l.IfName, err)
+		}
+		addrs, err := h.nl.AddrList(link, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("netlab: %s: list addresses of %s: %w", h.NS, l.IfName, err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok {
+				ones, _ := a.Mask.Size()
+				out = append(out, netip.PrefixFrom(ip.Unmap(), ones))
+			}
+		}
+	}
+	return out, nil
+}
+
 // HasAddr reports whether the host holds p (address and prefix length) on
 // any interface.
 func (h *Host) HasAddr(p netip.Prefix) (bool, error) {

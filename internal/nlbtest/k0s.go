@@ -27,6 +27,10 @@ type K0sConfig struct {
 	Steering string
 	// Health is keepalived.apiServerHealth.
 	Health *Health
+	// VirtualServers are keepalived.virtualServers' ipAddress values,
+	// each with k0s's defaults (rr, DR, 360, 1m): nlb controller runs
+	// the XDP fast path for them.
+	VirtualServers []netip.Addr
 }
 
 // VRRPInstance is one keepalived.vrrpInstances entry.
@@ -95,6 +99,9 @@ func (k K0sConfig) YAML() []byte {
 	}
 	for _, in := range k.Instances {
 		ka.VRRPInstances = append(ka.VRRPInstances, in.spec())
+	}
+	for _, v := range k.VirtualServers {
+		ka.VirtualServers = append(ka.VirtualServers, config.VirtualServer{IPAddress: v.String()})
 	}
 	if h := k.Health; h != nil {
 		ka.APIServerHealth = &config.APIServerHealthSpec{

@@ -30,6 +30,7 @@ func TestK0sConfig(t *testing.T) {
 			VIPs: []netip.Prefix{netip.MustParsePrefix("198.51.100.100/24")}, VRID: 53, Version: 3,
 			Interval: 100 * time.Millisecond, AuthPass: "pw", ChecksumAsV2: true,
 		}},
+		VirtualServers: []netip.Addr{netip.MustParseAddr("192.0.2.101")},
 	}
 	c, err := config.Load(bytes.NewReader(k.YAML()))
 	if err != nil {
@@ -42,7 +43,13 @@ func TestK0sConfig(t *testing.T) {
 		APIPort: 7443, ProxyPort: 6555, Steering: config.SteeringNFTables,
 		Health: config.Health{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Fall: 4, Rise: 6, Weight: -20},
 	}
-	if got := c.Controller(); got != want {
+	got := c.Controller()
+	if vs := got.VirtualServers; len(vs) != 1 || vs[0].VIP != netip.MustParseAddr("192.0.2.101") || vs[0].Instance != 0 ||
+		vs[0].LBKind != "DR" || vs[0].PersistenceTimeout != 360*time.Second {
+		t.Errorf("virtual servers %+v, want 192.0.2.101 of instance 0 with k0s's defaults", vs)
+	}
+	got.VirtualServers = nil
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("controller %+v, want %+v", got, want)
 	}
 	insts := c.VRRPInstances()
