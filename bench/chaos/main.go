@@ -10,7 +10,14 @@
 //   - apiserver: deprived of its API server alone (SIGKILL, then restart);
 //   - link: cut off (link down, then up);
 //   - restart: restarted as planned (its LB gets SIGTERM and, once it has
-//     exited, is started again; the API server stays up).
+//     exited, is started again; the API server stays up);
+//   - lbkill: its LB alone SIGKILLed (the API server stays up), then started
+//     again.
+//
+// nlb runs twice: with its proxy (steering), and as nlb-xdp with the VIP as
+// a virtualServers entry (the XDP fast path, direct server return). Before
+// every fault 16 connections and watches are opened that never reconnect;
+// each scenario counts those broken.
 //
 // It prints one JSON line per implementation, scenario and repetition,
 //
@@ -52,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Reps: 3, KubeAPIServer: k8slab.APIServerBinary, Verbose: true, Root: "needs root: it builds network namespaces",
 	})
 	fs := b.Flags
-	impls := fs.String("impls", "keepalived+haproxy,nlb", "implementations, in order")
+	impls := fs.String("impls", "keepalived+haproxy,nlb,nlb-xdp", "implementations, in order")
 	var all []string
 	for _, sc := range chaoslab.Scenarios() {
 		all = append(all, string(sc))
@@ -75,8 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	names := strings.Split(*impls, ",")
 	for _, n := range names {
-		if n != chaoslab.NLBName && n != chaoslab.PeerName {
-			return fmt.Errorf("unknown implementation %q (want %s or %s)", n, chaoslab.NLBName, chaoslab.PeerName)
+		if n != chaoslab.NLBName && n != chaoslab.NLBXDPName && n != chaoslab.PeerName {
+			return fmt.Errorf("unknown implementation %q (want %s, %s or %s)", n, chaoslab.NLBName, chaoslab.NLBXDPName, chaoslab.PeerName)
 		}
 	}
 	if err := b.Setup(ctx); err != nil {
@@ -124,12 +131,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		runs = append(runs, r)
 		var impl chaoslab.Impl
 		switch name {
-		case chaoslab.NLBName:
+		case chaoslab.NLBName, chaoslab.NLBXDPName:
 			if r.err = chaoslab.NLBAvailable(ctx, bin); r.err != nil {
 				fmt.Fprintf(stderr, "bench-chaos: %s not run: %v\n", name, r.err)
 				continue
 			}
-			impl = chaoslab.NewNLB(c, lab.Params, bin, filepath.Join(dir, "nlb"))
+			n := chaoslab.NewNLB(c, lab.Params, bin, filepath.Join(dir, "nlb"))
+			if name == chaoslab.NLBXDPName {
+				n = chaoslab.NewNLBXDP(c, lab.Params, bin, filepath.Join(dir, "nlb-xdp"))
+			}
+			defer n.Close()
+			impl = n
 		default:
 			if r.err = chaoslab.PeerAvailable(); r.err != nil {
 				fmt.Fprintf(stderr, "bench-chaos: %s not run: %v\n", name, r.err)

@@ -105,3 +105,31 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("median lines = %+v", lines)
 	}
 }
+
+// TestMarkdownSurvivors: the survivors' column and the nlb-xdp goals of
+// issue 12: judged for nlb-xdp only, on the worst run.
+func TestMarkdownSurvivors(t *testing.T) {
+	res := func(impl string, sc chaoslab.Scenario, broken, victim int) chaoslab.Result {
+		return chaoslab.Result{Impl: impl, Scenario: sc, Requests: 500, Established: 16, Broken: broken, BrokenVictim: victim}
+	}
+	xdp := &implRun{name: chaoslab.NLBXDPName, teardown: &chaoslab.Teardown{}, results: []chaoslab.Result{
+		res(chaoslab.NLBXDPName, chaoslab.LBKill, 0, 0),
+		res(chaoslab.NLBXDPName, chaoslab.Restart, 0, 0),
+		res(chaoslab.NLBXDPName, chaoslab.Restart, 1, 0),
+		res(chaoslab.NLBXDPName, chaoslab.Kill, 0, 5),
+	}}
+	proxy := &implRun{name: chaoslab.NLBName, teardown: &chaoslab.Teardown{}, results: []chaoslab.Result{
+		res(chaoslab.NLBName, chaoslab.LBKill, 16, 0),
+		res(chaoslab.NLBName, chaoslab.Restart, 16, 0),
+	}}
+	md := markdown([]*implRun{proxy, xdp}, chaoslab.Scenarios(), chaoslab.DefaultParams(), 2)
+	for _, want := range []string{
+		"| kill | nlb-xdp | 1 | 0 | 0 / 500 | 0 | 0 | 0 | - | 0 | 0 | 0 / 5 (16) |",
+		"| lbkill: nlb-xdp breaks no established connection or watch (worst run) | 16 (not judged) | 0 of 16: met |",
+		"| restart: nlb-xdp breaks no established connection or watch (worst run) | 16 (not judged) | 1 of 16: **not met** |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("table lacks %q:\n%s", want, md)
+		}
+	}
+}
