@@ -82,6 +82,7 @@ type anyStatus struct {
 	Health    *cplb.HealthStatus    `json:"health"`
 	Steering  *cplb.SteeringStatus  `json:"steering"`
 	Proxy     *lb.Status            `json:"proxy"`
+	FastPath  *cplb.FastPathStatus  `json:"fast_path"`
 
 	Listeners []string `json:"listeners"` // nlb proxy
 	lb.Status
@@ -154,9 +155,15 @@ func renderStatus(w io.Writer, body []byte, now time.Time) error {
 		switch s.Mode {
 		case "off":
 			fmt.Fprintf(&b, "  off (disableLoadBalancer: clients reach the API server on the VIP directly)\n")
+		case "xdp":
+			fmt.Fprintf(&b, "  none: virtualServers run the XDP fast path (below); the proxy serves this node on port %d\n", s.ProxyPort)
 		default:
 			fmt.Fprintf(&b, "  %s: %s port %d -> proxy port %d on the VIP holder\n", s.Mode, strings.Join(s.VIPs, ","), s.Port, s.ProxyPort)
 		}
+	}
+	if fp := st.FastPath; fp != nil {
+		section("XDP fast path (virtualServers: direct server return, Maglev)")
+		renderFastPath(&b, fp)
 	}
 	var api, konn *lb.Status
 	if st.KubeconfigServer != "" { // nlb client: its /status always names it
@@ -197,6 +204,74 @@ func renderStatus(w io.Writer, body []byte, now time.Time) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func renderFastPath(b *strings.Builder, fp *cplb.FastPathStatus) {
+	for _, x := range fp.Interfaces {
+		role := "Backup: forwards only what clients with a stale ARP entry still send here"
+		if x.Forwarding {
+			role = "Master: forwards"
+		}
+		if x.Undecided {
+			role += " (adopted from the previous nlb, until VRRP decides)"
+		}
+		adopted := ""
+		if x.Adopted {
+			adopted = ", adopted"
+		}
+		fmt.Fprintf(b, "  %s: %s%s; %s; flow table %d flows, %s\n", x.Interface, x.Attach, adopted, role,
+			x.FlowTable.Entries, byteSize(x.FlowTable.MemoryBytes))
+		for _, sk := range x.Skipped {
+			fmt.Fprintf(b, "  not %s\n", sk)
+		}
+		if x.Error != "" {
+			fmt.Fprintf(b, "  ERROR: %s\n", x.Error)
+		}
+		for _, s := range x.Services {
+			extra := ""
+			if s.Persistent {
+				extra = ", persistent (client address)"
+			}
+			if s.FailOpen {
+				extra += "; FAILING OPEN: no backend is healthy, all are used"
+			}
+			fmt.Fprintf(b, "  %s port %d%s: %d packets, %s, %d new flows, %d re-hashed\n", s.VIP, s.Port, extra,
+				s.Packets, byteSize(s.Bytes), s.NewFlows, s.Rehashed)
+			if s.Problem != "" {
+				fmt.Fprintf(b, "    %s\n", s.Problem)
+			}
+			tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "    BACKEND\tMAC\tHEALTH\tSLOTS\tPACKETS\tBYTES\tNEW FLOWS\tRE-HASHED")
+			for _, be := range s.Backends {
+				health := "healthy"
+				if !be.Healthy {
+					health = "unhealthy"
+				}
+				if be.Problem != "" {
+					health = "left out: " + be.Problem
+				}
+				mac := be.MAC
+				if be.Local {
+					mac += " (this node)"
+				}
+				if mac == "" {
+					mac = "-"
+				}
+				fmt.Fprintf(tw, "    %s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\n", be.Address, mac, health, be.Slots,
+					be.Packets, byteSize(be.Bytes), be.NewFlows, be.Rehashed)
+			}
+			tw.Flush()
+		}
+		var evs []string
+		for _, k := range []string{"backup", "loop_guard", "local", "no_backend", "icmp_forwarded", "malformed", "fragment"} {
+			if v := x.Events[k]; v > 0 {
+				evs = append(evs, fmt.Sprintf("%s %d", k, v))
+			}
+		}
+		if len(evs) > 0 {
+			fmt.Fprintf(b, "    events: %s\n", strings.Join(evs, ", "))
+		}
+	}
 }
 
 func renderProxy(b *strings.Builder, s *lb.Status) {

@@ -195,3 +195,44 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderFastPathStatus: nlb status shows the XDP fast path: attach
+// mode, role, flow table memory, each backend with its MAC, health, slots
+// and counters, and the events.
+func TestRenderFastPathStatus(t *testing.T) {
+	st := cplb.Status{
+		Steering: cplb.SteeringStatus{Mode: "xdp", Port: 6443, ProxyPort: 6444},
+		FastPath: &cplb.FastPathStatus{Mode: "xdp", Interfaces: []cplb.XDPInterfaceStatus{{
+			Interface: "eth0", Attach: "xdp-native", Adopted: true, Forwarding: true,
+			FlowTable: cplb.FlowTableStatus{Entries: 131072, MemoryBytes: 16 << 20},
+			Services: []cplb.XDPServiceStatus{{VIP: "192.0.2.100", Port: 6443, Persistent: true,
+				XDPCounters: cplb.XDPCounters{Packets: 1000, Bytes: 2 << 20, NewFlows: 12, Rehashed: 3},
+				Backends: []cplb.XDPBackendStatus{
+					{Address: "192.0.2.11:6443", MAC: "02:00:00:00:00:11", Local: true, Healthy: true, Slots: 8191,
+						XDPCounters: cplb.XDPCounters{Packets: 600, NewFlows: 7}},
+					{Address: "192.0.2.12:6443", MAC: "02:00:00:00:00:12", Healthy: true, Slots: 8190},
+					{Address: "192.0.2.13:6443", Problem: "dsr: backend 192.0.2.13 did not answer"},
+				}}},
+			Events: map[string]uint64{"backup": 4, "local": 600},
+		}}},
+	}
+	body, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := renderStatus(&out, body, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{
+		"none: virtualServers run the XDP fast path", "eth0: xdp-native, adopted; Master: forwards; flow table 131072 flows, 16.0 MiB",
+		"192.0.2.100 port 6443, persistent (client address): 1000 packets, 2.0 MiB, 12 new flows, 3 re-hashed",
+		"02:00:00:00:00:11 (this node)", "8191", "left out: dsr: backend 192.0.2.13 did not answer",
+		"events: backup 4, local 600",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}
