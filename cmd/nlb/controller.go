@@ -32,8 +32,23 @@ keepalived, on each controller, in one process:
     -weight), and after rise successes (more while it flaps) it takes part
     again.
 
+With keepalived.virtualServers (k0s's switch to keepalived's IPVS), those
+VIPs are balanced by the XDP fast path instead of the steering: on the VRRP
+interface an XDP program (native, else generic, else tcx when another XDP
+program holds it) sends each TCP flow to VIP:api port to an API server by
+direct server return (Maglev on the client address, the same table on every
+node, so a VIP move keeps every connection to a live API server). The
+backends and their /readyz health are the proxy's, which then listens on
+127.0.0.1 only. Every controller holds the VIPs on dummyvip0 (or lo) as a
+real server, with arp_ignore/arp_announce set; the datapath is pinned under
+--bpf-pin-dir and outlives a crash; a graceful stop removes it but leaves
+the real-server addresses (the local API server stays in the other nodes'
+tables). The backends must share the VIP's layer-2 segment and listen on
+the same port. lbAlgo, persistenceTimeoutSeconds and delayLoop are accepted
+and superseded (logged once; README); lbKind NAT and TUN are refused.
+
 With keepalived.disableLoadBalancer: true only the VIPs run (no proxy, no
-steering); health tracking still applies.
+steering, no fast path); health tracking still applies.
 
 SIGTERM or SIGINT hands the VIPs over make-before-break: a priority-0
 advertisement, the VIPs kept (and steered into the proxy) until the new
@@ -48,8 +63,10 @@ discovery), and the local API server is checked with a TCP connect only.
 Admin server (--admin): /metrics, /healthz, /readyz (the node can serve:
 healthy API server and proxy) and /status (JSON, rendered by nlb status).
 Metrics: nlb_vrrp_* (as nlb vrrp), nlb_proxy_* (as nlb proxy), the health
-tracking's, and nlb_steering_connections_total{result} (sk_lookup only:
-steered, no_listener, assign_failed).
+tracking's, nlb_steering_connections_total{result} (sk_lookup only:
+steered, no_listener, assign_failed), and with virtualServers the fast
+path's nlb_xdp_{packets,bytes,new_flows,rehashed_flows}_total{vip,port},
+nlb_xdp_backend_*_total{vip,port,backend} and nlb_xdp_events_total{event}.
 
 Flags:
 `
