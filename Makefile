@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test generate-check lint unit e2e-build test-armv7 package test-packages image fuzz bench bench-failover bench-proxy bench-client bench-chaos clean
+.PHONY: all build deps demo test generate-check lint unit e2e-build test-armv7 package test-packages image fuzz bench bench-failover bench-proxy bench-client bench-chaos bench-xdp clean
 
 all: build
 
@@ -115,7 +115,7 @@ fuzz:
 	  done; done
 
 ## bench: every benchmark against its peers.
-bench: bench-failover bench-proxy bench-client bench-chaos
+bench: bench-failover bench-proxy bench-client bench-chaos bench-xdp
 
 bench-failover: deps build
 	$(GO) run ./bench/failover --nlb $(BIN)
@@ -132,6 +132,11 @@ bench-client: deps build
 bench-chaos: deps build
 	@bash .ci/deps curl:curl
 	$(GO) run ./bench/chaos --nlb $(BIN)
+
+## bench-xdp: nlb's XDP fast path (direct server return) vs direct, nlb proxy and HAProxy:
+## bulk, requests/s, p99, new connections/s, CPU per request, BPF_PROG_RUN per packet.
+bench-xdp: deps build
+	$(GO) run ./bench/xdp --nlb $(BIN)
 
 clean:
 	rm -rf bin dist/out
