@@ -53,7 +53,7 @@ type meta struct {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b := benchrun.New("xdp", stdout, stderr, benchrun.Options{
-		Reps: 3, RepsUsage: "rounds: every test on every path, the paths in a rotated order",
+		Reps: 5, RepsUsage: "rounds: every test on every path, the paths in a rotated order",
 		Verbose: true, NeedNLB: true, Root: "needs root: it builds network namespaces and loads BPF programs",
 	})
 	var p params
@@ -92,15 +92,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 
-	// The kernel's BPF run-time statistics, on while the returned fd is
-	// open (the same switch as sysctl kernel.bpf_stats_enabled=1, undone
-	// when the bench exits, however it exits).
-	st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
-	if err != nil {
-		return fmt.Errorf("enable BPF statistics: %w", err)
-	}
-	defer st.Close()
-
 	var pb *progRunBench
 	if *progRun {
 		b.Logf("building ebpf/xdplb's test binary")
@@ -123,6 +114,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res := newResults()
 	var background []float64
 	for rep := range b.Reps {
+		// The kernel's BPF run-time statistics, on while the fd is open
+		// (the switch behind sysctl kernel.bpf_stats_enabled=1, undone
+		// when the bench exits, however it exits); off again for
+		// BPF_PROG_RUN, whose runs they would slow down by two clock
+		// reads each.
+		st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		if err != nil {
+			return fmt.Errorf("enable BPF statistics: %w", err)
+		}
 		// Alternate the phases so that the servers running carry over.
 		order := slices.Clone(tests)
 		slices.SortStableFunc(order, func(a, c string) int {
@@ -137,10 +137,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 		for ti, test := range order {
 			if err := l.useServers(ctx, serversFor(test)); err != nil {
+				st.Close()
 				return fmt.Errorf("round %d: %w", rep+1, err)
 			}
 			for _, impl := range rotate(impls, rep+ti) {
 				if err := ctx.Err(); err != nil {
+					st.Close()
 					return err
 				}
 				bg := waitQuiet(ctx)
@@ -152,6 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				m, err := l.measure(ctx, impl, test, p, pr)
 				if err != nil {
 					if ctx.Err() != nil {
+						st.Close()
 						return ctx.Err()
 					}
 					b.Logf("round %d %s %s: %v", rep+1, test, impl, err)
@@ -162,6 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				b.Logf("round %d %s %s (background %.0f%%): %s", rep+1, test, impl, 100*bg, summary(m))
 			}
 		}
+		st.Close()
 		if pb != nil {
 			m, err := pb.run(ctx, *progTime)
 			if err != nil {
@@ -185,6 +189,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Rounds: b.Reps, DurationS: p.duration.Seconds(), Connections: p.connections, Threads: p.threads,
 		Backend: l.backend.Name, Attach: l.attach, Background: background,
 	}
+	var notes []string
 	for _, impl := range impls {
 		md.Targets = append(md.Targets, fmt.Sprintf("%s=%s:%d", impl, l.target[impl], port))
 	}
@@ -196,11 +201,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	notes := []string{
+	if v, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled"); err == nil && strings.TrimSpace(string(v)) != "0" {
+		notes = append(notes, "kernel.bpf_stats_enabled was set by someone else during the bench: the BPF_PROG_RUN figures include the statistics' two clock reads per run.")
+	}
+	notes = append(notes,
 		fmt.Sprintf("Measured %s: %s (%s), kernel %s, %d cores; %s.", md.Date, md.NLB, md.Commit, md.Kernel, md.Cores, strings.Join(md.Tools, "; ")),
 		fmt.Sprintf("%d rounds of %v per run; wrk -t %d -c %d; iperf3 -R; every path ends on backend %s (%s); the XDP program attached as %s.",
-			b.Reps, p.duration, p.threads, p.connections, l.backend.Name, strings.Join(md.Targets, ", "), l.attach),
-	}
+			b.Reps, p.duration, p.threads, p.connections, l.backend.Name, strings.Join(md.Targets, ", "), l.attach))
 	return b.Finish(res.markdown(notes, background))
 }
 
