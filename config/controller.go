@@ -20,6 +20,13 @@ const (
 	DefaultHealthTimeout  = 400 * time.Millisecond
 	DefaultHealthFall     = 3
 	DefaultHealthRise     = 5
+	// DefaultHealthStartupGrace is apiServerHealth.startupGrace's default:
+	// longer than kubeadm init's wait for the control plane (4m) and a
+	// k0s controller's first start, short enough that a node whose API
+	// server never comes up stops competing for the VIP.
+	DefaultHealthStartupGrace = 10 * time.Minute
+	// MaxHealthStartupGrace bounds apiServerHealth.startupGrace.
+	MaxHealthStartupGrace = 24 * time.Hour
 )
 
 // Controller is what `nlb controller` runs besides the VRRP instances,
@@ -52,6 +59,9 @@ type Health struct {
 	Fall, Rise int
 	// Weight is keepalived's track_script weight (0: give up mastership).
 	Weight int
+	// StartupGrace is how long after start failures are not counted while
+	// the check has never passed (the bootstrap rule); 0: none.
+	StartupGrace time.Duration
 }
 
 // Controller returns the controller settings. Valid after Load/Validate.
@@ -66,6 +76,8 @@ func (c *Config) Controller() Controller {
 			Timeout:  DefaultHealthTimeout,
 			Fall:     DefaultHealthFall,
 			Rise:     DefaultHealthRise,
+
+			StartupGrace: DefaultHealthStartupGrace,
 		},
 	}
 	ka := c.ControlPlaneLoadBalancing.Keepalived
@@ -102,6 +114,9 @@ func (c *Config) Controller() Controller {
 		}
 		if h.Weight != nil {
 			out.Health.Weight = int(*h.Weight)
+		}
+		if h.StartupGrace != nil {
+			out.Health.StartupGrace = h.StartupGrace.Std()
 		}
 	}
 	return out
@@ -148,5 +163,8 @@ func (c *Config) checkController(p *problems) {
 	}
 	if h.Weight != nil && (*h.Weight < -253 || *h.Weight > 253) {
 		p.add(child(hpath, "weight"), fmt.Sprintf("must be between -253 and 253, got %d", *h.Weight))
+	}
+	if g := h.StartupGrace; g != nil && (g.Std() < 0 || g.Std() > MaxHealthStartupGrace) {
+		p.add(child(hpath, "startupGrace"), fmt.Sprintf("must be between 0s and %s, got %s", MaxHealthStartupGrace, g.Std()))
 	}
 }

@@ -26,7 +26,7 @@ spec:
 	}
 	want := Controller{
 		APIPort: 7443, ProxyPort: 6444, Steering: SteeringAuto,
-		Health: Health{Enabled: true, Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5},
+		Health: Health{Enabled: true, Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5, StartupGrace: 10 * time.Minute},
 	}
 	if diff := cmp.Diff(want, c.Controller()); diff != "" {
 		t.Errorf("Controller() (-want +got):\n%s", diff)
@@ -49,7 +49,7 @@ keepalived:
 	}
 	want := Controller{
 		APIPort: 6443, ProxyPort: 16444, Steering: SteeringNFTables,
-		Health: Health{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Fall: 2, Rise: 4, Weight: -50},
+		Health: Health{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Fall: 2, Rise: 4, Weight: -50, StartupGrace: 10 * time.Minute},
 	}
 	if diff := cmp.Diff(want, c.Controller()); diff != "" {
 		t.Errorf("Controller() (-want +got):\n%s", diff)

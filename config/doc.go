@@ -117,6 +117,8 @@
 //	  fall: 3              # failures before acting
 //	  rise: 5              # successes to take part again (doubles while flapping)
 //	  weight: 0            # 0: give up mastership; -N: lower the priority by N; +N: raise while healthy
+//	  startupGrace: 10m    # bootstrap: until the first passing check, failures are not counted for up
+//	                       # to this long after start (0s: gate from the first check; at most 24h)
 //
 // Durations are Go duration strings ("100ms", "1m"), as metav1.Duration
 // is; bare numbers are rejected.

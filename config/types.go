@@ -144,6 +144,14 @@ type APIServerHealthSpec struct {
 	// mastership (priority 0) while failed, negative lowers the priority
 	// by that much while failed, positive raises it while healthy.
 	Weight *int32 `json:"weight,omitempty"`
+	// StartupGrace is the bootstrap rule: until the check has passed once,
+	// failures are not counted for up to this long after nlb starts, so the
+	// node takes part in VRRP at its configured priority while its API
+	// server does not exist yet (kubeadm init, a new cluster's first
+	// controller). Once the check passes, or the grace runs out, failures
+	// count as usual. nil means 10m (DefaultHealthStartupGrace); 0s gates
+	// from the first check. At most 24h.
+	StartupGrace *Duration `json:"startupGrace,omitempty"`
 }
 
 // VRRPInstance is one keepalived.vrrpInstances[] entry (k0s cplb.go

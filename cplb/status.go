@@ -160,4 +160,10 @@ type HealthStatus struct {
 	Weight int `json:"weight"`
 	// Tracked is the first instance's tracker.
 	Tracked vrrp.TrackStatus `json:"tracked"`
+	// Bootstrap, while the check has never passed and the startup grace
+	// runs, says that failures are not counted yet; empty after.
+	Bootstrap string `json:"bootstrap,omitempty"`
+	// Denied is the status of the last check the local API server
+	// answered with 401 or 403, counted as up; empty after a plain pass.
+	Denied string `json:"denied,omitempty"`
 }

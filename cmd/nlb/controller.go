@@ -222,7 +222,9 @@ func printControllerCheck(w io.Writer, ctl config.Controller) error {
 	} else if h.Weight > 0 {
 		action = fmt.Sprintf("loses the +%d it has while healthy", h.Weight)
 	}
-	_, err := fmt.Fprintf(w, "  API server health: every %s (timeout %s); after %d failures the node %s; back after %d successes\n",
-		h.Interval, h.Timeout, h.Fall, action, h.Rise)
-	return err
+	if _, err := fmt.Fprintf(w, "  API server health: every %s (timeout %s); after %d failures the node %s; back after %d successes\n",
+		h.Interval, h.Timeout, h.Fall, action, h.Rise); err != nil {
+		return err
+	}
+	return printStartupGrace(w, h)
 }

@@ -168,10 +168,31 @@ func (a *APICheck) Check(ctx context.Context, addr string) error {
 		return checkErr(ctx, fmt.Errorf("GET /readyz: %w", err))
 	}
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return &DeniedError{Status: resp.Status}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET /readyz: %s", resp.Status)
 	}
 	return nil
+}
+
+// DeniedError is Check's error when the API server answered GET /readyz
+// with 401 Unauthorized or 403 Forbidden: the TLS handshake proved it an
+// API server of this cluster and it serves HTTP, but it refused the
+// kubeconfig's identity (kubeadm's admin.conf before `kubeadm init` has
+// created its RBAC, from Kubernetes 1.29 on; a hardened cluster without
+// the system:public-info-viewer binding). A backend check counts it as a
+// failure, like any other error; `nlb controller`'s VRRP health counts it
+// as up (errors.As).
+type DeniedError struct {
+	// Status is the response's status line, e.g. "403 Forbidden".
+	Status string
+}
+
+// Error returns "GET /readyz: STATUS (the API server refuses this identity)".
+func (e *DeniedError) Error() string {
+	return "GET /readyz: " + e.Status + " (the API server refuses this identity)"
 }
 
 // checkErr prefers ctx's error to the one closing the connection caused.
