@@ -61,6 +61,8 @@ type manifestOptions struct {
 	uidSet      bool     // --user was given: refused for the controller, which runs as root
 	gracePeriod int64    // terminationGracePeriodSeconds
 	extraArgs   []string // appended to the container arguments
+	target      string   // targetK0s or targetKubeadm (--for)
+	apiPort     int      // kubeadm: the local API server's port (--api-port)
 }
 
 // manifestUsage explains `nlb manifest`.
@@ -89,6 +91,15 @@ The mounted files must be readable by the pod's user: the worker's kubeconfig
 (with its credentials embedded, or their files added with --mount) must be
 readable by --user.
 
+--for kubeadm (controller only) writes the pod for /etc/kubernetes/manifests
+of a kubeadm control plane node: pod "nlb", the configuration in
+/etc/nlb/controller.yaml, kubeadm's /etc/kubernetes/admin.conf, and the local
+API server on 127.0.0.1:--api-port as the health check's target and the
+proxy's first backend (admin.conf's server is the VIP itself). VRRP needs
+no API server: the VIPs come up during kubeadm init, before the API server
+exists (apiServerHealth.startupGrace), and a 403 to admin.conf (before
+kubeadm init has created its RBAC) does not take them away.
+
 Flags:
 `
 
@@ -107,7 +118,10 @@ func runManifest(_ context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) { o.uidSet = o.uidSet || f.Name == "user" })
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.uidSet = set["user"]
+	o.applyTarget(set)
 	out, err := renderManifest(o)
 	if err != nil {
 		return err
@@ -166,6 +180,8 @@ func manifestFlags(role string, o *manifestOptions, stdout io.Writer) *flag.Flag
 		o.extraArgs = append(o.extraArgs, v)
 		return nil
 	})
+	fs.StringVar(&o.target, "for", targetK0s, "the cluster the pod is for: k0s, or kubeadm (controller only: /etc/kubernetes/manifests, see README \"kubeadm\")")
+	fs.IntVar(&o.apiPort, "api-port", 6443, "--for kubeadm: the local API server's `port` (kubeadm's localAPIEndpoint.bindPort), health-checked and the proxy's first backend on 127.0.0.1")
 	return fs
 }
 
@@ -206,6 +222,9 @@ func buildPod(o *manifestOptions) (*podspec.Pod, error) {
 	if controller {
 		name, component, subcommand = "cplb", "cplb", "controller"
 	}
+	if o.target == targetKubeadm {
+		name = kubeadmPodName
+	}
 	image := o.image
 	if image == "" {
 		image = "ghcr.io/nlb-dev/nlb:" + imageTag(o.version)
@@ -240,6 +259,7 @@ func buildPod(o *manifestOptions) (*podspec.Pod, error) {
 		mounts = append(mounts, podspec.VolumeMount{Name: name, MountPath: m, ReadOnly: true})
 		volumes = append(volumes, hostPathVolume(name, m, ""))
 	}
+	args = append(args, o.targetArgs()...)
 	args = append(args, o.extraArgs...)
 
 	sc := &podspec.SecurityContext{
@@ -323,6 +343,7 @@ func buildPod(o *manifestOptions) (*podspec.Pod, error) {
 			}},
 		},
 	}
+	o.targetLabels(pod)
 	return pod, nil
 }
 
@@ -381,6 +402,7 @@ func (o *manifestOptions) validate() error {
 			errs = append(errs, fmt.Errorf("--image %q: %w", o.image, err))
 		}
 	}
+	errs = append(errs, o.validateTarget()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
