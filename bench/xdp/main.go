@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	testsFlag := b.Flags.String("tests", strings.Join(allTests, ","), "tests to run")
 	progRun := b.Flags.Bool("prog-run", true, "measure the program through BPF_PROG_RUN (ebpf/xdplb's benchmarks) every round")
 	progTime := b.Flags.Duration("prog-benchtime", time.Second, "-test.benchtime of each BPF_PROG_RUN benchmark")
+	logs := b.Flags.String("logs", "", "keep the processes' logs and configurations in this directory (default: a temporary one, removed)")
 	if err := b.Parse(args); err != nil {
 		return err
 	}
@@ -86,11 +87,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s not found (make deps installs it): %w", tool, err)
 		}
 	}
-	dir, err := os.MkdirTemp("", "nlb-bench-xdp-")
-	if err != nil {
+	dir := *logs
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "nlb-bench-xdp-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 
 	var pb *progRunBench
 	if *progRun {
