@@ -205,7 +205,8 @@ func (n *NLB) Status(ctx context.Context, i int) (map[string]any, error) {
 // instance is Master or Backup at its configured priority (not lowered to
 // 0 by the health tracking, whose rise can lag the API server's readiness
 // by seconds: a scenario must not start while a Backup cannot take over)
-// and exactly one is Master, and every proxy backend listed is healthy.
+// and exactly one is Master, and every API server of the cluster is a
+// proxy backend, healthy.
 func (n *NLB) Ready(ctx context.Context) error {
 	masters := 0
 	for i, d := range n.nodes {
@@ -236,6 +237,13 @@ func (n *NLB) Ready(ctx context.Context) error {
 			if !healthy {
 				return fmt.Errorf("%s: proxy backend %s unhealthy", d.Name, addr)
 			}
+		}
+		// Every API server discovered: a node that still misses one
+		// (the endpoints of a freshly started API server lag its
+		// readiness) would build another Maglev table than the others,
+		// and a VIP move then moves flows between backends.
+		if len(backends) != len(n.c.Controllers) {
+			return fmt.Errorf("%s: %d API servers known, want %d", d.Name, len(backends), len(n.c.Controllers))
 		}
 	}
 	if masters != 1 {
