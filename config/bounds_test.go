@@ -211,8 +211,11 @@ func TestRunnable(t *testing.T) {
 			if want := "config: nothing to run: " + tc.err; !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("error\n %s\nwant it to start with\n %s", err, want)
 			}
-			if !strings.HasSuffix(err.Error(), "; nlb vrrp and nlb controller run the vrrpInstances of a controlPlaneLoadBalancing section with enabled: true") {
+			if !strings.Contains(err.Error(), "; nlb vrrp and nlb controller run the vrrpInstances of a controlPlaneLoadBalancing section with enabled: true") {
 				t.Errorf("error lacks the hint: %s", err)
+			}
+			if got := strings.HasSuffix(err.Error(), "nlb controller "+RunDisabledFlag+" runs them)"); got != tc.disabled {
+				t.Errorf("error ends with the %s hint: %v, want %v: %s", RunDisabledFlag, got, tc.disabled, err)
 			}
 			if ne.Disabled != tc.disabled {
 				t.Errorf("Disabled = %v, want %v", ne.Disabled, tc.disabled)

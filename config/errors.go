@@ -14,14 +14,21 @@ type FieldError struct {
 	Path string
 	// Message says what is wrong, without the path.
 	Message string
+	// File names the file Path is in when a configuration comes from
+	// more than one (LoadWithOverlay); empty otherwise.
+	File string
 }
 
-// Error returns "path: message".
+// Error returns "path: message", or "file: path: message" with a File.
 func (e *FieldError) Error() string {
-	if e.Path == "" {
-		return e.Message
+	s := e.Message
+	if e.Path != "" {
+		s = e.Path + ": " + s
 	}
-	return e.Path + ": " + e.Message
+	if e.File != "" {
+		s = e.File + ": " + s
+	}
+	return s
 }
 
 // ValidationError lists every problem found in a configuration. Load and
@@ -98,6 +105,15 @@ func (p *problems) add(path, msg string) {
 		return
 	}
 	p.list = append(p.list, &FieldError{Path: path, Message: msg})
+}
+
+// addIn adds a problem at path in file.
+func (p *problems) addIn(file, path, msg string) {
+	if len(p.list) >= maxKeptProblems {
+		p.omitted++
+		return
+	}
+	p.list = append(p.list, &FieldError{File: file, Path: path, Message: msg})
 }
 
 // count is the number of problems found, kept or not.

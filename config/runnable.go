@@ -20,8 +20,12 @@ type NothingToRunError struct {
 
 // Error returns "config: nothing to run: PATH REASON; nlb runs ...".
 func (e *NothingToRunError) Error() string {
-	return "config: nothing to run: " + e.Path + " " + e.Reason +
+	s := "config: nothing to run: " + e.Path + " " + e.Reason +
 		"; nlb vrrp and nlb controller run the vrrpInstances of a controlPlaneLoadBalancing section with enabled: true"
+	if e.Disabled {
+		s += " (k0s's own file keeps enabled: false so that k0s leaves them to nlb: nlb controller " + RunDisabledFlag + " runs them)"
+	}
+	return s
 }
 
 // Runnable reports whether the configuration has a VRRP instance to run,

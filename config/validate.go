@@ -493,7 +493,9 @@ func (c *Config) checkInstance(p *problems, path string, i int, in *VRRPInstance
 	case 0xffffffff:
 		p.add(labelPath, "0xffffffff is reserved")
 	default:
-		if famKnown && !out.IPv6 {
+		// The default, written back by an earlier Validate, is no
+		// user's setting: Validate stays idempotent.
+		if famKnown && !out.IPv6 && in.AddressLabel != DefaultAddressLabel {
 			c.warn(labelPath, "ignored for IPv4 virtual IPs")
 		}
 	}

@@ -86,6 +86,8 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		pinDir     = fs.String("bpf-pin-dir", cplb.DefaultPinDir, "bpffs `directory` where the XDP fast path is pinned (<dir>/<interface>), so that it outlives the process")
 		stateFile  = fs.String("dsr-state-file", cplb.DefaultStateFile, "`file` keeping the ARP sysctls the fast path's real-server side changed (a tmpfs: a reboot clears both)")
 		flowTable  = fs.Int("xdp-flow-table-size", xdplb.DefaultFlowTableSize, "`flows` the XDP fast path's flow table holds (preallocated; nlb status shows its memory)")
+		overlay    = fs.String("overlay", "", "nlb overlay `file`: nlb's additions (priority, preempt, garp, steering, apiServerHealth ...) to --config's controlPlaneLoadBalancing, which keeps k0s's fields only (README \"k0s\")")
+		runOff     = fs.Bool("run-disabled-cplb", false, "run the vrrpInstances of a controlPlaneLoadBalancing section with enabled: false: k0s's own file, where k0s leaves control plane load balancing to nlb (refused when enabled is true)")
 		listen     stringsFlag
 		backends   stringsFlag
 		logf       logFlags
@@ -99,12 +101,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *path == "" {
 		return usageErrorf(fs, "--config is required")
 	}
-	cfg, err := config.LoadFile(*path)
-	if err == nil {
-		// Before --check: a file with nothing to run fails it as it
-		// would fail the run, with the same message.
-		err = cfg.Runnable()
-	}
+	cfg, err := loadController(*path, *overlay, *runOff)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
@@ -113,6 +110,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err := printCheck(stdout, *path, cfg); err != nil {
 			return err
 		}
+		printAdoption(stdout, *overlay, *runOff)
 		return printControllerCheck(stdout, ctl)
 	}
 	// The controller serves the VIPs through its proxy until VRRP has
