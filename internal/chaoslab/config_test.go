@@ -113,7 +113,8 @@ func TestNLBConfig(t *testing.T) {
 		t.Fatalf("%v\n%s", err, n.Config(1))
 	}
 	want := config.Controller{APIPort: 6443, ProxyPort: 6444, Steering: "auto",
-		Health: config.Health{Enabled: true, Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5, Weight: 0}}
+		Health: config.Health{Enabled: true, Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 3, Rise: 5, Weight: 0,
+			StartupGrace: config.DefaultHealthStartupGrace}}
 	if got := c.Controller(); !reflect.DeepEqual(got, want) {
 		t.Errorf("controller %+v, want %+v", got, want)
 	}

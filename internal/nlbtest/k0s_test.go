@@ -41,7 +41,8 @@ func TestK0sConfig(t *testing.T) {
 	}
 	want := config.Controller{
 		APIPort: 7443, ProxyPort: 6555, Steering: config.SteeringNFTables,
-		Health: config.Health{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Fall: 4, Rise: 6, Weight: -20},
+		Health: config.Health{Enabled: true, Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Fall: 4, Rise: 6, Weight: -20,
+			StartupGrace: config.DefaultHealthStartupGrace},
 	}
 	got := c.Controller()
 	if vs := got.VirtualServers; len(vs) != 1 || vs[0].VIP != netip.MustParseAddr("192.0.2.101") || vs[0].Instance != 0 ||
