@@ -28,6 +28,9 @@ type OSFastPathOptions struct {
 	// FlowTableSize is the XDP flow table's capacity. Default
 	// xdplb.DefaultFlowTableSize.
 	FlowTableSize int
+	// AttachModes are the attach modes to try, in order ("xdp-native",
+	// "xdp-generic", "tcx-ingress"); empty: all three in that order.
+	AttachModes []string
 	// Logger receives the real-server side's messages.
 	Logger *slog.Logger
 }

@@ -39,10 +39,15 @@ func OSFastPath(o OSFastPathOptions) FastPath {
 			if err != nil {
 				return nil, err
 			}
+			var modes []xdplb.Mode
+			for _, m := range o.AttachModes {
+				modes = append(modes, xdplb.Mode(m))
+			}
 			dp, err := xdplb.Attach(xdplb.AttachOptions{
 				Options:   xdplb.Options{FlowTableSize: o.FlowTableSize, HashSeed: FastPathHashSeed},
 				Interface: ifi.Index,
 				PinDir:    filepath.Join(o.PinDir, iface),
+				Modes:     modes,
 			})
 			if err != nil {
 				return nil, err

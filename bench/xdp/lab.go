@@ -59,6 +59,7 @@ type lab struct {
 	dir      string
 	logf     func(string, ...any)
 
+	xdpMode string // nlb controller --xdp-mode
 	bpffs   string
 	mounted bool
 	pass    io.Closer
@@ -77,13 +78,13 @@ type lab struct {
 
 // startLab builds the lab and starts nlb controller (XDP), nginx on the
 // backends, and the proxies; it returns once the XDP path forwards.
-func startLab(ctx context.Context, nlb, dir string, logf func(string, ...any)) (l *lab, err error) {
+func startLab(ctx context.Context, nlb, dir, xdpMode string, logf func(string, ...any)) (l *lab, err error) {
 	n, err := netlab.New("benchxdp", netlab.Options{Hosts: 5})
 	if err != nil {
 		return nil, err
 	}
 	h := n.Hosts
-	l = &lab{net: n, client: h[0], lbXDP: h[1], lbProxy: h[2], backends: h[3:5], nlb: nlb, dir: dir, logf: logf,
+	l = &lab{net: n, client: h[0], lbXDP: h[1], lbProxy: h[2], backends: h[3:5], nlb: nlb, dir: dir, logf: logf, xdpMode: xdpMode,
 		bpffs: filepath.Join(dir, "bpffs"), vip: n.VIP4(0).Addr(), admin: h[1].HTTPClient(2 * time.Second)}
 	l.target = map[string]netip.Addr{
 		implXDP: l.vip, implProxy: n.VIP4(1).Addr(), implHAProxy1: n.VIP4(2).Addr(), implHAProxy2: n.VIP4(3).Addr(),
@@ -191,7 +192,7 @@ func (l *lab) startController(ctx context.Context) error {
 	}
 	args := []string{l.nlb, "controller", "--config", path, "--admin", adminAddr,
 		"--bpf-pin-dir", filepath.Join(l.bpffs, l.lbXDP.Name), "--dsr-state-file", filepath.Join(l.dir, "dsr-lb.json"),
-		"--log-format", "json"}
+		"--log-format", "json", "--xdp-mode", l.xdpMode}
 	for _, b := range l.backends {
 		args = append(args, "--backend", netip.AddrPortFrom(b.Addr4, port).String())
 	}

@@ -86,6 +86,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		pinDir     = fs.String("bpf-pin-dir", cplb.DefaultPinDir, "bpffs `directory` where the XDP fast path is pinned (<dir>/<interface>), so that it outlives the process")
 		stateFile  = fs.String("dsr-state-file", cplb.DefaultStateFile, "`file` keeping the ARP sysctls the fast path's real-server side changed (a tmpfs: a reboot clears both)")
 		flowTable  = fs.Int("xdp-flow-table-size", xdplb.DefaultFlowTableSize, "`flows` the XDP fast path's flow table holds (preallocated; nlb status shows its memory)")
+		xdpMode    = fs.String("xdp-mode", "auto", "how the XDP fast path attaches: auto (xdp-native, else xdp-generic, else tcx-ingress), or one of those `mode`s only")
 		overlay    = fs.String("overlay", "", "nlb overlay `file`: nlb's additions (priority, preempt, garp, steering, apiServerHealth ...) to --config's controlPlaneLoadBalancing, which keeps k0s's fields only (README \"k0s\")")
 		runOff     = fs.Bool("run-disabled-cplb", false, "run the vrrpInstances of a controlPlaneLoadBalancing section with enabled: false: k0s's own file, where k0s leaves control plane load balancing to nlb (refused when enabled is true)")
 		listen     stringsFlag
@@ -100,6 +101,17 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if *path == "" {
 		return usageErrorf(fs, "--config is required")
+	}
+	if *flowTable < 1 {
+		return usageErrorf(fs, "--xdp-flow-table-size must be at least 1, got %d", *flowTable)
+	}
+	var modes []string
+	switch *xdpMode {
+	case "auto":
+	case "xdp-native", "xdp-generic", "tcx-ingress":
+		modes = []string{*xdpMode}
+	default:
+		return usageErrorf(fs, "--xdp-mode must be auto, xdp-native, xdp-generic or tcx-ingress, got %q", *xdpMode)
 	}
 	cfg, err := loadController(*path, *overlay, *runOff)
 	if err != nil {
@@ -120,11 +132,8 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("controller: %w", err)
 	}
 	defer g.Close()
-	if *flowTable < 1 {
-		return usageErrorf(fs, "--xdp-flow-table-size must be at least 1, got %d", *flowTable)
-	}
 	ccfg := cplb.Config{Controller: ctl, VRRP: cplb.Routers(g), Attach: cplb.Steer, Logger: log, Registerer: reg,
-		FastPath: cplb.OSFastPath(cplb.OSFastPathOptions{PinDir: *pinDir, StateFile: *stateFile, FlowTableSize: *flowTable,
+		FastPath: cplb.OSFastPath(cplb.OSFastPathOptions{PinDir: *pinDir, StateFile: *stateFile, FlowTableSize: *flowTable, AttachModes: modes,
 			Logger: log.With("component", "dsr")})}
 	// The proxy's backend changes reach the fast path's tables at once.
 	var ctlp atomic.Pointer[cplb.Controller]
