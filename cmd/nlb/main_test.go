@@ -98,6 +98,8 @@ func TestCommandLineMistakes(t *testing.T) {
 		{[]string{"status", "extra"}, `nlb: status: unexpected arguments ["extra"]` + "\n", "Run 'nlb status -h' for usage.\n"},
 		{[]string{"vrrp"}, "nlb: vrrp: --config is required\n", "Run 'nlb vrrp -h' for usage.\n"},
 		{[]string{"controller", "--check"}, "nlb: controller: --config is required\n", "Run 'nlb controller -h' for usage.\n"},
+		{[]string{"controller", "--config", "x.yaml", "--xdp-mode", "fast"}, `nlb: controller: --xdp-mode must be auto, xdp-native, xdp-generic or tcx-ingress, got "fast"` + "\n", "Run 'nlb controller -h' for usage.\n"},
+		{[]string{"controller", "--config", "x.yaml", "--xdp-flow-table-size", "0"}, "nlb: controller: --xdp-flow-table-size must be at least 1, got 0\n", "Run 'nlb controller -h' for usage.\n"},
 		{[]string{"client", "--check"}, "nlb: client: --kubeconfig is required\n", "Run 'nlb client -h' for usage.\n"},
 		{[]string{"kubeconfig", "--in", "x"}, "nlb: kubeconfig: --in and --out are required\n", "Run 'nlb kubeconfig -h' for usage.\n"},
 		{[]string{"manifest"}, "nlb: manifest: want a role: controller or worker\n", "Run 'nlb manifest -h' for usage.\n"},
