@@ -305,7 +305,7 @@ func (fp *fastPath) setMaster(i int, master bool) {
 // applyMasterLocked writes x's forwarding state, unless an adopted
 // datapath is still undecided.
 func (fp *fastPath) applyMasterLocked(x *xdpIface) {
-	if x.undecided {
+	if x.undecided || x.dp == nil {
 		return
 	}
 	want := slices.Contains(x.master, true)
@@ -507,6 +507,9 @@ func (fp *fastPath) applyGuardLocked(x *xdpIface, macs []net.HardwareAddr) {
 
 // applyLocked builds x's services and writes those that changed.
 func (fp *fastPath) applyLocked(x *xdpIface, bs []fpBackend, macs map[netip.Addr]*macEntry) {
+	if x.dp == nil {
+		return // removed (stop) or released (close)
+	}
 	var errs []string
 	var status []XDPServiceStatus
 	for _, vs := range x.vss {

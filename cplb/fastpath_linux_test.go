@@ -569,3 +569,39 @@ func TestFastPathStatusAndMetrics(t *testing.T) {
 		t.Errorf("nlb_xdp_* series: %d, %v", n, err)
 	}
 }
+
+// TestFastPathAfterStop: the loop may still reconcile, and an adopted
+// datapath still be undecided, after the datapaths were removed: nothing
+// is written to them any more. Mutation checked: the nil checks dropped
+// (a nil pointer dereference).
+func TestFastPathAfterStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		env := newFakeEnv(rec)
+		env.setNeigh("192.0.2.11", "02:00:00:00:00:11")
+		old := newFakeDP(rec)
+		old.adopted, old.master, old.mac = true, true, net.HardwareAddr{2, 0, 0, 0, 0, 1}
+		env.dps["eth1"] = old
+		a := newFakeVRRP(rec, "a", 200, "192.0.2.100/24")
+		p := &lockedProxy{fakeProxy: &fakeProxy{rec: rec, ready: true}}
+		p.set(be("192.0.2.11:6443", true))
+		c := newFastPathController(t, vsConfig("192.0.2.100"), []VRRP{a}, env, p)
+		if err := c.Listen(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		c.fp.stop()
+		a.mu.Lock()
+		a.status.Master = netip.MustParseAddr("192.0.2.12")
+		a.mu.Unlock()
+		p.set(be("192.0.2.11:6443", false))
+		ctx, cancel := context.WithCancel(t.Context())
+		go c.fp.run(ctx)
+		time.Sleep(macRefresh + fastPathTick)
+		synctest.Wait()
+		cancel()
+		a.setMaster(true, netip.Addr{})
+		if n := strings.Count(strings.Join(rec.list(), "\n"), "xdp service"); n != 1 {
+			t.Errorf("%d service writes, want only the one before the stop: %q", n, rec.list())
+		}
+	})
+}
