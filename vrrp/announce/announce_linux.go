@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
@@ -38,6 +39,9 @@ func Dial(ifName string) (*Announcer, error) {
 	// Protocol 0: the socket sends whole frames and receives nothing.
 	pc, err := packet.Listen(ifi, packet.Raw, 0, nil)
 	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			err = fmt.Errorf("a packet socket needs CAP_NET_RAW: %w", err)
+		}
 		return nil, fmt.Errorf("announce: packet socket on %s: %w", ifName, err)
 	}
 	a := &Announcer{ifi: ifi, arp: pc}

@@ -101,6 +101,13 @@ func Listen(in config.Instance, opts Options) (*Router, error) {
 	// and a VIP that is a node address is never one.
 	// Not ilog: the manager names the interface of each message itself.
 	r.vips = vip.New(in.Interface, in.VIPs, vip.Options{AddressLabel: in.AddressLabel, Logger: log.With("instance", in.Name)})
+	// Without CAP_NET_ADMIN, Check and Remove (reads only, when no VIP
+	// is left over) would pass and the instance would become Master
+	// with VIPs it cannot add: fail now, naming the capability.
+	if err := vip.CheckPermission(); err != nil {
+		_ = r.Close()
+		return fail(err)
+	}
 	if err := r.vips.Check(); err != nil {
 		_ = r.Close()
 		return fail(err)

@@ -32,7 +32,7 @@ func ListenIPv4(ifName string, cfg Config) (*Conn, error) {
 	}
 	pc, err := net.ListenPacket("ip4:"+strconv.Itoa(vrrp.IPProtocol), "0.0.0.0")
 	if err != nil {
-		return nil, fmt.Errorf("socket: listen ip4:%d: %w", vrrp.IPProtocol, err)
+		return nil, fmt.Errorf("socket: listen ip4:%d: %w", vrrp.IPProtocol, needsNetRaw(err))
 	}
 	c := &Conn{cfg: cfg, ifName: ifi.Name, ifIdx: ifi.Index, group: vrrp.MulticastGroup(false), c: pc}
 	c.p4 = ipv4.NewPacketConn(pc)
@@ -91,7 +91,7 @@ func ListenIPv6(ifName string, cfg Config) (*Conn, error) {
 	}
 	pc, err := net.ListenPacket("ip6:"+strconv.Itoa(vrrp.IPProtocol), "::")
 	if err != nil {
-		return nil, fmt.Errorf("socket: listen ip6:%d: %w", vrrp.IPProtocol, err)
+		return nil, fmt.Errorf("socket: listen ip6:%d: %w", vrrp.IPProtocol, needsNetRaw(err))
 	}
 	c := &Conn{cfg: cfg, ifName: ifi.Name, ifIdx: ifi.Index, group: vrrp.MulticastGroup(true), c: pc}
 	c.p6 = ipv6.NewPacketConn(pc)
@@ -136,6 +136,15 @@ func (c *Conn) setup6(ifi *net.Interface) error {
 		}
 	}
 	return nil
+}
+
+// needsNetRaw names the capability in an EPERM from opening a raw socket
+// (net's error around it repeats the operation and address).
+func needsNetRaw(err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("a raw socket needs CAP_NET_RAW: %w", unix.EPERM)
+	}
+	return err
 }
 
 // sockopts sets what x/net has no wrapper for: SO_BINDTODEVICE, so only the

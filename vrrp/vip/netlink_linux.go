@@ -182,7 +182,7 @@ func (r *rtnl) addAddr(a newAddr) error {
 	}
 	req.AddData(nl.NewRtAttr(ifaProto, []byte{AddrProto}))
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	return needsNetAdmin(err)
 }
 
 // delAddr deletes the address e exactly (address, prefix length,
@@ -205,7 +205,34 @@ func (r *rtnl) delAddr(e addrEntry) error {
 	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
 		return nil
 	}
+	return needsNetAdmin(err)
+}
+
+// needsNetAdmin names the capability in an EPERM from an rtnetlink change:
+// the kernel refuses every request but a GET without CAP_NET_ADMIN
+// (rtnetlink_rcv_msg).
+func needsNetAdmin(err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("changing addresses needs CAP_NET_ADMIN: %w", err)
+	}
 	return err
+}
+
+// CheckPermission reports an error naming CAP_NET_ADMIN when the process
+// lacks it in its effective set (capget(2); it changes nothing). Listing
+// addresses needs no capability, so without this check a Manager passes
+// Check and Remove at start-up and fails only at its first Add, when the
+// instance is already Master and announcing the VIPs it cannot add.
+func CheckPermission() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("vip: capget: %w", err)
+	}
+	if data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) == 0 {
+		return fmt.Errorf("vip: adding the VIPs needs CAP_NET_ADMIN: %w", unix.EPERM)
+	}
+	return nil
 }
 
 // ifAddrLblMsg is struct ifaddrlblmsg (include/uapi/linux/if_addrlabel.h),

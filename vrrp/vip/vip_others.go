@@ -33,6 +33,9 @@ func (m *Manager) Remove() error { return errUnimplemented() }
 // Present is implemented on Linux only.
 func (m *Manager) Present() ([]netip.Prefix, error) { return nil, errUnimplemented() }
 
+// CheckPermission is implemented on Linux only.
+func CheckPermission() error { return errUnimplemented() }
+
 func errUnimplemented() error { return fmt.Errorf("vip: not implemented on %s", runtime.GOOS) }
 
 // AddFor is implemented on Linux only.
