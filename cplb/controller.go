@@ -338,9 +338,13 @@ func (c *Controller) Run(ctx context.Context) error {
 			<-vrrpDone
 			if c.fp != nil {
 				// Every instance has handed over: another node
-				// forwards. The real-server side stays: this node's
-				// API server is still in every other node's table,
-				// and its connections through the VIP go on.
+				// forwards. Clients that still send here are
+				// forwarded until the new Master's second GARP
+				// burst has reached them, then the datapath goes.
+				// The real-server side stays: this node's API server
+				// is still in every other node's table, and its
+				// connections through the VIP go on.
+				c.fp.drain(pctx)
 				c.fp.stop()
 			}
 			if s := c.steering(); s != nil {

@@ -652,6 +652,76 @@ func fingerprint(s xdplb.Service) string {
 	return h + fmt.Sprint(sum)
 }
 
+// Draining after a graceful handover.
+const (
+	// drainQuiet is how long no client may still send VIP traffic to
+	// this node's MAC before the datapath goes.
+	drainQuiet = 2 * time.Second
+	// drainMargin is added to the new Master's second gratuitous ARP
+	// burst (garp.masterDelay) to bound the drain.
+	drainMargin = 3 * time.Second
+	// drainPoll is how often the drain reads the counters.
+	drainPoll = 250 * time.Millisecond
+)
+
+// drain keeps the datapaths forwarding after the instances have handed
+// the VIPs over, until no client has sent VIP traffic here for drainQuiet
+// (the program counts it as Backup traffic). A client whose ARP entry
+// still names this node (it ignored the new Master's gratuitous ARP, sent
+// within its ARP locktime of another one, and its TCP traffic keeps the
+// stale entry confirmed) learns the new MAC only from the new Master's
+// second burst, garp.masterDelay later (5 s by default): removing the
+// datapath before would let this node's stack, which holds the VIP as a
+// real server, reset those clients' connections. The drain is bounded by
+// that delay plus drainMargin, and skipped when no instance heard another
+// Master (nobody took the VIPs over).
+func (fp *fastPath) drain(ctx context.Context) {
+	var limit time.Duration
+	taken := false
+	for _, x := range fp.ifaces {
+		for _, i := range x.insts {
+			limit = max(limit, fp.vrrp[i].Config().GARP.MasterDelay)
+			if s := fp.vrrp[i].VRRPStatus(); s.State != vrrp.Master && s.Master.IsValid() {
+				taken = true
+			}
+		}
+	}
+	if !taken {
+		return
+	}
+	limit += drainMargin
+	start := time.Now()
+	last, quietSince := fp.misdirected(), start
+	for time.Since(start) < limit {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(drainPoll):
+		}
+		if n := fp.misdirected(); n != last {
+			last, quietSince = n, time.Now()
+			continue
+		}
+		if time.Since(quietSince) >= drainQuiet {
+			fp.log.Info("XDP fast path drained: no client sends VIP traffic here any more",
+				"after", time.Since(start).Round(time.Millisecond).String())
+			return
+		}
+	}
+	fp.log.Warn("XDP fast path: clients still send VIP traffic here; removing the datapath anyway",
+		"after", time.Since(start).Round(time.Millisecond).String(), "forwarded", last)
+}
+
+// misdirected is the VIP traffic forwarded while Backup, summed over the
+// datapaths.
+func (fp *fastPath) misdirected() uint64 {
+	st, err := fp.Stats()
+	if err != nil {
+		return 0
+	}
+	return st.Backup
+}
+
 // stop detaches the datapaths, leaving nothing pinned (a graceful stop):
 // the VRRP instances have returned, so no node forwards by this one any
 // more. The real-server side stays (see Controller.Run).

@@ -43,6 +43,7 @@ type fakeDP struct {
 	closed   bool
 	setErr   error
 	guard    []string
+	backup   uint64 // VIP traffic forwarded while Backup, beyond 4
 }
 
 func newFakeDP(rec *recorder) *fakeDP {
@@ -116,7 +117,7 @@ func (d *fakeDP) Stats() (xdplb.Stats, error) {
 		}
 		st.Services = append(st.Services, ss)
 	}
-	st.Backup = 4
+	st.Backup = 4 + d.backup
 	return st, nil
 }
 
@@ -424,14 +425,15 @@ func TestFastPathMaster(t *testing.T) {
 		b := newFakeVRRP(rec2, "a", 200, "192.0.2.100/24")
 		c2 := newFastPathController(t, vsConfig("192.0.2.100"), []VRRP{b}, env2, p)
 		ctx2, cancel2 := context.WithCancel(t.Context())
-		defer cancel2()
+		done2 := make(chan error, 1)
+		defer func() { cancel2(); <-done2 }()
 		if err := c2.Listen(ctx2); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := old.service("192.0.2.99:6443"); ok {
 			t.Error("a service no longer configured was kept")
 		}
-		go c2.Run(ctx2)
+		go func() { done2 <- c2.Run(ctx2) }()
 		time.Sleep(5 * fastPathTick)
 		synctest.Wait()
 		if !old.Master() || !c2.Status().FastPath.Interfaces[0].Undecided {
@@ -604,4 +606,81 @@ func TestFastPathAfterStop(t *testing.T) {
 			t.Errorf("%d service writes, want only the one before the stop: %q", n, rec.list())
 		}
 	})
+}
+
+// TestFastPathDrain: after a graceful handover the datapath keeps
+// forwarding while clients still send VIP traffic here (counted as Backup
+// traffic), and goes drainQuiet after the last of it, or at the new
+// Master's second GARP burst plus drainMargin if it never stops; with no
+// new Master it goes at once. Mutations checked: no drain (removed at
+// once), the counter ignored (removed after drainQuiet while traffic goes
+// on), no bound.
+func TestFastPathDrain(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		taken     bool
+		sendFor   time.Duration // clients keep sending here this long
+		wantAfter time.Duration // removed this long after the instance returned
+	}{
+		{"quiet", true, 0, drainQuiet},
+		{"stragglers", true, 4 * time.Second, 4*time.Second + drainQuiet},
+		{"never quiet", true, time.Minute, 5*time.Second + drainMargin},
+		{"nobody took over", false, time.Minute, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &recorder{}
+				env := newFakeEnv(rec)
+				env.setNeigh("192.0.2.11", "02:00:00:00:00:11")
+				a := newFakeVRRP(rec, "a", 200, "192.0.2.100/24")
+				a.cfg.GARP.MasterDelay = 5 * time.Second
+				a.release = make(chan struct{})
+				p := &lockedProxy{fakeProxy: &fakeProxy{rec: rec, ready: true}}
+				p.set(be("192.0.2.11:6443", true))
+				c := newFastPathController(t, vsConfig("192.0.2.100"), []VRRP{a}, env, p)
+				ctx, cancel := context.WithCancel(t.Context())
+				if err := c.Listen(ctx); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- c.Run(ctx) }()
+				a.setMaster(true, netip.Addr{})
+				cancel()
+				synctest.Wait()
+				other := netip.Addr{}
+				if tc.taken {
+					other = netip.MustParseAddr("192.0.2.12")
+				}
+				a.setMaster(false, other)
+				dp := env.dps["eth1"]
+				stop := make(chan struct{})
+				go func() {
+					for end := time.Now().Add(tc.sendFor); time.Now().Before(end); {
+						select {
+						case <-stop:
+							return
+						case <-time.After(100 * time.Millisecond):
+						}
+						dp.mu.Lock()
+						dp.backup++
+						dp.mu.Unlock()
+					}
+				}()
+				start := time.Now()
+				close(a.release)
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				close(stop)
+				if !dp.removed {
+					t.Fatal("datapath not removed")
+				}
+				got := time.Since(start)
+				// Within one poll of the expected moment.
+				if got < tc.wantAfter || got > tc.wantAfter+drainPoll+100*time.Millisecond {
+					t.Errorf("datapath removed %v after the handover, want %v", got, tc.wantAfter)
+				}
+			})
+		})
+	}
 }

@@ -32,6 +32,7 @@ func (*fastPath) listen(context.Context, proxy) error { return errors.New("no XD
 func (*fastPath) run(context.Context)                 {}
 func (*fastPath) changed()                            {}
 func (*fastPath) stop()                               {}
+func (*fastPath) drain(context.Context)               {}
 func (*fastPath) close()                              {}
 func (*fastPath) status() *FastPathStatus             { return nil }
 
