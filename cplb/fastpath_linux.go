@@ -97,8 +97,9 @@ const (
 	// resolveTimeout bounds one backend's MAC resolution.
 	resolveTimeout = 2 * time.Second
 	// macRefresh is how often known MACs are read again from the
-	// neighbour table (the kernel re-resolves its managed entries), and
-	// failed ones retried.
+	// neighbour table (the kernel re-resolves its managed entries).
+	// Failed ones are retried at every reconcile: a backend's health or
+	// the set changing (a link back up) wakes it at once.
 	macRefresh = 5 * time.Second
 	// fastPathTick is how often the loop looks at the VRRP states while
 	// an adopted datapath still forwards as the crashed process left it.
@@ -429,7 +430,7 @@ func (fp *fastPath) resolve(ctx context.Context, iface string, bs []fpBackend) m
 		fp.mu.Lock()
 		e := fp.macs[k]
 		fp.mu.Unlock()
-		if e == nil || time.Since(e.at) >= macRefresh {
+		if e == nil || e.err != nil || time.Since(e.at) >= macRefresh {
 			rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 			mac, local, err := fp.env.Resolve(rctx, iface, a)
 			cancel()

@@ -173,8 +173,13 @@ func TestStatusFacts(t *testing.T) {
 	  "proxy": {"listeners": [":6444"], "backends": [
 	    {"address": "192.0.2.11:6443", "healthy": true},
 	    {"address": "192.0.2.12:6443", "healthy": false},
-	    {"address": "192.0.2.99:6443", "healthy": false, "removed": true}
-	  ]}
+	    {"address": "192.0.2.99:6443", "healthy": false, "removed": true},
+	    {"address": "192.0.2.13:6443", "healthy": true}
+	  ]},
+	  "fast_path": {"interfaces": [{"services": [{"backends": [
+	    {"address": "192.0.2.11:6443", "healthy": true, "slots": 8191},
+	    {"address": "192.0.2.13:6443", "healthy": true, "problem": "dsr: no ARP/NDP answer"}
+	  ]}]}]}
 	}`
 	var v any
 	if err := json.Unmarshal([]byte(doc), &v); err != nil {
@@ -184,8 +189,8 @@ func TestStatusFacts(t *testing.T) {
 	if want := []statusInstance{{"Master", 200}, {"Backup", -1}}; !slices.Equal(insts, want) {
 		t.Errorf("instances = %+v, want %+v", insts, want)
 	}
-	if len(backends) != 2 || !backends["192.0.2.11:6443"] || backends["192.0.2.12:6443"] {
-		t.Errorf("backends = %v, want .11 healthy, .12 not, the removed one left out", backends)
+	if len(backends) != 3 || !backends["192.0.2.11:6443"] || backends["192.0.2.12:6443"] || backends["192.0.2.13:6443"] {
+		t.Errorf("backends = %v, want .11 healthy, .12 not, .13 not (the fast path left it out), the removed one left out", backends)
 	}
 }
 

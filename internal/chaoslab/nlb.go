@@ -292,8 +292,15 @@ func statusFacts(v any) (insts []statusInstance, backends map[string]bool) {
 					addr, _ := m["address"].(string)
 					healthy, hok := m["healthy"].(bool)
 					removed, _ := m["removed"].(bool)
+					// The XDP fast path names a backend it left out of
+					// its table (no MAC yet, after a link came back).
+					problem, _ := m["problem"].(string)
 					if addr != "" && hok && !removed {
-						backends[addr] = healthy
+						ok := healthy && problem == ""
+						if prev, seen := backends[addr]; seen {
+							ok = ok && prev
+						}
+						backends[addr] = ok
 					}
 				}
 				walk("", m)
