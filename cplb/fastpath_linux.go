@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -229,6 +230,9 @@ func (fp *fastPath) listen(ctx context.Context, p proxy) (err error) {
 			return fmt.Errorf("fast path on %s: %w", x.name, err)
 		}
 		dp, err := fp.env.Attach(x.name)
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("fast path on %s: loading and attaching the XDP program needs CAP_BPF and CAP_NET_ADMIN: %w", x.name, err)
+		}
 		if err != nil {
 			return fmt.Errorf("fast path on %s: %w", x.name, err)
 		}

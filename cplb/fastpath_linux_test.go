@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -506,6 +507,15 @@ func TestFastPathStop(t *testing.T) {
 		}
 		if got := rec2.list(); !slices.Contains(got, "real server down") || !slices.Contains(got, "proxy shut down") {
 			t.Errorf("failed start: %q: want the real server undone and the proxy shut down", got)
+		}
+
+		// Without the capabilities, the error names them.
+		env3 := newFakeEnv(&recorder{})
+		env3.attachErr = fmt.Errorf("map create: %w", syscall.EPERM)
+		p3 := &lockedProxy{fakeProxy: &fakeProxy{rec: &recorder{}, ready: true}}
+		c3 := newFastPathController(t, vsConfig("192.0.2.100"), []VRRP{newFakeVRRP(&recorder{}, "a", 200, "192.0.2.100/24")}, env3, p3)
+		if err := c3.Listen(t.Context()); err == nil || !strings.Contains(err.Error(), "needs CAP_BPF and CAP_NET_ADMIN") {
+			t.Errorf("Listen without the capabilities = %v, want them named", err)
 		}
 	})
 }
