@@ -263,9 +263,9 @@ func (s *Session) Run(ctx context.Context, sc Scenario) (Result, error) {
 		case Kill, APIServer, Link:
 			victims = []string{victim.Name}
 		}
-		sc := surv.Count(t0, tEnd, victims...)
-		res.Established, res.SurvivorBackends = sc.Established, sc.Backends
-		res.Broken, res.BrokenVictim, res.BrokenErrors = sc.Broken, sc.BrokenVictim, sc.Errors
+		cnt := surv.Count(t0, tEnd, victims...)
+		res.Established, res.SurvivorBackends = cnt.Established, cnt.Backends
+		res.Broken, res.BrokenVictim, res.BrokenErrors = cnt.Broken, cnt.BrokenVictim, cnt.Errors
 	}
 
 	// A VIP left on a controller that is not the master would distort the
