@@ -196,7 +196,9 @@ func TestLabUnits(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := p.Wait(unitWait); err != nil {
-				t.Logf("after SIGTERM: %v", err)
+				report := netlab.GroupReport(p.Pid(), true)
+				_ = p.Wait(exitWait)
+				t.Fatalf("after SIGTERM: %v\n%s\nlog after SIGQUIT:\n%s", err, report, quitDump(p.Log()))
 			}
 			u.checkFamilies(t, straceOut)
 		})
@@ -240,8 +242,30 @@ func TestLabUnits(t *testing.T) {
 		select {
 		case <-done:
 		case <-time.After(unitWait):
-			t.Fatalf("no exit within %v after SIGTERM", unitWait)
+			// Say where it hangs: the processes' states, then every
+			// goroutine's stack (SIGQUIT), printed with the log.
+			report := netlab.GroupReport(cmd.Process.Pid, true)
+			select {
+			case <-done:
+			case <-time.After(exitWait):
+			}
+			t.Fatalf("no exit within %v after SIGTERM:\n%s\nstandard error after SIGQUIT:\n%s", unitWait, report, quitDump(out.String()))
 		}
 		u.checkFamilies(t, straceOut)
 	})
+}
+
+// quitDump returns the end of a log and, if the Go runtime printed its
+// goroutines after a SIGQUIT, their stacks from the start (the goroutine
+// stuck is usually among the first).
+func quitDump(log string) string {
+	i := strings.Index(log, "SIGQUIT: quit")
+	if i < 0 {
+		return tail(log)
+	}
+	dump := log[i:]
+	if len(dump) > 4*logTail {
+		dump = dump[:4*logTail] + "\n..."
+	}
+	return tail(log[:i]) + dump
 }

@@ -2,10 +2,12 @@ package netlab
 
 import (
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -214,4 +216,63 @@ func Tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// GroupReport describes every process of process group pgid, for a test
+// that waited in vain for it to exit: pid, command, state (R running,
+// S sleeping, t stopped by a tracer, Z zombie), the kernel function it
+// sleeps in and its threads' states. Go programs in the group are then
+// sent SIGQUIT, which makes the runtime print every goroutine's stack to
+// the program's standard error before it exits; quitGo says whether to.
+func GroupReport(pgid int, quitGo bool) string {
+	var b strings.Builder
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return fmt.Sprintf("netlab: /proc: %v", err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold spaces and
+		// parentheses, so split after its last ')'.
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		comm := s[strings.IndexByte(s, '(')+1 : i]
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+		threads := map[string]int{}
+		if ts, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+			for _, t := range ts {
+				ts, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+				if err != nil {
+					continue
+				}
+				if j := strings.LastIndexByte(string(ts), ')'); j >= 0 {
+					if tf := strings.Fields(string(ts[j+1:])); len(tf) > 0 {
+						threads[tf[0]]++
+					}
+				}
+			}
+		}
+		_, err = buildinfo.ReadFile(fmt.Sprintf("/proc/%d/exe", pid))
+		goProg := err == nil
+		fmt.Fprintf(&b, "pid %d (%s) state %s ppid %s wchan %q threads by state %v go %v\n",
+			pid, comm, f[0], f[1], wchan, threads, goProg)
+		if quitGo && goProg {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	}
+	return b.String()
 }
