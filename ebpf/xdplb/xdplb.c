@@ -435,7 +435,12 @@ static __always_inline int parse_icmp4(void *l4, void *end, struct packet *p) {
 	return quoted_ports((void *)in + hlen, end, p);
 }
 
-static __always_inline int parse_ipv4(void *data, void *end, struct packet *p) {
+/*
+ * The parsers read headers in [data, end) and take the packet's length
+ * from len: the whole frame for XDP, but for tc only the headers are
+ * sure to be linear (the payload may lie in pages beyond end).
+ */
+static __always_inline int parse_ipv4(void *data, void *end, __u32 len, struct packet *p) {
 	struct iphdr *ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > end)
 		return malformed();
@@ -446,7 +451,7 @@ static __always_inline int parse_ipv4(void *data, void *end, struct packet *p) {
 	__u32 hlen = (ip->ver_ihl & 0xF) * 4;
 	__u32 tot = bpf_ntohs(ip->tot_len);
 	__u32 l4min = ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : 8;
-	if (hlen < sizeof(*ip) || tot < hlen + l4min || (void *)ip + tot > end)
+	if (hlen < sizeof(*ip) || tot < hlen + l4min || ETH_HLEN + tot > len)
 		return malformed();
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
 		event(EV_FRAGMENT);
@@ -480,14 +485,14 @@ static __always_inline int parse_icmp6(void *l4, void *end, struct packet *p) {
 	return quoted_ports(in + 1, end, p);
 }
 
-static __always_inline int parse_ipv6(void *data, void *end, struct packet *p) {
+static __always_inline int parse_ipv6(void *data, void *end, __u32 len, struct packet *p) {
 	struct ipv6hdr *ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > end)
 		return malformed();
 	if ((ip->ver_tc >> 4) != 6)
 		return malformed();
 	__u32 plen = bpf_ntohs(ip->payload_len);
-	if ((void *)(ip + 1) + plen > end)
+	if (ETH_HLEN + sizeof(*ip) + plen > len)
 		return malformed();
 	__u8 nh = ip->nexthdr;
 	__u8 *l4 = (void *)(ip + 1);
@@ -607,10 +612,10 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
 	return XDP_TX;
 }
 
-/* verdict parses the frame in [data, end) and decides, as XDP verdicts:
- * XDP_TX (forwarded, the MACs rewritten), XDP_PASS, or what the parse
- * returned. Both entry points use it. */
-static __always_inline int verdict(void *data, void *end) {
+/* verdict parses the frame of len bytes whose headers lie in [data, end)
+ * and decides, as XDP verdicts: XDP_TX (forwarded, the MACs rewritten),
+ * XDP_PASS, or what the parse returned. Both entry points use it. */
+static __always_inline int verdict(void *data, void *end, __u32 len) {
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
@@ -619,9 +624,9 @@ static __always_inline int verdict(void *data, void *end) {
 	__builtin_memset(&p, 0, sizeof(p));
 	int ret;
 	if (eth->proto == bpf_htons(ETH_P_IP))
-		ret = parse_ipv4(data, end, &p);
+		ret = parse_ipv4(data, end, len, &p);
 	else if (eth->proto == bpf_htons(ETH_P_IPV6))
-		ret = parse_ipv6(data, end, &p);
+		ret = parse_ipv6(data, end, len, &p);
 	else
 		return XDP_PASS;
 	if (ret != BALANCE)
@@ -631,7 +636,9 @@ static __always_inline int verdict(void *data, void *end) {
 
 SEC("xdp")
 int nlb_xdp_lb(struct xdp_md *ctx) {
-	return verdict((void *)(long)ctx->data, (void *)(long)ctx->data_end);
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	return verdict(data, end, end - data);
 }
 
 /*
@@ -678,7 +685,7 @@ int nlb_tc_lb(struct __sk_buff *skb) {
 	__u32 pull = skb->len < TC_PULL ? skb->len : TC_PULL;
 	if (bpf_skb_pull_data(skb, pull) < 0)
 		return TCX_NEXT;
-	if (verdict((void *)(long)skb->data, (void *)(long)skb->data_end) == XDP_TX)
+	if (verdict((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len) == XDP_TX)
 		return bpf_redirect(skb->ifindex, 0);
 	return TCX_NEXT;
 }

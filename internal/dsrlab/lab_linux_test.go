@@ -4,6 +4,7 @@ package dsrlab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -263,9 +264,25 @@ func (l *lab) request(src, vip netip.Addr) (string, string, error) {
 		return "", "", fmt.Errorf("connected to %s, not the VIP", got)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, 256)).ReadString('\n')
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", "", fmt.Errorf("read: %w", err)
+	}
+	// Then a segment longer than the part of a packet the tcx program
+	// makes linear (TC_PULL): its parse must take the packet's length
+	// from the packet, not from the linear part, or the load balancer's
+	// own stack gets the segment and resets the connection.
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1200/16)
+	if _, err := c.Write(payload); err != nil {
+		return "", "", fmt.Errorf("write %d bytes: %w", len(payload), err)
+	}
+	echo := make([]byte, len(payload))
+	if _, err := io.ReadFull(r, echo); err != nil {
+		return "", "", fmt.Errorf("echo of %d bytes: %w", len(payload), err)
+	}
+	if !bytes.Equal(echo, payload) {
+		return "", "", errors.New("echo differs from what was sent")
 	}
 	name, peer, _ := strings.Cut(strings.TrimSpace(line), " ")
 	return name, peer, nil
@@ -454,6 +471,9 @@ func (l *lab) check(d *xdplb.Datapath, what string) {
 	if syns < uint64(conns) {
 		l.t.Errorf("%s: %d new flows counted for %d connections", what, syns, conns)
 	}
+	if n := after.Events.Malformed - before.Events.Malformed; n != 0 {
+		l.t.Errorf("%s: %d frames of well-formed connections counted malformed (and passed to the stack)", what, n)
+	}
 	// Every packet h1 received is a client's packet to a VIP (handled by
 	// the program), or ARP/NDP: the replies, as many again, went straight
 	// from the backends to the client.
@@ -629,6 +649,20 @@ func TestDRLab(t *testing.T) {
 				t.Errorf("%s: conntrack saw no new connection: the rules are not in the path", l.backends[i].Name)
 			}
 		}
+	})
+
+	// tcx chosen, with no XDP program on the interface: the frames
+	// arrive as the client's stack built them, headers linear and
+	// payload in pages, so a parse that took the linear part for the
+	// packet would pass every segment longer than TC_PULL to the stack.
+	t.Run("tcx", func(t *testing.T) {
+		l.t = t
+		d := l.attach(xdplb.AttachOptions{Modes: []xdplb.Mode{xdplb.ModeTCX}})
+		defer d.Remove()
+		if d.Mode() != xdplb.ModeTCX {
+			t.Fatalf("mode %s, want %s", d.Mode(), xdplb.ModeTCX)
+		}
+		l.check(d, "tcx")
 	})
 
 	t.Run("tcx-fallback", func(t *testing.T) {
