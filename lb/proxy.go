@@ -785,10 +785,16 @@ func (p *Proxy) reaper() {
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.closing.Store(true)
 	p.doneOnce.Do(func() { close(p.done) })
+	// Close the listeners without p.mu: Close waits until no loop holds
+	// the descriptor, and a loop accepting on it (inside the listener's
+	// RawConn.Control) takes p.mu when it dials a backend.
 	p.mu.Lock()
-	for _, l := range p.listeners {
+	lns := slices.Clone(p.listeners)
+	p.mu.Unlock()
+	for _, l := range lns {
 		l.Close()
 	}
+	p.mu.Lock()
 	if !p.running {
 		// Serve never started the loops (a start that failed after
 		// Listen, say): no connection exists, and a loop that never

@@ -1063,3 +1063,57 @@ func TestCloseAccepted(t *testing.T) {
 	}
 	waitFor(t, "one connection left", func() bool { return p.Status().Active == 1 })
 }
+
+// TestShutdownWhileAccepting: a loop accepting holds the listener's
+// descriptor (inside RawConn.Control) while it dials the backend and
+// registers the connection under p.mu. Shutdown once closed the listeners
+// while holding p.mu, and the two waited for each other forever (seen in
+// CI: `nlb client` hung on SIGTERM). The test does what the loop does,
+// inside the listener's Control: it waits until Shutdown has begun, and
+// takes p.mu (after Shutdown took it, if Shutdown holds it across Close).
+func TestShutdownWhileAccepting(t *testing.T) {
+	p := startProxy(t, Config{Backends: []string{echoServer(t)}}, Options{})
+	rc, err := p.listeners[0].SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	locked := make(chan struct{})
+	err = rc.Control(func(uintptr) {
+		go func() { shut <- p.Shutdown(context.Background()) }()
+		waitFor(t, "Shutdown begun", p.closing.Load)
+		// Give Shutdown time to take p.mu if it keeps it across the
+		// listeners' Close (bounded: it may never hold it long).
+		for range 200 {
+			if !p.mu.TryLock() {
+				break
+			}
+			p.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		go func() {
+			p.mu.Lock()
+			p.mu.Unlock()
+			close(locked)
+		}()
+		select {
+		case <-locked:
+		case <-time.After(30 * time.Second):
+			t.Errorf("a loop inside the listener's Control cannot take p.mu while Shutdown closes the listener: deadlock")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t.Failed() {
+		return // Shutdown stays blocked; the process ends with the test binary
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}
