@@ -553,7 +553,12 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
 
 	__u32 slot = 0, is_new = 0, rehashed = 0;
 	struct backend *be = 0;
-	struct flow *f = bpf_map_lookup_elem(&nlb_flows, &p->key);
+	/* A SYN opens a flow: Maglev chooses (an entry left by an earlier
+	 * connection on the same 5-tuple is replaced), with one hash lookup
+	 * fewer. A retransmitted SYN is chosen the same way while the table
+	 * is unchanged, and nothing is established before the handshake. */
+	int syn = !p->icmp && (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	struct flow *f = syn ? 0 : bpf_map_lookup_elem(&nlb_flows, &p->key);
 	if (f && f->valid) {
 		slot = f->backend;
 		be = bpf_map_lookup_elem(&nlb_backends, &slot);
@@ -582,7 +587,7 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
 			return XDP_PASS;
 		}
 		if (!p->icmp) {
-			if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			if (syn)
 				is_new = 1;
 			else
 				rehashed = 1;

@@ -566,14 +566,23 @@ func TestICMPErrors(t *testing.T) {
 func TestFlowTableFirst(t *testing.T) {
 	svc := Service{VIP: vip4.Addr(), Port: vip4.Port(), Backends: backends(false, 4, -1), Table: []uint32{0}}
 	l := newLab(t, Options{}, svc)
-	a, b := clientN(client4, 1), clientN(client4, 2)
+	a, b, a2 := clientN(client4, 1), clientN(client4, 2), clientN(client4, 4)
 	l.wantTX("SYN a", tcpFrame(a, vip4, syn, nil), beMACs[0])
+	l.wantTX("SYN a2", tcpFrame(a2, vip4, syn, nil), beMACs[0])
 	svc.Table = []uint32{1} // backend 0 drains: in Backends, in no entry
 	if err := l.o.SetService(svc); err != nil {
 		t.Fatal(err)
 	}
 	l.wantTX("established a, draining backend", tcpFrame(a, vip4, ack, nil), beMACs[0])
-	l.wantTX("retransmitted SYN a", tcpFrame(a, vip4, syn, nil), beMACs[0])
+	// A SYN opens a flow: Maglev chooses, whatever an earlier
+	// connection on the same 5-tuple left in the flow table (a
+	// retransmitted SYN was never answered, or its connection never
+	// completed: nothing established moves), so a draining backend gets
+	// no new connection.
+	l.wantTX("SYN again on a2's 5-tuple", tcpFrame(a2, vip4, syn, nil), beMACs[1])
+	if f, ok := l.flow(a2, vip4); !ok || f != 1 {
+		t.Errorf("a2's flow entry %d %v after its new SYN, want backend slot 1", f, ok)
+	}
 	l.wantTX("SYN b", tcpFrame(b, vip4, syn, nil), beMACs[1])
 
 	// Backend 0 leaves; the others keep their slots though they move in
@@ -591,11 +600,11 @@ func TestFlowTableFirst(t *testing.T) {
 		t.Error("an RST created a flow entry")
 	}
 	s := l.service(vip4)
-	if s.NewFlows != 2 || s.Rehashed != 2 || s.Packets != 7 {
-		t.Errorf("service counters %+v, want 7 packets, 2 new flows, 2 re-hashed", s.Counters)
+	if s.NewFlows != 4 || s.Rehashed != 2 || s.Packets != 8 {
+		t.Errorf("service counters %+v, want 8 packets, 4 new flows, 2 re-hashed", s.Counters)
 	}
-	if len(s.Backends) != 3 || s.Backends[2].Addr != svc.Backends[2].Addr || s.Backends[2].Packets != 2 {
-		t.Errorf("backend stats %+v, want beMACs[1]'s 2 packets last", s.Backends)
+	if len(s.Backends) != 3 || s.Backends[2].Addr != svc.Backends[2].Addr || s.Backends[2].Packets != 3 {
+		t.Errorf("backend stats %+v, want beMACs[1]'s 3 packets last", s.Backends)
 	}
 }
 
