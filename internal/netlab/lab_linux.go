@@ -217,11 +217,21 @@ func (l *Lab) build(prefix string, opts Options) error {
 	}
 	// The switch takes no part in IPv6: no link-local addresses, MLD or
 	// router solicitations from the bridge in captures.
+	// A switch forwards frames and nothing else: where br_netfilter is
+	// loaded (a machine running Docker or Kubernetes), bridged frames
+	// would go through the switch namespace's iptables hooks too, a cost
+	// per frame and per hop that no wire has.
 	if err := runIn(l.swNS, func() error {
-		return writeSysctls(map[string]string{
+		kv := map[string]string{
 			"net/ipv6/conf/all/disable_ipv6":     "1",
 			"net/ipv6/conf/default/disable_ipv6": "1",
-		})
+		}
+		if _, err := os.Stat("/proc/sys/net/bridge"); err == nil {
+			for _, k := range []string{"iptables", "ip6tables", "arptables"} {
+				kv["net/bridge/bridge-nf-call-"+k] = "0"
+			}
+		}
+		return writeSysctls(kv)
 	}); err != nil {
 		return fmt.Errorf("netlab: %s: %w", l.Switch, err)
 	}
