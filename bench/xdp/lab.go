@@ -94,16 +94,20 @@ func startLab(ctx context.Context, nlb, dir, xdpMode string, logf func(string, .
 			err = errors.Join(err, l.Close())
 		}
 	}()
-	// The client computes full TCP checksums, as frames from a wire carry
-	// them (netlab.Host.TxChecksumOff): native XDP on the LB's veth loses
-	// a veth's CHECKSUM_PARTIAL. Every path has the same client.
-	if err := l.client.TxChecksumOff(); err != nil {
-		return l, err
-	}
-	// XDP_TX from the LB's veth is delivered only with an XDP program on
-	// its peer (netlab.Lab.PassXDPOnPort).
-	if l.pass, err = n.PassXDPOnPort(l.lbXDP); err != nil {
-		return l, err
+	// Native XDP on a veth needs the lab's help: XDP_TX from the LB's
+	// veth is delivered only with an XDP program on its peer
+	// (netlab.Lab.PassXDPOnPort), and it loses a veth's
+	// CHECKSUM_PARTIAL, so the client computes full TCP checksums, as
+	// frames from a wire carry them (netlab.Host.TxChecksumOff). The
+	// tcx program nlb picks on a veth (auto) needs neither, nor does
+	// generic XDP. The client is the same for every path.
+	if l.xdpMode == "xdp-native" {
+		if err := l.client.TxChecksumOff(); err != nil {
+			return l, err
+		}
+		if l.pass, err = n.PassXDPOnPort(l.lbXDP); err != nil {
+			return l, err
+		}
 	}
 	// The backends are DR real servers of the XDP VIP: on lo, ARP for it
 	// answered only by the LB (lb/dsr, as nlb controller does it).

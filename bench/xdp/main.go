@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	testsFlag := b.Flags.String("tests", strings.Join(allTests, ","), "tests to run")
 	progRun := b.Flags.Bool("prog-run", true, "measure the program through BPF_PROG_RUN (ebpf/xdplb's benchmarks) every round")
 	progTime := b.Flags.Duration("prog-benchtime", time.Second, "-test.benchtime of each BPF_PROG_RUN benchmark")
-	xdpMode := b.Flags.String("xdp-mode", "auto", "nlb controller --xdp-mode: auto (native on these veths), xdp-native, xdp-generic or tcx-ingress")
+	xdpMode := b.Flags.String("xdp-mode", "auto", "nlb controller --xdp-mode: auto (tcx-ingress on these veths), xdp-native, xdp-generic or tcx-ingress")
 	logs := b.Flags.String("logs", "", "keep the processes' logs and configurations in this directory (default: a temporary one, removed)")
 	if err := b.Parse(args); err != nil {
 		return err

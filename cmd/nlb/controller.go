@@ -86,7 +86,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		pinDir     = fs.String("bpf-pin-dir", cplb.DefaultPinDir, "bpffs `directory` where the XDP fast path is pinned (<dir>/<interface>), so that it outlives the process")
 		stateFile  = fs.String("dsr-state-file", cplb.DefaultStateFile, "`file` keeping the ARP sysctls the fast path's real-server side changed (a tmpfs: a reboot clears both)")
 		flowTable  = fs.Int("xdp-flow-table-size", xdplb.DefaultFlowTableSize, "`flows` the XDP fast path's flow table holds (preallocated; nlb status shows its memory)")
-		xdpMode    = fs.String("xdp-mode", "auto", "how the XDP fast path attaches: auto (xdp-native, else xdp-generic, else tcx-ingress), or one of those `mode`s only")
+		xdpMode    = fs.String("xdp-mode", "auto", "how the XDP fast path attaches: auto (xdp-native, else xdp-generic, else tcx-ingress; tcx-ingress first on a veth), or one of those `mode`s only")
 		overlay    = fs.String("overlay", "", "nlb overlay `file`: nlb's additions (priority, preempt, garp, steering, apiServerHealth ...) to --config's controlPlaneLoadBalancing, which keeps k0s's fields only (README \"k0s\")")
 		runOff     = fs.Bool("run-disabled-cplb", false, "run the vrrpInstances of a controlPlaneLoadBalancing section with enabled: false: k0s's own file, where k0s leaves control plane load balancing to nlb (refused when enabled is true)")
 		listen     stringsFlag

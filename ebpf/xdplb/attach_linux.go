@@ -5,6 +5,7 @@ package xdplb
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,12 +13,14 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Mode is how a [Datapath] is attached to its interface.
 type Mode string
 
-// The attach modes, in the order [Attach] tries them by default.
+// The attach modes, in the order [Attach] tries them by default (except
+// on a veth: [DefaultModes]).
 const (
 	// ModeNative is XDP in the driver (XDP_FLAGS_DRV_MODE), before the
 	// kernel allocates an skb.
@@ -50,7 +53,7 @@ type AttachOptions struct {
 	// nothing is pinned and the datapath ends with [Datapath.Close].
 	PinDir string
 	// Modes are the modes to try, in order; the first that attaches is
-	// used. Empty: ModeNative, ModeGeneric, ModeTCX.
+	// used. Empty: [DefaultModes] for the interface's driver.
 	Modes []Mode
 }
 
@@ -106,7 +109,7 @@ func Attach(opts AttachOptions) (*Datapath, error) {
 	}
 	modes := opts.Modes
 	if len(modes) == 0 {
-		modes = []Mode{ModeNative, ModeGeneric, ModeTCX}
+		modes = DefaultModes(interfaceDriver(opts.Interface))
 	}
 	for i, m := range modes {
 		if !slices.Contains(allModes(), m) {
@@ -134,6 +137,40 @@ func Attach(opts AttachOptions) (*Datapath, error) {
 }
 
 func allModes() []Mode { return []Mode{ModeNative, ModeGeneric, ModeTCX} }
+
+// DefaultModes is the order Attach tries the modes in when
+// AttachOptions.Modes is empty, for an interface of the named driver
+// (ethtool's, empty when unknown): native XDP, else generic, else tcx;
+// but tcx first on a veth. A frame a native XDP program on a veth sends
+// back out (XDP_TX) is dropped unless the veth's peer, in another
+// namespace (a container host's side), runs an XDP program too, and
+// native XDP on a veth makes the kernel copy the frames the stack built;
+// the tcx program needs neither.
+func DefaultModes(driver string) []Mode {
+	if driver == "veth" {
+		return []Mode{ModeTCX, ModeGeneric, ModeNative}
+	}
+	return []Mode{ModeNative, ModeGeneric, ModeTCX}
+}
+
+// interfaceDriver returns the driver of interface index (ETHTOOL_GDRVINFO),
+// or "" when it cannot be read.
+func interfaceDriver(index int) string {
+	ifi, err := net.InterfaceByIndex(index)
+	if err != nil {
+		return ""
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, ifi.Name)
+	if err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(info.Driver[:])
+}
 
 // linkPin is where the link of mode m is pinned: the name says the mode.
 func (d *Datapath) linkPin(m Mode) string { return filepath.Join(d.dir, "link-"+string(m)) }

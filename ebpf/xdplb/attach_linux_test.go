@@ -122,7 +122,8 @@ func TestAttachModes(t *testing.T) {
 		want  Mode
 		xdp   uint32
 	}{
-		{nil, ModeNative, xdpAttachedDrv}, // veth has native XDP
+		{nil, ModeTCX, 0}, // on a veth, tcx first (DefaultModes)
+		{[]Mode{ModeNative}, ModeNative, xdpAttachedDrv}, // veth has native XDP
 		{[]Mode{ModeGeneric, ModeNative}, ModeGeneric, xdpAttachedSkb},
 		{[]Mode{ModeTCX}, ModeTCX, 0},
 	} {
@@ -179,7 +180,7 @@ func TestAttachFallbackTCX(t *testing.T) {
 	otherID := progID(t, other)
 
 	dir := filepath.Join(bpffs(t), "lb")
-	d := attachIn(t, h, AttachOptions{PinDir: dir})
+	d := attachIn(t, h, AttachOptions{PinDir: dir, Modes: DefaultModes("")})
 	if d.Mode() != ModeTCX || len(d.Skipped()) != 2 {
 		t.Fatalf("mode %s, skipped %v; want %s after native and generic failed", d.Mode(), d.Skipped(), ModeTCX)
 	}
@@ -212,7 +213,7 @@ func TestAttachFallbackTCX(t *testing.T) {
 func TestPinAdoptRemove(t *testing.T) {
 	h := attachHost(t)
 	dir := filepath.Join(bpffs(t), "nlb", "eth0")
-	opts := AttachOptions{PinDir: dir, Options: Options{MaxServices: 4, MaxBackends: 8, MaxTableSize: 251, FlowTableSize: 1024, HashSeed: 0x5eed}}
+	opts := AttachOptions{PinDir: dir, Modes: DefaultModes(""), Options: Options{MaxServices: 4, MaxBackends: 8, MaxTableSize: 251, FlowTableSize: 1024, HashSeed: 0x5eed}}
 	d := attachIn(t, h, opts)
 	if d.Adopted() {
 		t.Fatal("first Attach adopted something")
@@ -340,7 +341,7 @@ func TestPinAdoptRemove(t *testing.T) {
 func TestModeChangeAndRemovePinned(t *testing.T) {
 	h := attachHost(t)
 	dir := filepath.Join(bpffs(t), "lb")
-	opts := AttachOptions{PinDir: dir, Options: Options{MaxServices: 2, MaxBackends: 4, MaxTableSize: 7, FlowTableSize: 64}}
+	opts := AttachOptions{PinDir: dir, Modes: DefaultModes(""), Options: Options{MaxServices: 2, MaxBackends: 4, MaxTableSize: 7, FlowTableSize: 64}}
 	d := attachIn(t, h, opts)
 	if d.Mode() != ModeNative {
 		t.Fatalf("mode %s, want %s", d.Mode(), ModeNative)

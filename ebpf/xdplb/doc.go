@@ -110,6 +110,10 @@
 // the transmit checksum offload of its clients' veths (ethtool -K tx off),
 // as internal/dsrlab does. The tcx program keeps the skb and its state.
 //
+// So on a veth [Attach] tries [ModeTCX] first unless told otherwise
+// ([DefaultModes]): a controller in a container cannot count on its
+// host's side of the veth, and needs no help from it that way.
+//
 // Only this package and its siblings under ebpf/ import cilium/ebpf
 // (ARCHITECTURE.md). The generated xdplb_bpfel.{go,o} and
 // xdplb_bpfeb.{go,o} are committed; building needs no clang, and

@@ -47,7 +47,6 @@ type NLB struct {
 
 	bpffs   string // the bpffs the XDP mode pins in (mounted by Start)
 	mounted bool
-	passes  []interface{ Close() error } // XDP_PASS on the controllers' switch ports
 
 	nodes []*netlab.Process
 	admin []*http.Client
@@ -102,12 +101,8 @@ func (n *NLB) Name() string {
 }
 
 // Close unmounts the XDP mode's bpffs (what is still pinned in it goes
-// with it) and detaches the XDP_PASS programs of the switch ports.
+// with it).
 func (n *NLB) Close() error {
-	for _, p := range n.passes {
-		p.Close()
-	}
-	n.passes = nil
 	if !n.mounted {
 		return nil
 	}
@@ -162,20 +157,11 @@ func (n *NLB) Start(i int) error {
 			return fmt.Errorf("chaoslab: mount a bpffs on %s: %w", n.bpffs, err)
 		}
 		n.mounted = true
-		// The lab's veths, not nlb, need these (netlab.PassXDPOnPort,
-		// netlab.Host.TxChecksumOff): XDP_PASS on the switch side of
-		// each controller's veth, so that frames sent with XDP_TX are
-		// delivered, and complete checksums from the clients.
-		for _, ctl := range n.c.Controllers {
-			p, err := n.c.Lab.PassXDPOnPort(ctl.Host)
-			if err != nil {
-				return fmt.Errorf("chaoslab: %w", err)
-			}
-			n.passes = append(n.passes, p)
-		}
-		if err := n.c.Worker.TxChecksumOff(); err != nil {
-			return fmt.Errorf("chaoslab: %w", err)
-		}
+		// Nothing on the lab's side: on these veths nlb attaches its
+		// tcx program (xdplb.DefaultModes), which needs no XDP program
+		// on the switch's side of the veth and keeps the clients'
+		// partial checksums, as in a container whose host side does
+		// nothing for it.
 	}
 	return n.nodes[i].Start()
 }

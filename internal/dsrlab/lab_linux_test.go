@@ -384,6 +384,12 @@ func rxPackets(t *testing.T, h *netlab.Host) uint64 {
 // attachOptions completes opts for h1.
 func (l *lab) attachOptions(opts xdplb.AttachOptions) xdplb.AttachOptions {
 	opts.Interface = l.lb.Index
+	if len(opts.Modes) == 0 {
+		// The order of a NIC's driver: the lab's veth has native XDP,
+		// and its peer the program that native XDP_TX on a veth needs
+		// (on a veth Attach itself would start with tcx).
+		opts.Modes = xdplb.DefaultModes("")
+	}
 	opts.HashSeed = hashSeed
 	opts.MaxServices, opts.MaxBackends, opts.MaxTableSize, opts.FlowTableSize = 4, 8, 1021, 4096
 	return opts
