@@ -310,8 +310,11 @@ struct packet {
 	__u8 icmp;
 };
 
-/* Parser results besides XDP_* verdicts. */
+/* Parser results besides XDP_* verdicts: BALANCE, go on; MALFORMED, a
+ * header is truncated or inconsistent (passed, and counted by the entry
+ * point: for tc, only once the headers were made linear). */
 #define BALANCE (-1)
+#define MALFORMED (-2)
 
 static __always_inline void event(__u32 ev) {
 	__u64 *n = bpf_map_lookup_elem(&nlb_events, &ev);
@@ -320,8 +323,7 @@ static __always_inline void event(__u32 ev) {
 }
 
 static __always_inline int malformed(void) {
-	event(EV_MALFORMED);
-	return XDP_PASS;
+	return MALFORMED;
 }
 
 /*
@@ -527,7 +529,10 @@ static __always_inline void add(struct counters *c, __u32 bytes, __u32 is_new, _
 	c->rehashed += rehashed;
 }
 
-static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
+/* balance decides for a parsed VIP packet; for XDP_TX it writes the new
+ * destination and source MACs to macs (the entry point rewrites the
+ * frame: tc must not write packet data directly, see nlb_tc_lb). */
+static __always_inline int balance(struct ethhdr *eth, struct packet *p, __u8 *macs) {
 	struct service_key sk;
 	__builtin_memset(&sk, 0, sizeof(sk));
 	__builtin_memcpy(sk.addr, p->key.dst, 16);
@@ -610,17 +615,17 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p) {
 		event(EV_LOCAL);
 		return XDP_PASS;
 	}
-	__builtin_memcpy(eth->dst, be->mac, 6);
-	__builtin_memcpy(eth->src, cfg->mac, 6);
+	__builtin_memcpy(macs, be->mac, 6);
+	__builtin_memcpy(macs + 6, cfg->mac, 6);
 	if (p->icmp)
 		event(EV_ICMP_FORWARDED);
 	return XDP_TX;
 }
 
 /* verdict parses the frame of len bytes whose headers lie in [data, end)
- * and decides, as XDP verdicts: XDP_TX (forwarded, the MACs rewritten),
- * XDP_PASS, or what the parse returned. Both entry points use it. */
-static __always_inline int verdict(void *data, void *end, __u32 len) {
+ * and decides, as XDP verdicts: XDP_TX (to be forwarded with the MACs
+ * written to macs), XDP_PASS, or MALFORMED. Both entry points use it. */
+static __always_inline int verdict(void *data, void *end, __u32 len, __u8 *macs) {
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
@@ -636,14 +641,27 @@ static __always_inline int verdict(void *data, void *end, __u32 len) {
 		return XDP_PASS;
 	if (ret != BALANCE)
 		return ret;
-	return balance(eth, &p);
+	return balance(eth, &p, macs);
 }
 
 SEC("xdp")
 int nlb_xdp_lb(struct xdp_md *ctx) {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	return verdict(data, end, end - data);
+	__u8 macs[12];
+	int v = verdict(data, end, end - data, macs);
+	if (v == MALFORMED) {
+		event(EV_MALFORMED);
+		return XDP_PASS;
+	}
+	if (v == XDP_TX) {
+		struct ethhdr *eth = data;
+		if ((void *)(eth + 1) > end)
+			return XDP_PASS;
+		__builtin_memcpy(eth->dst, macs, 6);
+		__builtin_memcpy(eth->src, macs + 6, 6);
+	}
+	return v;
 }
 
 /*
@@ -681,16 +699,42 @@ struct __sk_buff {
 /* include/uapi/linux/bpf.h: enum tcx_action_base. */
 #define TCX_NEXT -1
 
-/* Bytes made linear and writable before the parse: Ethernet, IPv6 with
- * extension headers, TCP with options, or an ICMP error's quote. */
+/* Bytes made linear when the headers are not (an IPv6 extension header,
+ * TCP options or an ICMP error's quote beyond the skb's linear part):
+ * Ethernet, IPv6 with extension headers, TCP with options, or a quote. */
 #define TC_PULL 256
 
+/*
+ * The packet is read where it lies: the headers of a frame the stack
+ * built, or a driver received, are in the skb's linear part, and are made
+ * so (bpf_skb_pull_data) only when the parse finds them cut off there. The
+ * program never writes packet data directly, since then the kernel would
+ * make every packet's head writable before the program runs, and for the
+ * clones TCP sends (it keeps the original for retransmission) that is a
+ * copy of the head, for VIP traffic or not; the MACs of a forwarded frame
+ * are written with bpf_skb_store_bytes, which copies only that frame's.
+ */
 SEC("tc")
 int nlb_tc_lb(struct __sk_buff *skb) {
-	__u32 pull = skb->len < TC_PULL ? skb->len : TC_PULL;
-	if (bpf_skb_pull_data(skb, pull) < 0)
+	__u8 macs[12];
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	int v = verdict(data, end, skb->len, macs);
+	if (v == MALFORMED && (__u32)(end - data) < skb->len) {
+		__u32 pull = skb->len < TC_PULL ? skb->len : TC_PULL;
+		if (bpf_skb_pull_data(skb, pull) < 0)
+			return TCX_NEXT;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		v = verdict(data, end, skb->len, macs);
+	}
+	if (v == MALFORMED) {
+		event(EV_MALFORMED);
 		return TCX_NEXT;
-	if (verdict((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len) == XDP_TX)
-		return bpf_redirect(skb->ifindex, 0);
-	return TCX_NEXT;
+	}
+	if (v != XDP_TX)
+		return TCX_NEXT;
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return TCX_NEXT;
+	return bpf_redirect(skb->ifindex, 0);
 }
