@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nlb-dev/nlb/cplb"
+	"github.com/nlb-dev/nlb/internal/benchtool"
 	"github.com/nlb-dev/nlb/internal/netlab"
 	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/nlb-dev/nlb/lb/dsr"
@@ -326,7 +327,8 @@ func (l *lab) startProxies(ctx context.Context) error {
 		l.nlb, "proxy", "--config", pcfg, "--listen", netip.AddrPortFrom(l.target[implProxy], port).String(), "--backend", be, "--admin", ""))
 	for impl, threads := range map[string]int{implHAProxy1: 1, implHAProxy2: 2} {
 		cfg := filepath.Join(l.dir, impl+".cfg")
-		if err := os.WriteFile(cfg, []byte(haproxyConfig(threads, netip.AddrPortFrom(l.target[impl], port).String(), be)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(benchtool.HAProxy{Threads: threads, Splice: "always", Routes: []benchtool.HAProxyRoute{
+			{Listen: netip.AddrPortFrom(l.target[impl], port).String(), Servers: []string{be}}}}.Config()), 0o644); err != nil {
 			return err
 		}
 		l.proxies = append(l.proxies, netlab.NewProcess(impl, filepath.Join(l.dir, impl+".log"), l.lbProxy, "haproxy", "-db", "-f", cfg))
@@ -343,50 +345,6 @@ func (l *lab) startProxies(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// haproxyConfig is HAProxy's TCP configuration as bench/proxy runs it
-// (splicing both ways, no checks, no logs) with threads threads.
-func haproxyConfig(threads int, listen, backend string) string {
-	return fmt.Sprintf(`global
-    nbthread %d
-    maxconn 4096
-    maxpipes 256
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1m
-    timeout server 1m
-    option splice-request
-    option splice-response
-frontend bench
-    bind %s
-    default_backend bench
-backend bench
-    server s1 %s
-`, threads, listen, backend)
-}
-
-// nginxConfig is the backend: `return 200` with the backend's name as the
-// body (the same length on every backend), no logs, connections kept for
-// as many requests as a run makes.
-func nginxConfig(name, dir string) string {
-	return fmt.Sprintf(`daemon off;
-worker_processes auto;
-pid %[2]s/nginx-%[1]s.pid;
-error_log %[2]s/nginx-%[1]s.error.log;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path %[2]s/nginx-%[1]s-body;
-    server {
-        listen %[3]d backlog=4096;
-        location / { return 200 "%[1]s\n"; }
-    }
-}
-`, name, dir, port)
 }
 
 // useServers runs kind's servers (nginx or iperf3) on port of every
@@ -406,7 +364,7 @@ func (l *lab) useServers(ctx context.Context, kind string) error {
 		switch kind {
 		case serversNginx:
 			cfg := filepath.Join(l.dir, "nginx-"+b.Name+".conf")
-			if err := os.WriteFile(cfg, []byte(nginxConfig(b.Name, l.dir)), 0o644); err != nil {
+			if err := os.WriteFile(cfg, []byte(benchtool.NginxConfig(b.Name, l.dir, fmt.Sprint(port))), 0o644); err != nil {
 				return err
 			}
 			argv = []string{"nginx", "-c", cfg, "-e", filepath.Join(l.dir, "nginx-"+b.Name+".error.log")}

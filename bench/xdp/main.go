@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nlb-dev/nlb/internal/benchrun"
+	"github.com/nlb-dev/nlb/internal/benchtool"
 )
 
 func main() { benchrun.Main("bench-xdp", run) }
@@ -69,11 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := b.Parse(args); err != nil {
 		return err
 	}
-	impls, err := pick("--impls", *implsFlag, allImpls)
+	impls, err := benchtool.Pick("--impls", *implsFlag, allImpls)
 	if err != nil {
 		return err
 	}
-	tests, err := pick("--tests", *testsFlag, allTests)
+	tests, err := benchtool.Pick("--tests", *testsFlag, allTests)
 	if err != nil {
 		return err
 	}
@@ -146,12 +147,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				st.Close()
 				return fmt.Errorf("round %d: %w", rep+1, err)
 			}
-			for _, impl := range rotate(impls, rep+ti) {
+			for _, impl := range benchtool.Rotate(impls, rep+ti) {
 				if err := ctx.Err(); err != nil {
 					st.Close()
 					return err
 				}
-				bg := waitQuiet(ctx)
+				bg := benchtool.WaitQuiet(ctx)
 				background = append(background, bg)
 				var pr *ebpf.Program
 				if impl == implXDP {
@@ -191,7 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		NLB: benchrun.Version(ctx, b.NLB, "version"), Commit: benchrun.Version(ctx, "git", "describe", "--always", "--dirty"),
 		Kernel: benchrun.Version(ctx, "uname", "-r"), Cores: runtime.NumCPU(),
 		Tools: []string{benchrun.Version(ctx, "haproxy", "-v"), benchrun.Version(ctx, "nginx", "-v"),
-			toolVersion(ctx, "wrk", "-v"), benchrun.Version(ctx, "iperf3", "-v")},
+			benchtool.ToolVersion(ctx, "wrk", "-v"), benchrun.Version(ctx, "iperf3", "-v")},
 		Rounds: b.Reps, DurationS: p.duration.Seconds(), Connections: p.connections, Threads: p.threads,
 		Backend: l.backend.Name, Attach: l.attach, Background: background,
 	}
@@ -215,47 +216,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Sprintf("%d rounds of %v per run; wrk -t %d -c %d; iperf3 -R; every path ends on backend %s (%s); the XDP program attached as %s.",
 			b.Reps, p.duration, p.threads, p.connections, l.backend.Name, strings.Join(md.Targets, ", "), l.attach))
 	return b.Finish(res.markdown(notes, background))
-}
-
-// toolVersion is benchrun.Version for a tool that exits with a failure
-// after printing its version (wrk -v).
-func toolVersion(ctx context.Context, name string, args ...string) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, _ := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if line == "" {
-		return name + ": unavailable"
-	}
-	return line
-}
-
-// pick parses a comma-separated subset of all, in all's order.
-func pick(flag, s string, all []string) ([]string, error) {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if !slices.Contains(all, f) {
-			return nil, fmt.Errorf("%s: unknown %q (want some of %s)", flag, f, strings.Join(all, ","))
-		}
-		if !slices.Contains(out, f) {
-			out = append(out, f)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: nothing to measure", flag)
-	}
-	slices.SortFunc(out, func(a, b string) int { return slices.Index(all, a) - slices.Index(all, b) })
-	return out, nil
-}
-
-// rotate returns xs rotated left by n.
-func rotate(xs []string, n int) []string {
-	n %= len(xs)
-	return append(slices.Clone(xs[n:]), xs[:n]...)
 }
 
 // summary formats a run's metrics for the log.

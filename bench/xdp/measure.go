@@ -3,19 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/nlb-dev/nlb/internal/benchtool"
 )
 
 // The tests of a round.
@@ -88,150 +86,6 @@ type params struct {
 	threads     int
 }
 
-// cpuTicks returns the machine's busy and total CPU time in clock ticks
-// from /proc/stat's "cpu" line (busy: everything but idle and iowait).
-func cpuTicks() (busy, total float64, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	return parseProcStat(b)
-}
-
-// parseProcStat parses the aggregate "cpu" line of /proc/stat.
-func parseProcStat(b []byte) (busy, total float64, err error) {
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	var idle float64
-	// user nice system idle iowait irq softirq steal (guest is in user).
-	for i, s := range f[1:min(len(f), 9)] {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %q: %w", line, err)
-		}
-		total += v
-		if i == 3 || i == 4 {
-			idle += v
-		}
-	}
-	return total - idle, total, nil
-}
-
-// clockTicks is USER_HZ (100 on every Linux architecture Go supports).
-const clockTicks = 100
-
-// backgroundBusy returns the fraction of the machine busy over 0.5 s,
-// measured while no bench process runs.
-func backgroundBusy() float64 {
-	b0, t0, err0 := cpuTicks()
-	time.Sleep(500 * time.Millisecond)
-	b1, t1, err1 := cpuTicks()
-	if err0 != nil || err1 != nil || t1 <= t0 {
-		return math.NaN()
-	}
-	return (b1 - b0) / (t1 - t0)
-}
-
-// waitQuiet waits up to 10 s for the background load to drop below 25 %
-// and returns the last load seen.
-func waitQuiet(ctx context.Context) float64 {
-	b := backgroundBusy()
-	for i := 0; i < 19 && b > 0.25 && ctx.Err() == nil; i++ {
-		b = backgroundBusy()
-	}
-	return b
-}
-
-// wrkResult is what wrk printed.
-type wrkResult struct {
-	Requests float64
-	Rate     float64 // Requests/sec
-	P50, P99 float64 // µs
-	Errors   float64 // socket errors and non-2xx/3xx responses
-}
-
-var (
-	wrkRequests = regexp.MustCompile(`(?m)^\s*(\d+) requests in `)
-	wrkRate     = regexp.MustCompile(`(?m)^Requests/sec:\s*([0-9.]+)`)
-	wrkPct      = regexp.MustCompile(`(?m)^\s*(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
-	wrkSockErr  = regexp.MustCompile(`(?m)^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-	wrkNon2xx   = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses: (\d+)`)
-)
-
-// parseWrk parses wrk --latency's report.
-func parseWrk(out string) (wrkResult, error) {
-	var r wrkResult
-	m := wrkRequests.FindStringSubmatch(out)
-	rm := wrkRate.FindStringSubmatch(out)
-	if m == nil || rm == nil {
-		return r, fmt.Errorf("wrk: no request count or rate in %q", out)
-	}
-	r.Requests, _ = strconv.ParseFloat(m[1], 64)
-	r.Rate, _ = strconv.ParseFloat(rm[1], 64)
-	for _, p := range wrkPct.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.ParseFloat(p[2], 64)
-		switch p[3] {
-		case "ms":
-			v *= 1e3
-		case "s":
-			v *= 1e6
-		}
-		if p[1] == "50" {
-			r.P50 = v
-		} else {
-			r.P99 = v
-		}
-	}
-	if r.P99 == 0 {
-		return r, fmt.Errorf("wrk: no 99th percentile in %q", out)
-	}
-	if e := wrkSockErr.FindStringSubmatch(out); e != nil {
-		for _, s := range e[1:] {
-			v, _ := strconv.ParseFloat(s, 64)
-			r.Errors += v
-		}
-	}
-	if e := wrkNon2xx.FindStringSubmatch(out); e != nil {
-		v, _ := strconv.ParseFloat(e[1], 64)
-		r.Errors += v
-	}
-	return r, nil
-}
-
-// iperfResult is what iperf3 -J reported.
-type iperfResult struct {
-	BitsPerSecond float64
-	Bytes         float64
-}
-
-// parseIperf3 parses iperf3 -J's report: the receiver's sum (the client in
-// reverse mode).
-func parseIperf3(out []byte) (iperfResult, error) {
-	var doc struct {
-		End struct {
-			SumReceived struct {
-				Bytes         float64 `json:"bytes"`
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		return iperfResult{}, fmt.Errorf("iperf3: %w", err)
-	}
-	if doc.Error != "" {
-		return iperfResult{}, fmt.Errorf("iperf3: %s", doc.Error)
-	}
-	s := doc.End.SumReceived
-	if s.Bytes == 0 {
-		return iperfResult{}, errors.New("iperf3: nothing received")
-	}
-	return iperfResult{BitsPerSecond: s.BitsPerSecond, Bytes: s.Bytes}, nil
-}
-
 // progStats are the XDP program's run-time statistics at one moment.
 type progStats struct {
 	runtime time.Duration
@@ -254,19 +108,12 @@ func (l *lab) measure(ctx context.Context, impl, test string, p params, prog *eb
 	target := l.target[impl].String()
 	var argv []string
 	switch test {
-	case testBulk1, testBulk8:
-		secs := max(1, int(p.duration.Round(time.Second)/time.Second))
-		argv = []string{"iperf3", "-c", target, "-p", fmt.Sprint(port), "-R", "-J", "-t", fmt.Sprint(secs)}
-		if test == testBulk8 {
-			argv = append(argv, "-P", "8")
-		}
+	case testBulk1:
+		argv = benchtool.Iperf3Args(target, port, p.duration, true, 1)
+	case testBulk8:
+		argv = benchtool.Iperf3Args(target, port, p.duration, true, 8)
 	case testRR, testConn:
-		argv = []string{"wrk", "-t", fmt.Sprint(p.threads), "-c", fmt.Sprint(p.connections), "-d", p.duration.String(),
-			"--latency", "--timeout", "5s"}
-		if test == testConn {
-			argv = append(argv, "-H", "Connection: close")
-		}
-		argv = append(argv, fmt.Sprintf("http://%s:%d/", target, port))
+		argv = benchtool.WrkArgs(p.threads, p.connections, p.duration, test == testConn, fmt.Sprintf("http://%s:%d/", target, port))
 	default:
 		return nil, fmt.Errorf("unknown test %q", test)
 	}
@@ -281,7 +128,7 @@ func (l *lab) measure(ctx context.Context, impl, test string, p params, prog *eb
 	if err != nil {
 		return nil, err
 	}
-	b0, _, err := cpuTicks()
+	b0, _, err := benchtool.CPUTicks()
 	if err != nil {
 		return nil, err
 	}
@@ -290,24 +137,24 @@ func (l *lab) measure(ctx context.Context, impl, test string, p params, prog *eb
 	defer cancel()
 	out, err := l.client.Exec(rctx, argv[0], argv[1:]...).Output()
 	elapsed := time.Since(start)
-	b1, _, cerr := cpuTicks()
+	b1, _, cerr := benchtool.CPUTicks()
 	ps1, perr := readProgStats(prog)
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s %s", err, strings.TrimSpace(string(ee.Stderr)), lastLines(string(out), 5))
+			err = fmt.Errorf("%w: %s %s", err, strings.TrimSpace(string(ee.Stderr)), benchtool.LastLines(string(out), 5))
 		}
 		return nil, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 	}
 	if cerr != nil || perr != nil {
 		return nil, errors.Join(cerr, perr)
 	}
-	busy := (b1 - b0) / clockTicks // CPU-seconds
+	busy := (b1 - b0) / benchtool.ClockTicks // CPU-seconds
 	m := map[string]float64{mBusy + "_" + test: busy / elapsed.Seconds()}
 	var requests float64
 	switch test {
 	case testBulk1, testBulk8:
-		r, err := parseIperf3(out)
+		r, err := benchtool.ParseIperf3(out)
 		if err != nil {
 			return nil, err
 		}
@@ -318,7 +165,7 @@ func (l *lab) measure(ctx context.Context, impl, test string, p params, prog *eb
 		m[tp] = r.BitsPerSecond / 1e9
 		m[cpu] = busy / (r.Bytes / 1e9)
 	case testRR, testConn:
-		r, err := parseWrk(string(out))
+		r, err := benchtool.ParseWrk(string(out))
 		if err != nil {
 			return nil, err
 		}
@@ -354,11 +201,6 @@ func (l *lab) measure(ctx context.Context, impl, test string, p params, prog *eb
 		}
 	}
 	return m, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], " | ")
 }
 
 // progRunBench is the XDP program's cost per packet through
@@ -436,7 +278,7 @@ func parseProgRun(out string) (map[string]float64, error) {
 		}
 	}
 	if len(m) != len(progRunNames) {
-		return nil, fmt.Errorf("BPF_PROG_RUN benchmarks: found %v in %q", m, lastLines(out, 12))
+		return nil, fmt.Errorf("BPF_PROG_RUN benchmarks: found %v in %q", m, benchtool.LastLines(out, 12))
 	}
 	return m, nil
 }

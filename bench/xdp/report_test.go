@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -89,46 +88,6 @@ func TestMarkdownNotMeasured(t *testing.T) {
 	}
 }
 
-func TestParseWrk(t *testing.T) {
-	out := `Running 5s test @ http://192.0.2.15:6443/
-  2 threads and 32 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency   280.15us  300.20us  12.00ms   95.00%
-    Req/Sec    58.10k     2.00k   61.00k    70.00%
-  Latency Distribution
-     50%  213.00us
-     75%  300.00us
-     90%  400.00us
-     99%    1.57ms
-  581234 requests in 5.00s, 70.00MB read
-  Socket errors: connect 0, read 2, write 0, timeout 1
-  Non-2xx or 3xx responses: 4
-Requests/sec: 116246.80
-Transfer/sec:     14.00MB
-`
-	r, err := parseWrk(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Requests != 581234 || r.Rate != 116246.80 || r.P50 != 213 || math.Abs(r.P99-1570) > 1e-9 || r.Errors != 7 {
-		t.Errorf("parseWrk = %+v", r)
-	}
-	if _, err := parseWrk("unable to connect to 192.0.2.15:6443 Connection refused\n"); err == nil {
-		t.Error("parseWrk accepted a failed run")
-	}
-}
-
-func TestParseIperf3(t *testing.T) {
-	r, err := parseIperf3([]byte(`{"start":{},"end":{"sum_sent":{"bytes":9},"sum_received":{"bytes":5000000000,"bits_per_second":8.0e9}}}`))
-	if err != nil || r.Bytes != 5e9 || r.BitsPerSecond != 8e9 {
-		t.Errorf("parseIperf3 = %+v, %v", r, err)
-	}
-	if _, err := parseIperf3([]byte(`{"start":{},"end":{},"error":"unable to connect to server: Connection refused"}`)); err == nil ||
-		!strings.Contains(err.Error(), "Connection refused") {
-		t.Errorf("parseIperf3 of a failed run: %v", err)
-	}
-}
-
 func TestParseProgRun(t *testing.T) {
 	out := `goos: linux
 goarch: amd64
@@ -151,16 +110,6 @@ PASS
 	}
 	if _, err := parseProgRun("BenchmarkProgRunEstablished/IPv4-2 100 5 ns/op 4 ns/run\nFAIL\n"); err == nil {
 		t.Error("parseProgRun accepted output missing benchmarks")
-	}
-}
-
-func TestParseProcStat(t *testing.T) {
-	busy, total, err := parseProcStat([]byte("cpu  100 5 50 1000 20 3 7 1 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))
-	if err != nil || busy != 166 || total != 1186 {
-		t.Errorf("parseProcStat = %v, %v, %v", busy, total, err)
-	}
-	if _, _, err := parseProcStat([]byte("intr 1 2 3\n")); err == nil {
-		t.Error("parseProcStat accepted a wrong line")
 	}
 }
 
