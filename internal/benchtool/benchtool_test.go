@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func read(t *testing.T, name string) []byte {
@@ -109,7 +110,7 @@ func TestParseVegeta(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	l, err := ParseVegetaCSV(f)
+	l, err := ParseVegetaCSV(f, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,14 @@ func TestParseVegeta(t *testing.T) {
 	if p50, p99, pmax := Percentile(l.Sorted, 0.5), Percentile(l.Sorted, 0.99), Percentile(l.Sorted, 0.999); p50 != 138.709 || p99 != 377.911 || pmax != 794.59 {
 		t.Errorf("p50 %v p99 %v p99.9 %v µs", p50, p99, pmax)
 	}
-	l, err = ParseVegetaCSV(strings.NewReader(string(read(t, "vegeta_refused.csv"))))
+	// At 1000 requests/s the first 10 ms hold the first 10 requests,
+	// among them the slowest (794.59 µs, the first, which opened its
+	// connection).
+	l, err = ParseVegetaCSV(strings.NewReader(string(read(t, "vegeta_results.csv"))), 10*time.Millisecond)
+	if err != nil || l.Skipped != 10 || len(l.Sorted) != 90 || Percentile(l.Sorted, 1) == 794.59 {
+		t.Errorf("warm-up skipped: %d skipped, %d kept, max %v, %v", l.Skipped, len(l.Sorted), Percentile(l.Sorted, 1), err)
+	}
+	l, err = ParseVegetaCSV(strings.NewReader(string(read(t, "vegeta_refused.csv"))), 0)
 	if err != nil || l.Failed != 4 || len(l.Sorted) != 4 {
 		t.Errorf("refused: %+v, %v", l, err)
 	}
@@ -129,11 +137,11 @@ func TestParseVegeta(t *testing.T) {
 	line, _, _ := strings.Cut(string(read(t, "vegeta_results.csv")), "\n")
 	f5 := strings.SplitN(line, ",", 7)
 	f5[5] = "unexpected EOF"
-	if l, err := ParseVegetaCSV(strings.NewReader(strings.Join(f5, ",") + "\n")); err != nil || l.Failed != 1 {
+	if l, err := ParseVegetaCSV(strings.NewReader(strings.Join(f5, ",")+"\n"), 0); err != nil || l.Failed != 1 {
 		t.Errorf("200 with an error: %+v, %v", l, err)
 	}
 	for _, bad := range []string{"", "1,200\n", "1,abc,3,0,0,,\n"} {
-		if _, err := ParseVegetaCSV(strings.NewReader(bad)); err == nil {
+		if _, err := ParseVegetaCSV(strings.NewReader(bad), 0); err == nil {
 			t.Errorf("ParseVegetaCSV(%q) accepted", bad)
 		}
 	}
@@ -277,5 +285,27 @@ func TestWrkVegetaArgs(t *testing.T) {
 	}
 	if got := strings.Join(VegetaAttackArgs("v", 5000, 3e9, 10, "o"), " "); got != "v attack -rate 5000/1s -duration 3s -keepalive=true -http2=false -timeout 5s -workers 10 -output o" {
 		t.Errorf("vegeta: %q", got)
+	}
+}
+
+func TestParseProcNetTCP(t *testing.T) {
+	// nginx on 8080 with one client connected (tcp), iperf3 -s on 5201
+	// (tcp6, dual stack).
+	ports := map[int]bool{}
+	for _, f := range []string{"proc_net_tcp.txt", "proc_net_tcp6.txt"} {
+		if err := ParseProcNetTCP(read(t, f), ports); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ports) != 2 || !ports[8080] || !ports[5201] {
+		t.Errorf("listening: %v (the established 8080<->56118 pair is not listening)", ports)
+	}
+	for _, bad := range []string{"x y\n", "  sl  local_address rem_address   st\n   0: 00000000 00000000:0000 0A\n"} {
+		if err := ParseProcNetTCP([]byte(bad), map[int]bool{}); err == nil {
+			t.Errorf("ParseProcNetTCP(%q) accepted", bad)
+		}
+	}
+	if _, err := ListeningPorts(os.Getpid()); err != nil {
+		t.Error(err)
 	}
 }

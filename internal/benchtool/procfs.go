@@ -190,3 +190,50 @@ func WaitQuiet(ctx context.Context) float64 {
 	}
 	return b
 }
+
+// ListeningPorts returns the TCP ports some socket listens on in pid's
+// network namespace, from /proc/PID/net/tcp and tcp6: a server is ready
+// for a benchmark once its port is there, found without connecting to it
+// (a test connection would be a client to a proxy, and take a turn of its
+// round robin).
+func ListeningPorts(pid int) (map[int]bool, error) {
+	ports := map[int]bool{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			return nil, err
+		}
+		if err := ParseProcNetTCP(b, ports); err != nil {
+			return nil, fmt.Errorf("/proc/%d/net/%s: %w", pid, f, err)
+		}
+	}
+	return ports, nil
+}
+
+// ParseProcNetTCP adds to ports the local ports of the sockets in state
+// LISTEN (0A) of a /proc/net/tcp or tcp6 table.
+func ParseProcNetTCP(b []byte, ports map[int]bool) error {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for first := true; sc.Scan(); first = false {
+		f := strings.Fields(sc.Text())
+		if first {
+			if len(f) < 4 || f[1] != "local_address" {
+				return fmt.Errorf("unexpected header %q", sc.Text())
+			}
+			continue
+		}
+		if len(f) < 4 {
+			return fmt.Errorf("short line %q", sc.Text())
+		}
+		if f[3] != "0A" {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		p, err := strconv.ParseUint(hexPort, 16, 16)
+		if !ok || err != nil {
+			return fmt.Errorf("local address %q", f[1])
+		}
+		ports[int(p)] = true
+	}
+	return sc.Err()
+}

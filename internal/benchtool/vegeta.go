@@ -64,45 +64,63 @@ func ParseVegetaReport(b []byte) (VegetaReport, error) {
 		StatusCodes: doc.StatusCodes, Errors: doc.Errors}, nil
 }
 
-// VegetaLatencies are the latencies of every request of an attack, from
+// VegetaLatencies are the latencies of the requests of an attack, from
 // vegeta encode --to csv: exact percentiles (vegeta report's own are
 // estimates, and stop at the 99th).
 type VegetaLatencies struct {
-	Sorted []float64 // µs, every request, failed ones included, ascending
-	Failed int       // requests without a 2xx/3xx response
+	Sorted  []float64 // µs, failed requests included, ascending
+	Failed  int       // requests without a 2xx/3xx response
+	Skipped int       // requests left out as the warm-up
 }
 
 // ParseVegetaCSV reads vegeta encode --to csv: per line the start
 // (ns since the epoch), the status code (0 when there was no response),
-// the latency (ns), bytes out, bytes in and the error.
-func ParseVegetaCSV(r io.Reader) (VegetaLatencies, error) {
+// the latency (ns), bytes out, bytes in and the error. Requests that
+// started within skip of the first one are left out: the attack's
+// warm-up, while its connections are being opened.
+func ParseVegetaCSV(r io.Reader, skip time.Duration) (VegetaLatencies, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
-	var l VegetaLatencies
+	type result struct {
+		start, ns int64
+		failed    bool
+	}
+	var rs []result
+	first := int64(math.MaxInt64)
 	for line := 1; ; line++ {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return l, fmt.Errorf("vegeta csv: %w", err)
+			return VegetaLatencies{}, fmt.Errorf("vegeta csv: %w", err)
 		}
 		if len(rec) < 6 {
-			return l, fmt.Errorf("vegeta csv line %d: %d fields", line, len(rec))
+			return VegetaLatencies{}, fmt.Errorf("vegeta csv line %d: %d fields", line, len(rec))
 		}
+		start, err0 := strconv.ParseInt(rec[0], 10, 64)
 		code, err1 := strconv.Atoi(rec[1])
-		ns, err2 := strconv.ParseFloat(rec[2], 64)
-		if err := errors.Join(err1, err2); err != nil {
-			return l, fmt.Errorf("vegeta csv line %d: %w", line, err)
+		ns, err2 := strconv.ParseInt(rec[2], 10, 64)
+		if err := errors.Join(err0, err1, err2); err != nil {
+			return VegetaLatencies{}, fmt.Errorf("vegeta csv line %d: %w", line, err)
 		}
-		if code < 200 || code >= 400 || rec[5] != "" {
+		rs = append(rs, result{start, ns, code < 200 || code >= 400 || rec[5] != ""})
+		first = min(first, start)
+	}
+	var l VegetaLatencies
+	for _, r := range rs {
+		if r.start < first+skip.Nanoseconds() {
+			l.Skipped++
+			continue
+		}
+		if r.failed {
 			l.Failed++
 		}
-		l.Sorted = append(l.Sorted, ns/1e3)
+		l.Sorted = append(l.Sorted, float64(r.ns)/1e3)
 	}
 	if len(l.Sorted) == 0 {
-		return l, errors.New("vegeta csv: no requests")
+		return l, fmt.Errorf("vegeta csv: no requests (%d in the warm-up)", l.Skipped)
 	}
 	slices.Sort(l.Sorted)
 	return l, nil
