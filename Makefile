@@ -120,8 +120,12 @@ bench: bench-failover bench-proxy bench-client bench-chaos bench-xdp
 bench-failover: deps build
 	$(GO) run ./bench/failover --nlb $(BIN)
 
+## bench-proxy: nlb proxy vs HAProxy (nbthread 1 and 2) vs direct with wrk, vegeta (built once into
+## bin/), iperf3 and strace, on loopback and across namespaces (bench/README.md).
+VEGETA_VERSION ?= v12.13.0
 bench-proxy: deps build
-	$(GO) run ./bench/proxy --nlb $(BIN)
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION)
+	$(GO) run ./bench/proxy --nlb $(BIN) --vegeta bin/vegeta -v
 
 ## bench-client: nlb client against three real kube-apiservers: detection, failed requests, idle RSS.
 bench-client: deps build

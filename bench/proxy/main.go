@@ -1,193 +1,333 @@
-// Command proxy is `make bench-proxy`: it measures nlb's TCP proxy against
-// HAProxy and against no proxy at all (direct), on loopback, with the same
-// backend and load generator, and prints JSON lines, a Markdown table and an
-// SVG plot. See bench/README.md for the method.
+// Command proxy is `make bench-proxy`: nlb's TCP proxy against HAProxy
+// (nbthread 1 and 2) and against no proxy at all (direct), measured with
+// the field's standard tools: wrk for requests/s kept-alive and with
+// Connection: close against nginx `return 200`, vegeta for the latency at
+// a fixed rate below saturation (open loop), iperf3 for bulk (1 and 8
+// processes, server to client), strace -c and /proc for system calls and
+// context switches per request; the bench's own client only for the
+// memory per idle connection, which no standard tool measures. Two
+// topologies: one host's loopback, and client, proxy and backend in
+// separate network namespaces. Rounds interleave the implementations in a
+// rotated order; the report gives medians. Run it as root through
+// `make bench-proxy`; bench/README.md describes the method.
 //
-// The same binary is also the backend and the load generator: run with
-// "__backend" or "__loadgen" as first argument, it plays that role, so that
-// generator, backend and proxy are separate processes.
+// The same binary is also the idle test's backend and client: run with
+// "__backend" or "__loadgen" as first argument, it plays that role.
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"debug/buildinfo"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
-	"path/filepath"
+	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/benchrun"
-	"github.com/nlb-dev/nlb/internal/stats"
+	"github.com/nlb-dev/nlb/internal/benchtool"
 )
 
 func main() {
-	benchrun.Main("bench-proxy", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		return run(ctx, args, os.Stdin, stdout, stderr)
-	})
-}
-
-// config is the bench's command line.
-type config struct {
-	nlb            string
-	haproxy        string
-	impls          []string
-	tests          map[string]bool // tests to run, from --tests
-	runs           int
-	warmup         time.Duration
-	duration       time.Duration
-	connWorkers    int
-	rrConns        int
-	idleConns      int
-	idleRequested  int
-	haproxyThreads int
-	haproxyTune    string
-	nlbSystemCC    bool
-	haproxySplice  string
-	nice           int
-	results        string
-	self           string // this executable, re-run as backend and load generator
-	tmp            string
-}
-
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "__backend":
-			return runBackend(ctx, stdin, stdout)
-		case "__loadgen":
-			return runLoadgen(ctx, args[1:], stdin, stdout)
-		}
-	}
-	var cfg config
-	var impls, tests string
-	fs := flag.NewFlagSet("bench-proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.nlb, "nlb", "bin/nlb", "nlb binary (run as `nlb proxy --listen --backend --admin`)")
-	fs.StringVar(&cfg.haproxy, "haproxy", "haproxy", "HAProxy binary")
-	fs.StringVar(&impls, "impls", "direct,haproxy,nlb", "implementations to measure")
-	fs.StringVar(&tests, "tests", strings.Join(allTests, ","), "tests to run (a subset, for quick comparisons while tuning)")
-	fs.IntVar(&cfg.runs, "runs", 5, "runs per implementation, interleaved; medians are reported")
-	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unmeasured time at the start of each test")
-	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured time of each test")
-	fs.IntVar(&cfg.connWorkers, "conn-workers", 32, "concurrent workers in the new-connection test")
-	fs.IntVar(&cfg.rrConns, "rr-conns", 16, "kept-alive connections in the latency test")
-	fs.IntVar(&cfg.idleConns, "idle-conns", 10000, "idle connections in the memory test")
-	fs.IntVar(&cfg.haproxyThreads, "haproxy-threads", 2, "HAProxy nbthread (nlb's Go runtime uses every core)")
-	fs.StringVar(&cfg.haproxySplice, "haproxy-splice", "always", "HAProxy splicing: always (splice-request and splice-response), auto (splice-auto) or off")
-	fs.StringVar(&cfg.haproxyTune, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (for tuning experiments)")
-	fs.BoolVar(&cfg.nlbSystemCC, "nlb-system-cc", true, "also measure nlb's bulk throughput with loopbackCongestionControl: system")
-	fs.IntVar(&cfg.nice, "nice", 0, "nice value for the bench and every child (e.g. -10 on a shared machine; needs root)")
-	fs.StringVar(&cfg.results, "results", "bench/results", "directory for proxy.jsonl, proxy.md and proxy.svg (empty: none)")
-	if err := benchrun.Parse(fs, args); err != nil {
-		return err
-	}
-	cfg.impls = strings.Split(impls, ",")
-	cfg.tests = map[string]bool{}
-	for _, t := range strings.Split(tests, ",") {
-		if !slices.Contains(allTests, t) {
-			return fmt.Errorf("unknown test %q (want some of %s)", t, strings.Join(allTests, ","))
-		}
-		cfg.tests[t] = true
-	}
-	for _, i := range cfg.impls {
-		if i != implDirect && i != implHAProxy && i != implNLB {
-			return fmt.Errorf("unknown implementation %q", i)
-		}
-	}
-	if m := cfg.haproxySplice; m != "always" && m != "auto" && m != "off" {
-		return fmt.Errorf("--haproxy-splice %q: want always, auto or off", m)
-	}
-	if cfg.runs < 1 || cfg.runs > 20 || cfg.duration <= 0 || cfg.idleConns < 1 {
-		return errors.New("need 1 ≤ runs ≤ 20, duration > 0, idle-conns ≥ 1")
-	}
-	var err error
-	if cfg.self, err = os.Executable(); err != nil {
-		return err
-	}
-	if cfg.tmp, err = os.MkdirTemp("", "bench-proxy-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(cfg.tmp)
-	cfg.idleRequested = cfg.idleConns
-	if lim := raiseNoFile(&cfg, stderr); cfg.idleConns > idleFit(lim) {
-		cfg.idleConns = idleFit(lim)
-		fmt.Fprintf(stderr, "bench: RLIMIT_NOFILE %d allows %d idle connections (2 fds each in a proxy), not %d\n", lim, cfg.idleConns, cfg.idleRequested)
-	}
-	env := environment(ctx, &cfg)
-	if cfg.nice != 0 {
-		// Children inherit it: generator, backend and every proxy alike.
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, cfg.nice); err != nil {
-			return fmt.Errorf("--nice %d: %w", cfg.nice, err)
-		}
-	}
-
-	r := make(results)
-	failures := make(map[string]string)
-	notes := &notes{}
-	var busy []float64
-	started := time.Now()
-	for round := range cfg.runs {
-		for k := range cfg.impls {
-			impl := cfg.impls[(k+round)%len(cfg.impls)] // rotate the order each round
-			if _, failed := failures[impl]; failed {
-				continue
+	if len(os.Args) > 1 && (os.Args[1] == "__backend" || os.Args[1] == "__loadgen") {
+		benchrun.Main("bench-proxy "+os.Args[1], func(ctx context.Context, args []string, stdout, _ io.Writer) error {
+			if args[0] == "__backend" {
+				return runBackend(ctx, os.Stdin, stdout)
 			}
-			b := waitQuiet(ctx)
-			busy = append(busy, b)
-			fmt.Fprintf(stderr, "bench: run %d/%d %s (machine %.0f%% busy before)\n", round+1, cfg.runs, impl, 100*b)
-			if err := session(ctx, &cfg, impl, r, notes, stderr); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+			return runLoadgen(ctx, args[1:], os.Stdin, stdout)
+		})
+	}
+	benchrun.Main("bench-proxy", run)
+}
+
+// meta is the first JSON line: the setup.
+type meta struct {
+	Bench             string    `json:"bench"`
+	Date              string    `json:"date"`
+	NLB               string    `json:"nlb"`
+	Commit            string    `json:"commit"`
+	Kernel            string    `json:"kernel"`
+	Cores             int       `json:"cores"`
+	Tools             []string  `json:"tools"`
+	Rounds            int       `json:"rounds"`
+	DurationS         float64   `json:"duration_s"`
+	WrkThreads        int       `json:"wrk_threads"`
+	WrkConnections    int       `json:"wrk_connections"`
+	Rate              int       `json:"latency_rate"`
+	Topologies        []string  `json:"topologies"`
+	Implementations   []string  `json:"implementations"`
+	Tests             []string  `json:"tests"`
+	CongestionControl string    `json:"congestion_control"`
+	HAProxySplice     string    `json:"haproxy_splice"`
+	IdleConnections   int       `json:"idle_connections"`
+	Background        []float64 `json:"background_busy"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	b := benchrun.New("proxy", stdout, stderr, benchrun.Options{
+		Reps: 3, RepsUsage: "rounds: every test on every implementation, in a rotated order; medians are reported",
+		Verbose: true, NeedNLB: true, Root: "needs root: it builds network namespaces",
+	})
+	var prm params
+	fs := b.Flags
+	fs.DurationVar(&prm.duration, "duration", 3*time.Second, "length of each measured run (iperf3: whole seconds)")
+	fs.DurationVar(&prm.warmup, "latency-warmup", 500*time.Millisecond, "vegeta's first requests left out (its connections opening)")
+	fs.IntVar(&prm.threads, "threads", 1, "wrk threads")
+	fs.IntVar(&prm.conns, "connections", 32, "wrk connections")
+	fs.IntVar(&prm.rate, "rate", 5000, "vegeta's fixed request rate (requests/s), below every implementation's saturation")
+	fs.IntVar(&prm.workers, "vegeta-workers", 10, "vegeta's initial workers (it adds more when they are busy)")
+	fs.DurationVar(&prm.straceFor, "strace-duration", time.Second, "length of the kept-alive run under strace -c")
+	fs.IntVar(&prm.idleConns, "idle-conns", 10000, "connections of the idle-memory test")
+	fs.StringVar(&prm.vegeta, "vegeta", "bin/vegeta", "vegeta binary (make bench-proxy builds it)")
+	fs.StringVar(&prm.plan.spliceHTTP, "haproxy-splice", "auto", "HAProxy's splicing in the request tests: always (splice-request and splice-response), auto (splice-auto) or off")
+	fs.StringVar(&prm.plan.spliceBulk, "haproxy-splice-bulk", "always", "HAProxy's splicing in the bulk tests")
+	fs.StringVar(&prm.plan.haproxyExtra, "haproxy-global", "", "extra HAProxy global lines, separated by ';' (tuning experiments)")
+	implsFlag := fs.String("impls", strings.Join(defaultImpls, ","), "implementations, some of "+strings.Join(allImpls, ","))
+	testsFlag := fs.String("tests", strings.Join(allTests, ","), "tests to run")
+	toposFlag := fs.String("topologies", strings.Join(allTopologies, ","), "topologies")
+	logs := fs.String("logs", "", "keep the processes' logs and configurations in this directory (default: a temporary one, removed)")
+	if err := b.Parse(args); err != nil {
+		return err
+	}
+	impls, err := benchtool.Pick("--impls", *implsFlag, allImpls)
+	if err != nil {
+		return err
+	}
+	tests, err := benchtool.Pick("--tests", *testsFlag, allTests)
+	if err != nil {
+		return err
+	}
+	topos, err := benchtool.Pick("--topologies", *toposFlag, allTopologies)
+	if err != nil {
+		return err
+	}
+	switch {
+	case prm.duration < time.Second || prm.straceFor <= 0 || prm.warmup < 0:
+		return errors.New("--duration must be at least 1s, --strace-duration positive, --latency-warmup not negative")
+	case prm.threads < 1 || prm.conns < prm.threads || prm.rate < 1 || prm.workers < 1 || prm.idleConns < 1:
+		return errors.New("--threads, --rate, --vegeta-workers and --idle-conns must be at least 1, --connections at least --threads")
+	case !slices.Contains(benchtool.SpliceModes, prm.plan.spliceHTTP) || !slices.Contains(benchtool.SpliceModes, prm.plan.spliceBulk):
+		return fmt.Errorf("--haproxy-splice %q, --haproxy-splice-bulk %q: want one of %s", prm.plan.spliceHTTP, prm.plan.spliceBulk, strings.Join(benchtool.SpliceModes, ", "))
+	}
+	if err := b.Setup(ctx); err != nil {
+		return err
+	}
+	prm.plan.nlb = b.NLB
+	needs := []string{"ip", "nginx", "wrk", "iperf3", "haproxy", "strace"}
+	if slices.Contains(tests, testLatency) {
+		if prm.vegeta, err = benchrun.Binary(prm.vegeta); err != nil {
+			return fmt.Errorf("vegeta: %w (make bench-proxy builds it into bin/)", err)
+		}
+	}
+	for _, tool := range needs {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found (make deps installs it): %w", tool, err)
+		}
+	}
+	if prm.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if prm.dir = *logs; prm.dir == "" {
+		if prm.dir, err = os.MkdirTemp("", "nlb-bench-proxy-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(prm.dir)
+	} else if err := os.MkdirAll(prm.dir, 0o755); err != nil {
+		return err
+	}
+	prm.plan.dir = prm.dir
+	requested := prm.idleConns
+	if lim := raiseNoFile(prm.idleConns, stderr); prm.idleConns > idleFit(lim) {
+		prm.idleConns = idleFit(lim)
+		b.Logf("RLIMIT_NOFILE %d allows %d idle connections (2 fds each in a proxy), not %d", lim, prm.idleConns, requested)
+	}
+	prm.plan.maxConn = prm.idleConns + 200
+
+	b.Logf("starting the lab")
+	l, err := startLab(ctx, topos, prm.dir)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	res := newResults()
+	var background []float64
+	started := time.Now()
+	for round := range b.Reps {
+		for _, topo := range topos {
+			t := l.topos[topo]
+			for _, impl := range benchtool.Rotate(implsFor(impls, topo), round) {
+				if err := session(ctx, t, impl, tests, &prm, res, &background, b.Logf, round); err != nil {
+					return err // interrupted
 				}
-				fmt.Fprintf(stderr, "bench: %s: %v\n", impl, err)
-				failures[impl] = err.Error()
 			}
 		}
 	}
 	elapsed := time.Since(started).Round(time.Second)
 
-	var jl, table bytes.Buffer
-	if err := writeJSONLines(&jl, r, []string{implDirect, implHAProxy, implNLB}); err != nil {
+	cc := "unknown"
+	if out, err := l.net.Hosts[1].Exec(ctx, "sysctl", "-n", "net.ipv4.tcp_congestion_control").Output(); err == nil {
+		cc = strings.TrimSpace(string(out))
+	}
+	md := meta{
+		Bench: "proxy", Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		NLB: benchrun.Version(ctx, b.NLB, "version"), Commit: benchrun.Version(ctx, "git", "describe", "--always", "--dirty"),
+		Kernel: benchrun.Version(ctx, "uname", "-r"), Cores: runtime.NumCPU(),
+		Tools: []string{benchrun.Version(ctx, "haproxy", "-v"), benchrun.Version(ctx, "nginx", "-v"),
+			benchtool.ToolVersion(ctx, "wrk", "-v"), benchrun.Version(ctx, "iperf3", "-v"),
+			moduleVersion(prm.vegeta), benchrun.Version(ctx, "strace", "-V")},
+		Rounds: b.Reps, DurationS: prm.duration.Seconds(), WrkThreads: prm.threads, WrkConnections: prm.conns, Rate: prm.rate,
+		Topologies: topos, Implementations: impls, Tests: tests, CongestionControl: cc, HAProxySplice: prm.plan.spliceHTTP + ", bulk " + prm.plan.spliceBulk,
+		IdleConnections: prm.idleConns, Background: background,
+	}
+	if err := b.Add(md); err != nil {
 		return err
 	}
-	if err := writeTable(&table, r); err != nil {
-		return err
+	for _, line := range res.lines(topos) {
+		if err := b.Add(line); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(stdout, "%s\n%s", jl.Bytes(), table.Bytes())
-	extra := reportNotes(failures, notes, busy)
-	fmt.Fprint(stdout, extra)
-	if cfg.results == "" {
-		return nil
+	notes := []string{
+		fmt.Sprintf("Measured %s: %s (%s), kernel %s, %d cores; %s. Command: `go run ./bench/proxy %s` (%v).",
+			md.Date, md.NLB, md.Commit, md.Kernel, md.Cores, strings.Join(md.Tools, "; "), quoteArgs(args), elapsed),
+		fmt.Sprintf("%d rounds of %v per run; wrk -t %d -c %d; vegeta at %d requests/s kept-alive (the first %v left out); iperf3 -R; %d idle connections; TCP congestion control %s for every implementation (nlb: loopbackCongestionControl: system; nlb-reno, when measured, keeps nlb's default reno on loopback legs and is not judged); HAProxy splice %s in the request tests, %s in the bulk tests; nlb-1loop is nlb with GOMAXPROCS=1 (one event loop); method in bench/README.md.",
+			b.Reps, prm.duration, prm.threads, prm.conns, prm.rate, prm.warmup, prm.idleConns, cc, prm.plan.spliceHTTP, prm.plan.spliceBulk),
 	}
-	md := renderMarkdown(&cfg, env, elapsed, table.String(), extra)
-	svg := renderSVG(r, env)
-	if err := benchrun.Save(cfg.results, map[string][]byte{"proxy.jsonl": jl.Bytes(), "proxy.md": []byte(md), "proxy.svg": []byte(svg)}); err != nil {
-		return err
+	if prm.idleConns < requested {
+		notes = append(notes, fmt.Sprintf("The idle test held %d connections, not %d: RLIMIT_NOFILE's hard limit allows no more.", prm.idleConns, requested))
 	}
-	fmt.Fprintf(stderr, "bench: wrote %s/proxy.{jsonl,md,svg} in %v\n", cfg.results, elapsed)
+	title := "# Proxy benchmark: nlb vs HAProxy vs direct, with wrk, vegeta and iperf3\n\n"
+	return b.Finish(title + res.markdown(topos, prm.rate, notes, background))
+}
+
+// implsFor is the implementations measured in a topology: nlb-reno
+// differs from nlb only on loopback legs.
+func implsFor(impls []string, topo string) []string {
+	var out []string
+	for _, i := range impls {
+		if i != implNLBReno || topo == topoLoopback {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// session measures one implementation once in one topology: a fresh proxy
+// for the HTTP tests, another for the bulk tests, another for the idle
+// test. A failed test is recorded and the others still run; only an
+// interruption ends the bench.
+func session(ctx context.Context, t *topology, impl string, tests []string, prm *params, res *results, background *[]float64,
+	logf func(string, ...any), round int) error {
+	for _, kind := range []string{kindHTTP, kindBulk, kindIdle} {
+		var todo []string
+		for _, test := range tests {
+			if kindOf(test) != kind || test == testSyscalls && impl == implDirect || test == testIdle && (impl == implDirect || t.name != topoLoopback) {
+				continue
+			}
+			todo = append(todo, test)
+		}
+		if len(todo) == 0 {
+			continue
+		}
+		var p *proxy
+		if kind != kindIdle {
+			var err error
+			if p, err = startProxy(ctx, t, impl, kind, netip.AddrPort{}, prm.plan); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				res.failures = append(res.failures, fmt.Sprintf("round %d %s %s: start for %s: %v", round+1, t.name, impl, kind, err))
+				continue
+			}
+		}
+		for _, test := range todo {
+			bg := benchtool.WaitQuiet(ctx)
+			if !math.IsNaN(bg) {
+				*background = append(*background, bg)
+			}
+			m, note, err := measure(ctx, t, p, impl, test, prm, logf)
+			if ctx.Err() != nil {
+				if p != nil {
+					p.stop()
+				}
+				return ctx.Err()
+			}
+			if err != nil {
+				logf("round %d %s %s %s: %v", round+1, t.name, impl, test, err)
+				res.failures = append(res.failures, fmt.Sprintf("round %d %s %s %s: %v", round+1, t.name, impl, test, err))
+				continue
+			}
+			if note != "" && test == testSyscalls {
+				res.calls[t.name+"/"+impl] = note
+			} else if note != "" {
+				res.notes = append(res.notes, fmt.Sprintf("round %d %s %s %s: %s", round+1, t.name, impl, test, note))
+			}
+			res.add(t.name, impl, m)
+			logf("round %d %s %s %s (background %.0f%%): %s", round+1, t.name, impl, test, 100*bg, summary(m))
+		}
+		if p != nil {
+			p.stop()
+		}
+	}
 	return nil
 }
 
-// raiseNoFile lifts RLIMIT_NOFILE so that the load generator, the backend
-// and the proxies (inheriting it) can hold the idle connections: a Go
-// splice proxy that keeps its pipes needs 6 fds per connection. Calling
-// Setrlimit also makes os/exec pass the raised soft limit to children.
-// Without CAP_SYS_RESOURCE the hard limit cannot be raised; the soft limit
-// is then set to it. It returns the resulting soft limit.
-func raiseNoFile(cfg *config, stderr io.Writer) uint64 {
-	want := uint64(max(8*cfg.idleConns+4096, 1<<16))
+// measure runs one test.
+func measure(ctx context.Context, t *topology, p *proxy, impl, test string, prm *params, logf func(string, ...any)) (map[string]float64, string, error) {
+	switch test {
+	case testRR, testConn:
+		m, err := measureWrk(ctx, t, p, prm, test == testConn)
+		return m, "", err
+	case testLatency:
+		m, err := measureLatency(ctx, t, p, prm)
+		return m, "", err
+	case testSyscalls:
+		return measureSyscalls(ctx, t, p, prm)
+	case testBulk1, testBulk8, testBulk1F:
+		streams, metric, reverse := 1, mThroughput1, true
+		switch test {
+		case testBulk8:
+			streams, metric = bulkStreams, mThroughput8
+		case testBulk1F:
+			metric, reverse = mThroughput1F, false
+		}
+		g, err := measureBulk(ctx, t, p, prm, streams, reverse)
+		return map[string]float64{metric: g}, "", err
+	case testIdle:
+		return measureIdle(ctx, t, impl, prm, logf)
+	}
+	return nil, "", fmt.Errorf("unknown test %q", test)
+}
+
+// summary formats a run's figures for the log.
+func summary(m map[string]float64) string {
+	var parts []string
+	for _, d := range metricDefs {
+		if v, ok := m[d.name]; ok {
+			parts = append(parts, d.name+"="+fmt.Sprintf(d.format, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE so that the idle test's client, backend
+// and proxies (inheriting it) can hold the idle connections. Without
+// CAP_SYS_RESOURCE the hard limit cannot be raised; the soft limit is
+// then set to it. It returns the resulting soft limit.
+func raiseNoFile(idle int, stderr io.Writer) uint64 {
+	want := uint64(max(8*idle+4096, 1<<16))
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		fmt.Fprintln(stderr, "bench: getrlimit:", err)
+		fmt.Fprintln(stderr, "bench-proxy: getrlimit:", err)
 		return 1024
 	}
 	if lim.Cur >= want {
@@ -204,8 +344,8 @@ func raiseNoFile(cfg *config, stderr io.Writer) uint64 {
 }
 
 // idleFit is the number of idle connections a proxy with 2 fds per
-// connection can hold within an fd limit, with room for listeners, the
-// splice pipes of the bulk test and the runtime, in hundreds.
+// connection can hold within an fd limit, with room for listeners and the
+// runtime, in hundreds.
 func idleFit(limit uint64) int {
 	const reserve = 1200
 	if limit < 2*reserve {
@@ -214,338 +354,25 @@ func idleFit(limit uint64) int {
 	return int((limit-reserve)/2) / 100 * 100
 }
 
-// allTests are the tests of a session, in the order they run.
-var allTests = []string{"idle", "rr", "conn", "bulk1", "bulk8"}
-
-// session measures one implementation once: a fresh backend and proxy, the
-// idle-memory test first (on the fresh proxy), then latency, new
-// connections and bulk throughput (the tests selected by --tests).
-func session(ctx context.Context, cfg *config, impl string, r results, notes *notes, stderr io.Writer) error {
-	be, err := startChild(ctx, "backend", cfg.self, "__backend")
+// moduleVersion is a Go binary's main module and version (go install
+// leaves vegeta's own -version empty).
+func moduleVersion(path string) string {
+	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
-		return err
+		return path + ": unavailable"
 	}
-	defer be.stop()
-	baddr, err := be.readLine(ctx, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	p, err := startProxy(ctx, cfg, impl, baddr)
-	if err != nil {
-		return err
-	}
-	defer p.stop()
+	return bi.Main.Path + " " + bi.Main.Version
+}
 
-	if cfg.tests["idle"] {
-		if err := idleMemory(ctx, cfg, p, r, notes, stderr); err != nil {
-			return fmt.Errorf("idle memory: %w", err)
+// quoteArgs renders a command line for the report, quoting empty
+// arguments and those with spaces.
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = a
+		if a == "" || strings.ContainsAny(a, " ;'\"") {
+			q[i] = strconv.Quote(a)
 		}
 	}
-	lc := loadConfig{addr: p.addr, warmup: cfg.warmup, duration: cfg.duration, pid: p.pid(), backend: be.pid()}
-
-	if cfg.tests["rr"] {
-		lc.test, lc.conns = "rr", cfg.rrConns
-		lr, err := loadgen(ctx, cfg, lc)
-		if err != nil {
-			return fmt.Errorf("latency: %w", err)
-		}
-		noteErrors(notes, impl, "latency", lr)
-		r.add(impl, mLatencyP50, lr.P50us)
-		r.add(impl, mLatencyP99, lr.P99us)
-		r.add(impl, mRRRate, lr.Rate)
-		fmt.Fprintf(stderr, "  latency p50 %.1f us p99 %.1f us (%.0f req/s, %d errors; others used %.2f cores)\n", lr.P50us, lr.P99us, lr.Rate, lr.Errors, lr.Foreign)
-	}
-
-	if cfg.tests["conn"] {
-		lc.test, lc.workers = "conn", cfg.connWorkers
-		lr, err := loadgen(ctx, cfg, lc)
-		if err != nil {
-			return fmt.Errorf("new connections: %w", err)
-		}
-		noteErrors(notes, impl, "new connections", lr)
-		r.add(impl, mConnRate, lr.Rate)
-		addCPU(r, impl, mCPUConn, lr.CPU)
-		fmt.Fprintf(stderr, "  new connections %.0f/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", lr.Rate, lr.Errors, lr.CPU, lr.Foreign)
-	}
-
-	if err := bulk(ctx, cfg, impl, lc, r, notes, stderr, mThroughput1, mThroughput8, mCPU1, mCPU8); err != nil {
-		return err
-	}
-	if impl != implNLB || !cfg.nlbSystemCC || !cfg.tests["bulk1"] && !cfg.tests["bulk8"] {
-		return nil
-	}
-	// The same bulk tests on a second nlb that keeps the system's
-	// congestion control on its loopback legs (see mThroughput1Sys).
-	p.stop()
-	file := filepath.Join(cfg.tmp, "nlb-system-cc.yaml")
-	if err := os.WriteFile(file, []byte("loopbackCongestionControl: system\n"), 0o644); err != nil {
-		return err
-	}
-	ps, err := startProxy(ctx, cfg, impl, baddr, "--config", file)
-	if err != nil {
-		return fmt.Errorf("nlb with the system congestion control: %w", err)
-	}
-	defer ps.stop()
-	lc.addr, lc.pid = ps.addr, ps.pid()
-	fmt.Fprintln(stderr, "  nlb with loopbackCongestionControl: system")
-	return bulk(ctx, cfg, impl, lc, r, notes, stderr, mThroughput1Sys, mThroughput8Sys, "", "")
-}
-
-// bulk runs the selected bulk tests (1 and 8 streams) against lc.addr and
-// records them under the given metrics; an empty CPU metric is not
-// recorded.
-func bulk(ctx context.Context, cfg *config, impl string, lc loadConfig, r results, notes *notes, stderr io.Writer,
-	m1, m8, cpu1, cpu8 string) error {
-	for _, b := range []struct {
-		streams     int
-		test        string
-		metric, cpu string
-	}{{1, "bulk1", m1, cpu1}, {8, "bulk8", m8, cpu8}} {
-		if !cfg.tests[b.test] {
-			continue
-		}
-		lc.test, lc.streams = "bulk", b.streams
-		lr, err := loadgen(ctx, cfg, lc)
-		if err != nil {
-			return fmt.Errorf("bulk %d: %w", b.streams, err)
-		}
-		noteErrors(notes, impl, fmt.Sprintf("bulk %d", b.streams), lr)
-		r.add(impl, b.metric, lr.Gbps)
-		if b.cpu != "" {
-			addCPU(r, impl, b.cpu, lr.CPU)
-		}
-		fmt.Fprintf(stderr, "  bulk %d stream(s) %.2f Gbit/s (%d errors, proxy %.2f cores; others used %.2f cores)\n", b.streams, lr.Gbps, lr.Errors, lr.CPU, lr.Foreign)
-	}
-	return nil
-}
-
-// noteErrors records failed operations of a test in the report.
-func noteErrors(n *notes, impl, test string, lr loadResult) {
-	if lr.Foreign >= 0 {
-		n.foreign = append(n.foreign, lr.Foreign)
-	}
-	if lr.Errors > 0 {
-		n.add(impl, fmt.Sprintf("%s: %d failed operations in one run", test, lr.Errors))
-	}
-}
-
-func addCPU(r results, impl, metric string, cores float64) {
-	if cores >= 0 {
-		r.add(impl, metric, cores)
-	}
-}
-
-// loadgen runs the load generator process for one test and returns its
-// result line.
-func loadgen(ctx context.Context, cfg *config, lc loadConfig) (loadResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, lc.warmup+lc.duration+30*time.Second)
-	defer cancel()
-	c, err := startChild(ctx, "loadgen", cfg.self, append([]string{"__loadgen"}, lc.args()...)...)
-	if err != nil {
-		return loadResult{}, err
-	}
-	defer c.stop()
-	line, err := c.readLine(ctx, lc.warmup+lc.duration+25*time.Second)
-	if err != nil {
-		return loadResult{}, err
-	}
-	var lr loadResult
-	if err := json.Unmarshal([]byte(line), &lr); err != nil {
-		return loadResult{}, fmt.Errorf("loadgen output %q: %w", line, err)
-	}
-	time.Sleep(200 * time.Millisecond) // let the previous test's sockets close
-	return lr, nil
-}
-
-// idleMemory opens cfg.idleConns connections through p, each after one
-// 64-byte exchange, and records per connection the proxy's memory: its
-// RSS growth plus the kernel memory its new fds hold (fdUsage.kernelBytes).
-// As a cross-check it also records the system-wide kernel memory growth of
-// the whole path (memSnapshot.kernelKiB), which other activity on the
-// machine disturbs. It then closes the connections and waits (bounded)
-// until the proxy has too.
-func idleMemory(ctx context.Context, cfg *config, p *proxy, r results, notes *notes, stderr io.Writer) error {
-	sizes := defaultSlabSizes()
-	if b, err := os.ReadFile("/proc/slabinfo"); err == nil {
-		sizes = parseSlabinfo(b, sizes)
-	}
-	time.Sleep(500 * time.Millisecond) // settle after start
-	before, err := readMemSnapshot(p.pid())
-	if err != nil {
-		return err
-	}
-	lc := loadConfig{test: "idle", addr: p.addr, conns: cfg.idleConns}
-	c, err := startChild(ctx, "loadgen", cfg.self, append([]string{"__loadgen"}, lc.args()...)...)
-	if err != nil {
-		return err
-	}
-	defer c.stop()
-	line, err := c.readLine(ctx, 2*time.Minute)
-	if err != nil {
-		return err
-	}
-	var lr loadResult
-	if err := json.Unmarshal([]byte(line), &lr); err != nil {
-		return fmt.Errorf("loadgen output %q: %w", line, err)
-	}
-	if lr.Conns < cfg.idleConns/2 {
-		return fmt.Errorf("only %d of %d idle connections opened (%d failed)", lr.Conns, cfg.idleConns, lr.Errors)
-	}
-	if lr.Conns < cfg.idleConns*99/100 {
-		notes.add(p.impl, fmt.Sprintf("held only %d of %d idle connections (%d failed); memory is per held connection", lr.Conns, cfg.idleConns, lr.Errors))
-	}
-	time.Sleep(time.Second) // let deferred frees (RCU, GC) settle
-	after, err := readMemSnapshot(p.pid())
-	if err != nil {
-		return err
-	}
-	c.stop()
-
-	n := float64(lr.Conns)
-	system := float64(after.kernelKiB()-before.kernelKiB()) / n
-	r.add(p.impl, mIdleSystem, system)
-	dInUse := after.TCP.InUse - before.TCP.InUse
-	if p.proc == nil {
-		r.add(p.impl, mIdleMem, 0) // no proxy, nothing to count
-		fmt.Fprintf(stderr, "  idle: %d conns; system-wide kernel %.1f KiB per conn, %+d TCP sockets, %+d skb pages\n",
-			lr.Conns, system, dInUse, after.TCP.MemPages-before.TCP.MemPages)
-		return nil
-	}
-	rss := float64(after.RSSKiB-before.RSSKiB) / n
-	kernel := float64(after.FDs.kernelBytes(sizes)-before.FDs.kernelBytes(sizes)) / 1024 / n
-	r.add(p.impl, mIdleMem, rss+kernel)
-	r.add(p.impl, mIdleRSS, rss)
-	r.add(p.impl, mIdleKernel, kernel)
-	r.add(p.impl, mIdleFDs, float64(after.FDs.FDs-before.FDs.FDs)/n)
-	fmt.Fprintf(stderr, "  idle: %d conns, per conn: RSS %.1f KiB + kernel %.1f KiB; fds %.2f, sockets %.2f, pipes %.2f, epoll %.2f; system-wide kernel %.1f KiB, %+d TCP sockets, %+d skb pages\n",
-		lr.Conns, rss, kernel, float64(after.FDs.FDs-before.FDs.FDs)/n, float64(after.FDs.Sockets-before.FDs.Sockets)/n,
-		float64(len(after.FDs.Pipes)-len(before.FDs.Pipes))/n, float64(after.FDs.EpollWatch-before.FDs.EpollWatch)/n,
-		system, dInUse, after.TCP.MemPages-before.TCP.MemPages)
-	for i := 0; i < 100; i++ {
-		fds, err := countFDs(p.pid())
-		if err != nil || fds <= before.FDs.FDs+16 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil
-}
-
-// env describes the machine and the versions, for the report.
-type env struct {
-	date, kernel, cpu, goVersion, haproxy, nlb, commit string
-	cores                                              int
-}
-
-func environment(ctx context.Context, cfg *config) env {
-	e := env{date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), goVersion: runtime.Version(), cores: runtime.NumCPU()}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		e.kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for l := range strings.SplitSeq(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				e.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	e.haproxy = benchrun.Version(ctx, cfg.haproxy, "-v")
-	e.nlb = benchrun.Version(ctx, cfg.nlb, "version")
-	e.commit = benchrun.Version(ctx, "git", "describe", "--always", "--dirty")
-	return e
-}
-
-func renderMarkdown(cfg *config, e env, elapsed time.Duration, table, extra string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Proxy benchmark: nlb vs HAProxy vs direct (loopback)\n\n")
-	fmt.Fprintf(&b, "%s, commit %s, %d × %s cores, Linux %s, %s; %s; %s.\n\n", e.date, e.commit, e.cores, e.cpu, e.kernel, e.goVersion, e.haproxy, e.nlb)
-	var only string
-	if len(cfg.tests) < len(allTests) {
-		var ts []string
-		for _, t := range allTests {
-			if cfg.tests[t] {
-				ts = append(ts, t)
-			}
-		}
-		only = " --tests " + strings.Join(ts, ",")
-	}
-	fmt.Fprintf(&b, "Command: `go run ./bench/proxy --nlb %s --runs %d --duration %v --nice %d%s` (`make bench-proxy` runs the defaults: 5 runs, 3s, nice 0, every test), %v in total. ", cfg.nlb, cfg.runs, cfg.duration, cfg.nice, only, elapsed)
-	fmt.Fprintf(&b, "Medians of %d interleaved runs; nice %d; HAProxy nbthread %d, splice %s; %d idle connections", cfg.runs, cfg.nice, cfg.haproxyThreads, cfg.haproxySplice, cfg.idleConns)
-	if cfg.idleConns < cfg.idleRequested {
-		fmt.Fprintf(&b, " (not %d: RLIMIT_NOFILE's hard limit allows no more)", cfg.idleRequested)
-	}
-	b.WriteString("; method in bench/README.md.\n\n")
-	b.WriteString(table)
-	b.WriteString(extra)
-	b.WriteString("\n![throughput, latency, connections and memory](proxy.svg)\n")
-	return b.String()
-}
-
-// notes are remarks per implementation for the report, and the foreign
-// CPU load seen in every measured window.
-type notes struct {
-	byImpl  map[string][]string
-	foreign []float64 // cores
-}
-
-func (n *notes) add(impl, s string) {
-	if n.byImpl == nil {
-		n.byImpl = make(map[string][]string)
-	}
-	n.byImpl[impl] = append(n.byImpl[impl], s)
-}
-
-// reportNotes renders failures, notes and the machine's background load
-// as Markdown lines.
-func reportNotes(failures map[string]string, n *notes, busy []float64) string {
-	var b strings.Builder
-	for _, impl := range []string{implDirect, implHAProxy, implNLB} {
-		if f, ok := failures[impl]; ok {
-			fmt.Fprintf(&b, "\n- %s failed: `%s`", impl, strings.ReplaceAll(f, "\n", " "))
-		}
-		for _, s := range n.byImpl[impl] {
-			fmt.Fprintf(&b, "\n- %s: %s", impl, s)
-		}
-	}
-	if len(busy) > 0 {
-		fmt.Fprintf(&b, "\n- Background CPU load over 0.5 s before each run (after waiting up to 10 s for it to drop below 25%%): median %.0f%%, max %.0f%% of the machine.", 100*stats.Median(busy), 100*slices.Max(busy))
-	}
-	if len(n.foreign) > 0 {
-		fmt.Fprintf(&b, "\n- CPU used by other processes during the measured windows: median %.2f, max %.2f cores of %d (figures from disturbed windows are noisy).", stats.Median(n.foreign), slices.Max(n.foreign), runtime.NumCPU())
-	}
-	if b.Len() > 0 {
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// waitQuiet waits up to 10 s for the machine's background CPU load to
-// drop below 25 %, so that runs land in quiet moments of a shared machine,
-// and returns the last load seen.
-func waitQuiet(ctx context.Context) float64 {
-	b := backgroundBusy()
-	for i := 0; i < 19 && b > 0.25 && ctx.Err() == nil; i++ {
-		b = backgroundBusy()
-	}
-	return b
-}
-
-// backgroundBusy returns the fraction of CPU time the machine spent busy
-// over 0.5 s, from /proc/stat; it is called while no bench process runs.
-func backgroundBusy() float64 {
-	read := func() (idle, total float64, ok bool) {
-		b, err := os.ReadFile("/proc/stat")
-		if err != nil {
-			return 0, 0, false
-		}
-		return parseProcStatCPU(b)
-	}
-	i0, t0, ok0 := read()
-	time.Sleep(500 * time.Millisecond)
-	i1, t1, ok1 := read()
-	if !ok0 || !ok1 || t1 <= t0 {
-		return math.NaN()
-	}
-	return 1 - (i1-i0)/(t1-t0)
+	return strings.Join(q, " ")
 }

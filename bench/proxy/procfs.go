@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"unsafe"
+
+	"github.com/nlb-dev/nlb/internal/benchtool"
 )
 
 // memSnapshot is the system and proxy memory state read before and after
@@ -103,64 +105,6 @@ func parseSockstat(b []byte) (sockstat, error) {
 		return s, nil
 	}
 	return s, errors.New("sockstat: no TCP line")
-}
-
-// parseVmRSS returns VmRSS in KiB from /proc/PID/status.
-func parseVmRSS(b []byte) (int64, error) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("status: bad VmRSS line %q", sc.Text())
-		}
-		return strconv.ParseInt(f[0], 10, 64)
-	}
-	return 0, errors.New("status: no VmRSS")
-}
-
-// parseStatCPU returns utime+stime in clock ticks from /proc/PID/stat.
-// The command name (field 2) may contain spaces and parentheses, so fields
-// are counted from the last ')'.
-func parseStatCPU(b []byte) (int64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("stat: no ')'")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// After ")": state(3) ppid(4) ... utime(14) stime(15): indexes 11 and 12.
-	if len(f) < 13 {
-		return 0, errors.New("stat: too few fields")
-	}
-	u, err := strconv.ParseInt(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stat utime: %w", err)
-	}
-	s, err := strconv.ParseInt(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stat stime: %w", err)
-	}
-	return u + s, nil
-}
-
-// clockTicks is USER_HZ, which is 100 on every Linux architecture Go
-// supports.
-const clockTicks = 100
-
-// procCPUSeconds returns the CPU time (user+system) used so far by pid.
-func procCPUSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	t, err := parseStatCPU(b)
-	if err != nil {
-		return 0, err
-	}
-	return float64(t) / clockTicks, nil
 }
 
 // countFDs counts the open fds of pid.
@@ -344,34 +288,11 @@ func readMemSnapshot(pid int) (memSnapshot, error) {
 	if b, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err != nil {
 		return s, err
 	}
-	if s.RSSKiB, err = parseVmRSS(b); err != nil {
+	st, err := benchtool.ParseStatus(b)
+	if err != nil {
 		return s, err
 	}
+	s.RSSKiB = st.VmRSSKiB
 	s.FDs, err = inspectFDs(pid)
 	return s, err
-}
-
-// parseProcStatCPU returns the idle (idle+iowait) and total jiffies of the
-// aggregate "cpu" line of /proc/stat.
-func parseProcStatCPU(b []byte) (idle, total float64, ok bool) {
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0, 0, false
-	}
-	for i, s := range f[1:] {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		// guest and guest_nice (fields 9, 10) are already in user and nice.
-		if i >= 8 {
-			break
-		}
-		total += v
-		if i == 3 || i == 4 {
-			idle += v
-		}
-	}
-	return idle, total, true
 }

@@ -3,12 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
-	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +13,195 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nlb-dev/nlb/internal/benchtool"
+	"github.com/nlb-dev/nlb/internal/netlab"
 )
 
-// child is a process of the bench: the backend, a proxy or the load
-// generator. It runs in its own process group, is killed with SIGKILL if
-// the bench dies (Pdeathsig), and stop kills the whole group.
+// The implementations, in the report's column order.
+const (
+	implDirect   = "direct"            // the client dials the backend
+	implHAProxy1 = "haproxy-nbthread1" // HAProxy 2.6, mode tcp, nbthread 1
+	implHAProxy2 = "haproxy-nbthread2" // and nbthread 2
+	implNLB      = "nlb"               // nlb proxy, defaults, the system's congestion control
+	implNLB1     = "nlb-1loop"         // the same with one event loop (GOMAXPROCS=1)
+	implNLBReno  = "nlb-reno"          // nlb proxy's default loopbackCongestionControl (reno): beside, not judged
+)
+
+var (
+	allImpls     = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implNLBReno}
+	defaultImpls = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1}
+	haproxies    = []string{implHAProxy1, implHAProxy2}
+)
+
+// What a proxy is started for: the HTTP tests (nginx), the bulk tests
+// (the iperf3 servers) or the idle-memory test (the bench's own echo
+// backend).
+const (
+	kindHTTP = "http"
+	kindBulk = "bulk"
+	kindIdle = "idle"
+)
+
+// planOptions are the settings every proxy of a run shares.
+type planOptions struct {
+	nlb, dir string
+	maxConn  int // the idle test's connections, plus room
+	// HAProxy's splicing (benchtool.SpliceModes) for the request tests
+	// and the idle test, and for the bulk tests: each kind of traffic
+	// gets the mode that suits HAProxy best.
+	spliceHTTP, spliceBulk string
+	haproxyExtra           string
+}
+
+// proxyPlan is how one implementation is started for one kind of test.
+type proxyPlan struct {
+	argv       []string         // nil for direct
+	configFile string           // written before the start
+	config     string           //
+	listen     []int            // ports to wait for
+	targets    []netip.AddrPort // what the client dials: one, or bulkStreams for kindBulk
+}
+
+// plan is impl's command line and configuration for kind. Every proxy
+// listens on proxyAddr. The HTTP tests go to nginx on backends[0]; the
+// bulk tests to the iperf3 servers, stream i to server i; the idle test
+// to idle.
+//
+// iperf3 pairs a control connection with its data connections on one
+// server, and nlb proxy has one backend set for all its listeners. So nlb
+// gets every iperf3 server twice in a row, through the backend host's two
+// addresses: its round robin (the order of the list) sends a client's
+// control connection and the data connection that follows it to the same
+// server, as long as the clients start one after another (the bench waits
+// for each client's server to be busy before starting the next). HAProxy
+// gets a listener per server, its usual configuration.
+func plan(impl, kind string, proxyAddr netip.Addr, backends [2]netip.Addr, idle netip.AddrPort, o planOptions) (proxyPlan, error) {
+	var servers []netip.AddrPort // kindHTTP, kindIdle: one; kindBulk: one per stream
+	switch kind {
+	case kindHTTP:
+		servers = []netip.AddrPort{netip.AddrPortFrom(backends[0], portHTTP)}
+	case kindBulk:
+		for i := range bulkStreams {
+			servers = append(servers, netip.AddrPortFrom(backends[0], uint16(portIperf+i)))
+		}
+	case kindIdle:
+		servers = []netip.AddrPort{idle}
+	default:
+		return proxyPlan{}, fmt.Errorf("unknown kind %q", kind)
+	}
+	if impl == implDirect {
+		return proxyPlan{targets: servers}, nil
+	}
+	var p proxyPlan
+	switch impl {
+	case implHAProxy1, implHAProxy2:
+		h := benchtool.HAProxy{Threads: 1, MaxConn: o.maxConn, Splice: o.spliceHTTP, Extra: o.haproxyExtra}
+		if kind == kindBulk {
+			h.Splice = o.spliceBulk
+		}
+		if impl == implHAProxy2 {
+			h.Threads = 2
+		}
+		port := portProxy
+		if kind == kindBulk {
+			port = portBulkHAP
+		}
+		for i, s := range servers {
+			l := netip.AddrPortFrom(proxyAddr, uint16(port+i))
+			h.Routes = append(h.Routes, benchtool.HAProxyRoute{Listen: l.String(), Servers: []string{s.String()}})
+			p.listen = append(p.listen, port+i)
+			p.targets = append(p.targets, l)
+		}
+		p.configFile = filepath.Join(o.dir, impl+"-"+kind+".cfg")
+		p.config = h.Config()
+		p.argv = []string{"haproxy", "-db", "-f", p.configFile}
+	case implNLB, implNLB1, implNLBReno:
+		port := portProxy
+		if kind == kindBulk {
+			port = portBulkNLB
+		}
+		l := netip.AddrPortFrom(proxyAddr, uint16(port))
+		p.listen = []int{port}
+		for range servers {
+			p.targets = append(p.targets, l)
+		}
+		// No health checks (HAProxy runs none, and a check's connect
+		// would be a client to iperf3); room for the idle connections.
+		p.config = fmt.Sprintf("healthCheck:\n  type: none\nmaxConnections: %d\n", o.maxConn)
+		if impl != implNLBReno {
+			p.config += "loopbackCongestionControl: system\n"
+		}
+		p.configFile = filepath.Join(o.dir, impl+"-"+kind+".yaml")
+		if impl == implNLB1 {
+			// nlb runs one event loop per GOMAXPROCS (lb/doc.go); it
+			// has no setting of its own for their number.
+			p.argv = []string{"env", "GOMAXPROCS=1"}
+		}
+		p.argv = append(p.argv, o.nlb, "proxy", "--config", p.configFile, "--admin", "", "--listen", l.String())
+		for _, s := range servers {
+			p.argv = append(p.argv, "--backend", s.String())
+			if kind == kindBulk {
+				p.argv = append(p.argv, "--backend", netip.AddrPortFrom(backends[1], s.Port()).String())
+			}
+		}
+	default:
+		return proxyPlan{}, fmt.Errorf("unknown implementation %q", impl)
+	}
+	return p, nil
+}
+
+// proxy is a started implementation.
+type proxy struct {
+	impl    string
+	proc    *netlab.Process // nil for direct
+	targets []netip.AddrPort
+}
+
+func (p *proxy) pid() int {
+	if p.proc == nil {
+		return 0
+	}
+	return p.proc.Pid()
+}
+
+func (p *proxy) stop() {
+	if p.proc != nil {
+		_ = p.proc.Stop(10 * time.Second)
+	}
+}
+
+// startProxy starts impl on t's proxy host for kind and waits until it
+// listens (without connecting to it).
+func startProxy(ctx context.Context, t *topology, impl, kind string, idle netip.AddrPort, o planOptions) (*proxy, error) {
+	pl, err := plan(impl, kind, t.proxyAddr, t.backendAddrs, idle, o)
+	if err != nil {
+		return nil, err
+	}
+	p := &proxy{impl: impl, targets: pl.targets}
+	if pl.argv == nil {
+		return p, nil
+	}
+	if err := os.WriteFile(pl.configFile, []byte(pl.config), 0o644); err != nil {
+		return nil, err
+	}
+	p.proc = netlab.NewProcess(impl+"@"+t.name, filepath.Join(o.dir, impl+"-"+t.name+".log"), t.proxy, pl.argv...)
+	if err := p.proc.Start(); err != nil {
+		return nil, err
+	}
+	for _, port := range pl.listen {
+		if err := waitListening(ctx, p.proc, port); err != nil {
+			p.stop()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// child is a process of the bench whose stdout is read line by line: the
+// idle test's own backend and load generator (this binary, re-executed in
+// a host's namespace). It leads its own process group, dies with the bench
+// (Pdeathsig), and stop kills the whole group.
 type child struct {
 	name   string
 	cmd    *exec.Cmd
@@ -55,8 +236,9 @@ func (t *tail) String() string {
 	return strings.TrimSpace(string(t.buf))
 }
 
-func startChild(ctx context.Context, name, path string, args ...string) (*child, error) {
-	cmd := exec.CommandContext(ctx, path, args...)
+// startChild starts cmd (not yet started) with its stdin and stdout as
+// pipes.
+func startChild(name string, cmd *exec.Cmd) (*child, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -79,18 +261,6 @@ func startChild(ctx context.Context, name, path string, args ...string) (*child,
 		close(c.done)
 	}()
 	return c, nil
-}
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-// exited reports whether the process has ended, with its error.
-func (c *child) exited() (bool, error) {
-	select {
-	case <-c.done:
-		return true, c.err
-	default:
-		return false, nil
-	}
 }
 
 // readLine reads one stdout line within d.
@@ -124,193 +294,16 @@ func (c *child) readLine(ctx context.Context, d time.Duration) (string, error) {
 // has not exited within 3 s.
 func (c *child) stop() {
 	c.stdin.Close()
-	if ok, _ := c.exited(); ok {
+	select {
+	case <-c.done:
 		return
+	default:
 	}
-	_ = syscall.Kill(-c.pid(), syscall.SIGTERM)
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-c.done:
 	case <-time.After(3 * time.Second):
-		_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 		<-c.done
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago. It is
-// taken below Linux's default ephemeral range (32768-60999): a port in
-// that range may be held by a client socket in TIME_WAIT, which makes a
-// later bind fail even with SO_REUSEADDR.
-func freePort() (int, error) {
-	const lo, hi = 20000, 32000
-	var err error
-	for range 100 {
-		port := lo + rand.IntN(hi-lo)
-		var ln net.Listener
-		if ln, err = net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			ln.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port in %d-%d: %w", lo, hi, err)
-}
-
-// proxy is the implementation under test: the address the load generator
-// dials and the process to measure (nil for direct).
-type proxy struct {
-	impl string
-	addr string
-	proc *child
-}
-
-func (p *proxy) pid() int {
-	if p.proc == nil {
-		return 0
-	}
-	return p.proc.pid()
-}
-
-func (p *proxy) stop() {
-	if p.proc != nil {
-		p.proc.stop()
-	}
-}
-
-// haproxyConfig renders the HAProxy configuration. See bench/README.md for
-// why each line is there.
-func haproxyConfig(listen, backend string, threads, maxconn int, splice, extra string) string {
-	var ex strings.Builder
-	for l := range strings.SplitSeq(extra, ";") {
-		if l = strings.TrimSpace(l); l != "" {
-			ex.WriteString("    " + l + "\n")
-		}
-	}
-	return fmt.Sprintf(`global
-    nbthread %[3]d
-    maxconn %[4]d
-    # Pipes are taken only while a splice is in flight (16 at most here);
-    # the default, maxconn/4, would make HAProxy demand more fds than
-    # RLIMIT_NOFILE may allow.
-    maxpipes 256
-%[5]s    # no logging, no stats socket: nothing the other implementations do either
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1m
-    timeout server 1m
-%[6]s
-frontend bench
-    bind %[1]s
-    maxconn %[4]d
-    default_backend bench
-
-backend bench
-    server s1 %[2]s
-`, listen, backend, threads, maxconn, ex.String(), spliceOptions(splice))
-}
-
-// spliceOptions renders --haproxy-splice as defaults lines.
-func spliceOptions(mode string) string {
-	switch mode {
-	case "auto":
-		return "    option splice-auto\n"
-	case "off":
-		return "    no option splice-auto\n"
-	default: // "always"
-		return "    option splice-request\n    option splice-response\n"
-	}
-}
-
-// startProxy starts impl in front of backend and waits until it accepts.
-func startProxy(ctx context.Context, cfg *config, impl, backend string, nlbArgs ...string) (*proxy, error) {
-	if impl == implDirect {
-		return &proxy{impl: impl, addr: backend}, nil
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	p := &proxy{impl: impl, addr: listen}
-	readyURL := ""
-	switch impl {
-	case implHAProxy:
-		file := filepath.Join(cfg.tmp, "haproxy.cfg")
-		maxconn := cfg.idleConns + 100
-		if err := os.WriteFile(file, []byte(haproxyConfig(listen, backend, cfg.haproxyThreads, maxconn, cfg.haproxySplice, cfg.haproxyTune)), 0o644); err != nil {
-			return nil, err
-		}
-		p.proc, err = startChild(ctx, "haproxy", cfg.haproxy, "-f", file, "-db")
-	case implNLB:
-		aport, perr := freePort()
-		if perr != nil {
-			return nil, perr
-		}
-		admin := fmt.Sprintf("127.0.0.1:%d", aport)
-		readyURL = "http://" + admin + "/readyz"
-		args := append([]string{"proxy", "--listen", listen, "--backend", backend, "--admin", admin}, nlbArgs...)
-		p.proc, err = startChild(ctx, "nlb", cfg.nlb, args...)
-	default:
-		return nil, fmt.Errorf("unknown implementation %q", impl)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := waitReady(ctx, p, readyURL); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return p, nil
-}
-
-// waitReady polls until the proxy's listen port accepts and, when readyURL
-// is set, /readyz answers 200. If the port accepts but /readyz never
-// answers 200, it proceeds after readyzGrace with a warning on stderr.
-func waitReady(ctx context.Context, p *proxy, readyURL string) error {
-	const (
-		limit       = 15 * time.Second
-		readyzGrace = 3 * time.Second
-		poll        = 20 * time.Millisecond
-	)
-	hc := &http.Client{Timeout: 500 * time.Millisecond}
-	start := time.Now()
-	var portSince time.Time
-	lastErr := errors.New("not polled")
-	for i := 0; time.Since(start) < limit && i < int(limit/poll); i++ {
-		if done, err := p.proc.exited(); done {
-			return fmt.Errorf("%s exited during startup: %v: %s", p.impl, err, p.proc.stderr)
-		}
-		if portSince.IsZero() {
-			if c, err := net.DialTimeout("tcp4", p.addr, 200*time.Millisecond); err == nil {
-				c.Close()
-				portSince = time.Now()
-			} else {
-				lastErr = err
-			}
-		}
-		if !portSince.IsZero() {
-			if readyURL == "" {
-				return nil
-			}
-			resp, err := hc.Get(readyURL)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return nil
-				}
-				err = fmt.Errorf("%s: %s", readyURL, resp.Status)
-			}
-			lastErr = err
-			if time.Since(portSince) > readyzGrace {
-				fmt.Fprintf(os.Stderr, "bench: %s accepts but %v; going on\n", p.impl, err)
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(poll):
-		}
-	}
-	return fmt.Errorf("%s not ready after %v: %v (stderr: %s)", p.impl, limit, lastErr, p.proc.stderr)
 }

@@ -1,295 +1,374 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"strconv"
+	"slices"
 	"strings"
 
+	"github.com/nlb-dev/nlb/internal/benchrun"
 	"github.com/nlb-dev/nlb/internal/stats"
 )
 
-// The three implementations, in table order.
-const (
-	implDirect  = "direct"
-	implHAProxy = "haproxy"
-	implNLB     = "nlb"
-)
+// results holds every run's figures by topology, implementation and metric.
+type results struct {
+	runs     map[string]map[string]map[string][]float64
+	failures []string
+	notes    []string
+	calls    map[string]string // topology/impl → the most frequent system calls per request
+}
 
-// Metric names, as printed in the "metric" field.
-const (
-	mThroughput1 = "throughput_1stream"
-	mThroughput8 = "throughput_8streams"
-	mConnRate    = "conn_rate"
-	mLatencyP50  = "latency_p50"
-	mLatencyP99  = "latency_p99"
-	mRRRate      = "rr_rate"
-	mIdleMem     = "idle_conn_memory"
-	mIdleRSS     = "idle_conn_rss"
-	mIdleKernel  = "idle_conn_kernel"
-	mIdleSystem  = "idle_conn_kernel_system"
-	mIdleFDs     = "idle_conn_fds"
-	mCPU1        = "proxy_cpu_1stream"
-	mCPU8        = "proxy_cpu_8streams"
-	mCPUConn     = "proxy_cpu_conn_rate"
-	// nlb's bulk throughput again with loopbackCongestionControl:
-	// system, which keeps the system's (possibly pacing) algorithm on
-	// the loopback legs: what the same proxy moves on a machine where
-	// that setting does not apply (legs to other hosts).
-	mThroughput1Sys = "throughput_1stream_system_cc"
-	mThroughput8Sys = "throughput_8streams_system_cc"
-)
+func newResults() *results {
+	return &results{runs: map[string]map[string]map[string][]float64{}, calls: map[string]string{}}
+}
 
-// metricDef describes how one metric is printed.
+// add records one run's figures; NaN and infinities are left out.
+func (r *results) add(topo, impl string, m map[string]float64) {
+	if r.runs[topo] == nil {
+		r.runs[topo] = map[string]map[string][]float64{}
+	}
+	if r.runs[topo][impl] == nil {
+		r.runs[topo][impl] = map[string][]float64{}
+	}
+	for k, v := range m {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			r.runs[topo][impl][k] = append(r.runs[topo][impl][k], v)
+		}
+	}
+}
+
+// median returns the median of a metric and whether it was measured.
+func (r *results) median(topo, impl, metric string) (float64, bool) {
+	xs := r.runs[topo][impl][metric]
+	if len(xs) == 0 {
+		return math.NaN(), false
+	}
+	return stats.Median(xs), true
+}
+
+// metricDef is how a metric is reported.
 type metricDef struct {
-	name     string
-	unit     string
-	label    string // table text
-	decimals int
-	// peers, when set, is the metric whose direct and haproxy figures
-	// this nlb-only row is shown and compared with.
-	peers string
+	name, unit, label, format string
+	higherBetter              bool
 }
 
-// peerMetric is the metric of the direct and haproxy columns of d's row.
-func (d metricDef) peerMetric() string {
-	if d.peers != "" {
-		return d.peers
+// metricDefs are the metrics in the report's order.
+var metricDefs = []metricDef{
+	{mRRRate, "req/s", "kept-alive requests/s (wrk)", "%.0f", true},
+	{mConnRate, "conn/s", "new connections/s (wrk, Connection: close)", "%.0f", true},
+	{mLatP50, "µs", "latency p50 at the fixed rate (vegeta)", "%.0f", false},
+	{mLatP99, "µs", "latency p99 at the fixed rate", "%.0f", false},
+	{mLatP999, "µs", "latency p99.9 at the fixed rate", "%.0f", false},
+	{mLatRate, "req/s", "rate vegeta sent", "%.0f", true},
+	{mThroughput1, "Gbit/s", "bulk server→client, 1 stream (iperf3 -R)", "%.2f", true},
+	{mThroughput8, "Gbit/s", "bulk server→client, 8 streams (8 iperf3 -R)", "%.2f", true},
+	{mThroughput1F, "Gbit/s", "bulk client→server, 1 stream (iperf3)", "%.2f", true},
+	{mIdleMem, "KiB", "memory per idle connection: RSS + kernel objects", "%.2f", false},
+	{mIdleRSS, "KiB", "memory per idle connection: RSS", "%.2f", false},
+	{mIdleKernel, "KiB", "memory per idle connection: kernel objects of its fds", "%.2f", false},
+	{mIdleSystem, "KiB", "idle connection: system-wide kernel growth, whole path", "%.1f", false},
+	{mIdleFDs, "fds", "idle connection: proxy fds", "%.2f", false},
+	{mSyscallsRR, "calls", "system calls per kept-alive request (strace -c)", "%.2f", false},
+	{mCtxRR, "switches", "context switches per kept-alive request", "%.3f", false},
+	{mCtxConn, "switches", "context switches per new connection", "%.2f", false},
+	{mCPURR, "µs", "proxy CPU per kept-alive request", "%.2f", false},
+	{mCPUConn, "µs", "proxy CPU per new connection", "%.1f", false},
+	{mRRP99, "µs", "kept-alive p99 at saturation (wrk, closed loop)", "%.0f", false},
+	{mLatFailed, "requests", "failed requests at the fixed rate", "%.0f", false},
+	{mErrRR, "count", "wrk errors, kept-alive", "%.0f", false},
+	{mErrConn, "count", "wrk errors, Connection: close", "%.0f", false},
+}
+
+func def(metric string) metricDef {
+	for _, d := range metricDefs {
+		if d.name == metric {
+			return d
+		}
 	}
-	return d.name
+	return metricDef{name: metric, format: "%.4g", higherBetter: true}
 }
 
-// metricDefs lists every metric in output order: the goal metrics first,
-// then the diagnostics.
-func metricDefs() []metricDef {
-	return []metricDef{
-		{mThroughput1, "Gbit/s", "bulk throughput, 1 stream", 2, ""},
-		{mThroughput8, "Gbit/s", "bulk throughput, 8 streams", 2, ""},
-		{mConnRate, "conn/s", "new connections per second", 0, ""},
-		{mLatencyP50, "us", "request/response latency p50", 1, ""},
-		{mLatencyP99, "us", "request/response latency p99", 1, ""},
-		{mIdleMem, "KiB", "memory per idle proxied connection", 1, ""},
-		{mRRRate, "req/s", "kept-alive request/response rate", 0, ""},
-		{mIdleRSS, "KiB", "idle conn: proxy RSS", 1, ""},
-		{mIdleKernel, "KiB", "idle conn: proxy's kernel objects", 1, ""},
-		{mIdleSystem, "KiB", "idle conn: system-wide kernel growth, whole path", 1, ""},
-		{mIdleFDs, "fds", "idle conn: proxy fds", 2, ""},
-		{mCPU1, "cores", "proxy CPU, 1 stream", 2, ""},
-		{mCPU8, "cores", "proxy CPU, 8 streams", 2, ""},
-		{mCPUConn, "cores", "proxy CPU, new connections", 2, ""},
-		{mThroughput1Sys, "Gbit/s", "bulk, 1 stream, nlb with loopbackCongestionControl: system", 2, mThroughput1},
-		{mThroughput8Sys, "Gbit/s", "bulk, 8 streams, nlb with loopbackCongestionControl: system", 2, mThroughput8},
+// bestHAProxy is HAProxy's better configuration on a metric: the higher
+// or lower median of nbthread 1 and 2.
+func (r *results) bestHAProxy(topo, metric string) (float64, string, bool) {
+	d := def(metric)
+	best, which := math.NaN(), ""
+	for _, h := range haproxies {
+		v, ok := r.median(topo, h, metric)
+		if ok && (which == "" || d.higherBetter && v > best || !d.higherBetter && v < best) {
+			best, which = v, h
+		}
 	}
+	return best, which, which != ""
 }
 
-// goal is one acceptance criterion of the issue: nlb's median compared with
-// factor times another implementation's median, or with an absolute bound
-// when against is empty.
+// Goals of issue 13, each for nlb's default configuration (with the
+// system's congestion control).
+const (
+	againstHAProxy = "haproxy"
+	againstDirect  = "direct"
+	absolute       = ""
+)
+
 type goal struct {
-	metric  string
-	against string // implHAProxy, implDirect, or "" for an absolute bound
-	atLeast bool   // nlb >= bound, otherwise nlb <= bound
-	factor  float64
+	label, metric string
+	against       string
+	factor        float64
 }
 
-func goals() []goal {
-	return []goal{
-		{mThroughput1, implHAProxy, true, 1.3},
-		{mThroughput1, implDirect, true, 0.6},
-		{mThroughput8, implHAProxy, true, 1.3},
-		{mThroughput8, implDirect, true, 0.6},
-		{mConnRate, implHAProxy, true, 1},
-		{mLatencyP99, implHAProxy, false, 1},
-		{mIdleMem, "", false, 16},
-	}
+var goals = []goal{
+	{"kept-alive requests/s ≥ 1.2× HAProxy", mRRRate, againstHAProxy, 1.2},
+	{"p99 at the fixed rate ≤ 0.8× HAProxy", mLatP99, againstHAProxy, 0.8},
+	{"new connections/s ≥ 1.2× HAProxy", mConnRate, againstHAProxy, 1.2},
+	{"bulk 1 stream ≥ 1.3× HAProxy", mThroughput1, againstHAProxy, 1.3},
+	{"bulk 1 stream ≥ 0.6× direct", mThroughput1, againstDirect, 0.6},
+	{"bulk 8 streams ≥ 1.3× HAProxy", mThroughput8, againstHAProxy, 1.3},
+	{"bulk 8 streams ≥ 0.6× direct", mThroughput8, againstDirect, 0.6},
+	{"idle connection: RSS ≤ 0.6 KiB", mIdleRSS, absolute, 0.6},
+	{"idle connection: RSS + kernel objects ≤ 7.9 KiB", mIdleMem, absolute, 7.9},
 }
 
-func (g goal) String() string {
-	op := "≤"
-	if g.atLeast {
-		op = "≥"
-	}
-	if g.against == "" {
-		return fmt.Sprintf("%s %g", op, g.factor)
-	}
-	return fmt.Sprintf("%s %g× %s", op, g.factor, g.against)
+// verdict is a goal's outcome in one topology.
+type verdict struct {
+	nlb, peer, direct float64
+	peerName          string
+	ratio             float64
+	text              string // "met", "**not met**", "cannot judge: ...", "not measured"
+	met, judged       bool
 }
 
-// eval reports whether the goal is met; ok is false when a figure is
-// missing.
-func (g goal) eval(r results) (met, ok bool) {
-	n, ok := r.median(implNLB, g.metric)
-	if !ok {
-		return false, false
+// judge decides a goal in one topology. A figure the load generator
+// dominates (direct no better than through some proxy) cannot judge a
+// goal; nor a latency at a rate the generator did not hold.
+func (r *results) judge(topo string, g goal, rate int) verdict {
+	v := verdict{peer: math.NaN(), direct: math.NaN(), ratio: math.NaN()}
+	var ok bool
+	if v.nlb, ok = r.median(topo, implNLB, g.metric); !ok {
+		v.text = "not measured"
+		return v
 	}
-	bound := g.factor
-	if g.against != "" {
-		v, ok := r.median(g.against, g.metric)
-		if !ok {
-			return false, false
+	d := def(g.metric)
+	if g.against == absolute {
+		v.met, v.judged = v.nlb <= g.factor, true
+		if d.higherBetter {
+			v.met = v.nlb >= g.factor
 		}
-		bound *= v
+		v.text = benchrun.Met(v.met)
+		return v
 	}
-	if g.atLeast {
-		return n >= bound, true
-	}
-	return n <= bound, true
-}
-
-// results holds every run's value per implementation and metric.
-type results map[string]map[string][]float64
-
-func (r results) add(impl, metric string, v float64) {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return
-	}
-	if r[impl] == nil {
-		r[impl] = make(map[string][]float64)
-	}
-	r[impl][metric] = append(r[impl][metric], v)
-}
-
-func (r results) median(impl, metric string) (float64, bool) {
-	v := r[impl][metric]
-	if len(v) == 0 {
-		return 0, false
-	}
-	return stats.Median(v), true
-}
-
-// percentile returns the nearest-rank p-quantile (0 < p <= 1) of sorted.
-func percentile(sorted []uint32, p float64) uint32 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	i = max(0, min(i, len(sorted)-1))
-	return sorted[i]
-}
-
-// jsonLine is one line of the machine-readable output.
-type jsonLine struct {
-	Impl   string    `json:"impl"`
-	Metric string    `json:"metric"`
-	Value  float64   `json:"value"`
-	Unit   string    `json:"unit"`
-	Runs   []float64 `json:"runs,omitempty"`
-}
-
-// round rounds v to d decimals.
-func round(v float64, d int) float64 {
-	p := math.Pow(10, float64(d))
-	return math.Round(v*p) / p
-}
-
-// writeJSONLines writes one JSON object per measured (impl, metric), with
-// the median as value and every run's value in runs.
-func writeJSONLines(w io.Writer, r results, impls []string) error {
-	enc := json.NewEncoder(w)
-	for _, d := range metricDefs() {
-		for _, impl := range impls {
-			runs := r[impl][d.name]
-			if len(runs) == 0 {
-				continue
-			}
-			rr := make([]float64, len(runs))
-			for i, v := range runs {
-				rr[i] = round(v, d.decimals+1)
-			}
-			l := jsonLine{Impl: impl, Metric: d.name, Value: round(stats.Median(runs), d.decimals+1), Unit: d.unit, Runs: rr}
-			if err := enc.Encode(l); err != nil {
-				return err
-			}
+	v.direct, _ = r.median(topo, implDirect, g.metric)
+	base := v.direct
+	if g.against == againstHAProxy {
+		if v.peer, v.peerName, ok = r.bestHAProxy(topo, g.metric); !ok {
+			v.text = "not measured"
+			return v
 		}
+		base = v.peer
 	}
-	return nil
+	if math.IsNaN(base) || base == 0 {
+		v.text = "not measured"
+		return v
+	}
+	v.ratio = v.nlb / base
+	if why := r.dominated(topo, g.metric, rate); why != "" {
+		v.text = "cannot judge: " + why
+		return v
+	}
+	v.met, v.judged = v.ratio <= g.factor, true
+	if d.higherBetter {
+		v.met = v.ratio >= g.factor
+	}
+	v.text = benchrun.Met(v.met)
+	return v
 }
 
-func formatValue(v float64, decimals int) string {
-	return strconv.FormatFloat(v, 'f', decimals, 64)
-}
-
-// cell formats the median of impl's metric, or "—" when it is missing.
-func (r results) cell(impl string, d metricDef) string {
-	v, ok := r.median(impl, d.name)
+// dominated says why a metric's figures are set by the load generator
+// rather than the path, or "".
+func (r *results) dominated(topo, metric string, rate int) string {
+	d := def(metric)
+	direct, ok := r.median(topo, implDirect, metric)
 	if !ok {
-		return "—"
+		return ""
 	}
-	return formatValue(v, d.decimals)
-}
-
-func (r results) ratio(impl, base, metric string) string {
-	return r.ratioOf(impl, metric, base, metric)
-}
-
-// ratioOf formats impl's metric over base's baseMetric.
-func (r results) ratioOf(impl, metric, base, baseMetric string) string {
-	a, ok1 := r.median(impl, metric)
-	b, ok2 := r.median(base, baseMetric)
-	if !ok1 || !ok2 || b == 0 {
-		return "—"
-	}
-	return formatValue(a/b, 2) + "×"
-}
-
-// writeTable writes the Markdown table of medians and ratios, and the goal
-// verdicts.
-func writeTable(w io.Writer, r results) error {
-	var b strings.Builder
-	b.WriteString("| metric | unit | direct | haproxy | nlb | nlb/haproxy | nlb/direct | goal | met? |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|---|---|\n")
-	gs := goals()
-	for _, d := range metricDefs() {
-		pm := d.peerMetric()
-		if len(r[implDirect][pm])+len(r[implHAProxy][pm])+len(r[implNLB][d.name]) == 0 {
+	for _, impl := range allImpls {
+		if impl == implDirect {
 			continue
 		}
-		pd := d
-		pd.name = pm
-		var texts, verdicts []string
-		for _, g := range gs {
-			if g.metric != d.name {
+		v, ok := r.median(topo, impl, metric)
+		if ok && (d.higherBetter && v > direct || !d.higherBetter && v < direct) {
+			return fmt.Sprintf("direct (%s) is slower than %s (%s) through a proxy: the load generator sets the figure",
+				fmt.Sprintf(d.format, direct), impl, fmt.Sprintf(d.format, v))
+		}
+	}
+	if metric == mLatP99 || metric == mLatP50 || metric == mLatP999 {
+		for _, impl := range allImpls {
+			sent, ok := r.median(topo, impl, mLatRate)
+			failed, _ := r.median(topo, impl, mLatFailed)
+			if ok && (sent < 0.95*float64(rate) || failed > 0) {
+				return fmt.Sprintf("%s: vegeta sent %.0f of %d requests/s, %.0f failed: not below saturation", impl, sent, rate, failed)
+			}
+		}
+	}
+	return ""
+}
+
+// jsonLine is one line of the results: a metric's median and every run.
+type jsonLine struct {
+	Topology string    `json:"topology"`
+	Impl     string    `json:"impl"`
+	Metric   string    `json:"metric"`
+	Value    float64   `json:"value"`
+	Unit     string    `json:"unit"`
+	Runs     []float64 `json:"runs"`
+}
+
+// lines returns the JSON lines in the report's order.
+func (r *results) lines(topos []string) []jsonLine {
+	var out []jsonLine
+	for _, topo := range topos {
+		for _, impl := range allImpls {
+			ms := r.runs[topo][impl]
+			names := make([]string, 0, len(ms))
+			for k := range ms {
+				names = append(names, k)
+			}
+			order := func(m string) int {
+				if i := slices.IndexFunc(metricDefs, func(d metricDef) bool { return d.name == m }); i >= 0 {
+					return i
+				}
+				return len(metricDefs)
+			}
+			slices.SortFunc(names, func(a, b string) int {
+				if oa, ob := order(a), order(b); oa != ob {
+					return oa - ob
+				}
+				return strings.Compare(a, b)
+			})
+			for _, m := range names {
+				v, _ := r.median(topo, impl, m)
+				out = append(out, jsonLine{Topology: topo, Impl: impl, Metric: m, Value: v, Unit: def(m).unit, Runs: ms[m]})
+			}
+		}
+	}
+	return out
+}
+
+// topologyTitles head each topology's section.
+var topologyTitles = map[string]string{
+	topoLoopback: "Loopback: client, proxy and backend on one host's 127.0.0.1",
+	topoNetns:    "Namespaces: client, proxy and backend each in its own network namespace, over veths and a bridge",
+}
+
+// markdown renders the report: per topology the figures side by side and
+// the goals, then the notes.
+func (r *results) markdown(topos []string, rate int, meta []string, background []float64) string {
+	var b strings.Builder
+	for _, topo := range topos {
+		if r.runs[topo] == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "## %s\n\n", topologyTitles[topo])
+		var impls []string
+		for _, impl := range allImpls {
+			if r.runs[topo][impl] != nil {
+				impls = append(impls, impl)
+			}
+		}
+		b.WriteString("| metric | unit |")
+		for _, impl := range impls {
+			fmt.Fprintf(&b, " %s |", impl)
+		}
+		b.WriteString(" nlb / HAProxy's better | nlb / direct |\n|---|---|")
+		for range impls {
+			b.WriteString("--:|")
+		}
+		b.WriteString("--:|--:|\n")
+		for _, d := range metricDefs {
+			var cells []string
+			found := false
+			for _, impl := range impls {
+				v, ok := r.median(topo, impl, d.name)
+				if !ok {
+					cells = append(cells, "–")
+					continue
+				}
+				found = true
+				cells = append(cells, fmt.Sprintf(d.format, v))
+			}
+			if !found {
 				continue
 			}
-			texts = append(texts, g.String())
-			met, ok := g.eval(r)
-			switch {
-			case !ok:
-				verdicts = append(verdicts, "not measured")
-			case met:
-				verdicts = append(verdicts, "yes")
-			default:
-				verdicts = append(verdicts, "**no**")
+			label := d.label
+			if d.name == mLatP50 || d.name == mLatP99 || d.name == mLatP999 {
+				label = strings.Replace(label, "the fixed rate", fmt.Sprintf("%d req/s", rate), 1)
 			}
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			strings.TrimSpace(d.label), d.unit,
-			r.cell(implDirect, pd), r.cell(implHAProxy, pd), r.cell(implNLB, d),
-			r.ratioOf(implNLB, d.name, implHAProxy, pm), r.ratioOf(implNLB, d.name, implDirect, pm),
-			strings.Join(texts, ", "), strings.Join(verdicts, ", "))
-	}
-	met, total := 0, 0
-	var unmet []string
-	for _, g := range gs {
-		total++
-		ok, measured := g.eval(r)
-		if ok {
-			met++
-		} else {
-			why := "not met"
-			if !measured {
-				why = "not measured"
+			n, okN := r.median(topo, implNLB, d.name)
+			h, which, okH := r.bestHAProxy(topo, d.name)
+			dir, okD := r.median(topo, implDirect, d.name)
+			vsH, vsD := "–", "–"
+			if okN && okH && h != 0 {
+				vsH = fmt.Sprintf("%.2f× (%s)", n/h, strings.TrimPrefix(which, "haproxy-"))
 			}
-			unmet = append(unmet, fmt.Sprintf("%s %s (%s)", g.metric, g, why))
+			if okN && okD && dir != 0 {
+				vsD = fmt.Sprintf("%.2f×", n/dir)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", label, d.unit, strings.Join(cells, " | "), vsH, vsD)
 		}
+
+		b.WriteString("\nGoals (issue 13): nlb with its defaults and the system's congestion control, against HAProxy's better configuration in the same run:\n\n")
+		b.WriteString("| goal | nlb | HAProxy's better | direct | ratio | verdict |\n|---|--:|--:|--:|--:|---|\n")
+		met, judged := 0, 0
+		for _, g := range goals {
+			if g.against == absolute && topo != topoLoopback {
+				continue // the idle test runs on loopback only
+			}
+			v := r.judge(topo, g, rate)
+			if v.judged {
+				judged++
+				if v.met {
+					met++
+				}
+			}
+			f := def(g.metric).format
+			cell := func(x float64) string {
+				if math.IsNaN(x) {
+					return "–"
+				}
+				return fmt.Sprintf(f, x)
+			}
+			peer := cell(v.peer)
+			if v.peerName != "" {
+				peer += " (" + strings.TrimPrefix(v.peerName, "haproxy-") + ")"
+			}
+			ratio := "–"
+			if !math.IsNaN(v.ratio) {
+				ratio = fmt.Sprintf("%.2f×", v.ratio)
+			}
+			label := strings.Replace(g.label, "the fixed rate", fmt.Sprintf("%d req/s", rate), 1)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", label, cell(v.nlb), peer, cell(v.direct), ratio, v.text)
+		}
+		fmt.Fprintf(&b, "\nGoals met: %d of the %d the figures can judge.\n\n", met, judged)
 	}
-	fmt.Fprintf(&b, "\nGoals met: %d of %d.", met, total)
-	if len(unmet) > 0 {
-		fmt.Fprintf(&b, " Unmet: %s.", strings.Join(unmet, "; "))
+	var calls []string
+	for k := range r.calls {
+		calls = append(calls, k)
 	}
-	b.WriteString("\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	slices.Sort(calls)
+	for _, k := range calls {
+		fmt.Fprintf(&b, "- System calls per kept-alive request, %s (the most frequent; strace -c, last round): %s.\n", k, r.calls[k])
+	}
+	for _, f := range r.failures {
+		fmt.Fprintf(&b, "- Failed: `%s`\n", strings.ReplaceAll(f, "\n", " "))
+	}
+	for _, n := range r.notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	if len(background) > 0 {
+		fmt.Fprintf(&b, "- Background CPU load over 0.5 s before each run (after waiting up to 10 s for it to drop below 25%%): median %.0f%%, max %.0f%% of the machine.\n",
+			100*stats.Median(background), 100*slices.Max(background))
+	}
+	for _, m := range meta {
+		fmt.Fprintf(&b, "- %s\n", m)
+	}
+	return b.String()
 }

@@ -1,196 +1,216 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"encoding/xml"
-	"io"
-	"math"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nlb-dev/nlb/internal/benchtool"
 )
 
-func TestPercentile(t *testing.T) {
-	s := make([]uint32, 100)
-	for i := range s {
-		s[i] = uint32(i + 1)
+// fill records one run per implementation of metric in topo.
+func fill(r *results, topo, metric string, byImpl map[string]float64) {
+	for impl, v := range byImpl {
+		r.add(topo, impl, map[string]float64{metric: v})
 	}
+}
+
+func TestJudge(t *testing.T) {
+	r := newResults()
+	fill(r, topoLoopback, mRRRate, map[string]float64{implDirect: 150e3, implHAProxy1: 46e3, implHAProxy2: 50e3, implNLB: 61e3})
+	fill(r, topoLoopback, mConnRate, map[string]float64{implDirect: 30e3, implHAProxy1: 10e3, implHAProxy2: 9e3, implNLB: 11e3})
+	fill(r, topoLoopback, mLatP99, map[string]float64{implDirect: 200, implHAProxy1: 500, implHAProxy2: 400, implNLB: 300})
+	fill(r, topoLoopback, mLatRate, map[string]float64{implDirect: 5000, implHAProxy1: 5000, implHAProxy2: 5000, implNLB: 5000})
+	fill(r, topoLoopback, mLatFailed, map[string]float64{implDirect: 0, implHAProxy1: 0, implHAProxy2: 0, implNLB: 0})
+	fill(r, topoLoopback, mThroughput1, map[string]float64{implDirect: 20, implHAProxy1: 8, implHAProxy2: 10, implNLB: 12.5})
+	fill(r, topoLoopback, mIdleRSS, map[string]float64{implNLB: 0.7, implHAProxy1: 3})
+	fill(r, topoLoopback, mIdleMem, map[string]float64{implNLB: 7.8})
+	// The generator dominates: direct slower than through a proxy.
+	fill(r, topoNetns, mRRRate, map[string]float64{implDirect: 40e3, implHAProxy1: 45e3, implNLB: 60e3})
+
 	for _, tc := range []struct {
-		p    float64
-		want uint32
-	}{{0.5, 50}, {0.99, 99}, {1, 100}, {0.001, 1}} {
-		if got := percentile(s, tc.p); got != tc.want {
-			t.Errorf("percentile(1..100, %v) = %d, want %d", tc.p, got, tc.want)
-		}
-	}
-	if got := percentile([]uint32{7}, 0.99); got != 7 {
-		t.Errorf("percentile of one sample = %d", got)
-	}
-	if got := percentile(nil, 0.5); got != 0 {
-		t.Errorf("percentile(nil) = %d", got)
-	}
-}
-
-// sample is a full result set in which nlb meets every goal but the 8-stream
-// throughput against HAProxy.
-func sample() results {
-	r := make(results)
-	for _, v := range []struct {
-		impl, metric string
-		runs         []float64
+		topo string
+		g    goal
+		text string
+		peer string
 	}{
-		{implDirect, mThroughput1, []float64{50, 52, 51}},
-		{implHAProxy, mThroughput1, []float64{20, 22, 21}},
-		{implNLB, mThroughput1, []float64{31, 30, 32}},
-		{implDirect, mThroughput8, []float64{40}},
-		{implHAProxy, mThroughput8, []float64{30}},
-		{implNLB, mThroughput8, []float64{35}},
-		{implHAProxy, mConnRate, []float64{1000}},
-		{implNLB, mConnRate, []float64{1000}},
-		{implHAProxy, mLatencyP99, []float64{400}},
-		{implNLB, mLatencyP99, []float64{390}},
-		{implNLB, mIdleMem, []float64{12.5}},
-		{implNLB, mThroughput1Sys, []float64{25.2, 26.25}},
+		{topoLoopback, goal{"", mRRRate, againstHAProxy, 1.2}, "met", implHAProxy2},           // 61/50 = 1.22, the better HAProxy is nbthread 2
+		{topoLoopback, goal{"", mConnRate, againstHAProxy, 1.2}, "**not met**", implHAProxy1}, // 11/10
+		{topoLoopback, goal{"", mLatP99, againstHAProxy, 0.8}, "met", implHAProxy2},           // 300/400 = 0.75: the better p99 is the lower
+		{topoLoopback, goal{"", mThroughput1, againstHAProxy, 1.3}, "**not met**", implHAProxy2},
+		{topoLoopback, goal{"", mThroughput1, againstDirect, 0.6}, "met", ""},
+		{topoLoopback, goal{"", mIdleRSS, absolute, 0.6}, "**not met**", ""},
+		{topoLoopback, goal{"", mIdleMem, absolute, 7.9}, "met", ""},
+		{topoLoopback, goal{"", mThroughput8, againstHAProxy, 1.3}, "not measured", ""},
+		{topoNetns, goal{"", mRRRate, againstHAProxy, 1.2}, "cannot judge", implHAProxy1},
 	} {
-		for _, x := range v.runs {
-			r.add(v.impl, v.metric, x)
+		v := r.judge(tc.topo, tc.g, 5000)
+		if !strings.HasPrefix(v.text, tc.text) || v.peerName != tc.peer {
+			t.Errorf("%s %s %g: %q against %q, want %q against %q", tc.topo, tc.g.metric, tc.g.factor, v.text, v.peerName, tc.text, tc.peer)
 		}
 	}
-	r.add(implNLB, mIdleRSS, math.NaN()) // ignored
-	return r
-}
 
-func TestGoals(t *testing.T) {
-	r := sample()
-	want := map[string][]bool{
-		mThroughput1: {true, true}, // 31 ≥ 1.3×21 = 27.3; 31 ≥ 0.6×51 = 30.6
-		mThroughput8: {false, true},
-		mConnRate:    {true},
-		mLatencyP99:  {true},
-		mIdleMem:     {true},
+	// A rate the generator did not hold cannot judge latency.
+	r.add(topoLoopback, implHAProxy1, map[string]float64{mLatRate: 3000})
+	r.add(topoLoopback, implHAProxy1, map[string]float64{mLatRate: 3000})
+	if v := r.judge(topoLoopback, goal{"", mLatP99, againstHAProxy, 0.8}, 5000); !strings.Contains(v.text, "not below saturation") {
+		t.Errorf("rate not held: %q", v.text)
 	}
-	got := make(map[string][]bool)
-	for _, g := range goals() {
-		met, ok := g.eval(r)
-		if !ok {
-			t.Fatalf("goal %s %s not measured", g.metric, g)
-		}
-		got[g.metric] = append(got[g.metric], met)
-	}
-	for m, w := range want {
-		if len(got[m]) != len(w) {
-			t.Fatalf("%s: %v, want %v", m, got[m], w)
-		}
-		for i := range w {
-			if got[m][i] != w[i] {
-				t.Errorf("%s goal %d: met %v, want %v", m, i, got[m][i], w[i])
-			}
-		}
-	}
-	delete(r, implHAProxy)
-	if _, ok := (goal{mConnRate, implHAProxy, true, 1}).eval(r); ok {
-		t.Error("goal against a missing implementation counts as measured")
+	// Nor does a direct p99 worse than a proxy's.
+	r2 := newResults()
+	fill(r2, topoNetns, mLatP99, map[string]float64{implDirect: 900, implHAProxy1: 500, implNLB: 300})
+	if v := r2.judge(topoNetns, goal{"", mLatP99, againstHAProxy, 0.8}, 5000); !strings.HasPrefix(v.text, "cannot judge: direct (900)") {
+		t.Errorf("direct p99 worse: %q", v.text)
 	}
 }
 
-func TestJSONLines(t *testing.T) {
-	var b bytes.Buffer
-	if err := writeJSONLines(&b, sample(), []string{implDirect, implHAProxy, implNLB}); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(&b)
-	n := 0
-	for sc.Scan() {
-		n++
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
-		}
-		for _, k := range []string{"impl", "metric", "value", "unit"} {
-			if _, ok := m[k]; !ok {
-				t.Errorf("line %q lacks %q", sc.Text(), k)
-			}
-		}
-		if _, ok := m["value"].(float64); !ok {
-			t.Errorf("line %q: value is not a number", sc.Text())
-		}
-	}
-	if n != 12 {
-		t.Errorf("%d lines, want 12 (one per measured impl and metric)", n)
-	}
-	var b2 bytes.Buffer
-	if err := writeJSONLines(&b2, sample(), []string{implNLB}); err != nil {
-		t.Fatal(err)
-	}
-	line, _, _ := strings.Cut(b2.String(), "\n")
-	if want := `{"impl":"nlb","metric":"throughput_1stream","value":31,"unit":"Gbit/s","runs":[31,30,32]}`; line != want {
-		t.Errorf("first nlb line\n got %s\nwant %s", line, want)
-	}
-}
-
-func TestTable(t *testing.T) {
-	var b bytes.Buffer
-	if err := writeTable(&b, sample()); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
+func TestMarkdown(t *testing.T) {
+	r := newResults()
+	fill(r, topoLoopback, mRRRate, map[string]float64{implDirect: 150e3, implHAProxy1: 46e3, implHAProxy2: 50e3, implNLB: 61e3, implNLB1: 55e3})
+	fill(r, topoLoopback, mSyscallsRR, map[string]float64{implHAProxy1: 4.1, implHAProxy2: 4.3, implNLB: 3.2})
+	fill(r, topoLoopback, mIdleRSS, map[string]float64{implNLB: 0.5})
+	fill(r, topoNetns, mRRRate, map[string]float64{implDirect: 40e3, implHAProxy1: 45e3, implNLB: 60e3})
+	r.calls["loopback/nlb"] = "read 1.00, write 1.00"
+	r.failures = append(r.failures, "round 1 netns haproxy-nbthread2 rr: boom")
+	md := r.markdown([]string{topoLoopback, topoNetns}, 5000, []string{"meta line"}, []float64{0.1, 0.3})
 	for _, want := range []string{
-		"| metric | unit | direct | haproxy | nlb | nlb/haproxy | nlb/direct | goal | met? |",
-		"| bulk throughput, 1 stream | Gbit/s | 51.00 | 21.00 | 31.00 | 1.48× | 0.61× | ≥ 1.3× haproxy, ≥ 0.6× direct | yes, yes |",
-		"| bulk throughput, 8 streams | Gbit/s | 40.00 | 30.00 | 35.00 | 1.17× | 0.88× | ≥ 1.3× haproxy, ≥ 0.6× direct | **no**, yes |",
-		"| memory per idle proxied connection | KiB | — | — | 12.5 | — | — | ≤ 16 | yes |",
-		// An nlb-only row is compared with the others' figures of its peer metric.
-		"| bulk, 1 stream, nlb with loopbackCongestionControl: system | Gbit/s | 51.00 | 21.00 | 25.73 | 1.23× | 0.50× |  |  |",
-		"Goals met: 6 of 7. Unmet: throughput_8streams ≥ 1.3× haproxy (not met).",
+		"## Loopback", "## Namespaces",
+		"| metric | unit | direct | haproxy-nbthread1 | haproxy-nbthread2 | nlb | nlb-1loop | nlb / HAProxy's better | nlb / direct |",
+		"| kept-alive requests/s (wrk) | req/s | 150000 | 46000 | 50000 | 61000 | 55000 | 1.22× (nbthread2) | 0.41× |",
+		"| system calls per kept-alive request (strace -c) | calls | – | 4.10 | 4.30 | 3.20 | – | 0.78× (nbthread1) | – |",
+		"| kept-alive requests/s ≥ 1.2× HAProxy | 61000 | 50000 (nbthread2) | 150000 | 1.22× | met |",
+		"| p99 at 5000 req/s ≤ 0.8× HAProxy | – | – | – | – | not measured |",
+		"| idle connection: RSS ≤ 0.6 KiB | 0.50 | – | – | – | met |",
+		"| kept-alive requests/s ≥ 1.2× HAProxy | 60000 | 45000 (nbthread1) | 40000 | 1.33× | cannot judge: direct (40000) is slower than haproxy-nbthread1 (45000)",
+		"Goals met: 2 of the 2 the figures can judge.", "Goals met: 0 of the 0 the figures can judge.",
+		"- System calls per kept-alive request, loopback/nlb (the most frequent; strace -c, last round): read 1.00, write 1.00.",
+		"- Failed: `round 1 netns haproxy-nbthread2 rr: boom`", "median 20%, max 30%", "- meta line",
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks\n%s\nin\n%s", want, out)
+		if !strings.Contains(md, want) {
+			t.Errorf("no %q in\n%s", want, md)
 		}
 	}
-	if strings.Contains(out, "proxy CPU") {
-		t.Error("table has rows for metrics without values")
-	}
-}
-
-func TestSVGIsWellFormed(t *testing.T) {
-	s := renderSVG(sample(), env{date: "d", cpu: "cpu <x> & y", kernel: "k", cores: 2})
-	d := xml.NewDecoder(strings.NewReader(s))
-	for {
-		_, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("SVG is not well-formed XML: %v", err)
-		}
-	}
-	if !strings.Contains(s, "goal ≤ 16") {
-		t.Error("memory goal line missing")
+	// The idle goals are judged on loopback only.
+	if _, netns, _ := strings.Cut(md, "## Namespaces"); strings.Contains(netns, "idle connection: RSS") {
+		t.Errorf("idle goals in the namespace section:\n%s", netns)
 	}
 }
 
-func TestNiceCeil(t *testing.T) {
-	for in, want := range map[float64]float64{0.7: 1, 1: 1, 1.1: 2, 2.2: 2.5, 3: 5, 7: 10, 42: 50, 230: 250} {
-		if got := niceCeil(in); math.Abs(got-want) > 1e-9 {
-			t.Errorf("niceCeil(%v) = %v, want %v", in, got, want)
+func TestLines(t *testing.T) {
+	r := newResults()
+	r.add(topoNetns, implNLB, map[string]float64{mThroughput1: 10, mRRRate: 5, "zz": 1})
+	r.add(topoNetns, implNLB, map[string]float64{mThroughput1: 12, mRRRate: 7})
+	r.add(topoNetns, implNLB, map[string]float64{mThroughput1: 20, mRRRate: 1})
+	r.add(topoLoopback, implDirect, map[string]float64{mRRRate: 9})
+	ls := r.lines([]string{topoLoopback, topoNetns})
+	want := []jsonLine{
+		{topoLoopback, implDirect, mRRRate, 9, "req/s", []float64{9}},
+		{topoNetns, implNLB, mRRRate, 5, "req/s", []float64{5, 7, 1}},
+		{topoNetns, implNLB, mThroughput1, 12, "Gbit/s", []float64{10, 12, 20}},
+		{topoNetns, implNLB, "zz", 1, "", []float64{1}},
+	}
+	if len(ls) != len(want) {
+		t.Fatalf("%+v", ls)
+	}
+	for i := range want {
+		if ls[i].Topology != want[i].Topology || ls[i].Impl != want[i].Impl || ls[i].Metric != want[i].Metric ||
+			ls[i].Value != want[i].Value || ls[i].Unit != want[i].Unit || !slices.Equal(ls[i].Runs, want[i].Runs) {
+			t.Errorf("line %d: %+v, want %+v", i, ls[i], want[i])
 		}
+	}
+}
+
+func TestPlan(t *testing.T) {
+	pa := netip.MustParseAddr("192.0.2.12")
+	be := [2]netip.Addr{netip.MustParseAddr("192.0.2.13"), netip.MustParseAddr("192.0.2.100")}
+	o := planOptions{nlb: "/bin/nlb", dir: "/d", maxConn: 9600, spliceHTTP: "auto", spliceBulk: "always"}
+
+	// nlb gets every iperf3 server twice in a row, so that its round
+	// robin sends a client's control and data connections to one server.
+	p, err := plan(implNLB, kindBulk, pa, be, netip.AddrPort{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backends []string
+	for i, a := range p.argv {
+		if a == "--backend" {
+			backends = append(backends, p.argv[i+1])
+		}
+	}
+	if len(backends) != 2*bulkStreams || backends[0] != "192.0.2.13:5201" || backends[1] != "192.0.2.100:5201" ||
+		backends[2] != "192.0.2.13:5202" || backends[15] != "192.0.2.100:5208" {
+		t.Errorf("nlb bulk backends %v", backends)
+	}
+	if len(p.targets) != bulkStreams || p.targets[7].String() != "192.0.2.12:6500" || !slices.Equal(p.listen, []int{portBulkNLB}) {
+		t.Errorf("nlb bulk targets %v listen %v", p.targets, p.listen)
+	}
+	for _, want := range []string{"loopbackCongestionControl: system\n", "type: none\n", "maxConnections: 9600\n"} {
+		if !strings.Contains(p.config, want) {
+			t.Errorf("nlb config lacks %q:\n%s", want, p.config)
+		}
+	}
+	if p.argv[0] != "/bin/nlb" || !slices.Contains(p.argv, "--config") {
+		t.Errorf("nlb argv %v", p.argv)
+	}
+
+	p, _ = plan(implNLB1, kindHTTP, pa, be, netip.AddrPort{}, o)
+	if !slices.Equal(p.argv[:2], []string{"env", "GOMAXPROCS=1"}) || !slices.Contains(p.argv, "192.0.2.13:8080") {
+		t.Errorf("nlb-1loop argv %v", p.argv)
+	}
+	p, _ = plan(implNLBReno, kindHTTP, pa, be, netip.AddrPort{}, o)
+	if strings.Contains(p.config, "loopbackCongestionControl") {
+		t.Errorf("nlb-reno sets the congestion control:\n%s", p.config)
+	}
+
+	// HAProxy: a listener per iperf3 server.
+	p, _ = plan(implHAProxy2, kindBulk, pa, be, netip.AddrPort{}, o)
+	if len(p.targets) != bulkStreams || p.targets[3].String() != "192.0.2.12:6504" || len(p.listen) != bulkStreams ||
+		!strings.Contains(p.config, "listen r3\n    bind 192.0.2.12:6504\n") || !strings.Contains(p.config, "server s0 192.0.2.13:5204\n") ||
+		!strings.Contains(p.config, "nbthread 2\n") || strings.Contains(p.config, "192.0.2.100") || !strings.Contains(p.config, "option splice-response\n") {
+		t.Errorf("haproxy bulk: %v\n%s", p.targets, p.config)
+	}
+	p, _ = plan(implHAProxy1, kindIdle, pa, be, netip.MustParseAddrPort("127.0.0.1:40000"), o)
+	if !strings.Contains(p.config, "nbthread 1\n") || !strings.Contains(p.config, "server s0 127.0.0.1:40000\n") || p.argv[0] != "haproxy" ||
+		!strings.Contains(p.config, "option splice-auto\n") {
+		t.Errorf("haproxy idle: %v\n%s", p.argv, p.config)
+	}
+
+	// Direct: the servers themselves.
+	p, _ = plan(implDirect, kindBulk, pa, be, netip.AddrPort{}, o)
+	if p.argv != nil || len(p.targets) != bulkStreams || p.targets[1].String() != "192.0.2.13:5202" {
+		t.Errorf("direct bulk: %+v", p)
+	}
+	if _, err := plan("envoy", kindHTTP, pa, be, netip.AddrPort{}, o); err == nil {
+		t.Error("an unknown implementation accepted")
+	}
+}
+
+func TestSessionsAndKinds(t *testing.T) {
+	if got := implsFor(allImpls, topoNetns); slices.Contains(got, implNLBReno) || len(got) != len(allImpls)-1 {
+		t.Errorf("netns: %v", got)
+	}
+	if got := implsFor(allImpls, topoLoopback); !slices.Equal(got, allImpls) {
+		t.Errorf("loopback: %v", got)
+	}
+	for test, kind := range map[string]string{testRR: kindHTTP, testSyscalls: kindHTTP, testLatency: kindHTTP, testBulk8: kindBulk, testBulk1F: kindBulk, testIdle: kindIdle} {
+		if kindOf(test) != kind {
+			t.Errorf("kindOf(%s) = %s", test, kindOf(test))
+		}
+	}
+}
+
+func TestTopCalls(t *testing.T) {
+	s := benchtool.StraceSummary{ByName: map[string]int64{"read": 200, "write": 200, "epoll_wait": 50, "futex": 1}}
+	if got := topCalls(s, 100, 3); got != "read 2.00, write 2.00, epoll_wait 0.50" {
+		t.Errorf("%q", got)
 	}
 }
 
 func TestIdleFit(t *testing.T) {
-	for limit, want := range map[uint64]int{20000: 9400, 1 << 20: 523600, 1024: 100} {
-		if got := idleFit(limit); got != want {
-			t.Errorf("idleFit(%d) = %d, want %d", limit, got, want)
-		}
-	}
-}
-
-func TestHAProxyConfig(t *testing.T) {
-	c := haproxyConfig("127.0.0.1:1", "127.0.0.1:2", 2, 10100, "always", "tune.pipesize 1048576; ")
-	for _, want := range []string{"nbthread 2", "maxconn 10100", "mode tcp", "option splice-request\n    option splice-response\n", "bind 127.0.0.1:1", "server s1 127.0.0.1:2", "\n    tune.pipesize 1048576\n"} {
-		if !strings.Contains(c, want) {
-			t.Errorf("config lacks %q:\n%s", want, c)
+	for lim, want := range map[uint64]int{1024: 100, 20000: 9400, 1 << 20: 523600} {
+		if got := idleFit(lim); got != want {
+			t.Errorf("idleFit(%d) = %d, want %d", lim, got, want)
 		}
 	}
 }

@@ -291,17 +291,21 @@ func TestWrkVegetaArgs(t *testing.T) {
 func TestParseProcNetTCP(t *testing.T) {
 	// nginx on 8080 with one client connected (tcp), iperf3 -s on 5201
 	// (tcp6, dual stack).
-	ports := map[int]bool{}
-	for _, f := range []string{"proc_net_tcp.txt", "proc_net_tcp6.txt"} {
-		if err := ParseProcNetTCP(read(t, f), ports); err != nil {
-			t.Fatal(err)
-		}
+	v4, err := ParseProcNetTCP(read(t, "proc_net_tcp.txt"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(ports) != 2 || !ports[8080] || !ports[5201] {
-		t.Errorf("listening: %v (the established 8080<->56118 pair is not listening)", ports)
+	want := []TCPSocket{{8080, 0, TCPListen}, {56118, 8080, TCPEstablished}, {8080, 56118, TCPEstablished}}
+	if !slices.Equal(v4, want) {
+		t.Errorf("tcp: %v, want %v", v4, want)
 	}
-	for _, bad := range []string{"x y\n", "  sl  local_address rem_address   st\n   0: 00000000 00000000:0000 0A\n"} {
-		if err := ParseProcNetTCP([]byte(bad), map[int]bool{}); err == nil {
+	v6, err := ParseProcNetTCP(read(t, "proc_net_tcp6.txt"))
+	if err != nil || !slices.Equal(v6, []TCPSocket{{5201, 0, TCPListen}}) {
+		t.Errorf("tcp6: %v, %v", v6, err)
+	}
+	for _, bad := range []string{"x y\n", "  sl  local_address rem_address   st\n   0: 00000000 00000000:0000 0A\n",
+		"  sl  local_address rem_address   st\n   0: 00000000:0050 00000000:0000 ZZ\n"} {
+		if _, err := ParseProcNetTCP([]byte(bad)); err == nil {
 			t.Errorf("ParseProcNetTCP(%q) accepted", bad)
 		}
 	}

@@ -191,49 +191,84 @@ func WaitQuiet(ctx context.Context) float64 {
 	return b
 }
 
-// ListeningPorts returns the TCP ports some socket listens on in pid's
-// network namespace, from /proc/PID/net/tcp and tcp6: a server is ready
-// for a benchmark once its port is there, found without connecting to it
-// (a test connection would be a client to a proxy, and take a turn of its
-// round robin).
-func ListeningPorts(pid int) (map[int]bool, error) {
-	ports := map[int]bool{}
+// TCPSocket is one line of /proc/net/tcp or tcp6.
+type TCPSocket struct {
+	LocalPort, RemotePort int
+	State                 int // 1 ESTABLISHED, 6 TIME_WAIT, 10 LISTEN (include/net/tcp_states.h)
+}
+
+// TCP states of TCPSocket.State.
+const (
+	TCPEstablished = 0x01
+	TCPListen      = 0x0A
+)
+
+// TCPSockets returns the TCP sockets of pid's network namespace, from
+// /proc/PID/net/tcp and tcp6.
+func TCPSockets(pid int) ([]TCPSocket, error) {
+	var all []TCPSocket
 	for _, f := range []string{"tcp", "tcp6"} {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
 		if err != nil {
 			return nil, err
 		}
-		if err := ParseProcNetTCP(b, ports); err != nil {
+		s, err := ParseProcNetTCP(b)
+		if err != nil {
 			return nil, fmt.Errorf("/proc/%d/net/%s: %w", pid, f, err)
+		}
+		all = append(all, s...)
+	}
+	return all, nil
+}
+
+// ListeningPorts returns the TCP ports some socket listens on in pid's
+// network namespace: a server is ready for a benchmark once its port is
+// there, found without connecting to it (a test connection would be a
+// client to a proxy, and take a turn of its round robin).
+func ListeningPorts(pid int) (map[int]bool, error) {
+	socks, err := TCPSockets(pid)
+	if err != nil {
+		return nil, err
+	}
+	ports := map[int]bool{}
+	for _, s := range socks {
+		if s.State == TCPListen {
+			ports[s.LocalPort] = true
 		}
 	}
 	return ports, nil
 }
 
-// ParseProcNetTCP adds to ports the local ports of the sockets in state
-// LISTEN (0A) of a /proc/net/tcp or tcp6 table.
-func ParseProcNetTCP(b []byte, ports map[int]bool) error {
+// ParseProcNetTCP parses a /proc/net/tcp or tcp6 table.
+func ParseProcNetTCP(b []byte) ([]TCPSocket, error) {
+	var out []TCPSocket
+	port := func(a string) (int, error) {
+		_, hexPort, ok := strings.Cut(a, ":")
+		p, err := strconv.ParseUint(hexPort, 16, 16)
+		if !ok || err != nil {
+			return 0, fmt.Errorf("address %q", a)
+		}
+		return int(p), nil
+	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for first := true; sc.Scan(); first = false {
 		f := strings.Fields(sc.Text())
 		if first {
 			if len(f) < 4 || f[1] != "local_address" {
-				return fmt.Errorf("unexpected header %q", sc.Text())
+				return nil, fmt.Errorf("unexpected header %q", sc.Text())
 			}
 			continue
 		}
 		if len(f) < 4 {
-			return fmt.Errorf("short line %q", sc.Text())
+			return nil, fmt.Errorf("short line %q", sc.Text())
 		}
-		if f[3] != "0A" {
-			continue
+		lp, err1 := port(f[1])
+		rp, err2 := port(f[2])
+		st, err3 := strconv.ParseUint(f[3], 16, 8)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("line %q: %w", sc.Text(), err)
 		}
-		_, hexPort, ok := strings.Cut(f[1], ":")
-		p, err := strconv.ParseUint(hexPort, 16, 16)
-		if !ok || err != nil {
-			return fmt.Errorf("local address %q", f[1])
-		}
-		ports[int(p)] = true
+		out = append(out, TCPSocket{LocalPort: lp, RemotePort: rp, State: int(st)})
 	}
-	return sc.Err()
+	return out, sc.Err()
 }
