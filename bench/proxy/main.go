@@ -300,8 +300,12 @@ func measure(ctx context.Context, t *topology, p *proxy, impl, test string, prm 
 		case testBulk1F:
 			metric, reverse = mThroughput1F, false
 		}
-		g, err := measureBulk(ctx, t, p, prm, streams, reverse)
-		return map[string]float64{metric: g}, "", err
+		g, window, err := measureBulk(ctx, t, p, prm, streams, reverse)
+		m := map[string]float64{metric: g}
+		if window > 0 {
+			m[mThroughput8Window] = window.Seconds()
+		}
+		return m, "", err
 	case testIdle:
 		return measureIdle(ctx, t, impl, prm, logf)
 	}

@@ -46,29 +46,30 @@ func kindOf(test string) string {
 
 // Metric names.
 const (
-	mRRRate       = "rr_rate"                  // req/s, wrk kept-alive
-	mRRP99        = "rr_latency_p99_closed"    // µs, wrk's p99 at saturation
-	mConnRate     = "conn_rate"                // conn/s, wrk Connection: close
-	mLatP50       = "latency_p50"              // µs, vegeta at a fixed rate
-	mLatP99       = "latency_p99"              //
-	mLatP999      = "latency_p999"             //
-	mLatRate      = "latency_rate"             // req/s vegeta sent
-	mLatFailed    = "latency_failed"           // requests without a 2xx
-	mThroughput1  = "throughput_1stream"       // Gbit/s, iperf3 -R
-	mThroughput8  = "throughput_8streams"      //
-	mThroughput1F = "throughput_1stream_fwd"   // Gbit/s, iperf3 client to server
-	mCtxRR        = "ctxsw_per_request"        // the proxy's context switches per kept-alive request
-	mCtxConn      = "ctxsw_per_connection"     // per request on a new connection
-	mCPURR        = "proxy_cpu_per_request"    // µs of the proxy's CPU per kept-alive request
-	mCPUConn      = "proxy_cpu_per_connection" //
-	mSyscallsRR   = "syscalls_per_request"     // the proxy's system calls per kept-alive request (strace -c)
-	mErrRR        = "errors_rr"                // wrk socket errors and non-2xx
-	mErrConn      = "errors_conn"              //
-	mIdleMem      = "idle_conn_memory"         // KiB: RSS + kernel objects
-	mIdleRSS      = "idle_conn_rss"            // KiB
-	mIdleKernel   = "idle_conn_kernel"         // KiB
-	mIdleSystem   = "idle_conn_kernel_system"  // KiB, system-wide, whole path (cross-check)
-	mIdleFDs      = "idle_conn_fds"
+	mRRRate            = "rr_rate"                    // req/s, wrk kept-alive
+	mRRP99             = "rr_latency_p99_closed"      // µs, wrk's p99 at saturation
+	mConnRate          = "conn_rate"                  // conn/s, wrk Connection: close
+	mLatP50            = "latency_p50"                // µs, vegeta at a fixed rate
+	mLatP99            = "latency_p99"                //
+	mLatP999           = "latency_p999"               //
+	mLatRate           = "latency_rate"               // req/s vegeta sent
+	mLatFailed         = "latency_failed"             // requests without a 2xx
+	mThroughput1       = "throughput_1stream"         // Gbit/s, iperf3 -R
+	mThroughput8       = "throughput_8streams"        //
+	mThroughput1F      = "throughput_1stream_fwd"     // Gbit/s, iperf3 client to server
+	mThroughput8Window = "throughput_8streams_window" // s: how long the 8 iperf3 clients all ran
+	mCtxRR             = "ctxsw_per_request"          // the proxy's context switches per kept-alive request
+	mCtxConn           = "ctxsw_per_connection"       // per request on a new connection
+	mCPURR             = "proxy_cpu_per_request"      // µs of the proxy's CPU per kept-alive request
+	mCPUConn           = "proxy_cpu_per_connection"   //
+	mSyscallsRR        = "syscalls_per_request"       // the proxy's system calls per kept-alive request (strace -c)
+	mErrRR             = "errors_rr"                  // wrk socket errors and non-2xx
+	mErrConn           = "errors_conn"                //
+	mIdleMem           = "idle_conn_memory"           // KiB: RSS + kernel objects
+	mIdleRSS           = "idle_conn_rss"              // KiB
+	mIdleKernel        = "idle_conn_kernel"           // KiB
+	mIdleSystem        = "idle_conn_kernel_system"    // KiB, system-wide, whole path (cross-check)
+	mIdleFDs           = "idle_conn_fds"
 )
 
 // params are the load settings of a run.
@@ -292,12 +293,12 @@ func topCalls(s benchtool.StraceSummary, requests float64, n int) string {
 	return strings.Join(parts, ", ")
 }
 
-// busyServers counts the iperf3 servers of t with a test under way: at
+// busyServers returns the iperf3 servers of t with a test under way: at
 // least a control and a data connection established on the server's port.
-func busyServers(t *topology) (int, error) {
+func busyServers(t *topology) (map[int]bool, error) {
 	socks, err := benchtool.TCPSockets(t.iperf[0].Pid())
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	est := map[int]int{}
 	for _, s := range socks {
@@ -305,31 +306,32 @@ func busyServers(t *topology) (int, error) {
 			est[s.LocalPort]++
 		}
 	}
-	n := 0
+	busy := map[int]bool{}
 	for i := range t.iperf {
 		if est[portIperf+i] >= 2 {
-			n++
+			busy[i] = true
 		}
 	}
-	return n, nil
+	return busy, nil
 }
 
-// waitBusy waits, bounded, until want servers are busy.
-func waitBusy(ctx context.Context, t *topology, want int, limit time.Duration, failed func() error) error {
+// waitServers polls the iperf3 servers every 2 ms, bounded, until done
+// says so; seen collects every server found busy meanwhile.
+func waitServers(ctx context.Context, t *topology, limit time.Duration, seen map[int]bool, done func(busy map[int]bool) (bool, error)) error {
 	deadline := time.Now().Add(limit)
 	for {
-		n, err := busyServers(t)
+		busy, err := busyServers(t)
 		if err != nil {
 			return err
 		}
-		if n == want {
-			return nil
+		for i := range busy {
+			seen[i] = true
 		}
-		if err := failed(); err != nil {
+		if ok, err := done(busy); ok || err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d iperf3 servers busy after %v, want %d (a client's control and data connections must reach one server)", n, limit, want)
+			return fmt.Errorf("iperf3 servers: %d busy, %d seen busy after %v (a client's control and data connections must reach one server)", len(busy), len(seen), limit)
 		}
 		select {
 		case <-ctx.Done():
@@ -339,15 +341,22 @@ func waitBusy(ctx context.Context, t *topology, want int, limit time.Duration, f
 	}
 }
 
+// bulkStartAllowance is how much longer than --duration the clients of
+// the 8-stream test run.
+const bulkStartAllowance = 2 * time.Second
+
 // measureBulk runs streams iperf3 clients (each its own process: Debian's
 // iperf3 3.12 runs all of a process's streams in one thread) to p's bulk
-// targets, reverse (server to client) or forward, and returns the sum of
-// what their receivers got, in Gbit/s. The clients start one after
-// another: each once the previous one's server is busy (a few ms), so the
-// runs overlap but for that.
-func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, streams int, reverse bool) (float64, error) {
-	if err := waitBusy(ctx, t, 0, 10*time.Second, func() error { return nil }); err != nil {
-		return 0, fmt.Errorf("before the run: %w", err)
+// targets, reverse (server to client) or forward, and returns what their
+// receivers got together, in Gbit/s, and for several clients the length
+// of the window in which all of them ran. The clients start one after
+// another, each once the previous one's server is busy (for nlb, whose
+// round robin must take a client's control and data connections to one
+// server), so several clients are counted only over the window in which
+// they all ran (benchtool.OverlapRate, from their 0.1 s intervals).
+func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, streams int, reverse bool) (float64, time.Duration, error) {
+	if err := waitServers(ctx, t, 10*time.Second, map[int]bool{}, func(busy map[int]bool) (bool, error) { return len(busy) == 0, nil }); err != nil {
+		return 0, 0, fmt.Errorf("before the run: %w", err)
 	}
 	type client struct {
 		out  []byte
@@ -365,40 +374,67 @@ func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, stream
 		}
 	}
 	defer wait()
+	// Several clients run bulkStartAllowance longer, so that they all
+	// run at once for about the measured duration however long starting
+	// them took (each start is a process and a control exchange through
+	// a proxy on saturated cores: 50-200 ms here).
+	d := prm.duration
+	if streams > 1 {
+		d += bulkStartAllowance
+	}
+	begin := time.Now()
+	starts := make([]time.Duration, streams)
+	seen := map[int]bool{}
 	for i := range streams {
 		c := &client{done: make(chan struct{})}
 		clients[i] = c
 		tg := p.targets[i]
+		argv := append(benchtool.Iperf3Args(tg.Addr().String(), int(tg.Port()), d, reverse, 1), "-i", "0.1")
 		go func() {
 			defer close(c.done)
-			c.out, c.err = clientRun(cctx, t.client, benchtool.Iperf3Args(tg.Addr().String(), int(tg.Port()), prm.duration, reverse, 1), prm.duration+30*time.Second, "")
+			c.out, c.err = clientRun(cctx, t.client, argv, d+30*time.Second, "")
 		}()
-		err := waitBusy(ctx, t, i+1, 10*time.Second, func() error {
+		err := waitServers(ctx, t, 10*time.Second, seen, func(map[int]bool) (bool, error) {
+			if len(seen) > i {
+				return true, nil
+			}
 			select {
 			case <-c.done:
-				return fmt.Errorf("iperf3 client %d ended before its test began: %v", i, c.err)
+				return false, fmt.Errorf("iperf3 client %d ended before its server was seen busy: %v", i, c.err)
 			default:
-				return nil
+				return false, nil
 			}
 		})
 		if err != nil {
 			cancel()
-			return 0, err
+			return 0, 0, err
 		}
+		starts[i] = time.Since(begin)
 	}
 	wait()
-	var sum float64
+	runs := make([]benchtool.Iperf3Result, streams)
 	for i, c := range clients {
 		if c.err != nil {
-			return 0, c.err
+			return 0, 0, c.err
 		}
 		r, err := benchtool.ParseIperf3(c.out)
 		if err != nil {
-			return 0, fmt.Errorf("client %d: %w", i, err)
+			return 0, 0, fmt.Errorf("client %d: %w", i, err)
 		}
-		sum += r.BitsPerSecond
+		runs[i] = r
 	}
-	return sum / 1e9, nil
+	if streams == 1 {
+		return runs[0].BitsPerSecond / 1e9, 0, nil
+	}
+	bps, window, err := benchtool.OverlapRate(starts, runs)
+	if err != nil {
+		return 0, 0, err
+	}
+	if window < prm.duration/2 {
+		return 0, 0, fmt.Errorf("the %d iperf3 clients ran all at once for only %v of %v: starting them one after another took %v",
+			streams, window.Round(time.Millisecond), prm.duration, starts[streams-1].Round(time.Millisecond))
+	}
+	return bps / 1e9, window, nil
 }
 
 // measureIdle opens prm.idleConns connections through a fresh impl to

@@ -77,6 +77,41 @@ func TestParseIperf3(t *testing.T) {
 	}
 }
 
+func TestOverlapRate(t *testing.T) {
+	r, err := ParseIperf3(read(t, "iperf3_reverse_intervals.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, iv := range r.Intervals {
+		sum += iv.Bytes
+	}
+	if len(r.Intervals) != 9 || r.Intervals[0].Bytes != 278659072 || r.Intervals[1].Start != 0.100014 || sum != r.Bytes {
+		t.Fatalf("intervals %+v (sum %v, total %v)", r.Intervals, sum, r.Bytes)
+	}
+	// One run alone: its own rate over its whole length.
+	g, w, err := OverlapRate([]time.Duration{0}, []Iperf3Result{r})
+	if err != nil || math.Abs(g-r.Bytes*8/1.000087) > 1 || w != secs(1.000087) {
+		t.Errorf("alone: %v over %v, %v", g, w, err)
+	}
+	// Two synthetic runs of 1 s in 0.5 s intervals, the second started
+	// 0.25 s later. A: [0,0.5] 100 B, [0.5,1] 200 B; B: [0.25,0.75]
+	// 300 B, [0.75,1.25] 400 B. In the window [0.25,1]: A 50+200, B
+	// 300+200, 750 B over 0.75 s.
+	a := Iperf3Result{Intervals: []Iperf3Interval{{0, 0.5, 100}, {0.5, 1, 200}}}
+	b := Iperf3Result{Intervals: []Iperf3Interval{{0, 0.5, 300}, {0.5, 1, 400}}}
+	g, w, err = OverlapRate([]time.Duration{0, 250 * time.Millisecond}, []Iperf3Result{a, b})
+	if err != nil || math.Abs(g-750*8/0.75) > 1e-6 || w != 750*time.Millisecond {
+		t.Errorf("two: %v over %v, %v", g, w, err)
+	}
+	if _, _, err := OverlapRate([]time.Duration{0, 2 * time.Second}, []Iperf3Result{a, b}); err == nil {
+		t.Error("runs that never overlapped accepted")
+	}
+	if _, _, err := OverlapRate([]time.Duration{0}, []Iperf3Result{{}}); err == nil {
+		t.Error("a run without intervals accepted")
+	}
+}
+
 func TestIperf3Args(t *testing.T) {
 	got := strings.Join(Iperf3Args("192.0.2.1", 5201, 2400e6, true, 1), " ")
 	if got != "iperf3 -c 192.0.2.1 -p 5201 -J -t 2 -R" {
