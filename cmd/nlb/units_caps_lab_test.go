@@ -71,8 +71,14 @@ func TestLabUnitsMissingCapability(t *testing.T) {
 				t.Fatalf("without CAP_%s: %v, want an exit with an error; log:\n%s", strings.ToUpper(tc.drop), err, tail(p.Log()))
 			}
 			log := p.Log()
-			if !strings.Contains(log, tc.want) || !strings.Contains(log, "instance k0s-vip-0 on "+h.IfName) {
-				t.Errorf("without CAP_%s the log lacks %q and the instance:\n%s", strings.ToUpper(tc.drop), tc.want, tail(log))
+			// One prefix per layer: the mode's (nlb vrrp's is the
+			// instance's own "vrrp:"), then the instance.
+			prefix := "nlb: vrrp: instance k0s-vip-0 on " + h.IfName
+			if tc.mode != "vrrp" {
+				prefix = "nlb: " + tc.mode + ": vrrp: instance k0s-vip-0 on " + h.IfName
+			}
+			if !strings.Contains(log, tc.want) || !strings.Contains(log, prefix) {
+				t.Errorf("without CAP_%s the log lacks %q and %q:\n%s", strings.ToUpper(tc.drop), tc.want, prefix, tail(log))
 			}
 			if ok, err := h.HasAddr(vip); err != nil || ok {
 				t.Errorf("VIP %s on %s after the failed start: %v %v", vip, h.Name, ok, err)

@@ -60,7 +60,9 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log, reg, g, err := listenVRRP(cfg, logf, stderr, false)
 	if err != nil {
-		return fmt.Errorf("vrrp: %w", err)
+		// Not wrapped: an instance's error already starts with
+		// "vrrp: instance NAME on IFACE", a flag's names the flag.
+		return err
 	}
 	defer g.Close()
 
