@@ -7,7 +7,7 @@ import (
 	"github.com/nlb-dev/nlb/config"
 )
 
-// loadController loads `nlb controller`'s configuration: the file alone,
+// loadController loads `nlb controller`'s (and `nlb vrrp`'s) configuration: the file alone,
 // or k0s's file merged with an nlb overlay (config.LoadWithOverlay); then
 // whether it has something to run, before --check so that a file with
 // nothing to run fails --check as it would fail the run. runDisabled

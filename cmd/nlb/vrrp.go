@@ -37,7 +37,10 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		path  = fs.String("config", "", "configuration `file` (k0s ClusterConfig or controlPlaneLoadBalancing section, YAML)")
 		check = fs.Bool("check", false, "validate the configuration, print what would run, and exit")
 		admin = fs.String("admin", "", "serve /metrics, /healthz and /status on this `address` (e.g. 127.0.0.1:9647); empty: off")
-		logf  logFlags
+		// The k0s adoption path, as for nlb controller (README "k0s").
+		overlay = fs.String("overlay", "", "nlb overlay `file`: nlb's additions (priority, preempt, garp ...) to --config's controlPlaneLoadBalancing, which keeps k0s's fields only (README \"k0s\")")
+		runOff  = fs.Bool("run-disabled-cplb", false, "run the vrrpInstances of a controlPlaneLoadBalancing section with enabled: false: k0s's own file, where k0s leaves control plane load balancing to nlb (refused when enabled is true)")
+		logf    logFlags
 	)
 	logf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -46,17 +49,18 @@ func runVRRP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *path == "" {
 		return usageErrorf(fs, "--config is required")
 	}
-	cfg, err := config.LoadFile(*path)
-	if err == nil {
-		// Before --check: a file with nothing to run fails it as it
-		// would fail the run, with the same message.
-		err = cfg.Runnable()
-	}
+	// Before --check: a file with nothing to run fails it as it would
+	// fail the run, with the same message.
+	cfg, err := loadController(*path, *overlay, *runOff)
 	if err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
 	if *check {
-		return printCheck(stdout, *path, cfg)
+		if err := printCheck(stdout, *path, cfg); err != nil {
+			return err
+		}
+		printAdoption(stdout, *overlay, *runOff)
+		return nil
 	}
 	log, reg, g, err := listenVRRP(cfg, logf, stderr, false)
 	if err != nil {
