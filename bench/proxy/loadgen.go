@@ -27,8 +27,9 @@ const idleDialers = 64
 
 // idleResult is the load generator's one JSON line.
 type idleResult struct {
-	Conns  int   `json:"conns"`
-	Errors int64 `json:"errors"`
+	Conns      int    `json:"conns"`
+	Errors     int64  `json:"errors"`
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // runLoadgen opens -conns connections to -addr, each after one 64-byte
@@ -52,6 +53,12 @@ func runLoadgen(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	}()
 	idx := make(chan int)
 	var errs atomic.Int64
+	var first atomic.Pointer[string]
+	fail := func(err error) {
+		errs.Add(1)
+		s := err.Error()
+		first.CompareAndSwap(nil, &s)
+	}
 	var wg sync.WaitGroup
 	for range idleDialers {
 		wg.Go(func() {
@@ -60,7 +67,7 @@ func runLoadgen(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 			for i := range idx {
 				cn, err := d.DialContext(ctx, "tcp", *addr)
 				if err != nil {
-					errs.Add(1)
+					fail(err)
 					continue
 				}
 				cn.SetDeadline(time.Now().Add(ioTimeout))
@@ -70,7 +77,7 @@ func runLoadgen(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 				}
 				cn.SetDeadline(time.Time{})
 				if err != nil {
-					errs.Add(1)
+					fail(err)
 					cn.Close()
 					continue
 				}
@@ -98,7 +105,11 @@ func runLoadgen(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 			open++
 		}
 	}
-	if err := json.NewEncoder(stdout).Encode(idleResult{Conns: open, Errors: errs.Load()}); err != nil {
+	r := idleResult{Conns: open, Errors: errs.Load()}
+	if p := first.Load(); p != nil {
+		r.FirstError = *p
+	}
+	if err := json.NewEncoder(stdout).Encode(r); err != nil {
 		return err
 	}
 	held := make(chan struct{})
@@ -145,9 +156,23 @@ func runBackend(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 			}
 			return err
 		}
-		go func() {
-			defer c.Close()
-			_, _ = io.Copy(c, c)
-		}()
+		go echo(c)
+	}
+}
+
+// echo writes back what c reads, with a plain buffer: io.Copy between two
+// TCP connections would splice through a pipe of 2 more fds per
+// connection, and the backend would run out of fds before the proxy.
+func echo(c *net.TCPConn) {
+	defer c.Close()
+	var buf [4096]byte
+	for {
+		n, err := c.Read(buf[:])
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return
+		}
 	}
 }

@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prm.idleConns = idleFit(lim)
 		b.Logf("RLIMIT_NOFILE %d allows %d idle connections (2 fds each in a proxy), not %d", lim, prm.idleConns, requested)
 	}
-	prm.plan.maxConn = prm.idleConns + 200
+	prm.plan.maxConn = prm.idleConns + 100
 
 	b.Logf("starting the lab")
 	l, err := startLab(ctx, topos, prm.dir)

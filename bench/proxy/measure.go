@@ -485,11 +485,11 @@ func measureIdle(ctx context.Context, t *topology, impl string, prm *params, log
 		return nil, "", fmt.Errorf("loadgen output %q: %w", line, err)
 	}
 	if lr.Conns < prm.idleConns/2 {
-		return nil, "", fmt.Errorf("only %d of %d idle connections opened (%d failed)", lr.Conns, prm.idleConns, lr.Errors)
+		return nil, "", fmt.Errorf("only %d of %d idle connections opened (%d failed, the first: %s)", lr.Conns, prm.idleConns, lr.Errors, lr.FirstError)
 	}
 	var note string
 	if lr.Conns < prm.idleConns*99/100 {
-		note = fmt.Sprintf("held only %d of %d idle connections (%d failed); memory is per held connection", lr.Conns, prm.idleConns, lr.Errors)
+		note = fmt.Sprintf("held only %d of %d idle connections (%d failed, the first: %s); memory is per held connection", lr.Conns, prm.idleConns, lr.Errors, lr.FirstError)
 	}
 	time.Sleep(time.Second) // let deferred frees (RCU, GC) settle
 	after, err := readMemSnapshot(p.pid())

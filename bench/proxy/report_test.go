@@ -52,6 +52,14 @@ func TestJudge(t *testing.T) {
 	}
 
 	// A rate the generator did not hold cannot judge latency.
+	// Today's idle figures, stated to one decimal, are compared at that
+	// precision: 0.64 KiB is 0.6.
+	r3 := newResults()
+	fill(r3, topoLoopback, mIdleRSS, map[string]float64{implNLB: 0.64})
+	if v := r3.judge(topoLoopback, goal{"", mIdleRSS, absolute, 0.6}, 5000); v.text != "met" {
+		t.Errorf("0.64 KiB against 0.6: %q", v.text)
+	}
+
 	r.add(topoLoopback, implHAProxy1, map[string]float64{mLatRate: 3000})
 	r.add(topoLoopback, implHAProxy1, map[string]float64{mLatRate: 3000})
 	if v := r.judge(topoLoopback, goal{"", mLatP99, againstHAProxy, 0.8}, 5000); !strings.Contains(v.text, "not below saturation") {
