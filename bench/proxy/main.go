@@ -300,10 +300,13 @@ func measure(ctx context.Context, t *topology, p *proxy, impl, test string, prm 
 		case testBulk1F:
 			metric, reverse = mThroughput1F, false
 		}
-		g, window, err := measureBulk(ctx, t, p, prm, streams, reverse)
+		g, window, start, err := measureBulk(ctx, t, p, prm, streams, reverse)
 		m := map[string]float64{metric: g}
 		if window > 0 {
 			m[mThroughput8Window] = window.Seconds()
+		}
+		if start > 0 {
+			m[mBulk8Start] = start.Seconds()
 		}
 		return m, "", err
 	case testIdle:

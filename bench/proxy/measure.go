@@ -58,6 +58,7 @@ const (
 	mThroughput8       = "throughput_8streams"        //
 	mThroughput1F      = "throughput_1stream_fwd"     // Gbit/s, iperf3 client to server
 	mThroughput8Window = "throughput_8streams_window" // s: how long the 8 iperf3 clients all ran
+	mBulk8Start        = "bulk8_start"                // s: starting the 8 clients one after another
 	mCtxRR             = "ctxsw_per_request"          // the proxy's context switches per kept-alive request
 	mCtxConn           = "ctxsw_per_connection"       // per request on a new connection
 	mCPURR             = "proxy_cpu_per_request"      // µs of the proxy's CPU per kept-alive request
@@ -343,7 +344,7 @@ func waitServers(ctx context.Context, t *topology, limit time.Duration, seen map
 
 // bulkStartAllowance is how much longer than --duration the clients of
 // the 8-stream test run.
-const bulkStartAllowance = 2 * time.Second
+const bulkStartAllowance = 4 * time.Second
 
 // measureBulk runs streams iperf3 clients (each its own process: Debian's
 // iperf3 3.12 runs all of a process's streams in one thread) to p's bulk
@@ -354,9 +355,9 @@ const bulkStartAllowance = 2 * time.Second
 // round robin must take a client's control and data connections to one
 // server), so several clients are counted only over the window in which
 // they all ran (benchtool.OverlapRate, from their 0.1 s intervals).
-func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, streams int, reverse bool) (float64, time.Duration, error) {
+func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, streams int, reverse bool) (gbps float64, window, start time.Duration, err error) {
 	if err := waitServers(ctx, t, 10*time.Second, map[int]bool{}, func(busy map[int]bool) (bool, error) { return len(busy) == 0, nil }); err != nil {
-		return 0, 0, fmt.Errorf("before the run: %w", err)
+		return 0, 0, 0, fmt.Errorf("before the run: %w", err)
 	}
 	type client struct {
 		out  []byte
@@ -377,7 +378,7 @@ func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, stream
 	// Several clients run bulkStartAllowance longer, so that they all
 	// run at once for about the measured duration however long starting
 	// them took (each start is a process and a control exchange through
-	// a proxy on saturated cores: 50-200 ms here).
+	// a proxy on saturated cores: 50-400 ms here).
 	d := prm.duration
 	if streams > 1 {
 		d += bulkStartAllowance
@@ -407,7 +408,7 @@ func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, stream
 		})
 		if err != nil {
 			cancel()
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		starts[i] = time.Since(begin)
 	}
@@ -415,26 +416,27 @@ func measureBulk(ctx context.Context, t *topology, p *proxy, prm *params, stream
 	runs := make([]benchtool.Iperf3Result, streams)
 	for i, c := range clients {
 		if c.err != nil {
-			return 0, 0, c.err
+			return 0, 0, 0, c.err
 		}
 		r, err := benchtool.ParseIperf3(c.out)
 		if err != nil {
-			return 0, 0, fmt.Errorf("client %d: %w", i, err)
+			return 0, 0, 0, fmt.Errorf("client %d: %w", i, err)
 		}
 		runs[i] = r
 	}
 	if streams == 1 {
-		return runs[0].BitsPerSecond / 1e9, 0, nil
+		return runs[0].BitsPerSecond / 1e9, 0, 0, nil
 	}
+	start = starts[streams-1]
 	bps, window, err := benchtool.OverlapRate(starts, runs)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, start, fmt.Errorf("%w; starting the %d clients one after another took %v", err, streams, start.Round(time.Millisecond))
 	}
 	if window < prm.duration/2 {
-		return 0, 0, fmt.Errorf("the %d iperf3 clients ran all at once for only %v of %v: starting them one after another took %v",
+		return 0, 0, start, fmt.Errorf("the %d iperf3 clients ran all at once for only %v of %v: starting them one after another took %v",
 			streams, window.Round(time.Millisecond), prm.duration, starts[streams-1].Round(time.Millisecond))
 	}
-	return bps / 1e9, window, nil
+	return bps / 1e9, window, start, nil
 }
 
 // measureIdle opens prm.idleConns connections through a fresh impl to

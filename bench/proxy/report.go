@@ -63,6 +63,8 @@ var metricDefs = []metricDef{
 	{mThroughput1, "Gbit/s", "bulk server→client, 1 stream (iperf3 -R)", "%.2f", true},
 	{mThroughput8, "Gbit/s", "bulk server→client, 8 streams (8 iperf3 -R)", "%.2f", true},
 	{mThroughput1F, "Gbit/s", "bulk client→server, 1 stream (iperf3)", "%.2f", true},
+	{mBulk8Start, "s", "starting the 8 iperf3 clients, one after another, under bulk load", "%.2f", false},
+	{mThroughput8Window, "s", "window in which all 8 iperf3 clients ran", "%.2f", true},
 	{mIdleMem, "KiB", "memory per idle connection: RSS + kernel objects", "%.2f", false},
 	{mIdleRSS, "KiB", "memory per idle connection: RSS", "%.2f", false},
 	{mIdleKernel, "KiB", "memory per idle connection: kernel objects of its fds", "%.2f", false},
