@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/benchtool"
@@ -78,7 +77,7 @@ func startLab(ctx context.Context, names []string, dir string) (l *lab, err erro
 	// seconds over the veths and fell to about 500/s for whichever
 	// implementation ran within 60 s of the previous such test.
 	for _, hh := range h {
-		if err := runIn(ctx, hh, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"); err != nil {
+		if err := hh.Command(ctx, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"); err != nil {
 			return l, err
 		}
 	}
@@ -92,7 +91,7 @@ func startLab(ctx context.Context, names []string, dir string) (l *lab, err erro
 		case topoNetns:
 			t.client, t.proxy, t.backend = h[0], h[1], h[2]
 			second := n.VIP4(0).Addr()
-			if err := runIn(ctx, t.backend, "ip", "addr", "add", second.String()+"/32", "dev", t.backend.IfName); err != nil {
+			if err := t.backend.Command(ctx, "ip", "addr", "add", second.String()+"/32", "dev", t.backend.IfName); err != nil {
 				return l, err
 			}
 			t.backendAddrs = [2]netip.Addr{t.backend.Addr4, second}
@@ -170,15 +169,4 @@ func (l *lab) Close() error {
 		}
 	}
 	return errors.Join(append(errs, l.net.Close())...)
-}
-
-// runIn runs a command in h's namespace, bounded.
-func runIn(ctx context.Context, h *netlab.Host, name string, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := h.Exec(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %s %s: %w: %s", h.Name, name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

@@ -127,7 +127,7 @@ func startLab(ctx context.Context, nlb, dir, xdpMode string, logf func(string, .
 	// The proxies' VIPs, on the proxy node's interface (no backend holds
 	// them, so replies come back through the proxy).
 	for _, impl := range []string{implProxy, implHAProxy1, implHAProxy2} {
-		if err := runIn(ctx, l.lbProxy, "ip", "addr", "add", l.target[impl].String()+"/32", "dev", l.lbProxy.IfName); err != nil {
+		if err := l.lbProxy.Command(ctx, "ip", "addr", "add", l.target[impl].String()+"/32", "dev", l.lbProxy.IfName); err != nil {
 			return l, err
 		}
 	}
@@ -448,15 +448,4 @@ func (l *lab) Close() error {
 	}
 	errs = append(errs, l.net.Close())
 	return errors.Join(errs...)
-}
-
-// runIn runs a command in h's namespace, bounded.
-func runIn(ctx context.Context, h *netlab.Host, name string, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := h.Exec(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %s %s: %w: %s", h.Name, name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

@@ -472,6 +472,19 @@ func (h *Host) Exec(ctx context.Context, name string, args ...string) *exec.Cmd 
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
 }
 
+// Command runs name with args in the host's namespace and waits for it,
+// bounded by ctx and cmdTimeout; a failure carries the host, the command
+// line and what it printed.
+func (h *Host) Command(ctx context.Context, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	out, err := h.Exec(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: %w: %s", h.Name, name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // Run calls fn on a locked OS thread switched into the host's namespace.
 // Sockets fn opens belong to the namespace and may be used after Run
 // returns, from any goroutine; goroutines fn starts do not run in the

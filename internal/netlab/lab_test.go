@@ -210,6 +210,21 @@ func TestRunRestoresNamespace(t *testing.T) {
 	}
 }
 
+// TestHostCommand: Command runs in the host's namespace (its interface
+// is there), and a failure names the host and the command and carries
+// what it printed.
+func TestHostCommand(t *testing.T) {
+	l := NewT(t, "", Options{Hosts: 1})
+	h := l.Hosts[0]
+	if err := h.Command(context.Background(), "ip", "link", "show", h.IfName); err != nil {
+		t.Fatalf("ip link show %s in %s: %v", h.IfName, h.Name, err)
+	}
+	err := h.Command(context.Background(), "ip", "link", "show", "nlb-no-such-link")
+	if err == nil || !strings.Contains(err.Error(), h.Name+": ip link show nlb-no-such-link") || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("failing command: %v, want the host, the command line and its output", err)
+	}
+}
+
 func TestNewRejectsBadOptions(t *testing.T) {
 	// Options are checked before anything is created: no root needed.
 	for _, o := range []Options{{Hosts: MaxHosts + 1}, {Hosts: -1}, {Segments: MaxSegments + 1}} {
