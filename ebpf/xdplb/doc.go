@@ -9,10 +9,15 @@
 // options: the IHL is honoured) or IPv6 (skipping hop-by-hop and
 // destination options headers), and TCP. For a VIP:port it picks a backend:
 //
-//  1. the flow table first: an LRU hash with per-CPU values
-//     (BPF_MAP_TYPE_LRU_PERCPU_HASH) from the 5-tuple to the backend's
-//     slot, so that established flows keep their backend when the
-//     backends change (a backend that is in no table entry drains);
+//  1. the flow table first (for any packet but a SYN): from the 5-tuple
+//     to the backend's slot, so that established flows keep their
+//     backend when the backends change (a backend that is in no table
+//     entry drains). It is an array shared by the CPUs of sets of 4
+//     flows, the set chosen by the 5-tuple's hash; a set replaces its
+//     least recently used flow. A new flow costs one array write (the
+//     kernel's LRU hash, which evicts under its locks, cost twice the
+//     whole program), and a flow whose packets change CPU keeps its
+//     entry;
 //  2. on a miss, the service's Maglev lookup table (Eisenbud et al.,
 //     "Maglev: A Fast and Reliable Software Network Load Balancer", NSDI
 //     2016, §3.4; lb/maglev builds it), indexed by [FlowHash] % M: the

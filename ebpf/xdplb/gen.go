@@ -7,4 +7,4 @@ package xdplb
 //
 //	go generate ./ebpf/xdplb/
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -output-stem xdplb -type config -type service_key -type service -type backend -type flow_key -type flow -type mac_key -type counters xdplb xdplb.c -- -I../headers -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -tags linux -output-stem xdplb -type config -type service_key -type service -type backend -type flow_key -type flow -type flow_set -type mac_key -type counters xdplb xdplb.c -- -I../headers -Wall -Werror

@@ -14,10 +14,11 @@ const (
 	// cluster (5,000 nodes, the Kubernetes scalability limit) with about
 	// 25 long-lived API server connections per node (kubelet,
 	// kube-proxy, the CNI, CSI and other node agents) holds about 125,000
-	// flows. The table is an LRU: an evicted flow is re-hashed to the same
-	// backend while the backends are unchanged, so its size only matters
-	// across backend changes. It costs about 100 bytes plus 8 bytes per
-	// CPU per entry, preallocated: about 15 MiB with 8 CPUs.
+	// flows. The table replaces its least recently used flows: an evicted
+	// flow is re-hashed to the same backend while the backends are
+	// unchanged, so its size only matters across backend changes. It
+	// costs 54 bytes per flow, shared by the CPUs and preallocated: about
+	// 7 MiB.
 	DefaultFlowTableSize = 1 << 17
 	// DefaultMaxServices is the default number of VIP:port services.
 	DefaultMaxServices = 16
@@ -45,8 +46,9 @@ const NoBackend = ^uint32(0)
 // Options are the sizes fixed when the program is loaded. Zero fields take
 // the defaults.
 type Options struct {
-	// FlowTableSize is the number of flows the flow table (an LRU hash
-	// with per-CPU values) holds. Default [DefaultFlowTableSize].
+	// FlowTableSize is the number of flows the flow table holds, rounded
+	// up to a multiple of its sets' 4 ways; within a set, the least
+	// recently used flow is replaced. Default [DefaultFlowTableSize].
 	FlowTableSize int
 	// MaxServices bounds the number of VIP:port services.
 	// Default [DefaultMaxServices].
@@ -78,6 +80,14 @@ func (o Options) withDefaults() Options {
 		o.MaxTableSize = DefaultMaxTableSize
 	}
 	return o
+}
+
+// flowWays is the flows per set of the flow table (FLOW_WAYS in xdplb.c).
+const flowWays = 4
+
+// flowSets is the number of sets of the flow table.
+func (o Options) flowSets() uint32 {
+	return uint32((o.FlowTableSize + flowWays - 1) / flowWays)
 }
 
 // validate reports every field out of bounds (after withDefaults).

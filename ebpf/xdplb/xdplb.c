@@ -10,15 +10,28 @@
  * a non-ARPing device and answers the client directly.
  *
  * A backend is chosen by, in order:
- *   1. the flow table (nlb_flows, LRU, per CPU): 5-tuple -> backend slot;
- *   2. on a miss, the service's Maglev lookup table (Eisenbud et al., NSDI
- *      2016, §3.4) indexed by jhash(flow) % M, where the flow is the 5-tuple,
- *      or the client address alone for a persistent service (IPVS
+ *   1. the flow table (nlb_flows): 5-tuple -> backend slot, for any packet
+ *      but a SYN;
+ *   2. else the service's Maglev lookup table (Eisenbud et al., NSDI 2016,
+ *      §3.4) indexed by jhash(flow) % M, where the flow is the 5-tuple, or
+ *      the client address alone for a persistent service (IPVS
  *      persistence). The result is stored in the flow table, except for an
- *      RST. A SYN that misses counts as a new flow, any other packet that
- *      misses as re-hashed (the table evicted it, or another node was Master
- *      when the flow began): Maglev gives the same backend as long as the
- *      service's backends are unchanged.
+ *      RST. A SYN counts as a new flow, any other packet that misses as
+ *      re-hashed (the table evicted it, or another node was Master when the
+ *      flow began): Maglev gives the same backend as long as the service's
+ *      backends are unchanged.
+ *
+ * The flow table is set-associative: an array of sets of FLOW_WAYS flows,
+ * the set chosen by the 5-tuple's jhash, and within a set the least
+ * recently used flow is replaced (each set counts its lookups; a flow
+ * remembers the count at its last packet). Inserting a flow is one array
+ * write: the kernel's LRU hash, which evicts by deleting from a hash table
+ * under its locks, cost about 390 ns per new flow once full. The array is
+ * shared by the CPUs, so a flow whose packets change CPU (veth, generic
+ * XDP and tc run on the sender's) keeps its entry. Writers take no lock: a
+ * flow's check word (its hash ^ backend) is written last and verified on
+ * every hit, so an entry torn by two CPUs replacing the same way at once
+ * reads as a miss, which Maglev answers.
  *
  * The defined behaviours (every one counted in nlb_events, except plain
  * non-VIP traffic, which is passed at the cost of a parse and one hash
@@ -71,8 +84,6 @@
 char __license[] SEC("license") = "Dual MIT/GPL";
 
 /* include/uapi/linux/bpf.h bits that common.h does not have. */
-#define NLB_MAP_TYPE_LRU_PERCPU_HASH 10 /* enum bpf_map_type */
-#define BPF_ANY 0
 
 /* include/uapi/linux/bpf.h: the context of an XDP program. */
 struct xdp_md {
@@ -117,6 +128,7 @@ enum xdp_action {
 /* Set by the loader before loading (Options in xdplb_linux.go). */
 volatile const __u32 max_table = 16381;  /* M: entries per Maglev table half */
 volatile const __u32 max_backends = 128; /* backend slots per service */
+volatile const __u32 flow_sets = 32768;  /* sets in nlb_flows */
 
 /* Families in keys (not AF_*: the Go side fills them). */
 #define FAMILY_IPV4 4
@@ -167,10 +179,21 @@ struct flow_key {
 	__u8 pad[3];
 };
 
-/* The value of nlb_flows on one CPU (the other CPUs' values are zero). */
+/* Flows per set of nlb_flows. Must match flowWays in xdplb_linux.go. */
+#define FLOW_WAYS 4
+
+/* One way of a flow set. */
 struct flow {
-	__u32 backend; /* global slot: id * max_backends + i */
-	__u32 valid;
+	struct flow_key key; /* key.family 0: an empty way */
+	__u32 backend;       /* global slot: id * max_backends + i */
+	__u32 check;         /* the 5-tuple's hash ^ backend, written last */
+	__u32 used;          /* the set's clock at the flow's last packet */
+};
+
+/* nlb_flows[hash * flow_sets >> 32]. */
+struct flow_set {
+	__u32 clock; /* counts the set's lookups: a flow's age is clock - used */
+	struct flow way[FLOW_WAYS];
 };
 
 struct mac_key {
@@ -227,10 +250,10 @@ struct {
 } nlb_backends SEC(".maps");
 
 struct {
-	__uint(type, NLB_MAP_TYPE_LRU_PERCPU_HASH);
-	__uint(max_entries, 131072);
-	__type(key, struct flow_key);
-	__type(value, struct flow);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct flow_set);
 } nlb_flows SEC(".maps");
 
 struct {
@@ -529,6 +552,67 @@ static __always_inline void add(struct counters *c, __u32 bytes, __u32 is_new, _
 	c->rehashed += rehashed;
 }
 
+/* same_flow compares two keys word by word, the ports first: they tell
+ * apart the connections of one client. */
+static __always_inline int same_flow(const struct flow_key *a, const struct flow_key *b) {
+	const __u32 *x = (const void *)a, *y = (const void *)b;
+	if (x[8] != y[8])
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 8; i++)
+		if (x[i] != y[i])
+			return 0;
+	return x[9] == y[9];
+}
+
+/*
+ * flow_find looks key (whose hash is h) up in set. It returns the way that
+ * holds it, with its backend in *backend and 1 in *hit, or else the way to
+ * replace: the first empty one, else the least recently used (a way whose
+ * check fails, torn by two writers, is replaced too).
+ */
+static __always_inline struct flow *flow_find(struct flow_set *set, const struct flow_key *key, __u32 h,
+					      __u32 *backend, int *hit) {
+	struct flow *victim = &set->way[0];
+	__u32 now = set->clock, oldest = 0;
+	int empty = 0;
+	*hit = 0;
+#pragma unroll
+	for (int i = 0; i < FLOW_WAYS; i++) {
+		struct flow *w = &set->way[i];
+		if (w->key.family == 0) {
+			if (!empty)
+				victim = w;
+			empty = 1;
+			continue;
+		}
+		if (same_flow(&w->key, key)) {
+			__u32 be = w->backend;
+			if (w->check != (h ^ be))
+				return w;
+			*backend = be;
+			*hit = 1;
+			return w;
+		}
+		__u32 age = now - w->used;
+		if (!empty && age >= oldest) {
+			oldest = age;
+			victim = w;
+		}
+	}
+	return victim;
+}
+
+/* flow_put writes key's flow into way w; the check word last. */
+static __always_inline void flow_put(struct flow *w, const struct flow_key *key, __u32 h, __u32 backend, __u32 now) {
+	w->check = 0;
+	w->key = *key;
+	w->backend = backend;
+	w->used = now;
+	asm volatile("" ::: "memory");
+	w->check = h ^ backend;
+}
+
 /* balance decides for a parsed VIP packet; for XDP_TX it writes the new
  * destination and source MACs to macs (the entry point rewrites the
  * frame: tc must not write packet data directly, see nlb_tc_lb). */
@@ -559,18 +643,30 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p, __u8 *m
 	__u32 slot = 0, is_new = 0, rehashed = 0;
 	struct backend *be = 0;
 	/* A SYN opens a flow: Maglev chooses (an entry left by an earlier
-	 * connection on the same 5-tuple is replaced), with one hash lookup
-	 * fewer. A retransmitted SYN is chosen the same way while the table
-	 * is unchanged, and nothing is established before the handshake. */
+	 * connection on the same 5-tuple is replaced). A retransmitted SYN is
+	 * chosen the same way while the table is unchanged, and nothing is
+	 * established before the handshake. */
 	int syn = !p->icmp && (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
-	struct flow *f = syn ? 0 : bpf_map_lookup_elem(&nlb_flows, &p->key);
-	if (f && f->valid) {
-		slot = f->backend;
-		be = bpf_map_lookup_elem(&nlb_backends, &slot);
-		/* The backend was removed, or the slot is another service's
-		 * (this VIP:port was deleted and added again): choose again. */
-		if (be && (!(be->flags & BE_F_ACTIVE) || slot - svc->id * max_backends >= max_backends))
-			be = 0;
+	__u32 fh = flow_hash(&p->key, 0, cfg->seed);
+	__u32 si = ((__u64)fh * flow_sets) >> 32;
+	struct flow_set *set = bpf_map_lookup_elem(&nlb_flows, &si);
+	struct flow *way = 0;
+	__u32 now = 0;
+	if (set) {
+		int hit;
+		now = set->clock + 1;
+		set->clock = now;
+		way = flow_find(set, &p->key, fh, &slot, &hit);
+		if (hit && !syn) {
+			be = bpf_map_lookup_elem(&nlb_backends, &slot);
+			/* The backend was removed, or the slot is another
+			 * service's (this VIP:port was deleted and added
+			 * again): choose again. */
+			if (be && (!(be->flags & BE_F_ACTIVE) || slot - svc->id * max_backends >= max_backends))
+				be = 0;
+			if (be)
+				way->used = now;
+		}
 	}
 	if (!be) {
 		__u32 len = svc->table_len;
@@ -578,7 +674,7 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p, __u8 *m
 			event(EV_NO_BACKEND);
 			return XDP_PASS;
 		}
-		__u32 h = flow_hash(&p->key, svc->flags & SVC_F_PERSIST, cfg->seed);
+		__u32 h = svc->flags & SVC_F_PERSIST ? flow_hash(&p->key, 1, cfg->seed) : fh;
 		__u32 idx = (svc->id * 2 + (svc->half & 1)) * max_table + h % len;
 		__u32 *s = bpf_map_lookup_elem(&nlb_maglev, &idx);
 		if (!s) {
@@ -596,10 +692,8 @@ static __always_inline int balance(struct ethhdr *eth, struct packet *p, __u8 *m
 				is_new = 1;
 			else
 				rehashed = 1;
-			if (!(p->tcp_flags & TCP_FLAG_RST)) {
-				struct flow nf = {.backend = slot, .valid = 1};
-				bpf_map_update_elem(&nlb_flows, &p->key, &nf, BPF_ANY);
-			}
+			if (way && !(p->tcp_flags & TCP_FLAG_RST))
+				flow_put(way, &p->key, fh, slot, now);
 		}
 	}
 

@@ -38,8 +38,10 @@ type xdplbCounters struct {
 
 type xdplbFlow struct {
 	_       structs.HostLayout
+	Key     xdplbFlowKey
 	Backend uint32
-	Valid   uint32
+	Check   uint32
+	Used    uint32
 }
 
 type xdplbFlowKey struct {
@@ -50,6 +52,12 @@ type xdplbFlowKey struct {
 	Dport  uint16
 	Family uint8
 	Pad    [3]uint8
+}
+
+type xdplbFlowSet struct {
+	_     structs.HostLayout
+	Clock uint32
+	Way   [4]xdplbFlow
 }
 
 type xdplbMacKey struct {
@@ -88,6 +96,7 @@ const (
 	xdplbMapNlbSvcStats = "nlb_svc_stats"
 	xdplbProgNlbTcLb    = "nlb_tc_lb"
 	xdplbProgNlbXdpLb   = "nlb_xdp_lb"
+	xdplbVarFlowSets    = "flow_sets"
 	xdplbVarMaxBackends = "max_backends"
 	xdplbVarMaxTable    = "max_table"
 )
@@ -157,6 +166,7 @@ type xdplbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdplbVariableSpecs struct {
+	FlowSets    *ebpf.VariableSpec `ebpf:"flow_sets"`
 	MaxBackends *ebpf.VariableSpec `ebpf:"max_backends"`
 	MaxTable    *ebpf.VariableSpec `ebpf:"max_table"`
 }
@@ -210,6 +220,7 @@ func (m *xdplbMaps) Close() error {
 //
 // It can be passed to loadXdplbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdplbVariables struct {
+	FlowSets    *ebpf.Variable `ebpf:"flow_sets"`
 	MaxBackends *ebpf.Variable `ebpf:"max_backends"`
 	MaxTable    *ebpf.Variable `ebpf:"max_table"`
 }

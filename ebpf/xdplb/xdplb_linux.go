@@ -160,13 +160,16 @@ func load(opts Options, pinDir string) (o *Objects, adopted bool, err error) {
 		xdplbMapNlbBackends: be,
 		xdplbMapNlbBeStats:  be,
 		xdplbMapNlbGuard:    be + 64,
-		xdplbMapNlbFlows:    uint32(opts.FlowTableSize),
+		xdplbMapNlbFlows:    opts.flowSets(),
 	}
 	for name, n := range sizes {
 		spec.Maps[name].MaxEntries = n
 	}
 	if err := spec.Variables[xdplbVarMaxTable].Set(uint32(opts.MaxTableSize)); err != nil {
 		return nil, false, fmt.Errorf("xdplb: set max_table: %w", err)
+	}
+	if err := spec.Variables[xdplbVarFlowSets].Set(opts.flowSets()); err != nil {
+		return nil, false, fmt.Errorf("xdplb: set flow_sets: %w", err)
 	}
 	if err := spec.Variables[xdplbVarMaxBackends].Set(uint32(opts.MaxBackends)); err != nil {
 		return nil, false, fmt.Errorf("xdplb: set max_backends: %w", err)
@@ -231,8 +234,8 @@ func (o *Objects) Program() *ebpf.Program { return o.objs.NlbXdpLb }
 func (o *Objects) Options() Options { return o.opts }
 
 // FlowTableMemory returns the bytes the kernel has allocated to the flow
-// table (its memlock figure: the LRU map is preallocated, so this is its
-// size at any fill).
+// table (its memlock figure: the table is an array, so this is its size at
+// any fill).
 func (o *Objects) FlowTableMemory() (uint64, error) {
 	info, err := o.objs.NlbFlows.Info()
 	if err != nil {

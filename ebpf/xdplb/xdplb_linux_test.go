@@ -4,7 +4,6 @@ package xdplb
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -157,21 +156,21 @@ func (l *lab) service(vip netip.AddrPort) ServiceStats {
 	return ServiceStats{}
 }
 
-// flow returns the backend slot the flow table holds for client → vip on
-// any CPU.
+// flow returns the backend slot the flow table holds for client → vip: the
+// Go twin of the program's lookup (the set by the 5-tuple's hash, the way
+// by its key, the check word verified).
 func (l *lab) flow(client, vip netip.AddrPort) (uint32, bool) {
 	l.t.Helper()
-	var perCPU []xdplbFlow
-	err := l.o.objs.NlbFlows.Lookup(flowKey(client, vip), &perCPU)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return 0, false
-	}
-	if err != nil {
+	h := FlowHash(client, vip, false, l.o.opts.HashSeed)
+	idx := uint32(uint64(h) * uint64(l.o.opts.flowSets()) >> 32)
+	var set xdplbFlowSet
+	if err := l.o.objs.NlbFlows.Lookup(idx, &set); err != nil {
 		l.t.Fatal(err)
 	}
-	for _, f := range perCPU {
-		if f.Valid != 0 {
-			return f.Backend, true
+	k := flowKey(client, vip)
+	for _, w := range set.Way {
+		if w.Key == k && w.Check == h^w.Backend {
+			return w.Backend, true
 		}
 	}
 	return 0, false
@@ -726,7 +725,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 // TestFlowTableMemory: the memory shown in nlb status grows with the
-// configured flow table size (the LRU map is preallocated).
+// configured flow table size (the array is preallocated).
 func TestFlowTableMemory(t *testing.T) {
 	netlab.Require(t)
 	mem := func(size int) uint64 {
@@ -746,5 +745,86 @@ func TestFlowTableMemory(t *testing.T) {
 	// 63 times more entries: at least 63 × 8 bytes more per added entry.
 	if small == 0 || large < small+63*1024*8 {
 		t.Errorf("flow table memory: 1024 entries %d bytes, 65536 entries %d bytes: does not grow with the size", small, large)
+	}
+}
+
+// sameSet returns n clients of client4's address whose flows to vip4 fall
+// in the set of the first, in a table of the given sets.
+func sameSet(t *testing.T, o Options, n int) []netip.AddrPort {
+	t.Helper()
+	o = o.withDefaults()
+	set := func(c netip.AddrPort) uint64 {
+		return uint64(FlowHash(c, vip4, false, o.HashSeed)) * uint64(o.flowSets()) >> 32
+	}
+	var out []netip.AddrPort
+	for i := 0; i < 1<<20 && len(out) < n; i++ {
+		c := clientN(client4, i)
+		if len(out) == 0 || set(c) == set(out[0]) {
+			out = append(out, c)
+		}
+	}
+	if len(out) < n {
+		t.Fatalf("found %d clients in one set, want %d", len(out), n)
+	}
+	return out
+}
+
+// TestFlowTableLRU: a set of the flow table replaces its least recently
+// used flow: a flow that had a packet since stays, the oldest goes.
+func TestFlowTableLRU(t *testing.T) {
+	opts := Options{FlowTableSize: 1024}
+	svc := Service{VIP: vip4.Addr(), Port: vip4.Port(), Backends: backends(false, 7, -1), Table: identity(7)}
+	l := newLab(t, opts, svc)
+	c := sameSet(t, opts, flowWays+2)
+	for i := range flowWays {
+		l.run(tcpFrame(c[i], vip4, syn, nil))
+	}
+	// c[0] is the oldest by its SYN; a packet makes it the newest.
+	l.wantTX("established c[0]", tcpFrame(c[0], vip4, ack, nil), beMACs[pick(svc, c[0], 0)])
+	l.run(tcpFrame(c[flowWays], vip4, syn, nil))   // replaces c[1]
+	l.run(tcpFrame(c[flowWays+1], vip4, syn, nil)) // replaces c[2]
+	for i, want := range []bool{true, false, false, true, true, true} {
+		if _, ok := l.flow(c[i], vip4); ok != want {
+			t.Errorf("flow %d of one set in the table: %v, want %v", i, ok, want)
+		}
+	}
+	if s := l.service(vip4); s.Rehashed != 0 || s.NewFlows != flowWays+2 {
+		t.Errorf("counters %+v, want %d new flows, none re-hashed", s.Counters, flowWays+2)
+	}
+}
+
+// TestFlowTableTornEntry: a way whose check word does not match its
+// backend (two CPUs replaced it at once) is a miss: the packet goes by
+// Maglev, is counted re-hashed, and the way is written again.
+func TestFlowTableTornEntry(t *testing.T) {
+	svc := Service{VIP: vip4.Addr(), Port: vip4.Port(), Backends: backends(false, 7, -1), Table: identity(7)}
+	l := newLab(t, Options{}, svc)
+	want := pick(svc, client4, 0)
+	l.run(tcpFrame(client4, vip4, syn, nil))
+	h := FlowHash(client4, vip4, false, l.o.opts.HashSeed)
+	idx := uint32(uint64(h) * uint64(l.o.opts.flowSets()) >> 32)
+	var set xdplbFlowSet
+	if err := l.o.objs.NlbFlows.Lookup(idx, &set); err != nil {
+		t.Fatal(err)
+	}
+	torn := false
+	for i, w := range set.Way {
+		if w.Key == flowKey(client4, vip4) {
+			set.Way[i].Backend = uint32((want + 1) % 7) // another flow's backend, this flow's check
+			torn = true
+		}
+	}
+	if !torn {
+		t.Fatal("the SYN's flow is not in its set")
+	}
+	if err := l.o.objs.NlbFlows.Put(idx, set); err != nil {
+		t.Fatal(err)
+	}
+	l.wantTX("established flow, torn entry", tcpFrame(client4, vip4, ack, nil), beMACs[want])
+	if s := l.service(vip4); s.Rehashed != 1 {
+		t.Errorf("counters %+v, want the packet re-hashed", s.Counters)
+	}
+	if slot, ok := l.flow(client4, vip4); !ok || int(slot) != want {
+		t.Errorf("flow entry %d %v after the miss, want backend slot %d", slot, ok, want)
 	}
 }
