@@ -103,6 +103,14 @@ func readProgStats(p *ebpf.Program) (progStats, error) {
 	return progStats{runtime: s.Runtime, runs: s.RunCount}, nil
 }
 
+// startRefused reports whether err is iperf3's failure to open its control
+// connection because the server refused it: iperf3 -s closes its listening
+// socket after each test and opens it again, and a client that connects in
+// between is refused before any measurement.
+func startRefused(err error) bool {
+	return strings.Contains(err.Error(), "unable to connect to server: Connection refused")
+}
+
 // measure runs one test on one path and returns its metrics.
 func (l *lab) measure(ctx context.Context, impl, test string, p params, prog *ebpf.Program) (map[string]float64, error) {
 	target := l.target[impl].String()

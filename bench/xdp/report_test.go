@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -85,6 +86,16 @@ func TestMarkdownNotMeasured(t *testing.T) {
 	}
 	if strings.Contains(md, "Background") {
 		t.Errorf("background line without samples:\n%s", md)
+	}
+}
+
+func TestStartRefused(t *testing.T) {
+	refused := errors.New("iperf3 -c 192.0.2.100: exit status 1: {\"error\": \"unable to connect to server: Connection refused\"}")
+	if !startRefused(refused) {
+		t.Error("a refused control connection is not retried")
+	}
+	if startRefused(errors.New("iperf3 -c 192.0.2.100: exit status 1: control socket has closed unexpectedly")) {
+		t.Error("a failure during the test would be retried")
 	}
 }
 
