@@ -62,6 +62,7 @@ type XDPDatapath interface {
 	Mode() xdplb.Mode
 	Skipped() []error
 	Adopted() bool
+	Replaced() error
 	// Remove detaches the datapath and leaves nothing pinned (a graceful
 	// stop); Close leaves a pinned datapath forwarding (a failed start).
 	Remove() error
@@ -247,6 +248,10 @@ func (fp *fastPath) listen(ctx context.Context, p proxy) (err error) {
 		x.undecided = dp.Adopted() && dp.Master()
 		fp.log.Info("XDP fast path attached", "iface", x.name, "mode", string(dp.Mode()), "adopted", dp.Adopted(),
 			"forwarding", dp.Master(), "skipped", skipped)
+		if err := dp.Replaced(); err != nil {
+			fp.log.Warn("XDP fast path: the tables an earlier nlb pinned have other sizes or another layout and were replaced by fresh ones; established flows are re-hashed by Maglev (to the same backends while they are unchanged)",
+				"iface", x.name, "err", err)
+		}
 		if !x.undecided {
 			// A fresh datapath starts in Backup; an adopted one that
 			// did not forward stays so until an instance is Master.

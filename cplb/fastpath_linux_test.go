@@ -127,6 +127,7 @@ func (d *fakeDP) Options() xdplb.Options           { return xdplb.Options{FlowTa
 func (d *fakeDP) Mode() xdplb.Mode                 { return xdplb.ModeNative }
 func (d *fakeDP) Skipped() []error                 { return nil }
 func (d *fakeDP) Adopted() bool                    { return d.adopted }
+func (d *fakeDP) Replaced() error                  { return nil }
 
 func (d *fakeDP) Remove() error {
 	d.mu.Lock()

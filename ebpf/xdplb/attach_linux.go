@@ -78,6 +78,15 @@ func (d *Datapath) Mode() Mode { return d.mode }
 // [Datapath.LinkID]).
 func (d *Datapath) Adopted() bool { return d.adopted }
 
+// Replaced returns why the maps pinned by an earlier nlb could not be
+// adopted (they were made with other [Options] sizes, or by a version with
+// another map layout), or nil. Attach then made fresh maps, switched the
+// pinned link to a program on them (still no flap of the attachment), and
+// the datapath starts as a fresh one: Backup, no MAC, no service, an empty
+// flow table (established flows are re-hashed by Maglev, to the same
+// backends while the backends are unchanged).
+func (d *Datapath) Replaced() error { return d.replaced }
+
 // Skipped returns why the modes tried before [Datapath.Mode] did not
 // attach (for the log).
 func (d *Datapath) Skipped() []error { return slices.Clone(d.skipped) }

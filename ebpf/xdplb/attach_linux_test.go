@@ -323,7 +323,44 @@ func TestPinAdoptRemove(t *testing.T) {
 		t.Errorf("after the refused Attach: XDP hook %+v, want our program still there", x)
 	}
 
-	if err := d2.Remove(); err != nil {
+	if d2.Replaced() != nil {
+		t.Errorf("the adopting Attach says it replaced the tables: %v", d2.Replaced())
+	}
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restarted with another flow table size (or by a version with
+	// another map layout): the pinned tables cannot be adopted. Fresh
+	// ones replace them and the pinned link switches to the program on
+	// them: one program attached throughout, no error.
+	resized := opts
+	resized.FlowTableSize = 4096
+	d3 := attachIn(t, h, resized)
+	if d3.Adopted() || d3.Replaced() == nil || !errors.Is(d3.Replaced(), ebpf.ErrMapIncompatible) {
+		t.Errorf("Attach with another flow table size: adopted %v, replaced %v; want fresh tables, and why", d3.Adopted(), d3.Replaced())
+	}
+	if id3, err := d3.LinkID(); err != nil || id3 != linkID {
+		t.Errorf("link %d (%v) after replacing the tables, want the pinned link %d", id3, err, linkID)
+	}
+	if x := xdpState(t, h); !x.Attached || ebpf.ProgramID(x.ProgId) != progID(t, d3.Program()) {
+		t.Errorf("XDP hook %+v, want the new program %d alone", x, progID(t, d3.Program()))
+	}
+	if err := d3.SetMAC(lbMAC[:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := d3.SetMaster(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := d3.SetService(svc4); err != nil {
+		t.Fatal(err)
+	}
+	runWant(t, d3.Program(), ack4, want)
+	if st, err := d3.Stats(); err != nil || st.Services[0].Rehashed != 1 {
+		t.Errorf("stats %+v (%v) after replacing the tables: want the established flow re-hashed to its backend", st, err)
+	}
+
+	if err := d3.Remove(); err != nil {
 		t.Fatal(err)
 	}
 	if x := xdpState(t, h); x.Attached {

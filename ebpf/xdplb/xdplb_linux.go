@@ -117,6 +117,7 @@ type Objects struct {
 	extra    map[[6]byte]bool
 	guard    map[[6]byte]bool // what nlb_guard holds
 	addrs    *ebpf.Map        // nlb_be_addrs: global slot → backend Addr (adoption)
+	replaced error            // why the pinned maps were replaced, not adopted
 	closed   bool
 }
 
@@ -143,6 +144,10 @@ func Load(opts Options) (*Objects, error) {
 // bpffs), the maps are pinned there by name; maps already pinned there are
 // reused, and then the state (VRRP state, MAC, services, backends, guard)
 // is read back from them instead of being reset: adopted reports that.
+// Pinned maps that cannot be reused (made with other sizes, or by an nlb
+// with another layout) are unpinned and fresh ones made: o.replaced says
+// why. The program attached on them keeps them until its link is switched
+// to the new program.
 func load(opts Options, pinDir string) (o *Objects, adopted bool, err error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
@@ -199,13 +204,19 @@ func load(opts Options, pinDir string) (o *Objects, adopted bool, err error) {
 		extra:    make(map[[6]byte]bool),
 		guard:    make(map[[6]byte]bool),
 	}
-	if err := spec.LoadAndAssign(&o.objs, &colOpts); err != nil {
+	err = spec.LoadAndAssign(&o.objs, &colOpts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		o.replaced = err
+		if err := removePinnedMaps(pinDir); err != nil {
+			return nil, false, err
+		}
+		adopted = false
+		err = spec.LoadAndAssign(&o.objs, &colOpts)
+	}
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, false, fmt.Errorf("xdplb: load: %+v", ve)
-		}
-		if errors.Is(err, ebpf.ErrMapIncompatible) {
-			return nil, false, fmt.Errorf("xdplb: load: the maps pinned in %s were made with other Options (remove them with Remove): %w", pinDir, err)
 		}
 		return nil, false, fmt.Errorf("xdplb: load: %w", err)
 	}
