@@ -117,27 +117,31 @@ const (
 // proxyConn is one proxied connection: the client's socket, the backend's
 // socket, the backend it went to, and its two flows. Every field but
 // closed and lastActive belongs to the connection's loop.
+//
+// It is most of what an idle connection costs the proxy's memory, so its
+// fields are packed to stay within the heap's 256-byte size class
+// (TestProxyConnSize).
 type proxyConn struct {
-	p    *Proxy
-	l    *loop
-	slot int32     // index in the loop's table
-	reg  [2]uint32 // epoll registration ids of the two sockets
-	fd   [2]int    // client and backend sockets, -1 when not open
+	p     *Proxy
+	l     *loop
+	slot  int32 // index in the loop's table
+	state connState
+	open  uint8 // flows not yet finished
+	tuned bool  // keepalive and TCP_USER_TIMEOUT set on the backend side
+	// quickOff: TCP_QUICKACK was turned off on the backend socket before
+	// its connect.
+	quickOff bool
+	reg      [2]uint32 // epoll registration ids of the two sockets
+	fd       [2]int    // client and backend sockets, -1 when not open
 	// owner owns fd[sideServer] when the backend was dialled through Go
 	// (Options.Dial, or a backend given by host name); closing it closes
 	// the socket.
 	owner *net.TCPConn
 	peer  netip.AddrPort // the client, for logs
 	b     *backend
-	state connState
 	up    flow // client → backend
 	down  flow // backend → client
-	open  int  // flows not yet finished
 	dial  *dialState
-	tuned bool // keepalive and TCP_USER_TIMEOUT set on the backend side
-	// quickOff: TCP_QUICKACK was turned off on the backend socket before
-	// its connect.
-	quickOff bool
 
 	closed     atomic.Bool  // shut or closed: no more data moves
 	lastActive atomic.Int64 // UnixNano of the last transfer
@@ -146,8 +150,7 @@ type proxyConn struct {
 // flow copies one way. It belongs to its connection's loop.
 type flow struct {
 	c        *proxyConn
-	src, dst int  // sides
-	in       bool // client → backend
+	in       bool // client → backend: src is sideClient, dst sideServer
 	readable bool // src may have data (edge-triggered: set by events)
 	writable bool // dst may take data
 	hup      bool // src reported a hang-up: read on to the end
@@ -161,6 +164,17 @@ type flow struct {
 	pipe     pipe
 	piped    int // bytes in the pipe
 }
+
+// src is the side the flow reads.
+func (f *flow) src() int {
+	if f.in {
+		return sideClient
+	}
+	return sideServer
+}
+
+// dst is the side the flow writes.
+func (f *flow) dst() int { return 1 - f.src() }
 
 // pipe is one splice pipe, its read and write ends; r < 0 when none.
 type pipe struct{ r, w int }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -459,5 +460,15 @@ func TestServerFirstAndEarlyHalfClose(t *testing.T) {
 		if string(got) != want {
 			t.Fatalf("connection %d: %q, want %q", i, got, want)
 		}
+	}
+}
+
+// TestProxyConnSize: a proxyConn, most of an idle connection's memory in
+// the proxy (issue 13's goal: RSS ≤ 0.6 KiB per idle connection, with the
+// garbage collector's headroom), fits the heap's 256-byte size class; the
+// next class is 288 bytes.
+func TestProxyConnSize(t *testing.T) {
+	if n := unsafe.Sizeof(proxyConn{}); n > 256 {
+		t.Errorf("proxyConn is %d bytes, want at most 256", n)
 	}
 }

@@ -469,8 +469,8 @@ func (l *loop) adopt(fd int, peer netip.AddrPort) {
 	p := l.p
 	cfg := p.cfg.Load()
 	c := &proxyConn{p: p, l: l, fd: [2]int{fd, -1}, peer: peer}
-	c.up = flow{c: c, src: sideClient, dst: sideServer, in: true, pipe: pipe{-1, -1}}
-	c.down = flow{c: c, src: sideServer, dst: sideClient, pipe: pipe{-1, -1}}
+	c.up = flow{c: c, in: true, pipe: pipe{-1, -1}}
+	c.down = flow{c: c, pipe: pipe{-1, -1}}
 	c.touch(l.now)
 	if n := len(l.free); n > 0 {
 		c.slot = l.free[n-1]
@@ -827,7 +827,7 @@ func (l *loop) pump(f *flow) {
 			if !f.writable {
 				return
 			}
-			n, err := send(c.fd[f.dst], f.pend[f.poff:f.plen], 0)
+			n, err := send(c.fd[f.dst()], f.pend[f.poff:f.plen], 0)
 			if n > 0 {
 				f.poff += n
 				l.count(f, n)
@@ -848,7 +848,7 @@ func (l *loop) pump(f *flow) {
 			if !f.writable {
 				return
 			}
-			n, err := splice(f.pipe.r, c.fd[f.dst], f.piped)
+			n, err := splice(f.pipe.r, c.fd[f.dst()], f.piped)
 			if n > 0 {
 				f.piped -= n
 				l.count(f, n)
@@ -875,7 +875,7 @@ func (l *loop) pump(f *flow) {
 				f.bulk = false
 				continue
 			}
-			n, err := splice(c.fd[f.src], f.pipe.w, pipeSize)
+			n, err := splice(c.fd[f.src()], f.pipe.w, pipeSize)
 			switch {
 			case err == unix.EAGAIN:
 				f.readable = false
@@ -893,7 +893,7 @@ func (l *loop) pump(f *flow) {
 			continue
 		}
 		l.putPipe(f)
-		n, err := rawRead(c.fd[f.src], l.buf[:])
+		n, err := rawRead(c.fd[f.src()], l.buf[:])
 		switch {
 		case err == unix.EAGAIN:
 			f.readable = false
@@ -914,7 +914,7 @@ func (l *loop) pump(f *flow) {
 		if f.hup && n < bufSize {
 			more = unix.MSG_MORE
 		}
-		m, err := send(c.fd[f.dst], l.buf[:n], more)
+		m, err := send(c.fd[f.dst()], l.buf[:n], more)
 		if m > 0 {
 			l.count(f, m)
 		}
@@ -1014,7 +1014,7 @@ func (l *loop) finish(f *flow) {
 	l.putPipe(f)
 	c.open--
 	if c.open > 0 {
-		rawShutdown(c.fd[f.dst], unix.SHUT_WR)
+		rawShutdown(c.fd[f.dst()], unix.SHUT_WR)
 		return
 	}
 	l.release(c)
