@@ -75,9 +75,13 @@ func startLab(ctx context.Context, names []string, dir string) (l *lab, err erro
 	// proxy passes the backend's FIN on), so wrk's Connection: close
 	// test at 20k connections/s otherwise ran out of ports within
 	// seconds over the veths and fell to about 500/s for whichever
-	// implementation ran within 60 s of the previous such test.
+	// implementation ran within 60 s of the previous such test. The
+	// bench's own listening ports are reserved (ip_local_reserved_ports):
+	// in the range, an outgoing connection could hold one when its
+	// server or proxy binds it.
 	for _, hh := range h {
-		if err := hh.Command(ctx, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"); err != nil {
+		if err := hh.Command(ctx, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535",
+			"net.ipv4.ip_local_reserved_ports="+reservedPorts()); err != nil {
 			return l, err
 		}
 	}
@@ -103,6 +107,13 @@ func startLab(ctx context.Context, names []string, dir string) (l *lab, err erro
 		}
 	}
 	return l, nil
+}
+
+// reservedPorts lists the bench's listening ports for
+// ip_local_reserved_ports.
+func reservedPorts() string {
+	return fmt.Sprintf("%d-%d,%d,%d-%d,%d", portIperf, portIperf+bulkStreams-1, portProxy,
+		portBulkNLB, portBulkHAP+bulkStreams-1, portHTTP)
 }
 
 // startBackends runs nginx and the iperf3 servers on t's backend host and
