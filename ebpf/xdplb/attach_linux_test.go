@@ -4,6 +4,8 @@ package xdplb
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -11,12 +13,15 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/nlb-dev/nlb/internal/netlab"
+	"github.com/nlb-dev/nlb/internal/nlbtest"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // The attach tests run in a netlab namespace with one host, on its veth,
@@ -505,5 +510,72 @@ func TestTCXProgram(t *testing.T) {
 	f := tcpFrame(clientN(client4, 100), vip4, syn, nil)
 	if ret, _ := run(f); ret != tcxNext {
 		t.Errorf("Backup: verdict %d, want TCX_NEXT", int32(ret))
+	}
+}
+
+// TestTCXHeadersNotLinear: a frame whose headers the kernel holds partly
+// outside the skb's linear part is pulled and balanced by the tcx program,
+// not counted malformed and passed to the stack. A packet socket builds
+// such a frame: with a virtio header whose hdr_len is the Ethernet header,
+// a frame larger than a page gets only those 14 bytes in the linear part
+// (net/packet's packet_snd), and veths and the bridge pass it on as it is.
+func TestTCXHeadersNotLinear(t *testing.T) {
+	lab := netlab.NewT(t, t.Name(), netlab.Options{Hosts: 2})
+	lb, sender := lab.Hosts[0], lab.Hosts[1]
+	for _, h := range []*netlab.Host{lb, sender} {
+		if err := h.SetMTU(9000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := attachIn(t, lb, AttachOptions{Modes: []Mode{ModeTCX}})
+	if err := d.SetMAC(lb.MAC); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetMaster(true); err != nil {
+		t.Fatal(err)
+	}
+	svc := Service{VIP: vip4.Addr(), Port: vip4.Port(), Backends: backends(false, 3, -1), Table: identity(3)}
+	if err := d.SetService(svc); err != nil {
+		t.Fatal(err)
+	}
+
+	f := tcpFrame(client4, vip4, ack|psh, make([]byte, 8000))
+	copy(f[0:6], lb.MAC)
+	copy(f[6:12], sender.MAC)
+	vnet := make([]byte, 10)                    // struct virtio_net_hdr, little endian: no GSO, no checksum
+	binary.LittleEndian.PutUint16(vnet[2:], 14) // hdr_len: the Ethernet header
+	err := sender.Run(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return err
+		}
+		sa := &unix.SockaddrLinklayer{Ifindex: sender.Index, Protocol: htons(unix.ETH_P_IP)}
+		return unix.Sendto(fd, append(vnet, f...), 0, sa)
+	})
+	if err != nil {
+		t.Fatalf("send a frame of %d bytes: %v", len(f), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var st Stats
+	err = nlbtest.Poll(ctx, 10*time.Millisecond, "the frame through the tcx program", func() error {
+		var err error
+		if st, err = d.Stats(); err != nil {
+			return nlbtest.Stop(err)
+		}
+		if st.Malformed > 0 || len(st.Services) == 1 && st.Services[0].Packets > 0 {
+			return nil
+		}
+		return errors.New("not yet")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Malformed != 0 || st.Services[0].Packets != 1 || st.Services[0].Bytes != uint64(len(f)) {
+		t.Errorf("events %+v, service %+v; want the frame balanced (1 packet of %d bytes), none malformed", st.Events, st.Services[0].Counters, len(f))
 	}
 }

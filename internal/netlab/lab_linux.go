@@ -569,6 +569,28 @@ func (h *Host) LinkUp() error {
 	return h.setPorts(func(link netlink.Link) error { return h.lab.sw.LinkSetUp(link) })
 }
 
+// SetMTU sets the MTU of the host's interfaces and of their bridge-side
+// veths (a bridge forwards no frame larger than its egress port's MTU),
+// for tests of frames larger than a page.
+func (h *Host) SetMTU(mtu int) error {
+	err := h.Run(func() error {
+		for _, ln := range h.Links {
+			link, err := netlink.LinkByIndex(ln.Index)
+			if err != nil {
+				return err
+			}
+			if err := netlink.LinkSetMTU(link, mtu); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("netlab: %s: MTU %d: %w", h.Name, mtu, err)
+	}
+	return h.setPorts(func(link netlink.Link) error { return h.lab.sw.LinkSetMTU(link, mtu) })
+}
+
 // Isolate cuts the host off its segments while its interfaces keep their
 // carrier: the bridge-side veths leave their bridges, so frames to and from
 // the host go nowhere. This is the network partition of a split-brain test,
