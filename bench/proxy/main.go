@@ -25,7 +25,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,15 +49,7 @@ func main() {
 
 // meta is the first JSON line: the setup.
 type meta struct {
-	Bench             string    `json:"bench"`
-	Date              string    `json:"date"`
-	NLB               string    `json:"nlb"`
-	Commit            string    `json:"commit"`
-	Kernel            string    `json:"kernel"`
-	Cores             int       `json:"cores"`
-	Tools             []string  `json:"tools"`
-	Rounds            int       `json:"rounds"`
-	DurationS         float64   `json:"duration_s"`
+	benchrun.Setup
 	WrkThreads        int       `json:"wrk_threads"`
 	WrkConnections    int       `json:"wrk_connections"`
 	Rate              int       `json:"latency_rate"`
@@ -178,13 +169,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cc = strings.TrimSpace(string(out))
 	}
 	md := meta{
-		Bench: "proxy", Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"),
-		NLB: benchrun.Version(ctx, b.NLB, "version"), Commit: benchrun.Version(ctx, "git", "describe", "--always", "--dirty"),
-		Kernel: benchrun.Version(ctx, "uname", "-r"), Cores: runtime.NumCPU(),
-		Tools: []string{benchrun.Version(ctx, "haproxy", "-v"), benchrun.Version(ctx, "nginx", "-v"),
+		Setup: benchrun.NewSetup(ctx, "proxy", b.NLB, b.Reps, prm.duration, []string{benchrun.Version(ctx, "haproxy", "-v"), benchrun.Version(ctx, "nginx", "-v"),
 			benchtool.ToolVersion(ctx, "wrk", "-v"), benchrun.Version(ctx, "iperf3", "-v"),
-			moduleVersion(prm.vegeta), benchrun.Version(ctx, "strace", "-V")},
-		Rounds: b.Reps, DurationS: prm.duration.Seconds(), WrkThreads: prm.threads, WrkConnections: prm.conns, Rate: prm.rate,
+			moduleVersion(prm.vegeta), benchrun.Version(ctx, "strace", "-V")}),
+		WrkThreads: prm.threads, WrkConnections: prm.conns, Rate: prm.rate,
 		Topologies: topos, Implementations: impls, Tests: tests, CongestionControl: cc, HAProxySplice: prm.plan.spliceHTTP + ", bulk " + prm.plan.spliceBulk,
 		IdleConnections: prm.idleConns, Background: background,
 	}
@@ -197,8 +185,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	notes := []string{
-		fmt.Sprintf("Measured %s: %s (%s), kernel %s, %d cores; %s. Command: `go run ./bench/proxy %s` (%v).",
-			md.Date, md.NLB, md.Commit, md.Kernel, md.Cores, strings.Join(md.Tools, "; "), quoteArgs(args), elapsed),
+		fmt.Sprintf("%s. Command: `go run ./bench/proxy %s` (%v).", md.Measured(), quoteArgs(args), elapsed),
 		fmt.Sprintf("%d rounds of %v per run; wrk -t %d -c %d; vegeta at %d requests/s kept-alive (the first %v left out); iperf3 -R; %d idle connections; TCP congestion control %s for every implementation (nlb: loopbackCongestionControl: system; nlb-reno, when measured, keeps nlb's default reno on loopback legs and is not judged); HAProxy splice %s in the request tests, %s in the bulk tests; nlb-1loop is nlb with GOMAXPROCS=1 (one event loop); method in bench/README.md.",
 			b.Reps, prm.duration, prm.threads, prm.conns, prm.rate, prm.warmup, prm.idleConns, cc, prm.plan.spliceHTTP, prm.plan.spliceBulk),
 	}

@@ -279,15 +279,7 @@ func (r *results) markdown(topos []string, rate int, meta []string, background [
 				impls = append(impls, impl)
 			}
 		}
-		b.WriteString("| metric | unit |")
-		for _, impl := range impls {
-			fmt.Fprintf(&b, " %s |", impl)
-		}
-		b.WriteString(" nlb / HAProxy's better | nlb / direct |\n|---|---|")
-		for range impls {
-			b.WriteString("--:|")
-		}
-		b.WriteString("--:|--:|\n")
+		benchrun.TableHead(&b, []string{"metric", "unit"}, slices.Concat(impls, []string{"nlb / HAProxy's better", "nlb / direct"}))
 		for _, d := range metricDefs {
 			var cells []string
 			found := false

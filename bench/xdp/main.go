@@ -19,7 +19,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -35,15 +34,7 @@ func main() { benchrun.Main("bench-xdp", run) }
 
 // meta is the first JSON line: the setup.
 type meta struct {
-	Bench       string    `json:"bench"`
-	Date        string    `json:"date"`
-	NLB         string    `json:"nlb"`
-	Commit      string    `json:"commit"`
-	Kernel      string    `json:"kernel"`
-	Cores       int       `json:"cores"`
-	Tools       []string  `json:"tools"`
-	Rounds      int       `json:"rounds"`
-	DurationS   float64   `json:"duration_s"`
+	benchrun.Setup
 	Connections int       `json:"connections"`
 	Threads     int       `json:"threads"`
 	Backend     string    `json:"backend"`
@@ -201,12 +192,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	md := meta{
-		Bench: "xdp", Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"),
-		NLB: benchrun.Version(ctx, b.NLB, "version"), Commit: benchrun.Version(ctx, "git", "describe", "--always", "--dirty"),
-		Kernel: benchrun.Version(ctx, "uname", "-r"), Cores: runtime.NumCPU(),
-		Tools: []string{benchrun.Version(ctx, "haproxy", "-v"), benchrun.Version(ctx, "nginx", "-v"),
-			benchtool.ToolVersion(ctx, "wrk", "-v"), benchrun.Version(ctx, "iperf3", "-v")},
-		Rounds: b.Reps, DurationS: p.duration.Seconds(), Connections: p.connections, Threads: p.threads,
+		Setup: benchrun.NewSetup(ctx, "xdp", b.NLB, b.Reps, p.duration, []string{benchrun.Version(ctx, "haproxy", "-v"), benchrun.Version(ctx, "nginx", "-v"),
+			benchtool.ToolVersion(ctx, "wrk", "-v"), benchrun.Version(ctx, "iperf3", "-v")}),
+		Connections: p.connections, Threads: p.threads,
 		Backend: l.backend.Name, Attach: l.attach, Background: background,
 	}
 	var notes []string
@@ -225,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		notes = append(notes, "kernel.bpf_stats_enabled was set by someone else during the bench: the BPF_PROG_RUN figures include the statistics' two clock reads per run.")
 	}
 	notes = append(notes,
-		fmt.Sprintf("Measured %s: %s (%s), kernel %s, %d cores; %s.", md.Date, md.NLB, md.Commit, md.Kernel, md.Cores, strings.Join(md.Tools, "; ")),
+		md.Measured()+".",
 		fmt.Sprintf("%d rounds of %v per run; wrk -t %d -c %d; iperf3 -R; every path ends on backend %s (%s); the XDP program attached as %s.",
 			b.Reps, p.duration, p.threads, p.connections, l.backend.Name, strings.Join(md.Targets, ", "), l.attach))
 	return b.Finish(res.markdown(notes, background))

@@ -152,15 +152,7 @@ func (r *results) markdown(meta []string, background []float64) string {
 			impls = append(impls, impl)
 		}
 	}
-	b.WriteString("| metric |")
-	for _, impl := range impls {
-		fmt.Fprintf(&b, " %s |", impl)
-	}
-	b.WriteString(" nlb-xdp/direct |\n|---|")
-	for range impls {
-		b.WriteString("--:|")
-	}
-	b.WriteString("--:|\n")
+	benchrun.TableHead(&b, []string{"metric"}, slices.Concat(impls, []string{"nlb-xdp/direct"}))
 	for _, rw := range rows {
 		var cells []string
 		any := false

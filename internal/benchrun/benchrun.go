@@ -16,6 +16,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -197,4 +199,53 @@ func Met(ok bool) string {
 		return "met"
 	}
 	return "**not met**"
+}
+
+// Setup is the part of a results file's first JSON line that every bench
+// has: what was measured, where and when. A bench embeds it in its own
+// record beside its parameters (the JSON fields come first, flattened).
+type Setup struct {
+	Bench     string   `json:"bench"`
+	Date      string   `json:"date"`
+	NLB       string   `json:"nlb"`
+	Commit    string   `json:"commit"`
+	Kernel    string   `json:"kernel"`
+	Cores     int      `json:"cores"`
+	Tools     []string `json:"tools"`
+	Rounds    int      `json:"rounds"`
+	DurationS float64  `json:"duration_s"`
+}
+
+// NewSetup reads the date, nlb's version (nlb is the binary), the git
+// commit, the kernel and the CPU count; tools are the peers' versions.
+func NewSetup(ctx context.Context, bench, nlb string, rounds int, duration time.Duration, tools []string) Setup {
+	return Setup{
+		Bench: bench, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		NLB: Version(ctx, nlb, "version"), Commit: Version(ctx, "git", "describe", "--always", "--dirty"),
+		Kernel: Version(ctx, "uname", "-r"), Cores: runtime.NumCPU(),
+		Tools: tools, Rounds: rounds, DurationS: duration.Seconds(),
+	}
+}
+
+// Measured is the report's note on what was measured, without a final
+// period.
+func (s Setup) Measured() string {
+	return fmt.Sprintf("Measured %s: %s (%s), kernel %s, %d cores; %s", s.Date, s.NLB, s.Commit, s.Kernel, s.Cores, strings.Join(s.Tools, "; "))
+}
+
+// TableHead writes a Markdown table's header row and its alignment row:
+// the lead columns left-aligned, the numeric ones right-aligned.
+func TableHead(b *strings.Builder, lead, numeric []string) {
+	b.WriteString("|")
+	for _, c := range slices.Concat(lead, numeric) {
+		b.WriteString(" " + c + " |")
+	}
+	b.WriteString("\n|")
+	for range lead {
+		b.WriteString("---|")
+	}
+	for range numeric {
+		b.WriteString("--:|")
+	}
+	b.WriteString("\n")
 }

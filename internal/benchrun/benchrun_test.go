@@ -341,3 +341,18 @@ func TestMet(t *testing.T) {
 		t.Errorf("Met: %q, %q", Met(true), Met(false))
 	}
 }
+
+func TestTableHead(t *testing.T) {
+	var b strings.Builder
+	TableHead(&b, []string{"metric", "unit"}, []string{"a", "b"})
+	if want := "| metric | unit | a | b |\n|---|---|--:|--:|\n"; b.String() != want {
+		t.Errorf("TableHead wrote %q, want %q", b.String(), want)
+	}
+}
+
+func TestSetupMeasured(t *testing.T) {
+	s := Setup{Date: "2026-12-07 12:00 UTC", NLB: "nlb abc", Commit: "abc", Kernel: "6.18", Cores: 2, Tools: []string{"wrk 4", "iperf 3"}}
+	if got, want := s.Measured(), "Measured 2026-12-07 12:00 UTC: nlb abc (abc), kernel 6.18, 2 cores; wrk 4; iperf 3"; got != want {
+		t.Errorf("Measured() = %q, want %q", got, want)
+	}
+}
