@@ -26,11 +26,12 @@ const (
 	implNLB      = "nlb"               // nlb proxy, defaults, the system's congestion control
 	implNLB1     = "nlb-1loop"         // the same with one event loop (GOMAXPROCS=1)
 	implNLBReno  = "nlb-reno"          // nlb proxy's default loopbackCongestionControl (reno): beside, not judged
+	implCeiling  = "ceiling"           // ceiling/forward.c, a thread per CPU: the least a user-space forwarder does; not judged
 )
 
 var (
-	allImpls     = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implNLBReno}
-	defaultImpls = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1}
+	allImpls     = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implNLBReno, implCeiling}
+	defaultImpls = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implCeiling}
 	haproxies    = []string{implHAProxy1, implHAProxy2}
 )
 
@@ -46,7 +47,9 @@ const (
 // planOptions are the settings every proxy of a run shares.
 type planOptions struct {
 	nlb, dir string
-	maxConn  int // the idle test's connections, plus room
+	ceiling  string // the ceiling forwarder's binary (buildCeiling)
+	threads  int    // the ceiling's threads: one per CPU
+	maxConn  int    // the idle test's connections, plus room
 	// HAProxy's splicing (benchtool.SpliceModes) for the request tests
 	// and the idle test, and for the bulk tests: each kind of traffic
 	// gets the mode that suits HAProxy best.
@@ -57,7 +60,7 @@ type planOptions struct {
 // proxyPlan is how one implementation is started for one kind of test.
 type proxyPlan struct {
 	argv       []string         // nil for direct
-	configFile string           // written before the start
+	configFile string           // written before the start, if named
 	config     string           //
 	listen     []int            // ports to wait for
 	targets    []netip.AddrPort // what the client dials: one, or bulkStreams for kindBulk
@@ -116,6 +119,22 @@ func plan(impl, kind string, proxyAddr netip.Addr, backends [2]netip.Addr, idle 
 		p.configFile = filepath.Join(o.dir, impl+"-"+kind+".cfg")
 		p.config = h.Config()
 		p.argv = []string{"haproxy", "-db", "-f", p.configFile}
+	case implCeiling:
+		// HAProxy's layout: a listener per server, the same ports.
+		port := portProxy
+		if kind == kindBulk {
+			port = portBulkHAP
+		}
+		p.argv = []string{o.ceiling, "-t", fmt.Sprint(max(1, o.threads))}
+		if kind == kindBulk {
+			p.argv = append(p.argv, "-s")
+		}
+		for i, s := range servers {
+			l := netip.AddrPortFrom(proxyAddr, uint16(port+i))
+			p.argv = append(p.argv, l.String()+"="+s.String())
+			p.listen = append(p.listen, port+i)
+			p.targets = append(p.targets, l)
+		}
 	case implNLB, implNLB1, implNLBReno:
 		port := portProxy
 		if kind == kindBulk {
@@ -182,8 +201,10 @@ func startProxy(ctx context.Context, t *topology, impl, kind string, idle netip.
 	if pl.argv == nil {
 		return p, nil
 	}
-	if err := os.WriteFile(pl.configFile, []byte(pl.config), 0o644); err != nil {
-		return nil, err
+	if pl.configFile != "" {
+		if err := os.WriteFile(pl.configFile, []byte(pl.config), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	p.proc = netlab.NewProcess(impl+"@"+t.name, filepath.Join(o.dir, impl+"-"+t.name+".log"), t.proxy, pl.argv...)
 	if err := p.proc.Start(); err != nil {
