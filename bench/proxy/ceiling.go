@@ -11,25 +11,44 @@ import (
 	"time"
 )
 
-// forwardC is the ceiling implementation's source: a minimal epoll
-// forwarder in C (see its comment). It is built with the system's C
-// compiler when the bench starts, so that no binary is committed.
-//
-//go:embed ceiling/forward.c
-var forwardC []byte
+// The ceiling implementations' sources: minimal forwarders in C (see
+// their comments), built with the system's C compiler when the bench
+// starts, so that no binary is committed.
+var (
+	//go:embed ceiling/forward.c
+	forwardC []byte
+	//go:embed ceiling/uring.c
+	uringC []byte
+)
 
-// buildCeiling compiles the ceiling forwarder into dir and returns its path.
-func buildCeiling(ctx context.Context, dir string) (string, error) {
-	src := filepath.Join(dir, "forward.c")
-	bin := filepath.Join(dir, "forward")
-	if err := os.WriteFile(src, forwardC, 0o644); err != nil {
+// ceilingSource is impl's C source and the libraries it links.
+func ceilingSource(impl string) ([]byte, []string, error) {
+	switch impl {
+	case implCeiling:
+		return forwardC, []string{"-lpthread"}, nil
+	case implCeilingUring:
+		return uringC, []string{"-luring", "-lpthread"}, nil
+	}
+	return nil, nil, fmt.Errorf("%s is no ceiling implementation", impl)
+}
+
+// buildCeiling compiles impl's forwarder into dir and returns its path.
+func buildCeiling(ctx context.Context, dir, impl string) (string, error) {
+	code, libs, err := ceilingSource(impl)
+	if err != nil {
+		return "", err
+	}
+	src := filepath.Join(dir, impl+".c")
+	bin := filepath.Join(dir, impl)
+	if err := os.WriteFile(src, code, 0o644); err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "gcc", "-O2", "-Wall", "-Werror", "-o", bin, src, "-lpthread").CombinedOutput()
+	args := append([]string{"-O2", "-Wall", "-Werror", "-o", bin, src}, libs...)
+	out, err := exec.CommandContext(ctx, "gcc", args...).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("building the ceiling forwarder: %w: %s", err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("building %s: %w: %s", impl, err, strings.TrimSpace(string(out)))
 	}
 	return bin, nil
 }

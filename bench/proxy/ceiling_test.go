@@ -13,19 +13,24 @@ import (
 	"github.com/nlb-dev/nlb/internal/nlbtest"
 )
 
-// TestCeilingForwards builds the ceiling forwarder and passes a 4 MiB
-// upload, its half-close and the reply through it, in its read/write and
-// its splice mode: a ceiling that dropped bytes or EOFs would measure
-// nothing.
+// TestCeilingForwards builds the ceiling forwarders and passes a 4 MiB
+// upload, its half-close and the reply through each, forward.c in its
+// read/write and its splice mode: a ceiling that dropped bytes or EOFs
+// would measure nothing.
 func TestCeilingForwards(t *testing.T) {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	bin, err := buildCeiling(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	bins := map[string]string{}
+	for _, impl := range []string{implCeiling, implCeilingUring} {
+		bin, err := buildCeiling(ctx, dir, impl)
+		if err != nil {
+			t.Fatal(err) // make deps installs liburing-dev
+		}
+		bins[impl] = bin
 	}
 	// The backend counts what it got until EOF and answers with the count.
 	backend, err := net.Listen("tcp", "127.0.0.1:0")
@@ -46,8 +51,12 @@ func TestCeilingForwards(t *testing.T) {
 			}()
 		}
 	}()
-	for _, mode := range [][]string{nil, {"-s"}} {
-		t.Run(fmt.Sprintf("%v", mode), func(t *testing.T) {
+	for _, tc := range []struct {
+		impl string
+		mode []string
+	}{{implCeiling, nil}, {implCeiling, []string{"-s"}}, {implCeilingUring, nil}} {
+		bin, mode := bins[tc.impl], tc.mode
+		t.Run(fmt.Sprint(tc.impl, mode), func(t *testing.T) {
 			// A free port, released for the forwarder to bind.
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

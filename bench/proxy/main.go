@@ -137,9 +137,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	prm.plan.dir = prm.dir
 	prm.plan.threads = runtime.NumCPU()
-	if slices.Contains(impls, implCeiling) {
-		if prm.plan.ceiling, err = buildCeiling(ctx, prm.dir); err != nil {
-			return err
+	prm.plan.ceilings = map[string]string{}
+	for _, impl := range []string{implCeiling, implCeilingUring} {
+		if slices.Contains(impls, impl) {
+			if prm.plan.ceilings[impl], err = buildCeiling(ctx, prm.dir, impl); err != nil {
+				return fmt.Errorf("%w (make deps installs gcc's libraries)", err)
+			}
 		}
 	}
 	requested := prm.idleConns
@@ -193,7 +196,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	notes := []string{
 		fmt.Sprintf("%s. Command: `go run ./bench/proxy %s` (%v).", md.Measured(), quoteArgs(args), elapsed),
-		fmt.Sprintf("%d rounds of %v per run; wrk -t %d -c %d; vegeta at %d requests/s kept-alive (the first %v left out); iperf3 -R; %d idle connections; TCP congestion control %s for every implementation (nlb: loopbackCongestionControl: system; nlb-reno, when measured, keeps nlb's default reno on loopback legs and is not judged); HAProxy splice %s in the request tests, %s in the bulk tests; nlb-1loop is nlb with GOMAXPROCS=1 (one event loop); ceiling is bench/proxy/ceiling/forward.c with %d threads (epoll, read/write, splice in the bulk tests; no features): what a user-space forwarder can reach here, not judged; method in bench/README.md.",
+		fmt.Sprintf("%d rounds of %v per run; wrk -t %d -c %d; vegeta at %d requests/s kept-alive (the first %v left out); iperf3 -R; %d idle connections; TCP congestion control %s for every implementation (nlb: loopbackCongestionControl: system; nlb-reno, when measured, keeps nlb's default reno on loopback legs and is not judged); HAProxy splice %s in the request tests, %s in the bulk tests; nlb-1loop is nlb with GOMAXPROCS=1 (one event loop); ceiling is bench/proxy/ceiling/forward.c with %d threads (epoll, read/write, splice in the bulk tests; no features), ceiling-uring its io_uring twin (request tests only): what a user-space forwarder can reach here, not judged; method in bench/README.md.",
 			b.Reps, prm.duration, prm.threads, prm.conns, prm.rate, prm.warmup, prm.idleConns, cc, prm.plan.spliceHTTP, prm.plan.spliceBulk, prm.plan.threads),
 	}
 	if prm.idleConns < requested {
@@ -224,7 +227,8 @@ func session(ctx context.Context, t *topology, impl string, tests []string, prm 
 	for _, kind := range []string{kindHTTP, kindBulk, kindIdle} {
 		var todo []string
 		for _, test := range tests {
-			if kindOf(test) != kind || test == testSyscalls && impl == implDirect || test == testIdle && (impl == implDirect || impl == implCeiling || t.name != topoLoopback) {
+			if kindOf(test) != kind || test == testSyscalls && impl == implDirect || test == testIdle && (impl == implDirect || impl == implCeiling || t.name != topoLoopback) ||
+				impl == implCeilingUring && kind != kindHTTP {
 				continue
 			}
 			todo = append(todo, test)

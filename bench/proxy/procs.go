@@ -27,12 +27,15 @@ const (
 	implNLB1     = "nlb-1loop"         // the same with one event loop (GOMAXPROCS=1)
 	implNLBReno  = "nlb-reno"          // nlb proxy's default loopbackCongestionControl (reno): beside, not judged
 	implCeiling  = "ceiling"           // ceiling/forward.c, a thread per CPU: the least a user-space forwarder does; not judged
+	// ceiling/uring.c: the same on io_uring, request tests only; not judged
+	implCeilingUring = "ceiling-uring"
 )
 
 var (
-	allImpls     = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implNLBReno, implCeiling}
-	defaultImpls = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implCeiling}
+	allImpls     = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implNLBReno, implCeiling, implCeilingUring}
+	defaultImpls = []string{implDirect, implHAProxy1, implHAProxy2, implNLB, implNLB1, implCeiling, implCeilingUring}
 	haproxies    = []string{implHAProxy1, implHAProxy2}
+	ceilings     = []string{implCeiling, implCeilingUring}
 )
 
 // What a proxy is started for: the HTTP tests (nginx), the bulk tests
@@ -47,9 +50,9 @@ const (
 // planOptions are the settings every proxy of a run shares.
 type planOptions struct {
 	nlb, dir string
-	ceiling  string // the ceiling forwarder's binary (buildCeiling)
-	threads  int    // the ceiling's threads: one per CPU
-	maxConn  int    // the idle test's connections, plus room
+	ceilings map[string]string // the ceiling forwarders' binaries by implementation (buildCeiling)
+	threads  int               // the ceilings' threads: one per CPU
+	maxConn  int               // the idle test's connections, plus room
 	// HAProxy's splicing (benchtool.SpliceModes) for the request tests
 	// and the idle test, and for the bulk tests: each kind of traffic
 	// gets the mode that suits HAProxy best.
@@ -119,13 +122,16 @@ func plan(impl, kind string, proxyAddr netip.Addr, backends [2]netip.Addr, idle 
 		p.configFile = filepath.Join(o.dir, impl+"-"+kind+".cfg")
 		p.config = h.Config()
 		p.argv = []string{"haproxy", "-db", "-f", p.configFile}
-	case implCeiling:
+	case implCeiling, implCeilingUring:
+		if impl == implCeilingUring && kind != kindHTTP {
+			return proxyPlan{}, fmt.Errorf("%s runs the request tests only", impl)
+		}
 		// HAProxy's layout: a listener per server, the same ports.
 		port := portProxy
 		if kind == kindBulk {
 			port = portBulkHAP
 		}
-		p.argv = []string{o.ceiling, "-t", fmt.Sprint(max(1, o.threads))}
+		p.argv = []string{o.ceilings[impl], "-t", fmt.Sprint(max(1, o.threads))}
 		if kind == kindBulk {
 			p.argv = append(p.argv, "-s")
 		}

@@ -93,9 +93,20 @@ func def(metric string) metricDef {
 // bestHAProxy is HAProxy's better configuration on a metric: the higher
 // or lower median of nbthread 1 and 2.
 func (r *results) bestHAProxy(topo, metric string) (float64, string, bool) {
+	return r.best(topo, metric, haproxies)
+}
+
+// bestOf is the better median of impls on a metric.
+func (r *results) bestOf(topo, metric string, impls []string) (float64, bool) {
+	v, _, ok := r.best(topo, metric, impls)
+	return v, ok
+}
+
+// best is the better median of impls on a metric and whose it is.
+func (r *results) best(topo, metric string, impls []string) (float64, string, bool) {
 	d := def(metric)
 	best, which := math.NaN(), ""
-	for _, h := range haproxies {
+	for _, h := range impls {
 		v, ok := r.median(topo, h, metric)
 		if ok && (which == "" || d.higherBetter && v > best || !d.higherBetter && v < best) {
 			best, which = v, h
@@ -135,8 +146,8 @@ type verdict struct {
 	nlb, peer, direct float64
 	peerName          string
 	ratio             float64
-	ceiling           float64 // the ceiling forwarder's ratio to the same figure, NaN if not measured
-	text              string // "met", "**not met**", "cannot judge: ...", "not measured"
+	ceiling           float64 // the better ceiling forwarder's ratio to the same figure, NaN if not measured
+	text              string  // "met", "**not met**", "cannot judge: ...", "not measured"
 	met, judged       bool
 }
 
@@ -176,7 +187,7 @@ func (r *results) judge(topo string, g goal, rate int) verdict {
 		return v
 	}
 	v.ratio = v.nlb / base
-	if c, ok := r.median(topo, implCeiling, g.metric); ok {
+	if c, ok := r.bestOf(topo, g.metric, ceilings); ok {
 		v.ceiling = c / base
 	}
 	if why := r.dominated(topo, g.metric, rate); why != "" {

@@ -197,7 +197,7 @@ func TestPlan(t *testing.T) {
 	}
 
 	// The ceiling: HAProxy's listeners, a thread per CPU, splice for bulk.
-	o.ceiling, o.threads = "/d/forward", 2
+	o.ceilings, o.threads = map[string]string{implCeiling: "/d/forward", implCeilingUring: "/d/uring"}, 2
 	p, _ = plan(implCeiling, kindBulk, pa, be, netip.AddrPort{}, o)
 	if !slices.Equal(p.argv[:4], []string{"/d/forward", "-t", "2", "-s"}) || len(p.argv) != 4+bulkStreams ||
 		p.argv[4] != "192.0.2.12:6501=192.0.2.13:5201" || p.targets[3].String() != "192.0.2.12:6504" || len(p.listen) != bulkStreams || p.configFile != "" {
@@ -206,6 +206,13 @@ func TestPlan(t *testing.T) {
 	p, _ = plan(implCeiling, kindHTTP, pa, be, netip.AddrPort{}, o)
 	if !slices.Equal(p.argv, []string{"/d/forward", "-t", "2", "192.0.2.12:6443=192.0.2.13:8080"}) {
 		t.Errorf("ceiling http: %v", p.argv)
+	}
+	p, _ = plan(implCeilingUring, kindHTTP, pa, be, netip.AddrPort{}, o)
+	if !slices.Equal(p.argv, []string{"/d/uring", "-t", "2", "192.0.2.12:6443=192.0.2.13:8080"}) {
+		t.Errorf("ceiling-uring http: %v", p.argv)
+	}
+	if _, err := plan(implCeilingUring, kindBulk, pa, be, netip.AddrPort{}, o); err == nil {
+		t.Error("ceiling-uring planned for bulk")
 	}
 
 	// Direct: the servers themselves.

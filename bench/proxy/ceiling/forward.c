@@ -11,7 +11,8 @@
 // take is kept and reading stops until it is sent) or, with -s, splice
 // through a pipe per direction, as HAProxy's splicing does. A read that
 // returns less than asked for ends the turn without the read that would
-// return EAGAIN. EOF is passed on as shutdown(SHUT_WR) once everything read
+// return EAGAIN, unless epoll reported the peer's FIN (EPOLLRDHUP), which
+// may have come with the data and would bring no further event. EOF is passed on as shutdown(SHUT_WR) once everything read
 // has been written; an error closes both sides.
 //
 //	forward [-t threads] [-s] listen=backend ...
@@ -47,6 +48,7 @@ struct conn;
 struct side {
 	int fd;
 	int eof;         // read returned 0
+	int rdhup;       // epoll reported the peer's FIN (or an error): read to the end
 	int shut;        // the peer's write side was shut down after eof
 	char *pend;      // read, not yet written to the peer (read/write mode)
 	size_t pendOff, pendLen;
@@ -142,7 +144,7 @@ static int flowRW(struct side *in, char *buf) {
 			in->pendLen = r - w;
 			return 0;
 		}
-		if (r < BUFSZ)
+		if (r < BUFSZ && !in->rdhup)
 			return 0;
 	}
 	if (!in->shut) {
@@ -269,6 +271,8 @@ static void *run(void *arg) {
 				continue;
 			}
 			struct side *s = tok;
+			if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				s->rdhup = 1;
 			if (!s->c->dead)
 				serve(s->c, buf, &dead);
 		}
