@@ -12,13 +12,15 @@ import (
 )
 
 // The ceiling implementations' sources: minimal forwarders in C (see
-// their comments), built with the system's C compiler when the bench
-// starts, so that no binary is committed.
+// their comments) and the header they share, built with the system's C
+// compiler when the bench starts, so that no binary is committed.
 var (
 	//go:embed ceiling/forward.c
 	forwardC []byte
 	//go:embed ceiling/uring.c
 	uringC []byte
+	//go:embed ceiling/ceiling.h
+	ceilingH []byte
 )
 
 // ceilingSource is impl's C source and the libraries it links.
@@ -40,6 +42,9 @@ func buildCeiling(ctx context.Context, dir, impl string) (string, error) {
 	}
 	src := filepath.Join(dir, impl+".c")
 	bin := filepath.Join(dir, impl)
+	if err := os.WriteFile(filepath.Join(dir, "ceiling.h"), ceilingH, 0o644); err != nil {
+		return "", err
+	}
 	if err := os.WriteFile(src, code, 0o644); err != nil {
 		return "", err
 	}

@@ -19,27 +19,16 @@
 //
 // Addresses are IPv4 a.b.c.d:port.
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
+
+#include "ceiling.h"
 
 #define BUFSZ 16384
 #define PIPESZ (1 << 20)
-#define MAXROUTES 16
-
-struct route {
-	struct sockaddr_in listen, backend;
-};
 
 struct conn;
 
@@ -63,26 +52,7 @@ struct conn {
 	struct conn *nextDead;
 };
 
-static struct route routes[MAXROUTES];
-static int nroutes, nthreads = 1, splicing;
-
-static void die(const char *what) {
-	perror(what);
-	exit(1);
-}
-
-static int parseAddr(const char *s, struct sockaddr_in *a) {
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	if (!colon || colon - s >= (long)sizeof host)
-		return -1;
-	memcpy(host, s, colon - s);
-	host[colon - s] = 0;
-	memset(a, 0, sizeof *a);
-	a->sin_family = AF_INET;
-	a->sin_port = htons(atoi(colon + 1));
-	return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
-}
+static int splicing;
 
 static void setNoDelay(int fd) {
 	int one = 1;
@@ -247,14 +217,7 @@ static void *run(void *arg) {
 	if (ep < 0)
 		die("epoll_create1");
 	for (int i = 0; i < nroutes; i++) {
-		int one = 1;
-		lns[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		setsockopt(lns[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		setsockopt(lns[i], SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-		if (bind(lns[i], (struct sockaddr *)&routes[i].listen, sizeof routes[i].listen) < 0)
-			die("bind");
-		if (listen(lns[i], 4096) < 0)
-			die("listen");
+		lns[i] = listenOn(&routes[i], SOCK_NONBLOCK);
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = (void *)(uintptr_t)(i + 1)};
 		epoll_ctl(ep, EPOLL_CTL_ADD, lns[i], &ev);
 	}
@@ -288,34 +251,10 @@ static void *run(void *arg) {
 }
 
 int main(int argc, char **argv) {
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "-s"))
-			splicing = 1;
-		else if (!strcmp(argv[i], "-t") && i + 1 < argc)
-			nthreads = atoi(argv[++i]);
-		else
-			goto usage;
+	if (parseArgs(argc, argv, &splicing) < 0) {
+		fprintf(stderr, "usage: forward [-t threads] [-s] listen=backend ...\n");
+		return 2;
 	}
-	for (; i < argc; i++) {
-		char *eq = strchr(argv[i], '=');
-		if (!eq || nroutes == MAXROUTES)
-			goto usage;
-		*eq = 0;
-		if (parseAddr(argv[i], &routes[nroutes].listen) || parseAddr(eq + 1, &routes[nroutes].backend))
-			goto usage;
-		nroutes++;
-	}
-	if (nroutes == 0 || nthreads < 1 || nthreads > 64)
-		goto usage;
-	signal(SIGPIPE, SIG_IGN);
-	pthread_t t[64];
-	for (int k = 1; k < nthreads; k++)
-		if (pthread_create(&t[k], NULL, run, NULL))
-			die("pthread_create");
-	run(NULL);
+	runThreads(run);
 	return 0;
-usage:
-	fprintf(stderr, "usage: forward [-t threads] [-s] listen=backend ...\n");
-	return 2;
 }

@@ -13,26 +13,15 @@
 //
 //	uring [-t threads] listen=backend ...
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#define BUFSZ 16384
-#define MAXROUTES 16
+#include "ceiling.h"
 
-struct route {
-	struct sockaddr_in listen, backend;
-};
+#define BUFSZ 16384
 
 struct conn;
 
@@ -53,27 +42,6 @@ struct conn {
 // An operation's user data: a pointer (8-byte aligned) and its kind in
 // the low bits; a listener's accept carries its route index instead.
 enum { OP_ACCEPT, OP_CONNECT, OP_RECV, OP_SEND };
-
-static struct route routes[MAXROUTES];
-static int nroutes, nthreads = 1;
-
-static void die(const char *what) {
-	perror(what);
-	exit(1);
-}
-
-static int parseAddr(const char *s, struct sockaddr_in *a) {
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	if (!colon || colon - s >= (long)sizeof host)
-		return -1;
-	memcpy(host, s, colon - s);
-	host[colon - s] = 0;
-	memset(a, 0, sizeof *a);
-	a->sin_family = AF_INET;
-	a->sin_port = htons(atoi(colon + 1));
-	return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
-}
 
 static struct io_uring_sqe *getSQE(struct io_uring *ring) {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
@@ -204,14 +172,7 @@ static void *run(void *arg) {
 	}
 	int lns[MAXROUTES];
 	for (int i = 0; i < nroutes; i++) {
-		int one = 1;
-		lns[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		setsockopt(lns[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		setsockopt(lns[i], SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-		if (bind(lns[i], (struct sockaddr *)&routes[i].listen, sizeof routes[i].listen) < 0)
-			die("bind");
-		if (listen(lns[i], 4096) < 0)
-			die("listen");
+		lns[i] = listenOn(&routes[i], 0);
 		struct io_uring_sqe *sqe = getSQE(&ring);
 		io_uring_prep_multishot_accept(sqe, lns[i], NULL, NULL, SOCK_CLOEXEC);
 		io_uring_sqe_set_data64(sqe, (uint64_t)i << 3 | OP_ACCEPT);
@@ -234,32 +195,10 @@ static void *run(void *arg) {
 }
 
 int main(int argc, char **argv) {
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "-t") && i + 1 < argc)
-			nthreads = atoi(argv[++i]);
-		else
-			goto usage;
+	if (parseArgs(argc, argv, NULL) < 0) {
+		fprintf(stderr, "usage: uring [-t threads] listen=backend ...\n");
+		return 2;
 	}
-	for (; i < argc; i++) {
-		char *eq = strchr(argv[i], '=');
-		if (!eq || nroutes == MAXROUTES)
-			goto usage;
-		*eq = 0;
-		if (parseAddr(argv[i], &routes[nroutes].listen) || parseAddr(eq + 1, &routes[nroutes].backend))
-			goto usage;
-		nroutes++;
-	}
-	if (nroutes == 0 || nthreads < 1 || nthreads > 64)
-		goto usage;
-	signal(SIGPIPE, SIG_IGN);
-	pthread_t t[64];
-	for (int k = 1; k < nthreads; k++)
-		if (pthread_create(&t[k], NULL, run, NULL))
-			die("pthread_create");
-	run(NULL);
+	runThreads(run);
 	return 0;
-usage:
-	fprintf(stderr, "usage: uring [-t threads] listen=backend ...\n");
-	return 2;
 }
