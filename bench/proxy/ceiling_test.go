@@ -11,7 +11,33 @@ import (
 	"time"
 
 	"github.com/nlb-dev/nlb/internal/nlbtest"
+	"golang.org/x/sys/unix"
 )
+
+// reservePort returns a free 127.0.0.1 port for a forwarder's
+// SO_REUSEPORT listeners, held until the test ends by a socket that is
+// bound with SO_REUSEPORT but never listens: no other program can take
+// the port meanwhile (a port released before the forwarder binds could
+// be), and only listening sockets receive connections.
+func reservePort(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+}
 
 // TestCeilingForwards builds the ceiling forwarders and passes a 4 MiB
 // upload, its half-close and the reply through each, forward.c in its
@@ -57,13 +83,7 @@ func TestCeilingForwards(t *testing.T) {
 	}{{implCeiling, nil}, {implCeiling, []string{"-s"}}, {implCeilingUring, nil}} {
 		bin, mode := bins[tc.impl], tc.mode
 		t.Run(fmt.Sprint(tc.impl, mode), func(t *testing.T) {
-			// A free port, released for the forwarder to bind.
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
+			addr := reservePort(t)
 			args := append([]string{"-t", "2"}, mode...)
 			cmd := exec.CommandContext(ctx, bin, append(args, addr+"="+backend.Addr().String())...)
 			var stderr strings.Builder
